@@ -1,0 +1,22 @@
+"""barenet: neural networks from scratch on NumPy.
+
+The public API::
+
+    import barenet as bn
+    model = bn.Sequential([bn.layers.Dense(10, activation="relu", input_dim=2),
+                           bn.layers.Dense(1, activation="sigmoid")], seed=42)
+    model.compile(loss="binary_crossentropy", optimizer=bn.optimizers.SGD(0.01), metrics=["accuracy"])
+    history = model.fit(X, y, epochs=100)
+"""
+
+from . import errors, functional, initializers, layers, losses, metrics, optimizers
+from .errors import BarenetError
+from .gradcheck import gradcheck
+from .models import History, Sequential, callbacks
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BarenetError", "History", "Sequential", "callbacks", "errors", "functional", "gradcheck", "initializers",
+    "layers", "losses", "metrics", "optimizers",
+]

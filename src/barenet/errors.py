@@ -1,0 +1,32 @@
+"""Exceptions raised by barenet.
+
+Every error a user can trigger is a subclass of :class:`BarenetError`, and also of the
+built-in exception a Python programmer would expect (``ValueError``, ``TypeError``), so
+``except ValueError`` keeps working. Messages say what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class BarenetError(Exception):
+    """Base class of every error barenet raises on purpose."""
+
+
+class ShapeError(BarenetError, ValueError):
+    """An array has the wrong number of dimensions or the wrong size along one of them."""
+
+
+class DataError(BarenetError, ValueError):
+    """Input data is unusable: empty, non-finite, non-numeric or labels that do not fit the loss."""
+
+
+class ConfigError(BarenetError, ValueError):
+    """An argument or a configuration value is unknown or out of range."""
+
+
+class NotFittedError(BarenetError, ValueError):
+    """A model is used before it was built or trained."""
+
+
+class ModelFileError(BarenetError, ValueError):
+    """A saved model file is missing, corrupt, truncated, unsafe or of an unknown version."""

@@ -1,0 +1,13 @@
+"""Layers: each a small class with ``build``, ``forward``, ``backward`` and ``get_config``."""
+
+from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer, layer_class, register
+from .dense import Dense
+from .dropout import Dropout
+from .normalization import BatchNormalization
+from .reshape import Flatten, Reshape
+
+__all__ = [
+    "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GELU", "Layer",
+    "LeakyReLU", "Linear", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh", "layer_class", "register",
+]

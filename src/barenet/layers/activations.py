@@ -1,0 +1,193 @@
+r"""Activation layers: element-wise nonlinearities (and softmax over the last axis).
+
+Each caches what its derivative needs. For an element-wise :math:`y = f(z)` the backward
+pass is :math:`\partial L/\partial z = \partial L/\partial y \odot f'(z)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import functional as F
+from ..errors import ConfigError
+from .base import Layer, register
+
+
+class Activation(Layer):
+    """Base class of parameter-free activation layers. ``kind`` is the name used in strings."""
+
+    kind: ClassVar[str] = ""
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        self._x = x
+        self._y = self.function(x)
+        return self._y
+
+    def function(self, x: np.ndarray) -> np.ndarray:
+        """The activation itself, without caching."""
+        raise NotImplementedError
+
+
+@register
+class Linear(Activation):
+    """Identity, :math:`f(z) = z`."""
+
+    kind = "linear"
+
+    def function(self, x):
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+@register
+class ReLU(Activation):
+    r""":math:`f(z) = \max(z, 0)`, :math:`f'(z) = [z > 0]`."""
+
+    kind = "relu"
+
+    def function(self, x):
+        return F.relu(x)
+
+    def backward(self, grad):
+        return grad * (self._y > 0)
+
+
+@register
+class LeakyReLU(Activation):
+    r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha z` otherwise."""
+
+    kind = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def function(self, x):
+        return F.leaky_relu(x, self.alpha)
+
+    def backward(self, grad):
+        return np.where(self._x > 0, grad, grad * grad.dtype.type(self.alpha))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+@register
+class ELU(Activation):
+    r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha(e^z-1)` otherwise; :math:`f'(z) = f(z)+\alpha` there."""
+
+    kind = "elu"
+
+    def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def function(self, x):
+        return F.elu(x, self.alpha)
+
+    def backward(self, grad):
+        return np.where(self._x > 0, grad, grad * (self._y + grad.dtype.type(self.alpha)))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+@register
+class GELU(Activation):
+    """Gaussian error linear unit (tanh approximation, see :func:`barenet.functional.gelu`)."""
+
+    kind = "gelu"
+
+    def function(self, x):
+        return F.gelu(x)
+
+    def backward(self, grad):
+        return grad * F.gelu_grad(self._x)
+
+
+@register
+class Sigmoid(Activation):
+    r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))`."""
+
+    kind = "sigmoid"
+
+    def function(self, x):
+        return F.sigmoid(x)
+
+    def backward(self, grad):
+        y = self._y
+        return grad * y * (1 - y)
+
+
+@register
+class Tanh(Activation):
+    r""":math:`\tanh z`, derivative :math:`1 - \tanh^2 z`."""
+
+    kind = "tanh"
+
+    def function(self, x):
+        return np.tanh(x)
+
+    def backward(self, grad):
+        y = self._y
+        return grad * (1 - y * y)
+
+
+@register
+class Softmax(Activation):
+    r"""Softmax over the last axis: :math:`y_i = e^{z_i}/\sum_j e^{z_j}`.
+
+    Notes
+    -----
+    The Jacobian-vector product is :math:`\partial L/\partial z = y \odot (g - \langle g, y\rangle)`.
+    Paired with categorical cross-entropy the model uses the fused form
+    :math:`\partial L/\partial z = y - t` instead.
+    """
+
+    kind = "softmax"
+
+    def function(self, x):
+        return F.softmax(x, axis=-1)
+
+    def backward(self, grad):
+        y = self._y
+        return y * (grad - np.sum(grad * y, axis=-1, keepdims=True))
+
+
+_BY_KIND: dict[str, type[Activation]] = {
+    cls.kind: cls for cls in (Linear, ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Softmax)
+}
+
+
+def get(activation: str | Activation | None) -> Activation:
+    """Resolve ``"relu"``, an :class:`Activation` instance or ``None`` (linear) to a fresh layer object."""
+    if activation is None:
+        return Linear()
+    if isinstance(activation, Activation):
+        return type(activation).from_config(activation.get_config())
+    if isinstance(activation, str) and activation.lower() in _BY_KIND:
+        return _BY_KIND[activation.lower()]()
+    raise ConfigError(
+        f"unknown activation {activation!r}; expected one of {sorted(_BY_KIND)}, an Activation layer or None"
+    )
+
+
+def serialize(activation: Activation) -> str | dict:
+    """``"relu"``, or ``{"kind": "leaky_relu", "alpha": 0.1}`` when it has arguments."""
+    config = {k: v for k, v in activation.get_config().items() if k != "name"}
+    return {"kind": activation.kind, **config} if config else activation.kind
+
+
+def deserialize(spec: str | dict | None) -> Activation:
+    """Inverse of :func:`serialize`."""
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        kind = spec.pop("kind", None)
+        if kind not in _BY_KIND:
+            raise ConfigError(f"unknown activation {kind!r}; expected one of {sorted(_BY_KIND)}")
+        return _BY_KIND[kind](**spec)
+    return get(spec)

@@ -1,0 +1,165 @@
+"""The layer contract.
+
+A layer is a small object with explicit state:
+
+``params``
+    trainable arrays by name (``kernel``, ``bias``, ``gamma`` ...);
+``grads``
+    the same keys and shapes, filled by :meth:`Layer.backward`;
+``buffers``
+    non-trainable state such as running statistics.
+
+Its life cycle:
+
+1. ``build(input_shape, rng, dtype)`` creates the parameters once the input shape is known.
+   ``input_shape`` excludes the batch axis: ``(features,)`` for vectors,
+   ``(height, width, channels)`` for images, ``(time, features)`` for sequences.
+2. ``forward(x, *, training)`` maps ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``
+   and caches only what ``backward`` needs.
+3. ``backward(grad)`` takes dLoss/dOutput of the last ``forward`` and returns dLoss/dInput
+   (or ``None`` when ``input_grad_needed`` is False, as for a network's first layer). It writes
+   ``grads`` and never touches ``params``: only an optimizer updates parameters.
+4. ``get_config()`` returns the JSON-serializable constructor arguments, so
+   ``type(layer).from_config(layer.get_config())`` rebuilds an equivalent (unbuilt) layer.
+
+A new layer is a subclass that implements ``build`` (if it has parameters), ``forward``,
+``backward``, ``compute_output_shape`` (if it changes the shape) and ``get_config``, and adds
+itself to the registry with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError, NotFittedError, ShapeError
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: make a layer known to :func:`barenet.load` by its class name."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def layer_class(name: str) -> type[Layer]:
+    """Look up a registered layer class by name (used when loading saved models)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown layer type {name!r}; known layers: {sorted(_REGISTRY)}") from None
+
+
+class Layer:
+    """Base class of every layer; see the module docstring for the contract."""
+
+    #: Whether ``forward`` behaves differently in training (Dropout, BatchNormalization).
+    has_training_mode: ClassVar[bool] = False
+
+    def __init__(self, *, input_shape: tuple[int, ...] | None = None, name: str | None = None) -> None:
+        self.name = name
+        self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape is not None else None
+        self.output_shape: tuple[int, ...] | None = None
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.built = False
+        self.dtype: np.dtype = np.dtype("float32")
+        self.input_grad_needed = True
+
+    # ----------------------------------------------------------------- life cycle
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = "float32") -> None:
+        """Create parameters for inputs of shape ``(batch, *input_shape)``.
+
+        Subclasses with parameters override this and call ``super().build(...)`` first.
+        """
+        if self.input_shape is not None and tuple(self.input_shape) != tuple(input_shape):
+            raise ShapeError(
+                f"{self.describe()} was declared with input shape {self.input_shape}, "
+                f"but the previous layer outputs {tuple(input_shape)}"
+            )
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.rng = rng
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output sample given the shape of one input sample (default: unchanged)."""
+        return tuple(input_shape)
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """Map ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``."""
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        """Given dLoss/dOutput of the last ``forward``, fill ``grads`` and return dLoss/dInput."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as JSON-serializable values."""
+        config: dict[str, Any] = {}
+        if self.name is not None:
+            config["name"] = self.name
+        if self.input_shape is not None and not self.built:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Rebuild an unbuilt layer from :meth:`get_config`'s output."""
+        config = dict(config)
+        if "input_shape" in config and config["input_shape"] is not None:
+            config["input_shape"] = tuple(config["input_shape"])
+        return cls(**config)
+
+    # ----------------------------------------------------------------- helpers
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register a trainable array and a zeroed gradient of the same shape and dtype."""
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def weights(self) -> list[np.ndarray]:
+        """Parameters then buffers, in declaration order (the order of ``get_weights``)."""
+        return [*self.params.values(), *self.buffers.values()]
+
+    def set_weights(self, arrays: list[np.ndarray]) -> None:
+        """Copy ``arrays`` (in :meth:`weights` order) into this built layer, checking shapes."""
+        names = [*self.params, *self.buffers]
+        if len(arrays) != len(names):
+            raise ShapeError(f"{self.describe()} has {len(names)} weight arrays {names}, got {len(arrays)}")
+        for key, value in zip(names, arrays, strict=True):
+            store = self.params if key in self.params else self.buffers
+            value = np.asarray(value)
+            if value.shape != store[key].shape:
+                raise ShapeError(
+                    f"{self.describe()} weight {key!r} has shape {store[key].shape}, got {value.shape}"
+                )
+            store[key][...] = value
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable scalars."""
+        return int(sum(p.size for p in self.params.values()))
+
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise a :class:`ShapeError` naming this layer when ``x`` does not fit ``input_shape``."""
+        if not self.built:
+            raise NotFittedError(f"{self.describe()} is not built; call build(input_shape, rng) first")
+        if x.shape[1:] != self.input_shape:
+            raise ShapeError(
+                f"{self.describe()} expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+
+    def describe(self) -> str:
+        """Short human name used in messages: ``Dense(64) 'hidden'``."""
+        text = repr(self)
+        return f"{text} {self.name!r}" if self.name else text
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("name", "input_shape"))
+        return f"{type(self).__name__}({args})"

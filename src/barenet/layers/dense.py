@@ -1,0 +1,131 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers
+from ..errors import ConfigError, ShapeError
+from . import activations
+from .base import Layer, register
+
+
+@register
+class Dense(Layer):
+    r"""Affine map followed by an optional activation: :math:`y = f(xW + b)`.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs.
+    activation : str, Activation or None
+        Applied to :math:`z = xW + b`; ``None`` means linear.
+    input_dim : int, optional
+        Number of input features, for the first layer of a model.
+    kernel_initializer, bias_initializer : str or callable
+        See :mod:`barenet.initializers`.
+    use_bias : bool
+    l2 : float
+        Weight penalty :math:`\lambda \sum W^2` added to the loss (kernel only).
+
+    Shapes
+    ------
+    ``x : (batch, ..., in)`` -> ``y : (batch, ..., units)``; ``kernel : (in, units)``, ``bias : (units,)``.
+
+    Notes
+    -----
+    Backward, with :math:`g = \partial L/\partial z` flattened to rows:
+    :math:`\partial L/\partial W = x^\top g`, :math:`\partial L/\partial b = \sum_{rows} g`,
+    :math:`\partial L/\partial x = g W^\top`.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | activations.Activation | None = None,
+        *,
+        input_dim: int | None = None,
+        kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+        bias_initializer: str | initializers.Initializer = "zeros",
+        use_bias: bool = True,
+        l2: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        if input_dim is not None:
+            kwargs.setdefault("input_shape", (int(input_dim),))
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ConfigError(f"Dense units must be a positive integer, got {units!r}")
+        if l2 < 0:
+            raise ConfigError(f"Dense l2 must be >= 0, got {l2!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.use_bias = bool(use_bias)
+        self.l2 = float(l2)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ShapeError(f"{self.describe()} needs inputs with a feature axis, got sample shape {input_shape}")
+        return (*input_shape[:-1], self.units)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        fan_in = self.input_shape[-1]
+        self.add_param("kernel", self.kernel_initializer((fan_in, self.units), fan_in, self.units, rng, self.dtype))
+        if self.use_bias:
+            self.add_param("bias", self.bias_initializer((self.units,), fan_in, self.units, rng, self.dtype))
+        self.activation.build(self.output_shape, rng, dtype)
+
+    def forward(self, x, *, training=False):
+        return self.activation.forward(self.forward_logits(x, training=training), training=training)
+
+    def backward(self, grad):
+        return self.backward_logits(self.activation.backward(grad))
+
+    def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """:math:`z = xW + b`, before the activation."""
+        self.check_input(x)
+        self._x = x
+        z = x @ self.params["kernel"]
+        if self.use_bias:
+            z += self.params["bias"]
+        return z
+
+    def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
+        """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
+        x = self._x.reshape(-1, self._x.shape[-1])
+        g = grad.reshape(-1, self.units)
+        np.matmul(x.T, g, out=self.grads["kernel"])
+        if self.use_bias:
+            np.sum(g, axis=0, out=self.grads["bias"])
+        if not self.input_grad_needed:
+            return None
+        return grad @ self.params["kernel"].T
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "use_bias": self.use_bias,
+            "l2": self.l2,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["activation"] = activations.deserialize(config.get("activation"))
+        for key in ("kernel_initializer", "bias_initializer"):
+            if key in config:
+                config[key] = initializers.deserialize(config[key])
+        return super().from_config(config)
+
+    def __repr__(self) -> str:
+        act = self.activation.kind
+        return f"Dense({self.units}" + (f", activation={act!r})" if act != "linear" else ")")

@@ -1,0 +1,145 @@
+r"""Metrics computed during ``fit`` and ``evaluate``.
+
+Each metric is ``metric(y_true, y_pred, task) -> float`` on whole arrays, where ``y_true`` is
+in the loss's target form (one-hot rows for multi-class, 0/1 columns for binary and
+multi-label, real values for regression), ``y_pred`` holds probabilities or predicted values
+of the same shape, and ``task`` is ``"binary"``, ``"multiclass"``, ``"multilabel"`` or
+``"regression"``.
+
+Precision, recall and F1 are for the positive class in binary tasks and the unweighted mean
+over classes ("macro") otherwise; the ``*_macro`` names average over classes in binary tasks
+too. A class with no predicted (or no true) samples contributes 0, as in scikit-learn with
+``zero_division=0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import ConfigError
+
+Metric = Callable[[np.ndarray, np.ndarray, str], float]
+CLASSIFICATION = ("binary", "multiclass", "multilabel")
+
+
+def _labels(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Hard predictions: argmax over classes (multiclass) or threshold 0.5."""
+    if task == "multiclass":
+        k = y_pred.shape[-1]
+        return y_true.reshape(-1, k).argmax(axis=1), y_pred.reshape(-1, k).argmax(axis=1)
+    return (y_true.reshape(len(y_true), -1) >= 0.5), (y_pred.reshape(len(y_pred), -1) >= 0.5)
+
+
+def _require(task: str, name: str, allowed: tuple[str, ...]) -> None:
+    if task not in allowed:
+        raise ConfigError(f"metric {name!r} is for {' or '.join(allowed)} tasks, but this model does {task}")
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> float:
+    """Fraction of samples predicted exactly right (all labels right, for multi-label)."""
+    _require(task, "accuracy", CLASSIFICATION)
+    t, p = _labels(y_true, y_pred, task)
+    if task == "multiclass":
+        return float(np.mean(t == p))
+    return float(np.mean(np.all(t == p, axis=1)))
+
+
+def _counts(y_true: np.ndarray, y_pred: np.ndarray, task: str, macro_binary: bool):
+    """True positives, predicted positives and actual positives for each class considered."""
+    t, p = _labels(y_true, y_pred, task)
+    if task == "multiclass":
+        k = y_pred.shape[-1]
+        tp = np.bincount(t[t == p], minlength=k)
+        return tp, np.bincount(p, minlength=k), np.bincount(t, minlength=k)
+    if task == "binary" and macro_binary:
+        t, p = np.hstack([t, ~t]), np.hstack([p, ~p])
+    return (t & p).sum(axis=0), p.sum(axis=0), t.sum(axis=0)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros(np.shape(a), dtype=np.float64), where=b > 0)
+
+
+def _prf(y_true, y_pred, task, which: str, macro_binary: bool) -> float:
+    _require(task, which, CLASSIFICATION)
+    tp, pred, true = _counts(y_true, y_pred, task, macro_binary)
+    precision, recall = _safe_div(tp, pred), _safe_div(tp, true)
+    if which == "precision":
+        return float(precision.mean())
+    if which == "recall":
+        return float(recall.mean())
+    return float(_safe_div(2 * precision * recall, precision + recall).mean())
+
+
+def precision(y_true, y_pred, task):
+    r""":math:`TP / (TP + FP)`."""
+    return _prf(y_true, y_pred, task, "precision", False)
+
+
+def recall(y_true, y_pred, task):
+    r""":math:`TP / (TP + FN)`."""
+    return _prf(y_true, y_pred, task, "recall", False)
+
+
+def f1(y_true, y_pred, task):
+    r"""Harmonic mean :math:`2PR / (P + R)`, per class, then averaged."""
+    return _prf(y_true, y_pred, task, "f1", False)
+
+
+def precision_macro(y_true, y_pred, task):
+    return _prf(y_true, y_pred, task, "precision", True)
+
+
+def recall_macro(y_true, y_pred, task):
+    return _prf(y_true, y_pred, task, "recall", True)
+
+
+def f1_macro(y_true, y_pred, task):
+    return _prf(y_true, y_pred, task, "f1", True)
+
+
+def mean_squared_error(y_true, y_pred, task):
+    r""":math:`\frac1{nk}\sum (p - t)^2`."""
+    return float(np.mean((np.asarray(y_pred, np.float64) - y_true) ** 2))
+
+
+def mean_absolute_error(y_true, y_pred, task):
+    r""":math:`\frac1{nk}\sum |p - t|`."""
+    return float(np.mean(np.abs(np.asarray(y_pred, np.float64) - y_true)))
+
+
+def r2(y_true, y_pred, task):
+    r"""Coefficient of determination :math:`1 - SS_{res}/SS_{tot}` per output, averaged over outputs
+    (an output with constant targets scores 1 if predicted exactly, else 0, as scikit-learn does)."""
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
+    ss_res = ((t - p) ** 2).sum(axis=0)
+    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    score = np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), np.where(ss_res == 0, 1.0, 0.0))
+    return float(score.mean())
+
+
+_BY_NAME: dict[str, Metric] = {
+    "accuracy": accuracy,
+    "acc": accuracy,
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "precision_macro": precision_macro,
+    "recall_macro": recall_macro,
+    "f1_macro": f1_macro,
+    "mse": mean_squared_error,
+    "mean_squared_error": mean_squared_error,
+    "mae": mean_absolute_error,
+    "mean_absolute_error": mean_absolute_error,
+    "r2": r2,
+}
+
+
+def get(name: str) -> Metric:
+    """Look a metric up by name."""
+    if isinstance(name, str) and name.lower() in _BY_NAME:
+        return _BY_NAME[name.lower()]
+    raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(_BY_NAME)}")

@@ -1,0 +1,266 @@
+"""Callbacks: objects the training loop calls at the start and end of training, epochs and batches.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs. ``self.model`` is the
+model being trained; setting ``self.model.stop_training = True`` ends training after the
+current batch. ``logs`` holds the values of the epoch so far (``loss``, metric names,
+``val_`` names).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+class Callback:
+    """Base class with empty hooks."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "model")
+        return f"{type(self).__name__}({args})"
+
+
+def _better(mode: str, min_delta: float) -> Callable[[float, float], bool]:
+    if mode == "min":
+        return lambda current, best: current < best - min_delta
+    return lambda current, best: current > best + min_delta
+
+
+def _resolve_mode(mode: str, monitor: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ConfigError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    lower_is_better = ("loss", "error", "mse", "mae")
+    return "min" if any(word in monitor for word in lower_is_better) else "max"
+
+
+def _monitored(logs: dict[str, float] | None, monitor: str, who: str) -> float:
+    logs = logs or {}
+    if monitor not in logs:
+        hint = " (pass validation_data or validation_split to fit)" if monitor.startswith("val_") else ""
+        raise ConfigError(f"{who} monitors {monitor!r}, but the epoch logs only have {sorted(logs)}{hint}")
+    return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best_weights=True`` the model gets back the weights of its best epoch when
+    training stops (or ends), so the returned model is the best one seen.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 0,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ) -> None:
+        if patience < 0:
+            raise ConfigError(f"EarlyStopping patience must be >= 0, got {patience!r}")
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.mode = _resolve_mode(mode, monitor)
+        self.restore_best_weights = bool(restore_best_weights)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.best_weights: list[np.ndarray] | None = None
+        self.stopped_epoch: int | None = None
+        self._is_better = _better(self.mode, self.min_delta)
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "EarlyStopping")
+        if math.isfinite(current) and self._is_better(current, self.best):
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = [w.copy() for w in self.model.get_weights()]
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model to ``filepath`` after each epoch (or only when ``monitor`` improves).
+
+    ``filepath`` may contain ``{epoch}`` and log names, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.barenet"``.
+    A model whose monitored value (or loss) is NaN or infinite is never saved, so a diverging run
+    cannot overwrite a good checkpoint. Saving is atomic (see :func:`barenet.save`).
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto") -> None:
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.mode = _resolve_mode(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self._is_better = _better(self.mode, 0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ..io import save
+
+        logs = logs or {}
+        if not all(math.isfinite(v) for v in logs.values()):
+            return
+        if self.save_best_only:
+            current = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if not self._is_better(current, self.best):
+                return
+            self.best = current
+        save(self.model, self.filepath.format(epoch=epoch + 1, **logs))
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch loss is NaN or infinite, and say so on stderr.
+
+    ``fit`` always adds one unless the callbacks given already hold one.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+        self.terminated_at: tuple[int, int] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss", 0.0)
+        if not math.isfinite(loss):
+            self.terminated_at = (self._epoch, batch)
+            self.model.stop_training = True
+            print(
+                f"barenet: loss became {loss} at epoch {self._epoch + 1}, batch {batch + 1}; training stopped. "
+                "Try a smaller learning rate, gradient clipping (clipnorm) or scaled inputs.",
+                file=self._stream or sys.stderr,
+            )
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, self.model.optimizer.current_learning_rate()))
+        if not lr > 0:
+            raise ConfigError(f"LearningRateScheduler returned learning rate {lr!r} at epoch {epoch}; expected > 0")
+        self.model.optimizer.learning_rate = lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = self.model.optimizer.current_learning_rate()
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs,
+    then wait ``cooldown`` epochs; never below ``min_lr``."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto") -> None:
+        if not 0.0 < factor < 1.0:
+            raise ConfigError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self.mode = _resolve_mode(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self._is_better = _better(self.mode, self.min_delta)
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        optimizer = self.model.optimizer
+        if not isinstance(optimizer.learning_rate, float):
+            raise ConfigError("ReduceLROnPlateau needs an optimizer with a constant learning rate, not a schedule")
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._is_better(current, self.best):
+            self.best, self.wait = current, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                optimizer.learning_rate = max(optimizer.learning_rate * self.factor, self.min_lr)
+                self.cooldown_left, self.wait = self.cooldown, 0
+        if logs is not None:
+            logs["lr"] = optimizer.learning_rate
+
+
+class ProgressBar(Callback):
+    """Progress display for ``fit(verbose=1)`` (a bar per epoch, redrawn in place on a terminal)
+    and ``verbose=2`` (one line per epoch). Each epoch line shows the loss, metrics and time."""
+
+    def __init__(self, verbose: int = 1, stream: IO[str] | None = None, width: int = 30) -> None:
+        self.verbose = int(verbose)
+        self.stream = stream
+        self.width = width
+
+    def on_train_begin(self, logs=None):
+        self._out = self.stream or sys.stdout
+        self._live = self.verbose == 1 and getattr(self._out, "isatty", lambda: False)()
+        self._epochs = self.model._fit_params["epochs"]
+        self._steps = self.model._fit_params["steps"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._epoch = epoch
+        self._last_draw = 0.0
+
+    def on_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if not self._live or (now - self._last_draw < 0.1 and batch + 1 < self._steps):
+            return
+        self._last_draw = now
+        done = int(self.width * (batch + 1) / self._steps)
+        bar = "=" * max(done - 1, 0) + (">" if done < self.width else "=") + "." * (self.width - done)
+        text = f"\rEpoch {self._epoch + 1}/{self._epochs} [{bar}] {batch + 1}/{self._steps}"
+        self._out.write(f"{text} - loss: {(logs or {}).get('loss', float('nan')):.4f}")
+        self._out.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        values = " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        prefix = "\r" if self._live else ""
+        self._out.write(f"{prefix}Epoch {epoch + 1}/{self._epochs} - {seconds:.2f}s - {values}\x1b[K\n"
+                        if self._live else f"Epoch {epoch + 1}/{self._epochs} - {seconds:.2f}s - {values}\n")
+        self._out.flush()

@@ -1,0 +1,112 @@
+"""The optimizer contract.
+
+One optimizer serves a whole model. It sees the model's parameters and gradients as two
+dicts keyed by a stable dotted path (``"layers.0.kernel"``) and updates parameters in place.
+Its per-parameter state ("slots": momentum, Adam moments) is keyed by the same paths, so
+:meth:`Optimizer.get_state` / :meth:`Optimizer.set_state` can save and resume training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import schedules
+from .schedules import Schedule
+
+
+class Optimizer:
+    """Base class. Subclasses implement :meth:`update` and list their slot names in ``slot_names``.
+
+    Parameters
+    ----------
+    learning_rate : float or Schedule
+        A constant, or a schedule called with the step count before each update.
+    clipnorm : float, optional
+        If set, all gradients are scaled together so that their global L2 norm
+        :math:`\\sqrt{\\sum_k \\|g_k\\|^2}` is at most ``clipnorm``.
+    """
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float | Schedule = 0.01, *, clipnorm: float | None = None) -> None:
+        if not isinstance(learning_rate, Schedule):
+            if not isinstance(learning_rate, (int, float, np.floating)) or not learning_rate > 0:
+                raise ConfigError(f"learning_rate must be a positive number or a Schedule, got {learning_rate!r}")
+            learning_rate = float(learning_rate)
+        if clipnorm is not None and not clipnorm > 0:
+            raise ConfigError(f"clipnorm must be > 0, got {clipnorm!r}")
+        self.learning_rate = learning_rate
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.iterations = 0
+        self.slots: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.slot_names}
+
+    def current_learning_rate(self) -> float:
+        """The rate the next :meth:`step` will use."""
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if isinstance(lr, Schedule) else lr
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """Apply one update to every parameter in ``params`` (in place) from ``grads``."""
+        if self.clipnorm is not None:
+            norm = np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+            if norm > self.clipnorm:
+                scale = self.clipnorm / norm
+                for g in grads.values():
+                    g *= g.dtype.type(scale)
+        lr = self.current_learning_rate()
+        self.iterations += 1
+        for key, param in params.items():
+            self.update(key, param, grads[key], lr)
+
+    def update(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+        """Update one parameter in place."""
+        raise NotImplementedError
+
+    def slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
+        """The ``name`` slot of parameter ``key``, created as zeros on first use."""
+        store = self.slots[name]
+        if key not in store:
+            store[key] = np.zeros_like(like)
+        return store[key]
+
+    # ----------------------------------------------------------------- persistence
+    def get_config(self) -> dict[str, Any]:
+        lr = self.learning_rate
+        config: dict[str, Any] = {
+            "learning_rate": schedules.serialize(lr) if isinstance(lr, Schedule) else lr,
+        }
+        if self.clipnorm is not None:
+            config["clipnorm"] = self.clipnorm
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Slots and step count as flat arrays keyed ``"<slot>/<path>"``."""
+        state = {f"{name}/{key}": value for name, store in self.slots.items() for key, value in store.items()}
+        state["iterations"] = np.array(self.iterations, dtype=np.int64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`get_state`."""
+        self.iterations = int(state.get("iterations", 0))
+        self.slots = {name: {} for name in self.slot_names}
+        for flat, value in state.items():
+            if flat == "iterations":
+                continue
+            name, _, key = flat.partition("/")
+            if name not in self.slots:
+                raise ConfigError(f"optimizer state has unknown slot {name!r}; {type(self).__name__} has "
+                                  f"{list(self.slot_names)}")
+            self.slots[name][key] = np.array(value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
