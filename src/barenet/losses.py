@@ -109,7 +109,7 @@ def _per_output(values: np.ndarray) -> np.ndarray:
 
 
 class MeanSquaredError(Loss):
-    r""":math:`\ell_i = \frac1k\sum_j (p_{ij} - t_{ij})^2`, :math:`\partial\ell_i/\partial p_{ij} = 2(p_{ij}-t_{ij})/k`."""
+    r""":math:`\ell_i = \frac1k\sum_j (p_{ij} - t_{ij})^2`, with gradient :math:`2(p_{ij}-t_{ij})/k`."""
 
     name = "mean_squared_error"
 
