@@ -58,6 +58,32 @@ class Normal:
         return f"Normal(stddev={self.stddev})"
 
 
+def orthogonal(shape, fan_in, fan_out, rng, dtype):
+    r"""A random (semi-)orthogonal matrix, the usual recurrent-kernel initializer.
+
+    Notes
+    -----
+    The QR factorization :math:`A = QR` of a standard normal :math:`A` gives an orthonormal :math:`Q`;
+    multiplying its columns by :math:`\operatorname{sign}(\operatorname{diag} R)` makes it uniformly
+    distributed over orthogonal matrices (Saxe et al., 2014). Shapes of more than two axes are treated as
+    ``(prod(shape[:-1]), shape[-1])``; for a wide matrix the rows are orthonormal instead of the columns.
+    Repeated multiplication by an orthogonal matrix neither grows nor shrinks a vector, which keeps
+    gradients through many time steps from exploding or vanishing at the start of training.
+    """
+    rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.where(np.diag(r) < 0, -1.0, 1.0)
+    if rows < cols:
+        q = q.T
+    return q.reshape(shape).astype(dtype)
+
+
+def uniform(shape, fan_in, fan_out, rng, dtype):
+    """Uniform on :math:`\\pm 0.05` (a common default for embedding tables)."""
+    return rng.uniform(-0.05, 0.05, shape).astype(dtype)
+
+
 def zeros(shape, fan_in, fan_out, rng, dtype):
     """All zeros (the usual bias initializer)."""
     return np.zeros(shape, dtype=dtype)
@@ -76,6 +102,8 @@ _BY_NAME: dict[str, Initializer] = {
     "xavier_normal": glorot_normal,
     "xavier_uniform": glorot_uniform,
     "normal": Normal(0.01),
+    "orthogonal": orthogonal,
+    "uniform": uniform,
     "zeros": zeros,
     "ones": ones,
 }
