@@ -1,7 +1,9 @@
 """Pure math: activations, their derivatives and numerically stable softmax forms.
 
 Every function takes and returns NumPy arrays and keeps the input dtype. Layers call these;
-nothing here holds state.
+nothing here holds state. In the stable forms an ``exp`` of a very negative shifted value rounds to 0,
+which is the intended result, so those underflows are silenced (they would raise under
+``np.errstate(all="raise")``).
 """
 
 from __future__ import annotations
@@ -65,13 +67,15 @@ def logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
     r""":math:`\log \sum_j e^{z_j}` along ``axis``, shifted by the maximum so it never overflows.
     The reduced axis is kept (size 1)."""
     m = np.max(z, axis=axis, keepdims=True)
-    return m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+    with np.errstate(under="ignore"):
+        return m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     r""":math:`e^{z_i - \max z} / \sum_j e^{z_j - \max z}` along ``axis``; rows sum to 1, no overflow."""
     e = z - np.max(z, axis=axis, keepdims=True)
-    np.exp(e, out=e)
+    with np.errstate(under="ignore"):
+        np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
@@ -83,4 +87,5 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softplus(z: np.ndarray) -> np.ndarray:
     r""":math:`\log(1 + e^{z})` computed as :math:`\max(z,0) + \log(1 + e^{-|z|})`: no overflow."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    with np.errstate(under="ignore"):
+        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))

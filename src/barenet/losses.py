@@ -235,7 +235,8 @@ class CategoricalCrossentropy(Loss):
         rows = _rows_per_sample(logits)
         logp = F.log_softmax(logits)
         value = _weighted_mean(-(y_true * logp).reshape(logits.shape[0], -1).sum(axis=1) / rows, sample_weight)
-        probs = np.exp(logp)
+        with np.errstate(under="ignore"):  # a probability that rounds to 0 is the right answer
+            probs = np.exp(logp)
         grad = probs * y_true.sum(axis=-1, keepdims=True) - y_true
         if rows != 1:
             grad /= rows
