@@ -1,0 +1,57 @@
+"""Each script in examples/ runs as a real subprocess and prints the results it promises."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    """Run ``examples/<name>`` with ``args``; fail with its stderr if it exits non-zero; return stdout."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{proc.stderr}"
+    return proc.stdout
+
+
+def number_after(label: str, text: str) -> float:
+    """The number printed right after ``label`` (e.g. ``"test accuracy:"``) in ``text``."""
+    match = re.search(re.escape(label) + r"\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)", text)
+    assert match, f"no {label!r} in output:\n{text}"
+    return float(match.group(1))
+
+
+def test_xor_prints_the_xor_truth_table():
+    out = run_example("xor.py")
+    assert "[0, 1, 1, 0]" in out.splitlines()
+    assert number_after("accuracy", out) == 1.0
+
+
+def test_xor_with_too_few_steps_has_not_learned_yet():
+    # Guards the check above: the printed classes come from the network, not a constant.
+    out = run_example("xor.py", "--epochs", "10")
+    assert "[0, 1, 1, 0]" not in out.splitlines()
+
+
+def test_sine_fits_with_small_mse_and_saves_a_plot(tmp_path):
+    figure = tmp_path / "sine.png"
+    out = run_example("sine.py", "--epochs", "150", "--plot", str(figure))
+    assert number_after("final MSE on 1000 grid points:", out) < 0.01
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("bad", [["--epochs", "ten"], ["--no-such-option"]])
+def test_examples_reject_bad_arguments(bad):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "sine.py"), *bad], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr
