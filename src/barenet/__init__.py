@@ -9,9 +9,10 @@ The public API::
     history = model.fit(X, y, epochs=100)
 """
 
-from . import errors, functional, initializers, layers, losses, metrics, optimizers
+from . import datasets, errors, functional, initializers, layers, losses, metrics, optimizers
 from .errors import BarenetError
 from .gradcheck import gradcheck
+from .io import load, save
 from .models import History, Sequential, callbacks
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BarenetError", "History", "Sequential", "callbacks", "errors", "functional", "gradcheck", "initializers",
     "layers", "losses", "metrics", "optimizers",
+    "datasets", "load", "save",
 ]
