@@ -1,0 +1,317 @@
+"""Contract tests run over every layer, plus layer-specific behaviour.
+
+Every entry of ``CASES`` is checked for the whole layer contract (see ``barenet.layers.base``):
+
+* ``bn.gradcheck`` in float64 gives a relative error below 1e-6 for the input and every parameter;
+* the output shape equals ``compute_output_shape`` of the input shape;
+* ``from_config(get_config())`` rebuilds an equivalent layer (same config, same outputs from the same seed);
+* ``repr`` names the class and its arguments;
+* float32 in gives float32 out (forward and backward, parameters and gradients).
+
+To cover a new layer, add one line to ``CASES``::
+
+    Case("conv2d-same", lambda: Conv2D(4, 3, padding="same"), (6, 6, 2)),
+
+``input_shape`` excludes the batch axis. Set ``training=False`` to check inference mode, ``fixed_rng=True``
+for layers that draw random numbers in ``forward`` (the layer's generator is reset before every forward
+pass so the finite differences see the same mask), and ``setup`` to prepare a built layer (for example
+to give BatchNormalization non-trivial running statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import barenet as bn
+from barenet.errors import ConfigError, NotFittedError, ShapeError
+from barenet.layers import (
+    ELU,
+    GELU,
+    Activation,
+    BatchNormalization,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+
+
+def _moving_statistics(layer: Layer) -> None:
+    n = layer.input_shape[-1]
+    layer.buffers["moving_mean"][...] = np.linspace(-0.5, 0.5, n)
+    layer.buffers["moving_variance"][...] = np.linspace(0.5, 2.0, n)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[], Layer]
+    input_shape: tuple[int, ...]
+    training: bool = True
+    fixed_rng: bool = False
+    setup: Callable[[Layer], None] | None = None
+    batch: int = 4
+
+
+CASES = [
+    *[Case(f"dense-{act}", lambda act=act: Dense(3, activation=act), (5,))
+      for act in ("linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax")],
+    Case("dense-no-bias", lambda: Dense(2, use_bias=False, kernel_initializer="he_normal"), (3,)),
+    Case("dense-sequence", lambda: Dense(3, activation="tanh"), (2, 4)),
+    Case("dense-leaky-alpha", lambda: Dense(3, activation=LeakyReLU(alpha=0.2)), (4,)),
+    Case("relu", ReLU, (6,)),
+    Case("leaky_relu", lambda: LeakyReLU(alpha=0.1), (6,)),
+    Case("elu", lambda: ELU(alpha=0.5), (6,)),
+    Case("gelu", GELU, (6,)),
+    Case("sigmoid", Sigmoid, (6,)),
+    Case("tanh", Tanh, (6,)),
+    Case("softmax", Softmax, (5,)),
+    Case("softmax-sequence", Softmax, (3, 4)),
+    Case("linear", Linear, (6,)),
+    Case("dropout-train", lambda: Dropout(0.4), (8,), fixed_rng=True),
+    Case("dropout-infer", lambda: Dropout(0.4), (8,), training=False),
+    Case("batchnorm-train", BatchNormalization, (3,), batch=6),
+    Case("batchnorm-infer", BatchNormalization, (3,), training=False, setup=_moving_statistics),
+    Case("batchnorm-4d-train", lambda: BatchNormalization(momentum=0.9), (3, 3, 2)),
+    Case("batchnorm-4d-infer", BatchNormalization, (3, 3, 2), training=False, setup=_moving_statistics),
+    Case("flatten", Flatten, (2, 3, 2)),
+    Case("reshape", lambda: Reshape((3, -1)), (6,)),
+    Case("reshape-4d", lambda: Reshape((2, 2, 3)), (12,)),
+]
+
+
+def _built(case: Case, dtype="float64", seed: int = 0) -> Layer:
+    layer = case.make()
+    layer.build(case.input_shape, np.random.default_rng(seed), dtype)
+    if case.setup is not None:
+        case.setup(layer)
+    # Non-trivial scale and shift, so their gradients are tested away from the identity.
+    for name in ("gamma", "beta"):
+        if name in layer.params:
+            layer.params[name][...] = np.random.default_rng(seed + 1).uniform(0.5, 1.5, layer.params[name].shape)
+    return layer
+
+
+def _input(case: Case, dtype="float64", seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((case.batch, *case.input_shape)).astype(dtype)
+
+
+def _reset_rng(layer: Layer, case: Case) -> Callable[[], None] | None:
+    if not case.fixed_rng:
+        return None
+    return lambda: setattr(layer, "rng", np.random.default_rng(123))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_gradients_match_finite_differences(case):
+    layer = _built(case)
+    result = bn.gradcheck(layer, _input(case), training=case.training, before_forward=_reset_rng(layer, case))
+    assert set(result.errors) == {"input", *layer.params}
+    assert result.max_error < 1e-6, result
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_output_shape_matches_compute_output_shape(case):
+    layer = _built(case)
+    y = layer.forward(_input(case), training=case.training)
+    assert y.shape == (case.batch, *layer.compute_output_shape(case.input_shape))
+    assert layer.output_shape == y.shape[1:]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_config_round_trip_rebuilds_an_equivalent_layer(case):
+    layer = case.make()
+    config = layer.get_config()
+    again = type(layer).from_config(config)
+    assert type(again) is type(layer)
+    assert again.get_config() == config
+    assert bn.layers.layer_class(type(layer).__name__) is type(layer)
+    # Same config and same seed: the same parameters and the same outputs.
+    a, b = _built(case), _built(Case(case.id, lambda: again, case.input_shape, case.training, case.fixed_rng,
+                                     case.setup, case.batch))
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    if case.fixed_rng:
+        a.rng, b.rng = np.random.default_rng(5), np.random.default_rng(5)
+    x = _input(case)
+    np.testing.assert_array_equal(a.forward(x, training=case.training), b.forward(x, training=case.training))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_repr_names_the_class_and_its_arguments(case):
+    layer = case.make()
+    text = repr(layer)
+    assert text.startswith(type(layer).__name__ + "(") and text.endswith(")")
+    assert repr(type(layer).from_config(layer.get_config())) == text
+    if not isinstance(layer, Dense):  # Dense shows units and activation only: see test_dense_repr
+        for key, value in layer.get_config().items():
+            assert f"{key}={value!r}" in text
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_float32_in_float32_out(case):
+    layer = _built(case, dtype="float32")
+    x = _input(case, dtype="float32")
+    y = layer.forward(x, training=case.training)
+    assert y.dtype == np.float32
+    dx = layer.backward(np.ones_like(y))
+    assert dx.dtype == np.float32
+    for key in layer.params:
+        assert layer.params[key].dtype == np.float32
+        assert layer.grads[key].dtype == np.float32 and layer.grads[key].shape == layer.params[key].shape
+    for buffer in layer.buffers.values():
+        assert buffer.dtype == np.float32
+
+
+# Element-wise layers (activations, dropout) work on any shape; every other layer checks its input.
+SHAPE_CHECKED = [c for c in CASES if not isinstance(c.make(), (Activation, Dropout))]
+
+
+@pytest.mark.parametrize("case", SHAPE_CHECKED, ids=lambda c: c.id)
+def test_wrong_input_shape_names_the_layer(case):
+    layer = _built(case)
+    bad = np.zeros((2, *case.input_shape[:-1], case.input_shape[-1] + 1))
+    with pytest.raises(ShapeError, match=rf"{type(layer).__name__}.*expected input of shape \(batch, "):
+        layer.forward(bad, training=case.training)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_backward_does_not_touch_parameters(case):
+    layer = _built(case)
+    before = {k: v.copy() for k, v in layer.params.items()}
+    y = layer.forward(_input(case), training=case.training)
+    layer.backward(np.ones_like(y))
+    for key, value in before.items():
+        np.testing.assert_array_equal(layer.params[key], value)
+
+
+# ----------------------------------------------------------------- layer-specific behaviour
+def test_dense_error_message_names_layer_and_both_shapes():
+    layer = Dense(64, name="hidden")
+    layer.build((784,), np.random.default_rng(0))
+    with pytest.raises(ShapeError, match=r"^Dense\(64\) 'hidden' expected input of shape \(batch, 784\), "
+                                         r"got \(32, 780\)$"):
+        layer.forward(np.zeros((32, 780), np.float32))
+
+
+def test_forward_before_build_is_a_clear_error():
+    with pytest.raises(NotFittedError, match=r"Dense\(3\) is not built; call build\(input_shape, rng\) first"):
+        Dense(3).forward(np.zeros((2, 4)))
+
+
+def test_dense_computes_x_w_plus_b_then_activation():
+    layer = Dense(2, activation="relu")
+    layer.build((3,), np.random.default_rng(0), "float64")
+    layer.params["kernel"][...] = [[1.0, -1.0], [2.0, 0.0], [0.0, 3.0]]
+    layer.params["bias"][...] = [0.5, -10.0]
+    y = layer.forward(np.array([[1.0, 1.0, 1.0]]))
+    np.testing.assert_array_equal(y, [[3.5, 0.0]])  # z = [3.5, -8]; relu clips the second
+
+
+def test_dense_rejects_bad_arguments():
+    with pytest.raises(ConfigError, match=r"Dense units must be a positive integer, got 0"):
+        Dense(0)
+    with pytest.raises(ConfigError, match=r"Dense l2 must be >= 0, got -1"):
+        Dense(2, l2=-1)
+    with pytest.raises(ConfigError, match=r"unknown activation 'swishy'; expected one of \[.*'relu'.*\]"):
+        Dense(2, activation="swishy")
+    with pytest.raises(ConfigError, match=r"unknown initializer 'lecun'; expected one of \["):
+        Dense(2, kernel_initializer="lecun")
+
+
+def test_dense_repr():
+    assert repr(Dense(64, activation="relu")) == "Dense(64, activation='relu')"
+    assert repr(Dense(10)) == "Dense(10)"
+
+
+def test_dropout_scales_kept_units_and_is_identity_at_inference():
+    layer = Dropout(0.25)
+    layer.build((1000,), np.random.default_rng(0), "float64")
+    x = np.ones((20, 1000))
+    y = layer.forward(x, training=True)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / 0.75)
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), y)  # the gradient uses the same mask
+    assert layer.forward(x, training=False) is x
+    with pytest.raises(ConfigError, match=r"Dropout rate must be in \[0, 1\), got 1.0"):
+        Dropout(1.0)
+
+
+def test_batchnorm_normalizes_and_updates_running_statistics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (500, 4))
+    layer = BatchNormalization(momentum=0.5)
+    layer.build((4,), rng, "float64")
+    y = layer.forward(x, training=True)
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=0), x.var(axis=0) / (x.var(axis=0) + 1e-3), rtol=1e-12)
+    np.testing.assert_allclose(layer.buffers["moving_mean"], 0.5 * x.mean(axis=0))
+    np.testing.assert_allclose(layer.buffers["moving_variance"], 0.5 + 0.5 * x.var(axis=0))
+    # Inference uses the running statistics, not the batch's.
+    mean, var = layer.buffers["moving_mean"], layer.buffers["moving_variance"]
+    np.testing.assert_allclose(layer.forward(x[:3], training=False), (x[:3] - mean) / np.sqrt(var + 1e-3))
+
+
+def test_batchnorm_4d_takes_statistics_per_channel():
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 3, 2)) + np.array([10.0, -10.0])
+    layer = BatchNormalization(momentum=0.0)
+    layer.build((3, 3, 2), np.random.default_rng(0), "float64")
+    layer.forward(x, training=True)
+    np.testing.assert_allclose(layer.buffers["moving_mean"], x.mean(axis=(0, 1, 2)))
+
+
+def test_batchnorm_rejects_bad_arguments():
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\), got 1.5"):
+        BatchNormalization(momentum=1.5)
+    with pytest.raises(ConfigError, match=r"epsilon must be > 0, got 0"):
+        BatchNormalization(epsilon=0)
+
+
+def test_reshape_errors_say_what_does_not_fit():
+    with pytest.raises(ConfigError, match=r"at most one -1, got \(-1, -1\)"):
+        Reshape((-1, -1))
+    with pytest.raises(ShapeError, match=r"cannot reshape samples of shape \(5,\) \(5 values\) to \(2, 3\) "
+                                         r"\(6 values\)"):
+        Reshape((2, 3)).build((5,), np.random.default_rng(0))
+
+
+def test_declared_input_shape_must_match_previous_layer():
+    layer = Dense(3, input_dim=4)
+    with pytest.raises(ShapeError, match=r"Dense\(3\) was declared with input shape \(4,\), but the previous "
+                                         r"layer outputs \(5,\)"):
+        layer.build((5,), np.random.default_rng(0))
+
+
+def test_set_weights_checks_count_and_shapes():
+    layer = Dense(3)
+    layer.build((2,), np.random.default_rng(0))
+    with pytest.raises(ShapeError, match=r"has 2 weight arrays \['kernel', 'bias'\], got 1"):
+        layer.set_weights([np.zeros((2, 3))])
+    with pytest.raises(ShapeError, match=r"weight 'kernel' has shape \(2, 3\), got \(3, 2\)"):
+        layer.set_weights([np.zeros((3, 2)), np.zeros(3)])
+
+
+def test_unknown_layer_class_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown layer type 'Conv9D'; known layers: \[.*'Dense'.*\]"):
+        bn.layers.layer_class("Conv9D")
+
+
+def test_every_registered_builtin_layer_is_in_the_contract_table():
+    covered = {type(case.make()).__name__ for case in CASES}
+    builtin = {name for name in bn.layers.__all__
+               if isinstance(getattr(bn.layers, name), type) and issubclass(getattr(bn.layers, name), Layer)}
+    abstract = {"Layer", "Activation"}
+    missing = builtin - abstract - covered
+    assert not missing, f"add these layers to CASES in tests/test_layers.py: {sorted(missing)}"
