@@ -13,9 +13,10 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name: str, *args: str) -> str:
-    """Run ``examples/<name>`` with ``args``; fail with its stderr if it exits non-zero; return stdout."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run ``examples/<name>`` with ``args`` (and extra ``env`` variables); fail with its stderr if it exits
+    non-zero; return stdout."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{proc.stderr}"
@@ -55,3 +56,22 @@ def test_examples_reject_bad_arguments(bad):
                           timeout=60)
     assert proc.returncode == 2
     assert "usage:" in proc.stderr
+
+
+def metric_row(label: str, text: str) -> dict[str, float]:
+    """The four metrics of the results row starting with ``label``."""
+    line = next((ln for ln in text.splitlines() if ln.startswith(label)), None)
+    assert line is not None, f"no row {label!r} in output:\n{text}"
+    return {name: number_after(name, line) for name in ("accuracy", "precision", "recall", "f1")}
+
+
+def test_rain_beats_the_majority_baseline_offline():
+    # An unreachable proxy makes any download fail: the data must come from the package's own copy.
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    out = run_example("rain.py", "--epochs", "30", env=offline)
+    baseline = metric_row("baseline", out)
+    ours = metric_row("network, sklearn.metrics", out)
+    assert 0.5 < baseline["accuracy"] < 0.65
+    assert ours["accuracy"] > baseline["accuracy"] + 0.1
+    assert ours["f1"] > 0.6 and ours["precision"] > 0.6 and ours["recall"] > 0.6
+    assert metric_row("network, barenet evaluate", out) == pytest.approx(ours, abs=1e-4)
