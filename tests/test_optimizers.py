@@ -1,0 +1,204 @@
+"""Optimizers: update rules against steps worked out here, clipping, schedules, state save and resume."""
+
+import math
+
+import numpy as np
+import pytest
+
+import barenet as bn
+from barenet.errors import ConfigError
+from barenet.optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, RMSprop, StepDecay
+
+# Three gradients for a (2, 2) "kernel" and a (2,) "bias", one per step.
+THETA0 = {"kernel": np.array([[0.5, -1.0], [2.0, 0.0]]), "bias": np.array([0.1, -0.2])}
+GRADS = [
+    {"kernel": np.array([[1.0, -2.0], [0.5, 0.0]]), "bias": np.array([0.3, -0.1])},
+    {"kernel": np.array([[-0.5, 1.0], [0.25, 4.0]]), "bias": np.array([0.0, 0.2])},
+    {"kernel": np.array([[2.0, 0.5], [-1.0, -3.0]]), "bias": np.array([-0.4, 0.6])},
+]
+
+
+def _run(optimizer, steps=3):
+    params = {k: v.copy() for k, v in THETA0.items()}
+    trace = []
+    for g in GRADS[:steps]:
+        optimizer.step(params, {k: v.copy() for k, v in g.items()})
+        trace.append({k: v.copy() for k, v in params.items()})
+    return trace
+
+
+def _assert_trace(trace, expected):
+    for got, want in zip(trace, expected, strict=True):
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15)
+
+
+def test_plain_sgd():
+    lr = 0.1
+    theta = {k: v.copy() for k, v in THETA0.items()}
+    expected = []
+    for g in GRADS:
+        theta = {k: theta[k] - lr * g[k] for k in theta}
+        expected.append(theta)
+    _assert_trace(_run(SGD(lr)), expected)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_with_momentum(nesterov):
+    lr, mu = 0.1, 0.9
+    theta = {k: v.copy() for k, v in THETA0.items()}
+    v = {k: np.zeros_like(x) for k, x in theta.items()}
+    expected = []
+    for g in GRADS:
+        for k in theta:
+            v[k] = mu * v[k] - lr * g[k]
+            theta[k] = theta[k] + (mu * v[k] - lr * g[k] if nesterov else v[k])
+        expected.append({k: x.copy() for k, x in theta.items()})
+    _assert_trace(_run(SGD(lr, momentum=mu, nesterov=nesterov)), expected)
+
+
+def test_sgd_momentum_first_two_steps_by_hand():
+    # One scalar: theta0 = 1, g = 2 then 1, lr = 0.1, mu = 0.5.
+    # v1 = -0.2, theta1 = 0.8;  v2 = 0.5 * -0.2 - 0.1 = -0.2, theta2 = 0.6.
+    # Nesterov: theta1 = 1 + 0.5 * -0.2 - 0.2 = 0.7;  theta2 = 0.7 + 0.5 * -0.2 - 0.1 = 0.5.
+    for nesterov, want in ((False, [0.8, 0.6]), (True, [0.7, 0.5])):
+        p = {"w": np.array([1.0])}
+        opt = SGD(0.1, momentum=0.5, nesterov=nesterov)
+        got = []
+        for g in (2.0, 1.0):
+            opt.step(p, {"w": np.array([g])})
+            got.append(p["w"][0])
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_rmsprop():
+    lr, rho, eps = 0.01, 0.9, 1e-7
+    theta = {k: v.copy() for k, v in THETA0.items()}
+    s = {k: np.zeros_like(x) for k, x in theta.items()}
+    expected = []
+    for g in GRADS:
+        for k in theta:
+            s[k] = rho * s[k] + (1 - rho) * g[k] ** 2
+            theta[k] = theta[k] - lr * g[k] / (np.sqrt(s[k]) + eps)
+        expected.append({k: x.copy() for k, x in theta.items()})
+    _assert_trace(_run(RMSprop(lr, rho=rho, epsilon=eps)), expected)
+
+
+def _adam_reference(lr, b1, b2, eps, weight_decay=0.0):
+    theta = {k: v.copy() for k, v in THETA0.items()}
+    m = {k: np.zeros_like(x) for k, x in theta.items()}
+    v = {k: np.zeros_like(x) for k, x in theta.items()}
+    expected = []
+    for t, g in enumerate(GRADS, start=1):
+        for k in theta:
+            if weight_decay and theta[k].ndim > 1:
+                theta[k] = theta[k] * (1 - lr * weight_decay)
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+            m_hat, v_hat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
+            theta[k] = theta[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+        expected.append({k: x.copy() for k, x in theta.items()})
+    return expected
+
+
+def test_adam():
+    _assert_trace(_run(Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-8)), _adam_reference(0.01, 0.8, 0.99, 1e-8))
+
+
+def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
+    # With bias correction, step 1 is lr * g / (|g| + eps): a sign step of size lr.
+    p = {"w": np.array([1.0, 1.0, 1.0])}
+    Adam(0.05).step(p, {"w": np.array([3.0, -0.01, 0.0])})
+    np.testing.assert_allclose(p["w"], [0.95, 1.05, 1.0], rtol=1e-6)
+
+
+def test_adamw_decays_kernels_but_not_biases():
+    expected = _adam_reference(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1)
+    _assert_trace(_run(AdamW(0.01, weight_decay=0.1)), expected)
+    # With zero gradients only the decay acts, and only on the 2-d kernel.
+    p = {"kernel": np.ones((2, 2)), "bias": np.ones(2)}
+    AdamW(0.1, weight_decay=0.5).step(p, {"kernel": np.zeros((2, 2)), "bias": np.zeros(2)})
+    np.testing.assert_allclose(p["kernel"], 0.95)
+    np.testing.assert_array_equal(p["bias"], 1.0)
+
+
+def test_clipnorm_scales_all_gradients_by_their_global_norm():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[0.0], [4.0]])}  # global norm 5
+    p = {"a": np.zeros(2), "b": np.zeros((2, 1))}
+    SGD(1.0, clipnorm=1.0).step(p, {k: v.copy() for k, v in g.items()})
+    np.testing.assert_allclose(p["a"], [-0.6, 0.0])
+    np.testing.assert_allclose(p["b"], [[0.0], [-0.8]])
+    # Below the threshold nothing changes.
+    p = {"a": np.zeros(2), "b": np.zeros((2, 1))}
+    SGD(1.0, clipnorm=10.0).step(p, {k: v.copy() for k, v in g.items()})
+    np.testing.assert_allclose(p["a"], [-3.0, 0.0])
+
+
+def test_schedules_values():
+    step = StepDecay(0.1, step_size=10, factor=0.5)
+    assert [step(t) for t in (0, 9, 10, 25)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    exp = ExponentialDecay(0.1, decay_steps=100, decay_rate=0.5)
+    assert [exp(t) for t in (0, 50, 100, 200)] == pytest.approx([0.1, 0.1 / math.sqrt(2), 0.05, 0.025])
+    cos = CosineDecay(0.1, decay_steps=100, alpha=0.1)
+    assert [cos(t) for t in (0, 50, 100, 500)] == pytest.approx([0.1, 0.1 * (0.1 + 0.9 * 0.5), 0.01, 0.01])
+
+
+def test_optimizer_follows_its_schedule():
+    opt = SGD(StepDecay(1.0, step_size=1, factor=0.5))
+    p = {"w": np.array([0.0])}
+    for _ in range(3):
+        opt.step(p, {"w": np.array([1.0])})
+    np.testing.assert_allclose(p["w"], [-(1.0 + 0.5 + 0.25)])
+    assert opt.current_learning_rate() == 0.125
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(0.1, momentum=0.9, nesterov=True), lambda: RMSprop(0.01), lambda: Adam(0.01),
+    lambda: AdamW(0.01, weight_decay=0.1), lambda: Adam(CosineDecay(0.01, 10), clipnorm=1.0),
+], ids=["sgd", "rmsprop", "adam", "adamw", "adam-schedule"])
+def test_get_state_set_state_resumes_with_identical_steps(make):
+    straight = _run(make(), steps=3)
+    first = make()
+    params = {k: v.copy() for k, v in THETA0.items()}
+    for g in GRADS[:2]:
+        first.step(params, {k: v.copy() for k, v in g.items()})
+    state = {k: v.copy() for k, v in first.get_state().items()}
+    resumed = bn.optimizers.deserialize(bn.optimizers.serialize(first))
+    resumed.set_state(state)
+    resumed.step(params, {k: v.copy() for k, v in GRADS[2].items()})
+    for key in params:
+        np.testing.assert_array_equal(params[key], straight[2][key])
+    assert resumed.iterations == 3
+
+
+def test_set_state_rejects_unknown_slots():
+    with pytest.raises(ConfigError, match=r"optimizer state has unknown slot 'm'; SGD has \['velocity'\]"):
+        SGD(0.1, momentum=0.5).set_state({"m/layers.0.kernel": np.zeros(2)})
+
+
+def test_float32_parameters_stay_float32():
+    for opt in (SGD(0.1, momentum=0.9), RMSprop(), Adam(), AdamW()):
+        p = {"kernel": np.ones((2, 2), np.float32)}
+        opt.step(p, {"kernel": np.full((2, 2), 0.5, np.float32)})
+        assert p["kernel"].dtype == np.float32
+
+
+def test_bad_arguments_are_config_errors():
+    with pytest.raises(ConfigError, match=r"learning_rate must be a positive number or a Schedule, got -0.1"):
+        SGD(-0.1)
+    with pytest.raises(ConfigError, match=r"SGD nesterov=True needs momentum > 0"):
+        SGD(0.1, nesterov=True)
+    with pytest.raises(ConfigError, match=r"Adam beta_1 must be in \[0, 1\), got 1.0"):
+        Adam(beta_1=1.0)
+    with pytest.raises(ConfigError, match=r"clipnorm must be > 0, got 0"):
+        Adam(clipnorm=0)
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'adagrad'; expected one of \['adam', 'adamw', "
+                                          r"'rmsprop', 'sgd'\] or an Optimizer"):
+        bn.optimizers.get("adagrad")
+    with pytest.raises(ConfigError, match=r"decay_steps must be > 0, got 0"):
+        CosineDecay(0.1, decay_steps=0)
+
+
+def test_repr_shows_the_configuration():
+    assert repr(SGD(0.1, momentum=0.9)) == "SGD(learning_rate=0.1, momentum=0.9, nesterov=False)"
+    assert "StepDecay" in repr(Adam(StepDecay(0.1, 5)))
