@@ -1,0 +1,432 @@
+"""bn.save / bn.load: round trips, atomic writes, and every kind of bad file giving ModelFileError."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import barenet as bn
+from barenet.errors import ModelFileError, NotFittedError
+
+
+def make_data(n: int = 64, features: int = 4, classes: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, features))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    return X, np.minimum(y, classes - 1)
+
+
+def make_model(dtype: str = "float32", compiled: bool = True, optimizer=None) -> bn.Sequential:
+    model = bn.Sequential([
+        bn.layers.Dense(8, activation="relu", input_dim=4),
+        bn.layers.BatchNormalization(),
+        bn.layers.Dropout(0.25),
+        bn.layers.Dense(3, activation="softmax"),
+    ], seed=7, dtype=dtype)
+    if compiled:
+        model.compile(loss="categorical_crossentropy", optimizer=optimizer or bn.optimizers.Adam(0.01),
+                      metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_file(tmp_path_factory) -> Path:
+    X, y = make_data()
+    model = make_model()
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "model.barenet"
+    bn.save(model, path)
+    return path
+
+
+def rewrite(src: Path, dst: Path, *, drop=(), replace=None, add=None) -> Path:
+    """Copy the archive ``src`` to ``dst`` without ``drop`` members, with ``replace``d and ``add``ed ones."""
+    replace, add = replace or {}, add or {}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name not in drop:
+                zout.writestr(name, replace.get(name, zin.read(name)))
+        for name, data in add.items():
+            zout.writestr(name, data)
+    return dst
+
+
+def edit_document(src: Path, dst: Path, edit) -> Path:
+    with zipfile.ZipFile(src) as zin:
+        document = json.loads(zin.read("barenet.json"))
+    edit(document)
+    return rewrite(src, dst, replace={"barenet.json": json.dumps(document)})
+
+
+def npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_gives_identical_predictions_weights_and_settings(tmp_path, dtype):
+    X, y = make_data()
+    model = make_model(dtype)
+    model.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    model.metadata = {"scaler": {"mean": [0.5, 1.0], "scale": [2.0, 3.0]}, "classes": ["a", "b", "c"]}
+    path = tmp_path / "m.barenet"
+    bn.save(model, path)
+    loaded = bn.load(path)
+
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.predict(X).dtype == np.dtype(dtype)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in
+               zip(loaded.get_weights(), model.get_weights(), strict=True))
+    bn_layer = loaded.layers[1]
+    assert not np.array_equal(bn_layer.buffers["moving_mean"], np.zeros(8))  # trained statistics came back
+    assert loaded.layers[2].rate == 0.25
+    assert loaded.get_config() == model.get_config()
+    assert loaded.metadata == model.metadata
+    assert loaded.metric_names == ["accuracy"]
+    assert isinstance(loaded.loss, bn.losses.CategoricalCrossentropy)
+    assert isinstance(loaded.optimizer, bn.optimizers.Adam)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 12
+    assert loaded.evaluate(X, y) == model.evaluate(X, y)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: bn.optimizers.Adam(0.01),
+    lambda: bn.optimizers.SGD(0.05, momentum=0.9),
+    lambda: bn.optimizers.RMSprop(bn.optimizers.ExponentialDecay(0.01, decay_steps=5, decay_rate=0.5)),
+])
+def test_training_resumes_bit_for_bit_after_load(tmp_path, optimizer):
+    X, y = make_data()
+    model = make_model("float64", optimizer=optimizer())
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    bn.save(model, tmp_path / "m.barenet")
+    resumed = bn.load(tmp_path / "m.barenet")
+
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)  # shuffling and dropout draw from the model's generator
+    resumed.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(model.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_uncompiled_model_saves_and_loads_without_compile_section(tmp_path):
+    model = make_model(compiled=False)
+    model.build()
+    bn.save(model, tmp_path / "m.barenet")
+    with zipfile.ZipFile(tmp_path / "m.barenet") as archive:
+        assert json.loads(archive.read("barenet.json"))["compile"] is None
+        assert not any(name.startswith("optimizer/") for name in archive.namelist())
+    loaded = bn.load(tmp_path / "m.barenet")
+    assert loaded.loss is None and loaded.optimizer is None
+    X, _ = make_data()
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_compiled_but_untrained_model_round_trips(tmp_path):
+    model = make_model()
+    model.build()
+    bn.save(model, tmp_path / "m.barenet")
+    loaded = bn.load(tmp_path / "m.barenet")
+    assert loaded.optimizer.iterations == 0 and loaded.optimizer.slots == {"m": {}, "v": {}}
+
+
+def test_unbuilt_model_cannot_be_saved(tmp_path):
+    model = bn.Sequential([bn.layers.Dense(2)])
+    with pytest.raises(NotFittedError, match="cannot save a model that is not built"):
+        bn.save(model, tmp_path / "m.barenet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_with_nan_weights_is_not_saved(tmp_path):
+    model = make_model()
+    model.build()
+    model.layers[0].params["kernel"][0, 0] = np.nan
+    with pytest.raises(bn.errors.DataError, match=r"weight 'layers.0.kernel' holds 1 NaN or infinite values"):
+        bn.save(model, tmp_path / "m.barenet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_that_is_not_json_is_refused(tmp_path):
+    model = make_model()
+    model.build()
+    model.metadata = {"scaler": object()}
+    with pytest.raises(bn.errors.ConfigError, match="not plain JSON data"):
+        bn.save(model, tmp_path / "m.barenet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_holds_versioned_json_and_npy_arrays_only(trained_file):
+    with zipfile.ZipFile(trained_file) as archive:
+        document = json.loads(archive.read("barenet.json"))
+        names = set(archive.namelist())
+    assert document["format"] == "barenet-model" and document["version"] == bn.io.FORMAT_VERSION
+    assert {"weights/layers.0.kernel.npy", "weights/layers.1.moving_variance.npy", "optimizer/iterations.npy",
+            "optimizer/m/layers.3.bias.npy"} <= names
+    assert all(name == "barenet.json" or name.endswith(".npy") for name in names)
+
+
+# --------------------------------------------------------------------- atomic saving
+def test_interrupted_save_keeps_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "m.barenet"
+    model = make_model()
+    model.build()
+    bn.save(model, path)
+    before = path.read_bytes()
+
+    real_write = np.lib.format.write_array
+    calls = []
+
+    def failing_write(stream, array, **kwargs):
+        calls.append(array.shape)
+        if len(calls) == 3:
+            stream.write(b"\x93NUMPY partial")
+            raise OSError(28, "No space left on device")
+        real_write(stream, array, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", failing_write)
+    model.layers[0].params["kernel"] += 1.0
+    with pytest.raises(OSError, match="No space left"):
+        bn.save(model, path)
+    assert len(calls) == 3
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.barenet"]
+
+
+def test_save_into_missing_folder_or_onto_directory(tmp_path):
+    model = make_model()
+    model.build()
+    with pytest.raises(ModelFileError, match="does not exist"):
+        bn.save(model, tmp_path / "nope" / "m.barenet")
+    with pytest.raises(ModelFileError, match="is a directory"):
+        bn.save(model, tmp_path)
+
+
+# --------------------------------------------------------------------- bad files
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        bn.load(tmp_path / "absent.barenet")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="is a directory"):
+        bn.load(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "m.barenet").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"is empty \(0 bytes\)"):
+        bn.load(tmp_path / "m.barenet")
+
+
+def test_random_bytes(tmp_path):
+    (tmp_path / "m.barenet").write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(ModelFileError, match="not a zip archive"):
+        bn.load(tmp_path / "m.barenet")
+
+
+def test_truncated_file(tmp_path, trained_file):
+    data = trained_file.read_bytes()
+    (tmp_path / "half.barenet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        bn.load(tmp_path / "half.barenet")
+
+
+def test_pickle_is_never_loaded(tmp_path):
+    (tmp_path / "m.barenet").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ModelFileError, match="looks like a Python pickle"):
+        bn.load(tmp_path / "m.barenet")
+
+
+def test_bare_npy_file(tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"bare \.npy array"):
+        bn.load(tmp_path / "w.npy")
+
+
+class Boom:
+    """Would run code if unpickled."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_object_array_inside_archive_is_refused_without_unpickling(tmp_path, trained_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = npy_bytes(np.array([Boom()], dtype=object), allow_pickle=True)
+    path = rewrite(trained_file, tmp_path / "evil.barenet", replace={"weights/layers.0.kernel.npy": evil})
+    with pytest.raises(ModelFileError, match="holds Python objects"):
+        bn.load(path)
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_zip_without_json(tmp_path, trained_file):
+    path = rewrite(trained_file, tmp_path / "m.barenet", drop={"barenet.json"})
+    with pytest.raises(ModelFileError, match="without 'barenet.json'"):
+        bn.load(path)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[1, 2, 3]", "holds a JSON list; expected an object"),
+    (b"{not json", "is not valid JSON"),
+    (b"\xff\xfe", "is not valid JSON"),
+    (b'{"format": NaN}', "NaN is not allowed"),
+])
+def test_json_that_is_not_an_object(tmp_path, trained_file, content, message):
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={"barenet.json": content})
+    with pytest.raises(ModelFileError, match=message):
+        bn.load(path)
+
+
+def _set(keys, value):
+    def edit(document):
+        target = document
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return edit
+
+
+def _delete(key):
+    return lambda document: document.pop(key)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_delete("metadata"), r"lacks the keys \['metadata'\]"),
+    (_set(["surprise"], 1), r"has unknown keys \['surprise'\]"),
+    (_set(["format"], "keras"), "format is 'keras'; expected 'barenet-model'"),
+    (_set(["version"], 2), "format version 2, newer than this barenet reads \\(up to 1\\); upgrade"),
+    (_set(["version"], "1"), "format version '1' is not a positive integer"),
+    (_set(["model"], []), "'model' must be a JSON object"),
+    (_set(["model", "layers"], []), "must be a non-empty list"),
+    (_set(["model", "layers", 0, "class"], "os.system"), "unknown layer type 'os.system'"),
+    (_set(["model", "layers", 0], {"class": "Dense"}), r"'model.layers\[0\]' must be"),
+    (_set(["model", "layers", 0, "config", "units"], -3), "Dense units must be a positive integer"),
+    (_set(["model", "layers", 0, "config", "evil"], 1), "cannot be rebuilt: .*unexpected keyword argument 'evil'"),
+    (_set(["model", "input_shape"], None), "has no input_shape"),
+    (_set(["compile", "loss"], {"name": "nope"}), "compile settings are invalid: unknown loss"),
+    (_set(["compile", "optimizer", "name"], "lbfgs"), "compile settings are invalid: unknown optimizer"),
+    (_set(["compile", "metrics"], "accuracy"), "must be a list of metric names"),
+    (_set(["metadata"], [1]), "'metadata' must be a JSON object"),
+    (_set(["rng", "state", "inc"], -1), "'rng' is not a valid PCG64 state"),
+    (_set(["rng", "bit_generator"], "MT19937"), "'rng' is for bit generator 'MT19937'"),
+])
+def test_bad_description(tmp_path, trained_file, edit, message):
+    path = edit_document(trained_file, tmp_path / "m.barenet", edit)
+    with pytest.raises(ModelFileError, match=message):
+        bn.load(path)
+
+
+@pytest.mark.parametrize(("member", "array", "message"), [
+    ("weights/layers.0.kernel.npy", np.zeros((4, 9), np.float32), r"has shape \(4, 9\); .* needs \(4, 8\)"),
+    ("weights/layers.0.kernel.npy", np.zeros((4, 8), np.float64), "has dtype <f8; .* needs <f4"),
+    ("weights/layers.0.kernel.npy", np.zeros((4, 8), ">f4"), "has dtype >f4; .* needs <f4"),
+    ("weights/layers.1.moving_mean.npy", np.full(8, np.nan, np.float32), "holds 8 NaN or infinite values"),
+    ("optimizer/iterations.npy", np.array(-1, np.int64), "iterations is -1; expected >= 0"),
+    ("optimizer/v/layers.0.bias.npy", np.zeros(8, np.float32).reshape(2, 4), r"has shape \(2, 4\)"),
+])
+def test_wrong_arrays(tmp_path, trained_file, member, array, message):
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={member: npy_bytes(array)})
+    with pytest.raises(ModelFileError, match=message):
+        bn.load(path)
+
+
+def test_array_member_that_is_not_npy(tmp_path, trained_file):
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={"weights/layers.0.bias.npy": b"hello world"})
+    with pytest.raises(ModelFileError, match=r"layers.0.bias.npy is not a valid \.npy array"):
+        bn.load(path)
+
+
+def test_array_with_trailing_bytes(tmp_path, trained_file):
+    data = npy_bytes(np.zeros(8, np.float32)) + b"\0" * 4
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={"weights/layers.0.bias.npy": data})
+    with pytest.raises(ModelFileError, match="holds 36 data bytes"):
+        bn.load(path)
+
+
+def test_missing_array(tmp_path, trained_file):
+    path = rewrite(trained_file, tmp_path / "m.barenet", drop={"weights/layers.3.bias.npy"})
+    with pytest.raises(ModelFileError, match=r"arrays missing .*\['weights/layers.3.bias.npy'\]"):
+        bn.load(path)
+
+
+@pytest.mark.parametrize("name", ["weights/layers.9.kernel.npy", "optimizer/velocity/layers.0.kernel.npy",
+                                  "../../etc/passwd", "notes.txt"])
+def test_extra_array(tmp_path, trained_file, name):
+    path = rewrite(trained_file, tmp_path / "m.barenet", add={name: npy_bytes(np.zeros(2))})
+    with pytest.raises(ModelFileError, match="unexpected members"):
+        bn.load(path)
+
+
+def test_duplicate_members(tmp_path, trained_file):
+    path = tmp_path / "m.barenet"
+    path.write_bytes(trained_file.read_bytes())
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("weights/layers.0.bias.npy", npy_bytes(np.ones(8, np.float32)))
+    with pytest.raises(ModelFileError, match="duplicate member names"):
+        bn.load(path)
+
+
+# --------------------------------------------------------------------- property tests
+def _load_or_model_file_error(path: Path) -> None:
+    try:
+        model = bn.load(path)
+    except ModelFileError:
+        return
+    assert isinstance(model, bn.Sequential)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_or_truncated_files_raise_only_model_file_error(tmp_path, trained_file, data):
+    raw = bytearray(trained_file.read_bytes())
+    kind = data.draw(st.sampled_from(["truncate", "flip", "splice"]))
+    if kind == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+    else:
+        start = data.draw(st.integers(0, len(raw)))
+        raw[start:start + data.draw(st.integers(0, 64))] = data.draw(st.binary(max_size=64))
+    path = tmp_path / "mutated.barenet"
+    path.write_bytes(bytes(raw))
+    _load_or_model_file_error(path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 64) | st.floats(-10, 10) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths(item, (*prefix, i))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_descriptions_raise_only_model_file_error(tmp_path, trained_file, data):
+    with zipfile.ZipFile(trained_file) as archive:
+        document = json.loads(archive.read("barenet.json"))
+    where = data.draw(st.sampled_from([p for p in _paths(document) if p]))
+    _set(list(where), data.draw(json_values))(document)
+    path = rewrite(trained_file, tmp_path / "mutated.barenet", replace={"barenet.json": json.dumps(document)})
+    _load_or_model_file_error(path)
