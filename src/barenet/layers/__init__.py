@@ -2,12 +2,16 @@
 
 from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, layer_class, register
+from .bidirectional import Bidirectional
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .normalization import BatchNormalization
+from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
 
 __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GELU", "Layer",
     "LeakyReLU", "Linear", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh", "layer_class", "register",
+    "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
 ]

@@ -1,0 +1,115 @@
+"""Embedding: a lookup table from integer token ids to dense vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers
+from ..errors import ConfigError, DataError
+from .base import Layer, register
+
+
+@register
+class Embedding(Layer):
+    r"""Map integer indices to rows of a trainable table: ``y[b, t] = embeddings[x[b, t]]``.
+
+    Parameters
+    ----------
+    input_dim : int
+        Vocabulary size; valid indices are ``0 .. input_dim - 1``.
+    output_dim : int
+        Length of each embedding vector.
+    embeddings_initializer : str or callable
+        See :mod:`barenet.initializers` (default: uniform on :math:`\pm 0.05`).
+    input_length : int, optional
+        Sequence length, for the first layer of a model (sets ``input_shape=(input_length,)``).
+
+    Shapes
+    ------
+    ``x : (batch, time)`` integer ids (or floats holding exact integers, which is what a model passes
+    after casting its input to its dtype) -> ``y : (batch, time, output_dim)`` in the model's dtype;
+    ``embeddings : (input_dim, output_dim)``.
+
+    Notes
+    -----
+    The lookup is a product with one-hot rows, :math:`y = \mathrm{onehot}(x)\,E`, so
+    :math:`\partial L/\partial E_k = \sum_{(b,t):\,x_{bt}=k} \partial L/\partial y_{bt}`: a scatter-add of the
+    output gradient into the rows that were looked up. Indices are not differentiable, so
+    ``backward`` returns ``None``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        *,
+        embeddings_initializer: str | initializers.Initializer = "uniform",
+        input_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if input_length is not None:
+            kwargs.setdefault("input_shape", (int(input_length),))
+        super().__init__(**kwargs)
+        for what, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"Embedding {what} must be a positive integer, got {value!r}")
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.input_grad_needed = False
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        shape = (self.input_dim, self.output_dim)
+        self.add_param("embeddings", self.embeddings_initializer(shape, self.input_dim, self.output_dim, rng,
+                                                                 self.dtype))
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as an ``intp`` index array, after checking that every entry is an integer in range."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "iuf":
+            raise DataError(f"{self.describe()} expects integer token ids, got an array of dtype {x.dtype}")
+        if x.dtype.kind == "f":
+            bad = x != np.round(x)
+            if bad.any():
+                raise DataError(f"{self.describe()} expects integer token ids; got non-integer value "
+                                f"{x[bad].flat[0]!r} ({int(bad.sum())} such entries)")
+        if x.size and (x.min() < 0 or x.max() >= self.input_dim):
+            worst = x.min() if x.min() < 0 else x.max()
+            raise DataError(f"{self.describe()} got token id {int(worst)}; ids must be in [0, {self.input_dim - 1}]"
+                            f" for input_dim={self.input_dim}")
+        return x.astype(np.intp)
+
+    def forward(self, x, *, training=False):
+        self.check_input(x)
+        self._idx = self.indices(x)
+        return self.params["embeddings"][self._idx]
+
+    def backward(self, grad):
+        g = self.grads["embeddings"]
+        g[...] = 0
+        np.add.at(g, self._idx.reshape(-1), grad.reshape(-1, self.output_dim))
+        return None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "embeddings_initializer" in config:
+            config["embeddings_initializer"] = initializers.deserialize(config["embeddings_initializer"])
+        return super().from_config(config)
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.input_dim}, {self.output_dim})"

@@ -1,0 +1,483 @@
+r"""Recurrent layers: SimpleRNN, LSTM and GRU, trained by backpropagation through time.
+
+All three share one layout and one life cycle (:class:`Recurrent`):
+
+* ``x : (batch, time, features)`` -> ``(batch, time, units)`` with ``return_sequences=True``,
+  else the last hidden state ``(batch, units)``;
+* ``kernel : (features, gates * units)`` acts on the input, ``recurrent_kernel : (units, gates * units)``
+  on the previous hidden state, ``bias`` is added once; gate blocks are laid side by side along the last axis;
+* the input projection :math:`x_t W + b` of every time step is one matrix product before the loop; the only
+  Python loop is over time steps, everything inside it is vectorized over the batch;
+* internally arrays are time-major ``(time, batch, ...)`` so that each step reads contiguous memory.
+
+Initial state
+-------------
+By default the state starts at zeros. Set ``layer.initial_state`` (or pass ``initial_state=`` to
+``forward``) to start elsewhere: an array ``(batch, units)`` or ``(units,)`` (shared by every sample) for
+SimpleRNN and GRU, a pair ``(h0, c0)`` of such arrays for LSTM. After ``backward``,
+``layer.initial_state_grad`` holds :math:`\partial L/\partial(\text{initial state})` in the same structure and
+shapes (``None`` when the state started at zeros), and after ``forward`` ``layer.final_state`` holds the last
+state, so a long sequence can be processed in chunks.
+
+Regularization
+--------------
+``l2`` penalizes ``kernel`` and ``recurrent_kernel`` (the model penalizes every parameter whose name ends with
+``kernel``), not the bias.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import functional as F
+from .. import initializers
+from ..errors import ConfigError, ShapeError
+from . import activations
+from .base import Layer, register
+
+StateLike = np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray]
+
+
+class Recurrent(Layer):
+    """Base class of the recurrent layers; subclasses implement :meth:`_run` and :meth:`_backprop`.
+
+    Parameters
+    ----------
+    units : int
+        Size of the hidden state.
+    return_sequences : bool
+        Return the hidden state of every time step ``(batch, time, units)`` instead of the last ``(batch, units)``.
+    kernel_initializer, recurrent_initializer, bias_initializer : str or callable
+        See :mod:`barenet.initializers`; defaults: Glorot uniform, orthogonal, zeros.
+    l2 : float
+        Weight penalty :math:`\\lambda(\\|W\\|^2 + \\|U\\|^2)` added to the loss.
+    """
+
+    #: Number of gate blocks in the kernels (1 for SimpleRNN, 4 for LSTM, 3 for GRU).
+    gates: ClassVar[int] = 1
+    #: Names of the state arrays carried between steps.
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+
+    def __init__(
+        self,
+        units: int,
+        *,
+        return_sequences: bool = False,
+        kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+        recurrent_initializer: str | initializers.Initializer = "orthogonal",
+        bias_initializer: str | initializers.Initializer = "zeros",
+        l2: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        kind = type(self).__name__
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ConfigError(f"{kind} units must be a positive integer, got {units!r}")
+        if not isinstance(return_sequences, (bool, np.bool_)):
+            raise ConfigError(f"{kind} return_sequences must be True or False, got {return_sequences!r}")
+        if not l2 >= 0:
+            raise ConfigError(f"{kind} l2 must be >= 0, got {l2!r}")
+        self.units = int(units)
+        self.return_sequences = bool(return_sequences)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.l2 = float(l2)
+        #: Optional starting state; see the module docstring.
+        self.initial_state: StateLike | None = None
+        #: dLoss/d(initial state) after ``backward`` (``None`` when the state started at zeros).
+        self.initial_state_grad: np.ndarray | tuple[np.ndarray, ...] | None = None
+        #: Last state after ``forward``: ``h`` ``(batch, units)``, or ``(h, c)`` for LSTM.
+        self.final_state: np.ndarray | tuple[np.ndarray, ...] | None = None
+
+    # ----------------------------------------------------------------- shapes and parameters
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ShapeError(f"{self.describe()} expects sequences (batch, time, features); "
+                             f"got sample shape {tuple(input_shape)}")
+        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+    def bias_shape(self) -> tuple[int, ...]:
+        return (self.gates * self.units,)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        n_in, n, width = self.input_shape[-1], self.units, self.gates * self.units
+        self.add_param("kernel", self.kernel_initializer((n_in, width), n_in, width, rng, self.dtype))
+        self.add_param("recurrent_kernel", self.recurrent_initializer((n, width), n, width, rng, self.dtype))
+        self.add_param("bias", self.bias_initializer(self.bias_shape(), n_in, width, rng, self.dtype))
+
+    # ----------------------------------------------------------------- forward / backward
+    def forward(self, x: np.ndarray, *, training: bool = False, initial_state: StateLike | None = None) -> np.ndarray:
+        """Run the recurrence over ``x : (batch, time, features)``.
+
+        ``initial_state`` overrides :attr:`initial_state` for this call.
+        """
+        self.check_input(x)
+        given = self.initial_state if initial_state is None else initial_state
+        states = self._initial_states(x.shape[0], given)
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2))
+        self._xt = xt
+        H = self._run(xt, states)  # (time + 1, batch, units), H[0] the initial state
+        last = tuple(s[-1] for s in self._state_sequences(H))
+        self.final_state = last[0] if len(last) == 1 else last
+        return H[1:].transpose(1, 0, 2) if self.return_sequences else H[-1]
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        xt = self._xt
+        dH = np.zeros((xt.shape[0], xt.shape[1], self.units), dtype=self.dtype)
+        if self.return_sequences:
+            dH[...] = grad.transpose(1, 0, 2)
+        else:
+            dH[-1] = grad
+        dXW, d_states = self._backprop(dH)
+        np.matmul(xt.reshape(-1, xt.shape[-1]).T, dXW.reshape(-1, dXW.shape[-1]), out=self.grads["kernel"])
+        self._store_state_grads(d_states)
+        if not self.input_grad_needed:
+            return None
+        return (dXW @ self.params["kernel"].T).transpose(1, 0, 2)
+
+    def _run(self, xt: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
+        """Forward over time-major ``xt : (time, batch, features)``; cache for backward; return ``H``."""
+        raise NotImplementedError
+
+    def _backprop(self, dH: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """From dLoss/dh_t ``(time, batch, units)`` (outputs only), fill the recurrent-kernel and bias
+        gradients; return dLoss/d(xW + b) ``(time, batch, gates*units)`` and dLoss/d(initial states)."""
+        raise NotImplementedError
+
+    def _state_sequences(self, H: np.ndarray) -> list[np.ndarray]:
+        return [H]
+
+    # ----------------------------------------------------------------- initial state
+    def _initial_states(self, batch: int, given: StateLike | None) -> list[np.ndarray]:
+        n = len(self.state_names)
+        zeros = [np.zeros((batch, self.units), dtype=self.dtype) for _ in range(n)]
+        self._state_shapes: list[tuple[int, ...]] | None = None
+        if given is None:
+            return zeros
+        parts = [given] if n == 1 and not isinstance(given, (tuple, list)) else list(given)
+        if len(parts) != n:
+            raise ConfigError(f"{self.describe()} takes {n} initial state array(s) ({', '.join(self.state_names)}), "
+                              f"got {len(parts)}")
+        out, shapes = [], []
+        for name, part in zip(self.state_names, parts, strict=True):
+            a = np.asarray(part, dtype=self.dtype)
+            if a.shape not in ((self.units,), (batch, self.units)):
+                raise ShapeError(f"{self.describe()} initial state {name!r} must have shape ({batch}, {self.units}) "
+                                 f"or ({self.units},), got {a.shape}")
+            out.append(np.broadcast_to(a, (batch, self.units)).copy())
+            shapes.append(a.shape)
+        self._state_shapes = shapes
+        return out
+
+    def _store_state_grads(self, d_states: list[np.ndarray]) -> None:
+        if self._state_shapes is None:
+            self.initial_state_grad = None
+            return
+        grads = tuple(d if shape == d.shape else d.sum(axis=0) for d, shape in zip(d_states, self._state_shapes,
+                                                                                    strict=True))
+        self.initial_state_grad = grads[0] if len(grads) == 1 else grads
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "return_sequences": self.return_sequences,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "l2": self.l2,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
+            if key in config:
+                config[key] = initializers.deserialize(config[key])
+        return super().from_config(config)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self._repr_options().items())
+        return f"{type(self).__name__}({self.units}{extra})"
+
+    def _repr_options(self) -> dict[str, Any]:
+        return {"return_sequences": True} if self.return_sequences else {}
+
+
+@register
+class SimpleRNN(Recurrent):
+    r"""Fully connected recurrence :math:`h_t = f(x_t W + h_{t-1} U + b)`.
+
+    Parameters
+    ----------
+    units : int
+    activation : str or Activation
+        :math:`f`, default ``"tanh"``.
+    **kwargs
+        See :class:`Recurrent` (``return_sequences``, initializers, ``l2``, ``input_shape``).
+
+    Shapes
+    ------
+    ``kernel : (features, units)``, ``recurrent_kernel : (units, units)``, ``bias : (units,)``.
+
+    Notes
+    -----
+    With :math:`z_t = x_t W + h_{t-1} U + b` and :math:`\delta_t = \partial L/\partial z_t`, backpropagation
+    through time runs :math:`t = T..1`: :math:`\partial L/\partial h_t = g_t + \delta_{t+1} U^\top`,
+    :math:`\delta_t = \partial L/\partial h_t \odot f'(z_t)`,
+    then :math:`\partial L/\partial W = \sum_t x_t^\top \delta_t`, :math:`\partial L/\partial U = \sum_t h_{t-1}^\top
+    \delta_t`, :math:`\partial L/\partial b = \sum_t \delta_t`, :math:`\partial L/\partial x_t = \delta_t W^\top`,
+    where :math:`g_t` is the gradient arriving at the output :math:`h_t`.
+    """
+
+    def __init__(self, units: int, activation: str | activations.Activation = "tanh", **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        # Kept private: a public ``activation`` would make the model try to fuse it with the loss.
+        self._activation = activations.get(activation)
+
+    def _run(self, xt, states):
+        W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
+        XW = xt @ W + b
+        H = np.empty((xt.shape[0] + 1, xt.shape[1], self.units), dtype=self.dtype)
+        H[0] = states[0]
+        for t in range(xt.shape[0]):
+            XW[t] += H[t] @ U  # XW now holds the pre-activations z_t
+            H[t + 1] = self._activation.function(XW[t])
+        self._Z, self._H = XW, H
+        return H
+
+    def _backprop(self, dH):
+        U = self.params["recurrent_kernel"]
+        Z, H = self._Z, self._H
+        dZ = np.empty_like(Z)
+        dh = np.zeros_like(dH[0])
+        for t in range(Z.shape[0] - 1, -1, -1):
+            dh += dH[t]
+            self._activation.forward(Z[t])
+            dZ[t] = self._activation.backward(dh)
+            dh = dZ[t] @ U.T
+        flat = dZ.reshape(-1, self.units)
+        np.matmul(H[:-1].reshape(-1, self.units).T, flat, out=self.grads["recurrent_kernel"])
+        np.sum(flat, axis=0, out=self.grads["bias"])
+        return dZ, [dh]
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self._activation)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["activation"] = activations.deserialize(config.get("activation", "tanh"))
+        return super().from_config(config)
+
+    def _repr_options(self):
+        act = self._activation.kind
+        return {**({"activation": act} if act != "tanh" else {}), **super()._repr_options()}
+
+
+@register
+class LSTM(Recurrent):
+    r"""Long short-term memory (Hochreiter and Schmidhuber, 1997), with a forget gate.
+
+    Parameters
+    ----------
+    units : int
+    unit_forget_bias : bool
+        Start the forget-gate bias at 1 so that the cell remembers by default (Jozefowicz et al., 2015).
+    **kwargs
+        See :class:`Recurrent`.
+
+    Shapes
+    ------
+    ``kernel : (features, 4*units)``, ``recurrent_kernel : (units, 4*units)``, ``bias : (4*units,)``, gate blocks
+    in the order input, forget, cell candidate, output (as in Keras and PyTorch). The state is the pair
+    ``(h, c)``.
+
+    Notes
+    -----
+    With :math:`z_t = x_t W + h_{t-1} U + b = [z^i, z^f, z^g, z^o]`:
+    :math:`i = \sigma(z^i)`, :math:`f = \sigma(z^f)`, :math:`g = \tanh(z^g)`, :math:`o = \sigma(z^o)`,
+    :math:`c_t = f \odot c_{t-1} + i \odot g`, :math:`h_t = o \odot \tanh c_t`.
+
+    Backward, with :math:`\bar h = \partial L/\partial h_t` and :math:`\bar c` the gradient flowing into
+    :math:`c_t` from step :math:`t+1`: :math:`\bar c \mathrel{+}= \bar h \odot o \odot (1 - \tanh^2 c_t)`, then
+    :math:`\bar z^i = \bar c\, g\, i(1-i)`, :math:`\bar z^f = \bar c\, c_{t-1} f(1-f)`,
+    :math:`\bar z^g = \bar c\, i (1-g^2)`, :math:`\bar z^o = \bar h \tanh c_t\, o(1-o)`;
+    to step :math:`t-1` flow :math:`\bar c\, f` and :math:`\bar z U^\top`.
+    """
+
+    gates = 4
+    state_names = ("h", "c")
+
+    def __init__(self, units: int, *, unit_forget_bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        if self.unit_forget_bias:
+            self.params["bias"][self.units:2 * self.units] = 1
+
+    def _run(self, xt, states):
+        W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
+        n, T = self.units, xt.shape[0]
+        A = xt @ W + b  # becomes the activated gates [i, f, g, o]
+        H = np.empty((T + 1, xt.shape[1], n), dtype=self.dtype)
+        C = np.empty_like(H)
+        tanh_C = np.empty_like(H[1:])
+        H[0], C[0] = states
+        for t in range(T):
+            a = A[t]
+            a += H[t] @ U
+            a[:, :2 * n] = F.sigmoid(a[:, :2 * n])
+            np.tanh(a[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
+            a[:, 3 * n:] = F.sigmoid(a[:, 3 * n:])
+            i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
+            np.add(f * C[t], i * g, out=C[t + 1])
+            np.tanh(C[t + 1], out=tanh_C[t])
+            np.multiply(o, tanh_C[t], out=H[t + 1])
+        self._A, self._H, self._C, self._tanh_C = A, H, C, tanh_C
+        return H
+
+    def _state_sequences(self, H):
+        return [H, self._C]
+
+    def _backprop(self, dH):
+        U = self.params["recurrent_kernel"]
+        A, H, C, tanh_C = self._A, self._H, self._C, self._tanh_C
+        n = self.units
+        dZ = np.empty_like(A)
+        dh = np.zeros_like(dH[0])
+        dc = np.zeros_like(dh)
+        for t in range(A.shape[0] - 1, -1, -1):
+            a, tc, dz = A[t], tanh_C[t], dZ[t]
+            i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
+            dh += dH[t]
+            dc += dh * o * (1 - tc * tc)
+            dz[:, :n] = dc * g * i * (1 - i)
+            dz[:, n:2 * n] = dc * C[t] * f * (1 - f)
+            dz[:, 2 * n:3 * n] = dc * i * (1 - g * g)
+            dz[:, 3 * n:] = dh * tc * o * (1 - o)
+            dc *= f
+            dh = dz @ U.T
+        flat = dZ.reshape(-1, 4 * n)
+        np.matmul(H[:-1].reshape(-1, n).T, flat, out=self.grads["recurrent_kernel"])
+        np.sum(flat, axis=0, out=self.grads["bias"])
+        return dZ, [dh, dc]
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+@register
+class GRU(Recurrent):
+    r"""Gated recurrent unit (Cho et al., 2014).
+
+    Parameters
+    ----------
+    units : int
+    reset_after : bool
+        Apply the reset gate after the recurrent product (the PyTorch/cuDNN form, Keras' default) rather than
+        before it. With ``reset_after=True`` the layer has separate input and recurrent biases.
+    **kwargs
+        See :class:`Recurrent`.
+
+    Shapes
+    ------
+    ``kernel : (features, 3*units)``, ``recurrent_kernel : (units, 3*units)``, gate blocks in the order update,
+    reset, candidate (as in Keras); ``bias : (2, 3*units)`` (row 0 input bias, row 1 recurrent bias) when
+    ``reset_after`` else ``(3*units,)``.
+
+    Notes
+    -----
+    With :math:`x_t W + b_x = [a^z, a^r, a^h]` and :math:`h_{t-1} U + b_h = [u^z, u^r, u^h]`:
+    :math:`z = \sigma(a^z + u^z)`, :math:`r = \sigma(a^r + u^r)`, and the candidate
+    :math:`\tilde h = \tanh(a^h + r \odot u^h)` (``reset_after``) or
+    :math:`\tilde h = \tanh(a^h + (r \odot h_{t-1}) U^h)` (no recurrent bias); then
+    :math:`h_t = z \odot h_{t-1} + (1 - z) \odot \tilde h`.
+
+    Backward, with :math:`\bar h = \partial L/\partial h_t`: :math:`\bar a^h = \bar h (1-z)(1-\tilde h^2)`,
+    :math:`\bar a^z = \bar h (h_{t-1} - \tilde h) z(1-z)`, :math:`\bar a^r = \bar a^h u^h r(1-r)` (or
+    :math:`(\bar a^h U^{h\top}) h_{t-1} r(1-r)`); to step :math:`t-1` flow :math:`\bar h z`, the recurrent
+    product's :math:`\bar u U^\top` and, before-reset form, :math:`(\bar a^h U^{h\top}) r`.
+    """
+
+    gates = 3
+
+    def __init__(self, units: int, *, reset_after: bool = True, **kwargs: Any) -> None:
+        super().__init__(units, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _run(self, xt, states):
+        W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
+        n, T = self.units, xt.shape[0]
+        A = xt @ W + (b[0] if self.reset_after else b)  # becomes the activated [z, r, h~]
+        H = np.empty((T + 1, xt.shape[1], n), dtype=self.dtype)
+        H[0] = states[0]
+        # u^h (reset_after) or r * h_{t-1} (before-reset form): what the backward pass needs per step
+        aux = np.empty_like(H[1:])
+        for t in range(T):
+            a, h = A[t], H[t]
+            if self.reset_after:
+                u = h @ U + b[1]
+                a[:, :2 * n] = F.sigmoid(a[:, :2 * n] + u[:, :2 * n])
+                aux[t] = u[:, 2 * n:]
+                a[:, 2 * n:] += a[:, n:2 * n] * aux[t]
+            else:
+                a[:, :2 * n] = F.sigmoid(a[:, :2 * n] + h @ U[:, :2 * n])
+                np.multiply(a[:, n:2 * n], h, out=aux[t])
+                a[:, 2 * n:] += aux[t] @ U[:, 2 * n:]
+            np.tanh(a[:, 2 * n:], out=a[:, 2 * n:])
+            z, hh = a[:, :n], a[:, 2 * n:]
+            np.add(hh, z * (h - hh), out=H[t + 1])
+        self._A, self._H, self._aux = A, H, aux
+        return H
+
+    def _backprop(self, dH):
+        U = self.params["recurrent_kernel"]
+        A, H, aux = self._A, self._H, self._aux
+        n = self.units
+        dXW = np.empty_like(A)
+        dHU = np.empty_like(A) if self.reset_after else None
+        dh = np.zeros_like(dH[0])
+        for t in range(A.shape[0] - 1, -1, -1):
+            a, h, da = A[t], H[t], dXW[t]
+            z, r, hh = a[:, :n], a[:, n:2 * n], a[:, 2 * n:]
+            dh += dH[t]
+            da[:, 2 * n:] = dh * (1 - z) * (1 - hh * hh)
+            da[:, :n] = dh * (h - hh) * z * (1 - z)
+            if self.reset_after:
+                da[:, n:2 * n] = da[:, 2 * n:] * aux[t] * r * (1 - r)
+                du = dHU[t]
+                du[:, :2 * n] = da[:, :2 * n]
+                np.multiply(da[:, 2 * n:], r, out=du[:, 2 * n:])
+                dh = dh * z + du @ U.T
+            else:
+                d_rh = da[:, 2 * n:] @ U[:, 2 * n:].T
+                da[:, n:2 * n] = d_rh * h * r * (1 - r)
+                dh = dh * z + d_rh * r + da[:, :2 * n] @ U[:, :2 * n].T
+        H_prev = H[:-1].reshape(-1, n)
+        gU, gb = self.grads["recurrent_kernel"], self.grads["bias"]
+        if self.reset_after:
+            np.matmul(H_prev.T, dHU.reshape(-1, 3 * n), out=gU)
+            gb[0] = dXW.sum(axis=(0, 1))
+            gb[1] = dHU.sum(axis=(0, 1))
+        else:
+            np.matmul(H_prev.T, dXW[..., :2 * n].reshape(-1, 2 * n), out=gU[:, :2 * n])
+            np.matmul(aux.reshape(-1, n).T, dXW[..., 2 * n:].reshape(-1, n), out=gU[:, 2 * n:])
+            np.sum(dXW, axis=(0, 1), out=gb)
+        return dXW, [dh]
+
+    def get_config(self):
+        return {**super().get_config(), "reset_after": self.reset_after}
+
+    def _repr_options(self):
+        return {**super()._repr_options(), **({} if self.reset_after else {"reset_after": False})}
