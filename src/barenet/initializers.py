@@ -76,7 +76,8 @@ def orthogonal(shape, fan_in, fan_out, rng, dtype):
     q *= np.where(np.diag(r) < 0, -1.0, 1.0)
     if rows < cols:
         q = q.T
-    return q.reshape(shape).astype(dtype)
+    # QR returns Fortran-ordered factors; parameters are C-contiguous so that reshape(-1) is a view
+    return np.ascontiguousarray(q.reshape(shape), dtype=dtype)
 
 
 def uniform(shape, fan_in, fan_out, rng, dtype):
