@@ -32,13 +32,17 @@ from barenet.layers import (
     ELU,
     GELU,
     Activation,
+    AveragePooling2D,
     BatchNormalization,
+    Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
     Layer,
     LeakyReLU,
     Linear,
+    MaxPooling2D,
     ReLU,
     Reshape,
     Sigmoid,
@@ -88,6 +92,18 @@ CASES = [
     Case("flatten", Flatten, (2, 3, 2)),
     Case("reshape", lambda: Reshape((3, -1)), (6,)),
     Case("reshape-4d", lambda: Reshape((2, 2, 3)), (12,)),
+    Case("conv2d", lambda: Conv2D(3, 3), (6, 5, 2)),
+    Case("conv2d-relu-same", lambda: Conv2D(4, 3, padding="same", activation="relu"), (5, 6, 2)),
+    Case("conv2d-strided-same", lambda: Conv2D(3, (3, 2), strides=2, padding="same", activation="tanh"), (7, 6, 3)),
+    Case("conv2d-padding-dilation", lambda: Conv2D(2, (2, 3), strides=(2, 1), padding=(1, 2), dilation_rate=(2, 1),
+                                                   use_bias=False), (7, 5, 2)),
+    Case("conv2d-channels-first", lambda: Conv2D(3, 2, padding=1, data_format="channels_first"), (2, 5, 4)),
+    Case("maxpool", MaxPooling2D, (5, 7, 3)),
+    Case("maxpool-overlap-same", lambda: MaxPooling2D(3, strides=2, padding="same"), (6, 7, 2)),
+    Case("maxpool-channels-first", lambda: MaxPooling2D((2, 3), data_format="channels_first"), (2, 5, 6)),
+    Case("avgpool", AveragePooling2D, (6, 5, 2)),
+    Case("avgpool-overlap-same", lambda: AveragePooling2D((3, 2), strides=(2, 1), padding="same"), (5, 5, 2)),
+    Case("global-avgpool", GlobalAveragePooling2D, (3, 4, 5)),
 ]
 
 
@@ -154,7 +170,7 @@ def test_repr_names_the_class_and_its_arguments(case):
     text = repr(layer)
     assert text.startswith(type(layer).__name__ + "(") and text.endswith(")")
     assert repr(type(layer).from_config(layer.get_config())) == text
-    if not isinstance(layer, Dense):  # Dense shows units and activation only: see test_dense_repr
+    if not isinstance(layer, (Dense, Conv2D)):  # these show their main arguments only: see test_dense_repr
         for key, value in layer.get_config().items():
             assert f"{key}={value!r}" in text
 

@@ -89,3 +89,124 @@ def softplus(z: np.ndarray) -> np.ndarray:
     r""":math:`\log(1 + e^{z})` computed as :math:`\max(z,0) + \log(1 + e^{-|z|})`: no overflow."""
     with np.errstate(under="ignore"):
         return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+# --------------------------------------------------------------------------- convolution helpers
+# Images are channels-last, ``(batch, height, width, channels)``. A 2-d window is described by
+# ``kernel_size = (kh, kw)``, ``strides = (sh, sw)`` and ``dilation = (dh, dw)``; a window of the
+# dilated kernel spans ``(k - 1) * d + 1`` pixels.
+
+
+def conv_output_length(size: int, kernel: int, stride: int = 1, dilation: int = 1, padding: int = 0) -> int:
+    r"""Number of window positions along one axis of ``size`` pixels with ``padding`` pixels added in total.
+
+    Notes
+    -----
+    :math:`\lfloor (n + p - ((k-1)d + 1)) / s \rfloor + 1`; zero or less means the window does not fit.
+    """
+    return (size + padding - ((kernel - 1) * dilation + 1)) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    r"""Pixels to add ``(before, after)`` along one axis so that there are :math:`\lceil n / s \rceil` outputs.
+
+    Notes
+    -----
+    The total is :math:`\max((\lceil n/s \rceil - 1)s + (k-1)d + 1 - n,\ 0)`; an odd total puts the extra
+    pixel after, as TensorFlow and Keras do.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_spatial(x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0) -> np.ndarray:
+    """Pad the height and width axes of ``x : (batch, height, width, channels)`` with ``value``.
+
+    Returns ``x`` itself when every pad is zero (no copy).
+    """
+    if not any(pads[0]) and not any(pads[1]):
+        return x
+    (top, bottom), (left, right) = pads
+    out = np.full((x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3]), value, x.dtype)
+    out[:, top:top + x.shape[1], left:left + x.shape[2], :] = x
+    return out
+
+
+def window_slices(kernel_size: tuple[int, int], strides: tuple[int, int], dilation: tuple[int, int],
+                  out_size: tuple[int, int]):
+    """Yield ``(i, j, rows, cols)`` for every kernel offset: ``x[:, rows, cols]`` holds, for every output
+    pixel, the input pixel under kernel tap ``(i, j)`` (a strided view, no copy)."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel_size, strides, dilation, out_size
+    for i in range(kh):
+        rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+        for j in range(kw):
+            yield i, j, rows, slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+
+
+def sliding_windows(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+                    dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Every window of ``x : (batch, height, width, channels)`` as a read-only strided view.
+
+    Returns
+    -------
+    ``(batch, out_height, out_width, kh, kw, channels)``, with ``windows[n, p, q, i, j, c] =
+    x[n, p*sh + i*dh, q*sw + j*dw, c]``. Nothing is copied.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
+    n, h, w, c = x.shape
+    oh, ow = conv_output_length(h, kh, sh, dh), conv_output_length(w, kw, sw, dw)
+    sn, sy, sx, sc = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (n, oh, ow, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc), writeable=False
+    )
+
+
+def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+           dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    r"""Unfold the windows of ``x : (batch, height, width, channels)`` into the rows of a matrix.
+
+    Returns
+    -------
+    ``cols : (batch * out_height * out_width, kh * kw * channels)``, same dtype as ``x``, row-major over
+    ``(batch, out_height, out_width)`` and ``(kh, kw, channels)``. A convolution with a kernel
+    ``W : (kh, kw, channels, filters)`` is then one matrix product ``cols @ W.reshape(-1, filters)``.
+
+    Notes
+    -----
+    This is the one copy a convolution makes of its input. With many channels the strided window view
+    copies fastest in one go; with few, each row holds short runs and one copy per kernel tap is faster.
+    """
+    windows = sliding_windows(x, kernel_size, strides, dilation)
+    n, oh, ow, kh, kw, c = windows.shape
+    if c >= 8:
+        return windows.reshape(n * oh * ow, kh * kw * c)
+    cols = np.empty(windows.shape, dtype=x.dtype)
+    for i, j, rows, cols_ in window_slices(kernel_size, strides, dilation, (oh, ow)):
+        cols[:, :, :, i, j, :] = x[:, rows, cols_, :]
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(cols: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size: tuple[int, int],
+           strides: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    r"""Adjoint of :func:`im2col`: add each row's entries back to the pixels they were read from.
+
+    Parameters
+    ----------
+    cols : (batch * out_height * out_width, kh * kw * channels)
+    image_shape : (batch, height, width, channels)
+        Shape of the (padded) image given to :func:`im2col`.
+
+    Returns
+    -------
+    ``(batch, height, width, channels)``; pixels covered by several windows receive the sum, pixels
+    covered by none receive zero. One strided addition per kernel tap, :math:`k_h k_w` in all.
+    """
+    n, h, w, c = image_shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
+    oh, ow = conv_output_length(h, kh, sh, dh), conv_output_length(w, kw, sw, dw)
+    taps = cols.reshape(n, oh, ow, kh, kw, c)
+    out = np.zeros(image_shape, dtype=cols.dtype)
+    for i, j, rows, cols_ in window_slices(kernel_size, strides, dilation, (oh, ow)):
+        out[:, rows, cols_, :] += taps[:, :, :, i, j, :]
+    return out

@@ -3,15 +3,18 @@
 from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, layer_class, register
 from .bidirectional import Bidirectional
+from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
 from .normalization import BatchNormalization
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
 
 __all__ = [
-    "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GELU", "Layer",
-    "LeakyReLU", "Linear", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh", "layer_class", "register",
+    "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout", "ELU", "Flatten", "GELU",
+    "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax",
+    "Tanh", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
 ]

@@ -1,0 +1,266 @@
+"""Two-dimensional convolution, and the image-layout handling shared with the pooling layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import initializers
+from ..errors import ConfigError, ShapeError
+from . import activations
+from .base import Layer, register
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def normalize_pair(value: int | tuple[int, int] | list[int], what: str, owner: str) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(3, 2)`` stays; anything but one or two positive integers -> :class:`ConfigError`."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if isinstance(
+        value, (tuple, list)) else ()
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                                 for v in pair):
+        raise ConfigError(f"{owner} {what} must be a positive integer or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class ImageLayer(Layer):
+    """Base of layers over images ``(batch, height, width, channels)``.
+
+    ``data_format="channels_last"`` is barenet's layout. With ``"channels_first"`` the layer takes and
+    returns ``(batch, channels, height, width)`` (and ``input_shape`` is given in that order); it
+    transposes at its edges and computes channels-last inside, so both layouts give the same numbers.
+    """
+
+    def __init__(self, *, data_format: str = "channels_last", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in DATA_FORMATS:
+            raise ConfigError(f"{type(self).__name__} data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+        self.data_format = data_format
+
+    def image_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """``(height, width, channels)`` of one sample in this layer's ``data_format``."""
+        if len(input_shape) != 3:
+            order = "(height, width, channels)" if self.data_format == "channels_last" else \
+                "(channels, height, width)"
+            raise ShapeError(f"{self.describe()} expects images {order} per sample, got sample shape "
+                             f"{tuple(input_shape)}; add a Reshape layer first")
+        if self.data_format == "channels_first":
+            c, h, w = input_shape
+            return h, w, c
+        return tuple(input_shape)
+
+    def sample_shape(self, h: int, w: int, c: int) -> tuple[int, ...]:
+        """Inverse of :meth:`image_shape`."""
+        return (c, h, w) if self.data_format == "channels_first" else (h, w, c)
+
+    def to_last(self, x: np.ndarray) -> np.ndarray:
+        """A channels-last view of a batch given in this layer's layout."""
+        return x.transpose(0, 2, 3, 1) if self.data_format == "channels_first" else x
+
+    def from_last(self, x: np.ndarray) -> np.ndarray:
+        """A view of a channels-last batch in this layer's layout."""
+        return x.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else x
+
+    def get_config(self):
+        config = super().get_config()
+        if self.data_format != "channels_last":
+            config["data_format"] = self.data_format
+        return config
+
+
+def resolve_padding(padding: str | int | tuple[int, int], image: tuple[int, int], kernel: tuple[int, int],
+                    strides: tuple[int, int], dilation: tuple[int, int]) -> Pads:
+    """Pixels to add ``((top, bottom), (left, right))`` for a padding spec on ``image = (height, width)``."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        return tuple(F.same_padding(n, k, s, d) for n, k, s, d in zip(image, kernel, strides, dilation, strict=True))
+    ph, pw = padding
+    return (ph, ph), (pw, pw)
+
+
+@register
+class Conv2D(ImageLayer):
+    r"""Two-dimensional convolution (cross-correlation, as in every deep-learning library) over images.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    kernel_size : int or (int, int)
+        Window height and width.
+    strides : int or (int, int)
+        Step between windows.
+    padding : "valid", "same", int or (int, int)
+        ``"valid"`` adds nothing; ``"same"`` adds zeros so that there are ``ceil(size / stride)`` outputs
+        (an odd total puts the extra row/column at the bottom/right, as Keras does); an integer ``p``
+        or a pair ``(ph, pw)`` adds that many zero rows/columns on each side.
+    dilation_rate : int or (int, int)
+        Gap between kernel taps (1: adjacent pixels).
+    activation : str, Activation or None
+        Applied to the convolution output; ``None`` means linear.
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        See :mod:`barenet.initializers`; fans are ``kh * kw * in_channels`` and ``kh * kw * filters``.
+    l2 : float
+        Weight penalty :math:`\lambda \sum W^2` added to the loss (kernel only).
+    data_format : "channels_last" or "channels_first"
+        See :class:`ImageLayer`.
+
+    Shapes
+    ------
+    ``x : (batch, height, width, in_channels)`` -> ``y : (batch, out_height, out_width, filters)``;
+    ``kernel : (kh, kw, in_channels, filters)``, ``bias : (filters,)``. Output dtype is the input dtype.
+
+    Notes
+    -----
+    With :math:`\tilde x` the padded input,
+
+    .. math:: z_{n,p,q,f} = b_f + \sum_{i,j,c} \tilde x_{n,\, p s_h + i d_h,\, q s_w + j d_w,\, c}\, W_{i,j,c,f}
+
+    computed as one matrix product :math:`Z = X_{col} W_{mat}` with ``X_col = im2col(x)`` of shape
+    ``(batch * out_h * out_w, kh * kw * in_channels)``. Backward, with :math:`G = \partial L/\partial Z`
+    in the same row order: :math:`\partial L/\partial W = X_{col}^\top G`,
+    :math:`\partial L/\partial b = \sum_{rows} G`, and :math:`\partial L/\partial x = \mathrm{col2im}(G W^\top)`,
+    cropped to remove the padding.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str | int | tuple[int, int] = "valid",
+        dilation_rate: int | tuple[int, int] = 1,
+        activation: str | activations.Activation | None = None,
+        *,
+        use_bias: bool = True,
+        kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+        bias_initializer: str | initializers.Initializer = "zeros",
+        l2: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters < 1:
+            raise ConfigError(f"Conv2D filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = normalize_pair(kernel_size, "kernel_size", "Conv2D")
+        self.strides = normalize_pair(strides, "strides", "Conv2D")
+        self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", "Conv2D")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
+            self.padding: str | tuple[int, int] = padding
+        else:
+            pair = (padding, padding) if isinstance(padding, (int, np.integer)) else tuple(padding) \
+                if isinstance(padding, (tuple, list)) else ()
+            if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0
+                                         for p in pair):
+                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
+                                  f"got {padding!r}")
+            self.padding = (int(pair[0]), int(pair[1]))
+        if l2 < 0:
+            raise ConfigError(f"Conv2D l2 must be >= 0, got {l2!r}")
+        self.activation = activations.get(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.use_bias = bool(use_bias)
+        self.l2 = float(l2)
+        self._cols: np.ndarray | None = None
+
+    def compute_output_shape(self, input_shape):
+        h, w, _ = self.image_shape(input_shape)
+        pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.strides, self.dilation_rate)
+        out = [F.conv_output_length(n, k, s, d, sum(p))
+               for n, k, s, d, p in zip((h, w), self.kernel_size, self.strides, self.dilation_rate, pads, strict=True)]
+        if min(out) < 1:
+            raise ShapeError(f"{self.describe()} cannot slide a {self.kernel_size} kernel (dilation "
+                             f"{self.dilation_rate}) over {h}x{w} images with padding {self.padding!r}; "
+                             f"the output would be {out[0]}x{out[1]}")
+        return self.sample_shape(out[0], out[1], self.filters)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        h, w, c = self.image_shape(self.input_shape)
+        self._pads = resolve_padding(self.padding, (h, w), self.kernel_size, self.strides, self.dilation_rate)
+        kh, kw = self.kernel_size
+        fan_in, fan_out = kh * kw * c, kh * kw * self.filters
+        shape = (kh, kw, c, self.filters)
+        self.add_param("kernel", self.kernel_initializer(shape, fan_in, fan_out, rng, self.dtype))
+        if self.use_bias:
+            self.add_param("bias", self.bias_initializer((self.filters,), fan_in, fan_out, rng, self.dtype))
+        self.activation.build(self.output_shape, rng, dtype)
+
+    def forward(self, x, *, training=False):
+        return self.activation.forward(self.forward_logits(x, training=training), training=training)
+
+    def backward(self, grad):
+        return self.backward_logits(self.activation.backward(grad))
+
+    def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """:math:`z = x \\star W + b`, before the activation; same layout as the input."""
+        self.check_input(x)
+        self._cols = None  # free the previous batch's columns before making new ones
+        xp = F.pad_spatial(self.to_last(x), self._pads)
+        self._padded_shape = xp.shape
+        cols = F.im2col(xp, self.kernel_size, self.strides, self.dilation_rate)
+        self._cols = cols
+        z = cols @ self.params["kernel"].reshape(-1, self.filters)
+        if self.use_bias:
+            z += self.params["bias"]
+        oh, ow, _ = self.image_shape(self.output_shape)
+        return self.from_last(z.reshape(x.shape[0], oh, ow, self.filters))
+
+    def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
+        """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
+        g = self.to_last(grad).reshape(-1, self.filters)
+        np.matmul(self._cols.T, g, out=self.grads["kernel"].reshape(-1, self.filters))
+        if self.use_bias:
+            np.sum(g, axis=0, out=self.grads["bias"])
+        if not self.input_grad_needed:
+            return None
+        dcols = g @ self.params["kernel"].reshape(-1, self.filters).T
+        dx = F.col2im(dcols, self._padded_shape, self.kernel_size, self.strides, self.dilation_rate)
+        (top, bottom), (left, right) = self._pads
+        dx = dx[:, top:dx.shape[1] - bottom, left:dx.shape[2] - right, :]
+        return self.from_last(dx)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation_rate": list(self.dilation_rate),
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "l2": self.l2,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["activation"] = activations.deserialize(config.get("activation"))
+        for key in ("kernel_initializer", "bias_initializer"):
+            if key in config:
+                config[key] = initializers.deserialize(config[key])
+        return super().from_config(config)
+
+    def __repr__(self) -> str:
+        text = f"Conv2D({self.filters}, {self.kernel_size}"
+        if self.strides != (1, 1):
+            text += f", strides={self.strides}"
+        if self.padding != "valid":
+            text += f", padding={self.padding!r}"
+        if self.dilation_rate != (1, 1):
+            text += f", dilation_rate={self.dilation_rate}"
+        if self.activation.kind != "linear":
+            text += f", activation={self.activation.kind!r}"
+        return text + ")"
