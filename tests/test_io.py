@@ -430,3 +430,73 @@ def test_mutated_descriptions_raise_only_model_file_error(tmp_path, trained_file
     _set(list(where), data.draw(json_values))(document)
     path = rewrite(trained_file, tmp_path / "mutated.barenet", replace={"barenet.json": json.dumps(document)})
     _load_or_model_file_error(path)
+
+
+# --------------------------------------------------------------------- ModelCheckpoint
+class Snapshot(bn.callbacks.Callback):
+    """Records predictions at the end of each epoch, with the epoch's logs."""
+
+    def __init__(self, X):
+        self.X, self.epochs = X, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((dict(logs), self.model.predict(self.X)))
+
+
+def _regression(n: int = 48, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    return X, X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=n)
+
+
+def test_checkpoint_save_best_only_keeps_the_best_val_loss_model(tmp_path):
+    X, y = _regression()
+    Xv, yv = _regression(seed=2)
+    model = bn.Sequential([bn.layers.Dense(1, input_dim=3)], seed=0, dtype="float64")
+    # A learning rate this large makes the loss oscillate, so later epochs are not always better.
+    model.compile(loss="mse", optimizer=bn.optimizers.SGD(0.9))
+    snapshot = Snapshot(Xv)
+    path = tmp_path / "best.barenet"
+    checkpoint = bn.callbacks.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    history = model.fit(X, y, epochs=8, batch_size=None, validation_data=(Xv, yv), verbose=0,
+                        callbacks=[checkpoint, snapshot])
+
+    val_losses = history.history["val_loss"]
+    assert np.argmin(val_losses) != len(val_losses) - 1, "the scenario needs a best epoch before the last"
+    best = int(np.argmin(val_losses))
+    assert checkpoint.best == val_losses[best]
+    assert np.array_equal(bn.load(path).predict(Xv), snapshot.epochs[best][1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.barenet"]
+
+
+def test_checkpoint_formats_epoch_and_logs_into_the_file_name(tmp_path):
+    X, y = _regression()
+    model = bn.Sequential([bn.layers.Dense(1, input_dim=3)], seed=0)
+    model.compile(loss="mse", optimizer="sgd")
+    checkpoint = bn.callbacks.ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}-{loss:.1f}.barenet", monitor="loss")
+    history = model.fit(X, y, epochs=3, verbose=0, callbacks=[checkpoint])
+    expected = [f"ckpt-{e + 1:02d}-{loss:.1f}.barenet" for e, loss in enumerate(history.history["loss"])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    assert bn.load(tmp_path / expected[-1]).optimizer.iterations == model.optimizer.iterations
+
+
+@pytest.mark.parametrize("save_best_only", [True, False])
+def test_checkpoint_is_not_overwritten_when_training_diverges(tmp_path, save_best_only):
+    X, y = _regression()
+    model = bn.Sequential([bn.layers.Dense(1, input_dim=3)], seed=0, dtype="float64")
+    model.compile(loss="mse", optimizer=bn.optimizers.SGD(0.01))
+    snapshot = Snapshot(X)
+    path = tmp_path / "ckpt.barenet"
+    checkpoint = bn.callbacks.ModelCheckpoint(path, monitor="loss", save_best_only=save_best_only)
+    # From the third epoch on, a huge learning rate sends the loss to infinity and then NaN.
+    blow_up = bn.callbacks.LearningRateScheduler(lambda epoch, lr: 1e300 if epoch >= 2 else 0.01)
+    terminate = bn.callbacks.TerminateOnNaN(stream=io.StringIO())
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(X, y, epochs=6, batch_size=8, shuffle=False, verbose=0,
+                            callbacks=[blow_up, checkpoint, terminate, snapshot])
+
+    assert terminate.terminated_at is not None and terminate.terminated_at[0] == 2
+    assert not np.isfinite(history.history["loss"][-1])
+    saved = bn.load(path)
+    assert np.array_equal(saved.predict(X), snapshot.epochs[1][1])
+    assert saved.optimizer.iterations == 2 * 6
