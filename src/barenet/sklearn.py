@@ -1,0 +1,492 @@
+"""scikit-learn estimators built on :class:`barenet.Sequential`.
+
+:class:`NeuralNetClassifier` and :class:`NeuralNetRegressor` are multi-layer perceptrons with the
+interface (and most of the parameters) of scikit-learn's ``MLPClassifier`` and ``MLPRegressor``, so
+they work in ``Pipeline``, ``GridSearchCV``, ``cross_val_score`` and the rest of scikit-learn. This
+module is the one edge of barenet that imports scikit-learn; the engine stays NumPy-only.
+
+Example::
+
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from barenet.sklearn import NeuralNetClassifier
+
+    pipe = make_pipeline(StandardScaler(), NeuralNetClassifier(max_iter=50, random_state=0))
+    search = GridSearchCV(pipe, {"neuralnetclassifier__hidden_layer_sizes": [(32,), (64, 32)]}, cv=3)
+    search.fit(X, y)
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+
+from . import optimizers
+from .errors import ConfigError, DataError
+from .layers import BatchNormalization, Dense, Dropout
+from .layers import activations as activations_mod
+from .models import Sequential
+
+__all__ = ["NeuralNetClassifier", "NeuralNetRegressor"]
+
+_SOLVERS = ("sgd", "rmsprop", "adam", "adamw")
+#: scikit-learn's activation names, accepted next to barenet's own.
+_ACTIVATION_ALIASES = {"logistic": "sigmoid", "identity": "linear"}
+_FLOATS = (np.float64, np.float32)
+
+
+class _BaseNeuralNet(BaseEstimator):
+    """Parameters, model construction and the training loop shared by both estimators.
+
+    The parameters are documented on :class:`NeuralNetClassifier`.
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: tuple[int, ...] = (100,),
+        activation: str = "relu",
+        solver: str | optimizers.Optimizer = "adam",
+        learning_rate_init: float = 0.001,
+        alpha: float = 0.0,
+        batch_size: int | str = 200,
+        max_iter: int = 200,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        dtype: str = "float32",
+        warm_start: bool = False,
+        shuffle: bool = True,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+        self.warm_start = warm_start
+        self.shuffle = shuffle
+
+    # ----------------------------------------------------------------- parameters
+    def _check_params(self) -> None:
+        """Raise a :class:`~barenet.errors.ConfigError` naming the first parameter out of range."""
+        name = type(self).__name__
+
+        def bad(param: str, expected: str) -> ConfigError:
+            return ConfigError(f"{name}: {param} must be {expected}, got {getattr(self, param)!r}")
+
+        if any(not _is_int(u) or u < 1 for u in self._hidden_sizes()):
+            raise bad("hidden_layer_sizes", "a tuple of positive integers")
+        self._activation_name()
+        if not isinstance(self.solver, optimizers.Optimizer) and self.solver not in _SOLVERS:
+            raise bad("solver", f"one of {list(_SOLVERS)} or a barenet Optimizer")
+        if not _is_real(self.learning_rate_init) or not self.learning_rate_init > 0:
+            raise bad("learning_rate_init", "a positive number")
+        if not _is_real(self.tol) or self.tol < 0:
+            raise bad("tol", "a number >= 0")
+        if not _is_real(self.alpha) or self.alpha < 0:
+            raise bad("alpha", "a number >= 0")
+        if self.batch_size != "auto" and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise bad("batch_size", "a positive integer or 'auto'")
+        for param in ("max_iter", "n_iter_no_change"):
+            if not _is_int(getattr(self, param)) or getattr(self, param) < 1:
+                raise bad(param, "a positive integer")
+        if not _is_real(self.dropout) or not 0 <= self.dropout < 1:
+            raise bad("dropout", "in [0, 1)")
+        if not _is_real(self.validation_fraction) or not 0 < self.validation_fraction < 1:
+            raise bad("validation_fraction", "in (0, 1)")
+        if str(self.dtype) not in ("float32", "float64"):
+            raise bad("dtype", "'float32' or 'float64'")
+
+    def _hidden_sizes(self) -> tuple[Any, ...]:
+        sizes = self.hidden_layer_sizes
+        return tuple(sizes) if hasattr(sizes, "__iter__") else (sizes,)
+
+    def _activation_name(self) -> str:
+        act = self.activation
+        if isinstance(act, str):
+            act = _ACTIVATION_ALIASES.get(act.lower(), act.lower())
+        try:
+            activations_mod.get(act)
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__}: activation {self.activation!r} is unknown; "
+                              f"also accepted: {sorted(_ACTIVATION_ALIASES)} ({exc})") from None
+        return act
+
+    def _batch_size(self, n: int) -> int:
+        return min(200 if self.batch_size == "auto" else int(self.batch_size), n)
+
+    def _make_optimizer(self) -> optimizers.Optimizer:
+        if isinstance(self.solver, optimizers.Optimizer):
+            return type(self.solver).from_config(self.solver.get_config())
+        return optimizers.get(self.solver, learning_rate=float(self.learning_rate_init))
+
+    # ----------------------------------------------------------------- the network
+    def _build_model(self, n_features: int, n_outputs: int, out_activation: str, loss: str, batch: int,
+                     seed: int) -> Sequential:
+        """Dense (-> BatchNormalization) -> activation (-> Dropout) per hidden layer, then the output layer."""
+        l2 = 0.5 * float(self.alpha) / batch
+        act = self._activation_name()
+        layers = []
+        for units in self._hidden_sizes():
+            if self.batch_norm:
+                layers += [Dense(int(units), l2=l2), BatchNormalization(), activations_mod.get(act)]
+            else:
+                layers.append(Dense(int(units), activation=act, l2=l2))
+            if self.dropout:
+                layers.append(Dropout(float(self.dropout)))
+        layers.append(Dense(n_outputs, activation=out_activation, l2=l2))
+        model = Sequential(layers, seed=seed, dtype=str(self.dtype))
+        model.build((n_features,))
+        model.compile(loss=loss, optimizer=self._make_optimizer())
+        return model
+
+    def _raw_output(self, X: Any) -> tuple[np.ndarray, np.dtype]:
+        """Network outputs ``(n_samples, n_outputs_)`` for validated ``X``, and the dtype to return them in."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=_FLOATS, reset=False)
+        return self.model_.predict(X.astype(self.model_.dtype, copy=False)), X.dtype
+
+    # ----------------------------------------------------------------- training
+    def _fit(self, X: np.ndarray, y: np.ndarray, Y: np.ndarray, sample_weight: Any, *, incremental: bool,
+             task: tuple[int, str, str]) -> _BaseNeuralNet:
+        """Train on validated ``X : (n, features)``, original targets ``y`` and network targets ``Y : (n, outputs)``.
+
+        ``task`` is ``(n_outputs, output activation, loss)``. ``incremental`` (partial_fit) runs one
+        epoch without convergence checks or early stopping.
+        """
+        self._check_params()
+        rs = check_random_state(self.random_state)
+        fresh = not hasattr(self, "model_") or not (incremental or self.warm_start)
+        n_outputs, out_activation, loss = task
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not w.sum() > 0:
+            raise DataError(f"{type(self).__name__}: sample_weight sums to {w.sum()}; expected a positive total")
+        w = (w * (len(w) / w.sum())).astype(self.dtype)  # mean 1: only the ratios between weights matter
+
+        early = bool(self.early_stopping) and not incremental
+        if early:
+            stratify = y if getattr(self, "_stratify", False) else None
+            train, val = train_test_split(np.arange(len(X)), test_size=self.validation_fraction,
+                                          random_state=rs.randint(np.iinfo(np.int32).max), stratify=stratify)
+            X_val, y_val = X[val], y[val]
+            X, Y, w = X[train], Y[train], w[train]
+        batch = self._batch_size(len(X))
+        if fresh:
+            self.model_ = self._build_model(X.shape[1], n_outputs, out_activation, loss, batch,
+                                            int(rs.randint(np.iinfo(np.int32).max)))
+            self.n_outputs_ = n_outputs
+            self.out_activation_ = out_activation
+            self.loss_curve_: list[float] = []
+            self.n_iter_ = 0
+        elif not incremental:
+            self.model_.optimizer = self._make_optimizer()
+        if early:
+            if fresh or not hasattr(self, "validation_scores_"):
+                self.validation_scores_: list[float] = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_: float | None = None
+            best_weights = None
+        elif fresh or getattr(self, "best_loss_", None) is None:
+            self.best_loss_ = np.inf
+
+        X = X.astype(self.model_.dtype, copy=False)
+        Y = Y.astype(self.model_.dtype, copy=False)
+        no_improvement = 0
+        for _ in range(1 if incremental else int(self.max_iter)):
+            history = self.model_.fit(X, Y, epochs=1, batch_size=batch, shuffle=bool(self.shuffle),
+                                      sample_weight=w, verbose=0)
+            loss_value = history.history["loss"][-1]
+            self.n_iter_ += 1
+            self.loss_curve_.append(loss_value)
+            if not np.isfinite(loss_value):
+                raise DataError(f"{type(self).__name__}: the training loss became {loss_value} at epoch "
+                                f"{self.n_iter_}; scale the inputs or lower learning_rate_init")
+            message = f"Iteration {self.n_iter_}, loss = {loss_value:.8f}"
+            if early:
+                score = self._validation_score(X_val, y_val)
+                self.validation_scores_.append(score)
+                self._say(f"{message}, validation score = {score:.6f}")
+                no_improvement = no_improvement + 1 if score < self.best_validation_score_ + self.tol else 0
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    best_weights = self.model_.get_weights()
+            else:
+                self._say(message)
+                no_improvement = no_improvement + 1 if loss_value > self.best_loss_ - self.tol else 0
+                self.best_loss_ = min(self.best_loss_, loss_value)
+            if not incremental and no_improvement > self.n_iter_no_change:
+                break
+        else:
+            if not incremental:
+                warnings.warn(f"{type(self).__name__}: max_iter={self.max_iter} epochs reached without "
+                              "convergence; raise max_iter or learning_rate_init", ConvergenceWarning, stacklevel=3)
+        if early and best_weights is not None:
+            self.model_.set_weights(best_weights)
+        return self
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(message, file=sys.stdout)
+
+    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
+    """Multi-layer perceptron classifier trained with barenet.
+
+    Binary targets get one sigmoid output and binary cross-entropy; more classes get a softmax
+    output and categorical cross-entropy; a 2-d 0/1 indicator matrix is a multi-label problem
+    with one sigmoid output per label. Labels may be any values (strings too).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+        Units of each hidden Dense layer; ``()`` gives a linear model.
+    activation : str, default "relu"
+        Hidden activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` (or ``"logistic"``), ``"elu"``,
+        ``"gelu"``, ``"leaky_relu"``, ``"linear"`` (or ``"identity"``).
+    solver : {"adam", "sgd", "rmsprop", "adamw"} or barenet Optimizer, default "adam"
+        A name gets ``learning_rate=learning_rate_init``; an Optimizer object is copied with fresh state.
+    learning_rate_init : float, default 0.001
+    alpha : float, default 0.0
+        L2 penalty on kernels, scaled as in scikit-learn's MLP.
+    batch_size : int or "auto", default 200
+        ``"auto"`` is ``min(200, n_samples)``; larger values are clipped to ``n_samples``.
+    max_iter : int, default 200
+        Maximum epochs of ``fit``.
+    dropout : float, default 0.0
+        Dropout rate after each hidden layer.
+    batch_norm : bool, default False
+        BatchNormalization between each hidden Dense layer and its activation.
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the data; stop when the validation score has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs; keep the best epoch's weights.
+    validation_fraction : float, default 0.1
+    n_iter_no_change : int, default 10
+    tol : float, default 1e-4
+        Without early stopping, training stops once the training loss has not improved by ``tol``
+        for more than ``n_iter_no_change`` epochs.
+    random_state : int, RandomState or None
+        Seeds initialization, shuffling, dropout and the validation split; an int makes fits repeatable.
+    verbose : int, default 0
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the network; predictions are float32 for float32 ``X`` and float64 otherwise.
+    warm_start : bool, default False
+        ``fit`` continues from the previous weights (with a fresh optimizer).
+    shuffle : bool, default True
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+        Class labels (for multi-label targets, the label indices ``0 .. n_labels - 1``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` was a DataFrame with string column names.
+    model_ : barenet.Sequential
+        The trained network.
+    loss_curve_ : list of float
+        Training loss (with the L2 penalty) after each epoch.
+    validation_scores_ : list of float
+        Validation accuracy after each epoch (only with ``early_stopping``).
+    best_validation_score_ : float
+        Only with ``early_stopping``.
+    best_loss_ : float or None
+        Lowest training loss (None with ``early_stopping``).
+    n_iter_ : int
+        Epochs trained, counted across ``warm_start`` fits and ``partial_fit`` calls.
+    n_outputs_ : int
+    out_activation_ : {"sigmoid", "softmax"}
+
+    Notes
+    -----
+    Sample weights are rescaled to average 1 over the training set, so only their ratios matter;
+    the loss of a batch is :math:`\\frac1b\\sum_i w_i \\ell_i + \\frac{\\alpha}{2b}\\sum W^2`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from barenet.sklearn import NeuralNetClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = NeuralNetClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=300, random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _stratify = True
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetClassifier:
+        """Train on ``X : (n_samples, n_features)`` and labels ``y : (n_samples,)`` or a 0/1 indicator
+        matrix ``(n_samples, n_labels)``; ``sample_weight : (n_samples,)`` weights each sample's loss."""
+        refit = not (self.warm_start and hasattr(self, "classes_"))
+        X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, reset=refit)
+        y = self._check_targets(y)
+        if refit:
+            binarizer = LabelBinarizer().fit(y)
+        else:
+            binarizer = self._binarizer
+            if not set(np.unique(y)) <= set(self.classes_) or self._multilabel != (y.ndim == 2):
+                raise DataError(f"warm_start can only be used where y has the same classes as in the previous "
+                                f"call to fit; previously got {self.classes_}, y has {np.unique(y)}")
+        return self._fit_encoded(X, y, binarizer, sample_weight, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> NeuralNetClassifier:
+        """Train one epoch on ``(X, y)``, continuing from the current weights and optimizer state.
+
+        ``classes`` (every label that will ever appear) is required on the first call and
+        optional afterwards; for multi-label targets pass the label indices ``range(n_labels)``.
+        """
+        first = not hasattr(self, "classes_")
+        if first and classes is None:
+            raise DataError(f"{type(self).__name__}.partial_fit needs classes=... (all labels) on its first call")
+        X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, reset=first)
+        y = self._check_targets(y)
+        if first:
+            binarizer = LabelBinarizer().fit(y if y.ndim == 2 else np.asarray(classes))
+        else:
+            binarizer = self._binarizer
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise DataError(f"classes={np.unique(classes)} differs from the classes of the first call, "
+                                f"{self.classes_}")
+        if y.ndim == 1 and not set(np.unique(y)) <= set(binarizer.classes_):
+            raise DataError(f"y has labels {sorted(set(np.unique(y)) - set(binarizer.classes_))} that are not "
+                            f"in classes={binarizer.classes_}")
+        return self._fit_encoded(X, y, binarizer, sample_weight, incremental=True)
+
+    def _check_targets(self, y: np.ndarray) -> np.ndarray:
+        check_classification_targets(y)
+        if type_of_target(y) == "multilabel-indicator":
+            return y
+        return column_or_1d(y, warn=True)
+
+    def _fit_encoded(self, X, y, binarizer: LabelBinarizer, sample_weight, *, incremental: bool):
+        if len(binarizer.classes_) < 2:
+            raise DataError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class: "
+                            f"{binarizer.classes_}")
+        self._binarizer = binarizer
+        self._multilabel = binarizer.y_type_ == "multilabel-indicator"
+        self.classes_ = binarizer.classes_
+        Y = binarizer.transform(y)
+        if binarizer.y_type_ == "multiclass":
+            task = (len(self.classes_), "softmax", "categorical_crossentropy")
+        else:
+            task = (Y.shape[1], "sigmoid", "binary_crossentropy")
+        if not incremental and not self.warm_start and hasattr(self, "model_"):
+            del self.model_  # refit from scratch even if the previous fit had other classes
+        return self._fit(X, y, Y, sample_weight, incremental=incremental, task=task)
+
+    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
+        return float(accuracy_score(y, self._binarizer.inverse_transform(self.model_.predict(X))))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n_samples, n_classes)`` (for multi-label targets, each label's
+        probability ``(n_samples, n_labels)``), float32 for float32 ``X`` and float64 otherwise."""
+        out, dtype = self._raw_output(X)
+        if self.out_activation_ == "sigmoid" and not self._multilabel:
+            out = np.hstack([1 - out, out])
+        return out.astype(dtype, copy=False)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels ``(n_samples,)`` (or a 0/1 indicator matrix ``(n_samples, n_labels)`` for multi-label)."""
+        out, _ = self._raw_output(X)
+        return self._binarizer.inverse_transform(out)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
+    """Multi-layer perceptron regressor trained with barenet: linear outputs and mean squared error.
+
+    ``y`` may be ``(n_samples,)`` or ``(n_samples, n_outputs)`` for multi-output regression.
+
+    Parameters
+    ----------
+    See :class:`NeuralNetClassifier`; they are the same.
+
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, model_, loss_curve_, validation_scores_, best_validation_score_,
+    best_loss_, n_iter_, n_outputs_, out_activation_ (``"linear"``)
+        As for :class:`NeuralNetClassifier`; validation scores are R2.
+    """
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetRegressor:
+        """Train on ``X : (n_samples, n_features)`` and targets ``y : (n_samples,)`` or ``(n_samples, n_outputs)``."""
+        reset = not (self.warm_start and hasattr(self, "model_"))
+        X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, y_numeric=True, reset=reset)
+        return self._fit_targets(X, y, sample_weight, incremental=False, reset=reset)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetRegressor:
+        """Train one epoch on ``(X, y)``, continuing from the current weights and optimizer state."""
+        reset = not hasattr(self, "model_")
+        X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, y_numeric=True, reset=reset)
+        return self._fit_targets(X, y, sample_weight, incremental=True, reset=reset)
+
+    def _fit_targets(self, X, y, sample_weight, *, incremental: bool, reset: bool):
+        Y = y.reshape(len(y), -1)
+        if not reset and Y.shape[1] != self.n_outputs_:
+            raise DataError(f"y has {Y.shape[1]} outputs, but {type(self).__name__} was fitted with "
+                            f"{self.n_outputs_}; fit again without warm_start to change them")
+        if reset and hasattr(self, "model_"):
+            del self.model_
+        return self._fit(X, y, Y, sample_weight, incremental=incremental,
+                         task=(Y.shape[1], "linear", "mean_squared_error"))
+
+    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
+        return float(r2_score(y, self.model_.predict(X).reshape(y.shape)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions ``(n_samples,)`` for a single output, else ``(n_samples, n_outputs)``;
+        float32 for float32 ``X`` and float64 otherwise."""
+        out, dtype = self._raw_output(X)
+        return (out[:, 0] if self.n_outputs_ == 1 else out).astype(dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
