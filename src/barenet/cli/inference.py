@@ -1,0 +1,89 @@
+"""``barenet predict``, ``barenet evaluate`` and ``barenet summary``: using a saved model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, ModelFileError
+from ..models import Sequential
+from ..preprocessing import TablePreprocessor, preview
+from .data import check_writable, read_table, write_table
+from .report import classification_metrics, regression_metrics, write_report
+from .train import prediction_targets
+
+
+def load_model(path: str) -> Sequential:
+    """Load a model file; a missing path or anything but a barenet model raises :class:`ModelFileError`."""
+    from ..io import load
+
+    if not Path(path).exists():
+        raise ModelFileError(f"model file {path!r} does not exist")
+    if Path(path).is_dir():
+        raise ModelFileError(f"{path!r} is a directory; expected a model file written by 'barenet train'")
+    return load(path)
+
+
+def load_with_preprocessing(path: str) -> tuple[Sequential, TablePreprocessor]:
+    """A model written by ``barenet train`` and the preprocessing stored in its metadata."""
+    model = load_model(path)
+    data = model.metadata.get("preprocessing")
+    if data is None:
+        raise ModelFileError(f"model file {path!r} holds no table preprocessing in its metadata; predict and "
+                             "evaluate need a model written by 'barenet train'")
+    try:
+        return model, TablePreprocessor.from_json(data)
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"model file {path!r} has unreadable preprocessing metadata: {exc}") from None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    out = check_writable(args.out, args.force, "output file") if args.out else None
+    model, prep = load_with_preprocessing(args.model)
+    if args.proba and prep.classes is None:
+        raise ConfigError("--proba needs a classification model; this model does regression")
+    table = read_table(args.data)
+    outputs = model.predict(prep.transform(table, dtype=model.dtype))
+    columns: dict[str, np.ndarray] = {prep.target: prep.decode_target(outputs)}
+    if args.proba:
+        for j, label in enumerate(prep.classes):
+            columns[f"proba_{label}"] = outputs[:, j]
+    write_table(columns, out)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    report = Path(args.report) if args.report else Path(f"{args.model}.evaluation")
+    if report.exists() and not args.force:
+        raise ConfigError(f"report folder {str(report)!r} already exists; pass --force to overwrite it")
+    model, prep = load_with_preprocessing(args.model)
+    table = read_table(args.data)
+    if args.target not in table:
+        raise DataError(f"no column named {args.target!r}; the columns are {preview(list(table), 40)}")
+    X = prep.transform(table, dtype=model.dtype)
+    y = prep.encode_target(table[args.target])
+    y_true, y_pred = prediction_targets(model, prep, X, y)
+    header = {"task": prep.task, "target": args.target, "data": str(args.data)}
+    write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
+                 plot_split="evaluation", classes=prep.classes, target=args.target, header=header)
+    if prep.classes is not None:
+        m = classification_metrics(y_true, y_pred, prep.classes)
+        print(f"{m['samples']} samples: accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "
+              f"recall {m['recall_macro']:.4f}, F1 {m['f1_macro']:.4f}")
+    else:
+        m = regression_metrics(y_true, y_pred)
+        print(f"{m['samples']} samples: MSE {m['mse']:.6g}, MAE {m['mae']:.6g}, R2 {m['r2']:.4f}")
+    print(f"report: {report}/")
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    model.summary()
+    prep = model.metadata.get("preprocessing")
+    if prep:
+        kind = f"{len(prep['classes'])} classes" if prep.get("classes") else "regression"
+        print(f"Target: {prep['target']} ({kind}); feature columns: {', '.join(c['name'] for c in prep['columns'])}")
+    return 0
