@@ -399,9 +399,9 @@ class Sequential:
                     logs.update(self._metric_logs(y, preds))
                 if val is not None and math.isfinite(logs["loss"]):
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
-                history.append(epoch, logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
+                history.append(epoch, logs)  # after the callbacks, so values they log (lr) are recorded
                 if self.stop_training:
                     break
         except KeyboardInterrupt:
