@@ -75,3 +75,16 @@ def test_rain_beats_the_majority_baseline_offline():
     assert ours["accuracy"] > baseline["accuracy"] + 0.1
     assert ours["f1"] > 0.6 and ours["precision"] > 0.6 and ours["recall"] > 0.6
     assert metric_row("network, barenet evaluate", out) == pytest.approx(ours, abs=1e-4)
+
+
+def test_digits_reaches_95_percent_with_early_stopping_and_reports_every_class():
+    out = run_example("digits.py", "--learning-rate", "0.003", "--patience", "5")
+    assert number_after("test accuracy:", out) >= 0.95
+    trained = int(number_after("trained", out))
+    best_epoch = int(number_after("at epoch", out))
+    assert best_epoch < trained < 100, "early stopping should end training before the epoch limit"
+    # restore_best_weights: the returned model scores the best epoch's validation loss, not the last one's.
+    assert number_after("val_loss of the restored weights:", out) == pytest.approx(number_after("best val_loss", out))
+    report_rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d\s+\d\.\d{3}", line)]
+    assert [row[0] for row in report_rows] == [str(k) for k in range(10)]
+    assert "macro avg" in out
