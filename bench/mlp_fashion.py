@@ -1,0 +1,242 @@
+"""Training speed of a 784-256-128-10 MLP on Fashion-MNIST: barenet against scikit-learn and PyTorch.
+
+Every framework trains the same network (ReLU hidden layers, softmax cross-entropy, Adam with
+learning rate 1e-3, batch 128, float32, inputs scaled to [0, 1]) for ``--epochs`` epochs, in a
+child process of its own so that its peak resident memory is its own. With ``--repeats R`` the
+frameworks take turns R times (so machine load drifts affect them alike) and the table quotes
+medians.
+
+Reported per framework: training samples/s, seconds per epoch, peak RSS, test accuracy; for
+barenet also its throughput ratio to each other framework and the fraction of the machine's
+float32 matmul peak that its training reaches, :math:`6 \\cdot P \\cdot \\text{samples/s}`
+(P parameters: 2 FLOPs per weight for the forward product and 4 for the two backward
+products) over the GFLOP/s of a large ``np.matmul`` timed in the same run.
+
+Run::
+
+    python bench/mlp_fashion.py                 # 10 epochs, 3 repeats
+    python bench/mlp_fashion.py --epochs 1      # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HIDDEN = (256, 128)
+N_CLASSES = 10
+BATCH = 128
+LEARNING_RATE = 1e-3
+FRAMEWORKS = ("barenet", "sklearn", "torch")
+
+
+# --------------------------------------------------------------------- data
+def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST as ``X (n, 784) float32`` in [0, 1] and ``y (n,) int64``, train then test."""
+    from barenet.datasets import load_fashion_mnist
+
+    (X_train, y_train), (X_test, y_test) = load_fashion_mnist()
+    scale = np.float32(1 / 255)
+
+    def flat(X: np.ndarray) -> np.ndarray:
+        return X.reshape(len(X), -1).astype(np.float32) * scale
+
+    return flat(X_train), y_train.astype(np.int64), flat(X_test), y_test.astype(np.int64)
+
+
+def n_parameters(n_inputs: int) -> int:
+    """Weights and biases of the n_inputs-256-128-10 network."""
+    sizes = (n_inputs, *HIDDEN, N_CLASSES)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+
+
+# --------------------------------------------------------------------- one framework, one run
+def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+    import barenet as bn
+
+    model = bn.Sequential(
+        [
+            bn.layers.Dense(HIDDEN[0], activation="relu", input_dim=X.shape[1]),
+            bn.layers.Dense(HIDDEN[1], activation="relu"),
+            bn.layers.Dense(N_CLASSES, activation="softmax"),
+        ],
+        seed=seed,
+        dtype="float32",
+    )
+    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(LEARNING_RATE))
+    start = time.perf_counter()
+    model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = float(np.mean(model.predict(X_test).argmax(axis=1) == y_test))
+    return seconds, accuracy
+
+
+def train_sklearn(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    # alpha=0: no L2 penalty, the same objective as the other two; tol=0 and a patience longer
+    # than the run make it train every epoch.
+    clf = MLPClassifier(hidden_layer_sizes=HIDDEN, solver="adam", batch_size=BATCH, learning_rate_init=LEARNING_RATE,
+                        alpha=0.0, max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, shuffle=True,
+                        random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        clf.fit(X, y)
+        seconds = time.perf_counter() - start
+    if clf.coefs_[0].dtype != np.float32:
+        raise RuntimeError(f"scikit-learn trained in {clf.coefs_[0].dtype}, expected float32")
+    return seconds, float(np.mean(clf.predict(X_test) == y_test))
+
+
+def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(X.shape[1], HIDDEN[0]), torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[1], N_CLASSES),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(Xt)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n, BATCH):
+            idx = order[i:i + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss.backward()
+            optimizer.step()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        predicted = net(torch.from_numpy(X_test)).argmax(dim=1).numpy()
+    return seconds, float(np.mean(predicted == y_test))
+
+
+TRAINERS = {"barenet": train_barenet, "sklearn": train_sklearn, "torch": train_torch}
+
+
+def worker(framework: str, epochs: int, seed: int) -> None:
+    """Child process: train once and print one JSON line of results."""
+    X, y, X_test, y_test = load_data()
+    seconds, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"framework": framework, "seconds": seconds, "samples": epochs * len(X),
+                      "accuracy": accuracy, "peak_rss_mb": peak_kib / 1024, "n_inputs": X.shape[1]}))
+
+
+def run_child(framework: str, epochs: int, seed: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--epochs", str(epochs),
+           "--seed", str(seed)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------- machine peak
+def matmul_gflops(n: int = 2048, tries: int = 7) -> float:
+    """Best-of-``tries`` float32 GFLOP/s of an ``(n, n) @ (n, n)`` product (2 n^3 FLOPs)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=out)  # warm up threads and caches
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------- report
+def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    table = {}
+    for framework, results in runs.items():
+        rates = [r["samples"] / r["seconds"] for r in results]
+        epochs = results[0]["samples"] / results[0]["n_train"]
+        table[framework] = {
+            "samples_per_s": statistics.median(rates),
+            "seconds_per_epoch": statistics.median(r["seconds"] for r in results) / epochs,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "accuracy": statistics.median(r["accuracy"] for r in results),
+        }
+    return table
+
+
+def print_table(table: dict[str, dict[str, float]], peak: float, params: int, epochs: int, repeats: int) -> None:
+    print(f"\nMLP 784-256-128-10 on Fashion-MNIST, {epochs} epoch(s), batch {BATCH}, float32, "
+          f"median of {repeats} run(s), {os.cpu_count()} CPU cores")
+    header = f"{'framework':<10} {'samples/s':>10} {'s/epoch':>8} {'peak RSS MB':>11} {'test acc':>8} {'barenet x':>9}"
+    print(header)
+    print("-" * len(header))
+    ours = table["barenet"]["samples_per_s"] if "barenet" in table else None
+    for name, row in table.items():
+        ratio = f"{ours / row['samples_per_s']:.2f}" if ours is not None and name != "barenet" else ""
+        print(f"{name:<10} {row['samples_per_s']:>10,.0f} {row['seconds_per_epoch']:>8.2f} "
+              f"{row['peak_rss_mb']:>11.0f} {row['accuracy']:>8.4f} {ratio:>9}")
+    if ours is not None:
+        achieved = 6 * params * ours / 1e9
+        print(f"\nbarenet training: 6 x {params:,} params x {ours:,.0f} samples/s = {achieved:.1f} GFLOP/s, "
+              f"{100 * achieved / peak:.0f}% of the {peak:.1f} GFLOP/s float32 matmul peak (2048x2048 np.matmul)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats per framework (median quoted)")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma-separated subset of barenet,sklearn,torch (torch is skipped if not installed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.repeats < 1:
+        parser.error("--epochs and --repeats must be >= 1")
+    if args.worker:
+        worker(args.worker, args.epochs, args.seed)
+        return 0
+
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = sorted(set(frameworks) - set(FRAMEWORKS))
+    if unknown:
+        parser.error(f"unknown frameworks {unknown}; choose from {list(FRAMEWORKS)}")
+    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+        print("PyTorch is not installed: skipping it")
+        frameworks.remove("torch")
+
+    peak = matmul_gflops()
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
+    runs: dict[str, list[dict]] = {f: [] for f in frameworks}
+    for repeat in range(args.repeats):
+        for framework in frameworks:  # take turns, so slow phases of a busy machine hit everyone
+            result = run_child(framework, args.epochs, args.seed + repeat)
+            result["n_train"] = result["samples"] // args.epochs
+            runs[framework].append(result)
+            print(f"[{repeat + 1}/{args.repeats}] {framework:<8} {result['samples'] / result['seconds']:>9,.0f} "
+                  f"samples/s  {result['seconds']:6.2f} s  acc {result['accuracy']:.4f}  "
+                  f"RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    peak = max(peak, matmul_gflops())  # again after the runs: the better of the two is the machine's peak
+    table = summarize(runs)
+    print_table(table, peak, n_parameters(runs[frameworks[0]][0]["n_inputs"]), args.epochs, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
