@@ -12,7 +12,8 @@ To cover a new layer, add one line to ``CASES``::
 
     Case("conv2d-same", lambda: Conv2D(4, 3, padding="same"), (6, 6, 2)),
 
-``input_shape`` excludes the batch axis. Set ``training=False`` to check inference mode, ``fixed_rng=True``
+``input_shape`` excludes the batch axis; ``token_ids=n`` feeds integer ids below ``n`` (for Embedding, which
+has no input gradient). Set ``training=False`` to check inference mode, ``fixed_rng=True``
 for layers that draw random numbers in ``forward`` (the layer's generator is reset before every forward
 pass so the finite differences see the same mask), and ``setup`` to prepare a built layer (for example
 to give BatchNormalization non-trivial running statistics).
@@ -31,21 +32,27 @@ from barenet.errors import ConfigError, NotFittedError, ShapeError
 from barenet.layers import (
     ELU,
     GELU,
+    GRU,
+    LSTM,
     Activation,
     AveragePooling2D,
     BatchNormalization,
+    Bidirectional,
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GlobalAveragePooling2D,
     Layer,
     LeakyReLU,
     Linear,
     MaxPooling2D,
+    Recurrent,
     ReLU,
     Reshape,
     Sigmoid,
+    SimpleRNN,
     Softmax,
     Tanh,
 )
@@ -66,6 +73,7 @@ class Case:
     fixed_rng: bool = False
     setup: Callable[[Layer], None] | None = None
     batch: int = 4
+    token_ids: int = 0
 
 
 CASES = [
@@ -104,6 +112,17 @@ CASES = [
     Case("avgpool", AveragePooling2D, (6, 5, 2)),
     Case("avgpool-overlap-same", lambda: AveragePooling2D((3, 2), strides=(2, 1), padding="same"), (5, 5, 2)),
     Case("global-avgpool", GlobalAveragePooling2D, (3, 4, 5)),
+    Case("embedding", lambda: Embedding(10, 3), (5,), token_ids=10),
+    Case("simplernn", lambda: SimpleRNN(4), (7, 3), batch=2),
+    Case("simplernn-gelu-sequences", lambda: SimpleRNN(3, activation="gelu", return_sequences=True), (2, 3), batch=2),
+    Case("lstm", lambda: LSTM(3), (7, 2), batch=2),
+    Case("lstm-sequences", lambda: LSTM(3, return_sequences=True), (2, 3), batch=2),
+    Case("gru", lambda: GRU(3), (7, 2), batch=2),
+    Case("gru-reset-before-sequences", lambda: GRU(3, reset_after=False, return_sequences=True), (7, 2), batch=2),
+    Case("bidirectional-lstm-concat", lambda: Bidirectional(LSTM(3, return_sequences=True)), (4, 3), batch=2),
+    Case("bidirectional-gru-ave", lambda: Bidirectional(GRU(2), merge_mode="ave"), (3, 2), batch=2),
+    Case("bidirectional-rnn-mul", lambda: Bidirectional(SimpleRNN(2, return_sequences=True), merge_mode="mul"),
+         (3, 2), batch=2),
 ]
 
 
@@ -120,6 +139,8 @@ def _built(case: Case, dtype="float64", seed: int = 0) -> Layer:
 
 
 def _input(case: Case, dtype="float64", seed: int = 1) -> np.ndarray:
+    if case.token_ids:
+        return np.random.default_rng(seed).integers(0, case.token_ids, (case.batch, *case.input_shape)).astype(dtype)
     return np.random.default_rng(seed).standard_normal((case.batch, *case.input_shape)).astype(dtype)
 
 
@@ -132,8 +153,9 @@ def _reset_rng(layer: Layer, case: Case) -> Callable[[], None] | None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_gradients_match_finite_differences(case):
     layer = _built(case)
-    result = bn.gradcheck(layer, _input(case), training=case.training, before_forward=_reset_rng(layer, case))
-    assert set(result.errors) == {"input", *layer.params}
+    result = bn.gradcheck(layer, _input(case), training=case.training, before_forward=_reset_rng(layer, case),
+                          check_input=layer.input_grad_needed)
+    assert set(result.errors) == {"input", *layer.params} - ({"input"} if not layer.input_grad_needed else set())
     assert result.max_error < 1e-6, result
 
 
@@ -170,7 +192,8 @@ def test_repr_names_the_class_and_its_arguments(case):
     text = repr(layer)
     assert text.startswith(type(layer).__name__ + "(") and text.endswith(")")
     assert repr(type(layer).from_config(layer.get_config())) == text
-    if not isinstance(layer, (Dense, Conv2D)):  # these show their main arguments only: see test_dense_repr
+    # these show their main arguments only: see test_dense_repr and test_recurrent.py
+    if not isinstance(layer, (Dense, Conv2D, Recurrent, Embedding, Bidirectional)):
         for key, value in layer.get_config().items():
             assert f"{key}={value!r}" in text
 
@@ -182,7 +205,7 @@ def test_float32_in_float32_out(case):
     y = layer.forward(x, training=case.training)
     assert y.dtype == np.float32
     dx = layer.backward(np.ones_like(y))
-    assert dx.dtype == np.float32
+    assert dx is None if not layer.input_grad_needed else dx.dtype == np.float32
     for key in layer.params:
         assert layer.params[key].dtype == np.float32
         assert layer.grads[key].dtype == np.float32 and layer.grads[key].shape == layer.params[key].shape
@@ -328,6 +351,6 @@ def test_every_registered_builtin_layer_is_in_the_contract_table():
     covered = {type(case.make()).__name__ for case in CASES}
     builtin = {name for name in bn.layers.__all__
                if isinstance(getattr(bn.layers, name), type) and issubclass(getattr(bn.layers, name), Layer)}
-    abstract = {"Layer", "Activation"}
+    abstract = {"Layer", "Activation", "Recurrent"}
     missing = builtin - abstract - covered
     assert not missing, f"add these layers to CASES in tests/test_layers.py: {sorted(missing)}"
