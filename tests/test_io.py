@@ -222,6 +222,13 @@ def test_directory(tmp_path):
         bn.load(tmp_path)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX only")
+def test_named_pipe_is_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ModelFileError, match="is not a regular file"):
+        bn.load(tmp_path / "pipe")
+
+
 def test_empty_file(tmp_path):
     (tmp_path / "m.barenet").write_bytes(b"")
     with pytest.raises(ModelFileError, match=r"is empty \(0 bytes\)"):

@@ -13,7 +13,7 @@ The file format (version 1) is a zip archive with
 
 Loading is a security boundary. The file is treated as untrusted data: no pickle, no code, no
 import by name. The architecture is rebuilt only from registered layer classes, every array's
-header is checked (dtype, shape, byte count) against the rebuilt model before its data is read,
+header is checked (dtype, shape, byte count) against the rebuilt model before its data is used,
 and every member of the archive must be expected: a missing, extra, mis-shaped, mis-typed or
 non-finite array is an error. Any problem raises :class:`~barenet.errors.ModelFileError` naming it.
 
@@ -222,6 +222,8 @@ def _check_path(path: Path) -> None:
         raise ModelFileError(f"model file {str(path)!r} does not exist")
     if path.is_dir():
         raise ModelFileError(f"{str(path)!r} is a directory; expected a barenet model file")
+    if not path.is_file():
+        raise ModelFileError(f"{str(path)!r} is not a regular file; expected a barenet model file")
     try:
         with open(path, "rb") as stream:
             head = stream.read(8)
