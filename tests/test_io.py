@@ -222,7 +222,6 @@ def test_directory(tmp_path):
         bn.load(tmp_path)
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX only")
 def test_named_pipe_is_not_opened(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ModelFileError, match="is not a regular file"):
