@@ -38,6 +38,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .errors import BarenetError, ConfigError, DataError, ModelFileError, NotFittedError
+from .models import Sequential
 
 FORMAT_NAME = "barenet-model"
 #: The newest file format version this module writes and reads.
@@ -58,7 +59,7 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError
 
 
 # --------------------------------------------------------------------- saving
-def save(model: Any, path: str | os.PathLike) -> None:
+def save(model: Sequential, path: str | os.PathLike) -> None:
     """Write a built model (architecture, weights, compile settings, optimizer state, metadata) to ``path``.
 
     Parameters
@@ -188,7 +189,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 # --------------------------------------------------------------------- loading
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike) -> Sequential:
     """Read a model written by :func:`save`.
 
     Returns a built :class:`~barenet.Sequential` with the saved weights, dtype, metadata and, when
@@ -241,9 +242,7 @@ def _check_path(path: Path) -> None:
                              f"(starts with {head[:4]!r})")
 
 
-def _read_archive(archive: zipfile.ZipFile, path: Path) -> Any:
-    from .models import Sequential
-
+def _read_archive(archive: zipfile.ZipFile, path: Path) -> Sequential:
     names = archive.namelist()
     if len(names) != len(set(names)):
         raise ModelFileError(f"{path}: the archive holds duplicate member names")
