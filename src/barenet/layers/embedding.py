@@ -78,7 +78,7 @@ class Embedding(Layer):
             bad = x != np.round(x)
             if bad.any():
                 raise DataError(f"{self.describe()} expects integer token ids; got non-integer value "
-                                f"{x[bad].flat[0]!r} ({int(bad.sum())} such entries)")
+                                f"{float(x[bad].flat[0])!r} ({int(bad.sum())} such entries)")
         if x.size and (x.min() < 0 or x.max() >= self.input_dim):
             worst = x.min() if x.min() < 0 else x.max()
             raise DataError(f"{self.describe()} got token id {int(worst)}; ids must be in [0, {self.input_dim - 1}]"
