@@ -188,8 +188,6 @@ class _BaseNeuralNet(BaseEstimator):
         fresh = not hasattr(self, "model_") or not (incremental or self.warm_start)
         n_outputs, out_activation, loss = task
         w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not w.sum() > 0:
-            raise DataError(f"{type(self).__name__}: sample_weight sums to {w.sum()}; expected a positive total")
         w = (w * (len(w) / w.sum())).astype(self.dtype)  # mean 1: only the ratios between weights matter
 
         early = bool(self.early_stopping) and not incremental
@@ -362,7 +360,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
             binarizer = LabelBinarizer().fit(y)
         else:
             binarizer = self._binarizer
-            if not set(np.unique(y)) <= set(self.classes_) or self._multilabel != (y.ndim == 2):
+            if self._multilabel != (y.ndim == 2) or len(np.setdiff1d(y, self.classes_)):
                 raise DataError(f"warm_start can only be used where y has the same classes as in the previous "
                                 f"call to fit; previously got {self.classes_}, y has {np.unique(y)}")
         return self._fit_encoded(X, y, binarizer, sample_weight, incremental=False)
@@ -385,9 +383,9 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise DataError(f"classes={np.unique(classes)} differs from the classes of the first call, "
                                 f"{self.classes_}")
-        if y.ndim == 1 and not set(np.unique(y)) <= set(binarizer.classes_):
-            raise DataError(f"y has labels {sorted(set(np.unique(y)) - set(binarizer.classes_))} that are not "
-                            f"in classes={binarizer.classes_}")
+        unknown = np.setdiff1d(y, binarizer.classes_) if y.ndim == 1 else []
+        if len(unknown):
+            raise DataError(f"y has labels {unknown} that are not in classes={binarizer.classes_}")
         return self._fit_encoded(X, y, binarizer, sample_weight, incremental=True)
 
     def _check_targets(self, y: np.ndarray) -> np.ndarray:
