@@ -1,0 +1,198 @@
+"""Training speed of a small CNN on Fashion-MNIST: barenet against PyTorch (CPU).
+
+Both frameworks train the network of ``examples/fashion_cnn.py`` (barenet builds it from that file,
+PyTorch from the same layer list):
+
+    Conv 32 3x3 ReLU - MaxPool 2 - Conv 64 3x3 ReLU - MaxPool 2 - Flatten - Dense 128 ReLU - Dropout 0.3 - Dense 10
+
+with softmax cross-entropy, Adam (learning rate 1e-3), batch 128, float32, pixels scaled to [0, 1],
+for ``--epochs`` epochs, each in a child process of its own so that its peak resident memory is its
+own. With ``--repeats R`` the frameworks take turns R times (so drifts in machine load hit both alike)
+and the table quotes medians.
+
+Reported per framework: seconds per epoch (wall clock) and CPU seconds per epoch (all threads; on a
+machine shared with other jobs this moves less than the wall clock), training samples/s, peak RSS and
+test accuracy on the 10,000 test images; for barenet also the ratio of its epoch time to PyTorch's.
+
+Run::
+
+    python bench/cnn_fashion.py                      # 10 epochs, full training set
+    python bench/cnn_fashion.py --epochs 1 --limit 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 128
+LEARNING_RATE = 1e-3
+DROPOUT = 0.3
+FRAMEWORKS = ("barenet", "torch")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fashion_cnn.py"
+
+
+def load_example():
+    """The example module, so that the benchmark trains exactly the network the example trains."""
+    spec = importlib.util.spec_from_file_location("fashion_cnn", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_data(limit: int | None):
+    """``X : (n, 28, 28, 1) float32`` in [0, 1] and ``y : (n,) int64``: training (first ``limit``), then test."""
+    from barenet.datasets import load_fashion_mnist
+
+    example = load_example()
+    (X_train, y_train), (X_test, y_test) = load_fashion_mnist()
+    X_train, y_train = X_train[:limit], y_train[:limit]
+    return (example.images(X_train), y_train.astype(np.int64), example.images(X_test), y_test.astype(np.int64))
+
+
+# --------------------------------------------------------------------- one framework, one run
+def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
+    example = load_example()
+    model = example.build_model(seed, LEARNING_RATE)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return seconds, cpu, example.accuracy(model, X_test, y_test)
+
+
+def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(128, 10),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    loss_fn = nn.CrossEntropyLoss()
+    Xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))  # PyTorch is channels-first
+    yt = torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(Xt), generator=generator)
+        for i in range(0, len(Xt), BATCH):
+            idx = order[i:i + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss.backward()
+            optimizer.step()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    net.eval()
+    with torch.no_grad():
+        Xs = torch.from_numpy(np.ascontiguousarray(X_test.transpose(0, 3, 1, 2)))
+        predicted = torch.cat([net(Xs[i:i + 1000]).argmax(dim=1) for i in range(0, len(Xs), 1000)]).numpy()
+    return seconds, cpu, float(np.mean(predicted == y_test))
+
+
+TRAINERS = {"barenet": train_barenet, "torch": train_torch}
+
+
+def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
+    """Child process: train once and print one JSON line of results (times cover training only)."""
+    X, y, X_test, y_test = load_data(limit)
+    seconds, cpu, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"framework": framework, "seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
+                      "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_kib / 1024}))
+
+
+def run_child(framework: str, epochs: int, limit: int | None, seed: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--epochs", str(epochs),
+           "--seed", str(seed)]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------- report
+def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    table = {}
+    for framework, results in runs.items():
+        table[framework] = {
+            "seconds_per_epoch": statistics.median(r["seconds"] / r["epochs"] for r in results),
+            "cpu_per_epoch": statistics.median(r["cpu_seconds"] / r["epochs"] for r in results),
+            "samples_per_s": statistics.median(r["n_train"] * r["epochs"] / r["seconds"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "accuracy": statistics.median(r["accuracy"] for r in results),
+        }
+    return table
+
+
+def print_table(table: dict[str, dict[str, float]], epochs: int, n_train: int, repeats: int) -> None:
+    print(f"\nCNN on Fashion-MNIST: {n_train} training images, {epochs} epoch(s), batch {BATCH}, float32, "
+          f"median of {repeats} run(s), {os.cpu_count()} CPU cores")
+    header = (f"{'framework':<10} {'s/epoch':>8} {'CPU s/epoch':>11} {'samples/s':>10} {'peak RSS MB':>11} "
+              f"{'test acc':>8}")
+    print(header)
+    print("-" * len(header))
+    for name, row in table.items():
+        print(f"{name:<10} {row['seconds_per_epoch']:>8.2f} {row['cpu_per_epoch']:>11.2f} "
+              f"{row['samples_per_s']:>10,.0f} {row['peak_rss_mb']:>11.0f} {row['accuracy']:>8.4f}")
+    if "barenet" in table and "torch" in table:
+        ours, theirs = table["barenet"], table["torch"]
+        print(f"\nbarenet / PyTorch epoch time: {ours['seconds_per_epoch'] / theirs['seconds_per_epoch']:.2f} "
+              f"(wall clock), {ours['cpu_per_epoch'] / theirs['cpu_per_epoch']:.2f} (CPU time)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="train on the first N training images only (default: all 60,000)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per framework, taking turns (median quoted)")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma-separated subset of barenet,torch (torch is skipped if not installed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.repeats < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--epochs, --repeats and --limit must be >= 1")
+    if args.worker:
+        worker(args.worker, args.epochs, args.limit, args.seed)
+        return 0
+
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = sorted(set(frameworks) - set(FRAMEWORKS))
+    if unknown:
+        parser.error(f"unknown frameworks {unknown}; choose from {list(FRAMEWORKS)}")
+    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+        print("PyTorch is not installed: skipping it")
+        frameworks.remove("torch")
+
+    runs: dict[str, list[dict]] = {f: [] for f in frameworks}
+    for repeat in range(args.repeats):
+        for framework in frameworks:
+            result = run_child(framework, args.epochs, args.limit, args.seed + repeat)
+            runs[framework].append(result)
+            print(f"[{repeat + 1}/{args.repeats}] {framework:<8} {result['seconds'] / args.epochs:7.2f} s/epoch  "
+                  f"CPU {result['cpu_seconds'] / args.epochs:7.2f} s/epoch  acc {result['accuracy']:.4f}  "
+                  f"RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    table = summarize(runs)
+    print_table(table, args.epochs, runs[frameworks[0]][0]["n_train"], args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Fashion-MNIST with a small convolutional network.
+
+Data: Fashion-MNIST (60,000 training and 10,000 test images of clothing, 28x28 grey levels, 10 classes),
+read by :func:`barenet.datasets.load_fashion_mnist` from ``$BARENET_DATA`` or
+``/usr/share/datasets/fashion-mnist``. Pixels are scaled to [0, 1] and given one channel, channels-last:
+``(n, 28, 28, 1)`` float32. The network is
+
+    Conv2D(32, 3x3, ReLU) -> MaxPooling2D(2)     28x28x1 -> 26x26x32 -> 13x13x32
+    Conv2D(64, 3x3, ReLU) -> MaxPooling2D(2)             -> 11x11x64 -> 5x5x64
+    Flatten -> Dense(128, ReLU) -> Dropout(0.3) -> Dense(10, softmax)
+
+trained with categorical cross-entropy (fused with the softmax) and Adam (learning rate 1e-3) on
+minibatches of 128. Ten epochs reach about 0.92 test accuracy. The script prints one line per epoch,
+the training time per epoch and the test accuracy.
+
+Run::
+
+    python examples/fashion_cnn.py                     # 10 epochs on the full training set
+    python examples/fashion_cnn.py --epochs 1 --limit 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+import barenet as bn
+
+BATCH = 128
+
+
+def build_model(seed: int = 0, learning_rate: float = 1e-3) -> bn.Sequential:
+    """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32."""
+    L = bn.layers
+    model = bn.Sequential([
+        L.Conv2D(32, 3, activation="relu", kernel_initializer="he_uniform", input_shape=(28, 28, 1)),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu", kernel_initializer="he_uniform"),
+        L.MaxPooling2D(2),
+        L.Flatten(),
+        L.Dense(128, activation="relu", kernel_initializer="he_uniform"),
+        L.Dropout(0.3),
+        L.Dense(10, activation="softmax"),
+    ], seed=seed, dtype="float32")
+    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(learning_rate),
+                  metrics=["accuracy"])
+    return model
+
+
+def images(X: np.ndarray) -> np.ndarray:
+    """uint8 ``(n, 28, 28)`` -> float32 ``(n, 28, 28, 1)`` in [0, 1]."""
+    return (X.astype(np.float32) * np.float32(1 / 255))[..., None]
+
+
+def accuracy(model: bn.Sequential, X: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """Fraction of ``X`` whose most probable class is ``y`` (predicted in batches to bound memory)."""
+    return float(np.mean(model.predict(X, batch_size=batch_size).argmax(axis=1) == y))
+
+
+def main(argv: Sequence[str] | None = None) -> float:
+    """Train, print per-epoch progress, seconds per epoch and the test accuracy; returns the accuracy."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="train on the first N training images only (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, dropout and shuffling (default 0)")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--epochs and --limit must be positive")
+
+    (X_train, y_train), (X_test, y_test) = bn.datasets.load_fashion_mnist()
+    X_train, y_train = X_train[:args.limit], y_train[:args.limit]
+    X_train, X_test = images(X_train), images(X_test)
+    print(f"Fashion-MNIST: {len(X_train)} training and {len(X_test)} test images")
+
+    model = build_model(args.seed)
+    model.build()
+    model.summary()
+    start = time.perf_counter()
+    model.fit(X_train, y_train, epochs=args.epochs, batch_size=BATCH, verbose=2)
+    seconds = (time.perf_counter() - start) / args.epochs
+    print(f"training time: {seconds:.1f} s/epoch ({len(X_train) / seconds:,.0f} samples/s)")
+    test_accuracy = accuracy(model, X_test, y_test)
+    print(f"test accuracy: {test_accuracy:.4f}")
+    return test_accuracy
+
+
+if __name__ == "__main__":
+    main()
