@@ -198,8 +198,13 @@ def bad_inputs(tmp: Path) -> list[tuple[list, str]]:
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
-    for args, fragment in bad_inputs(tmp_path):
-        assert_one_line_error(cli(*args), fragment)
+    cases = bad_inputs(tmp_path)
+    # independent processes, started together to keep the suite quick
+    procs = [subprocess.Popen([sys.executable, "-m", "barenet", *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    for proc, (args, fragment) in zip(procs, cases, strict=True):
+        stdout, stderr = proc.communicate(timeout=120)
+        assert_one_line_error(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr), fragment)
     assert not (tmp_path / "m.barenet").exists()
 
 
