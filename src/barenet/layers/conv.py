@@ -125,7 +125,8 @@ class Conv2D(ImageLayer):
     computed as one matrix product :math:`Z = X_{col} W_{mat}` with ``X_col = im2col(x)`` of shape
     ``(batch * out_h * out_w, kh * kw * in_channels)``. Backward, with :math:`G = \partial L/\partial Z`
     in the same row order: :math:`\partial L/\partial W = X_{col}^\top G`,
-    :math:`\partial L/\partial b = \sum_{rows} G`, and :math:`\partial L/\partial x = \mathrm{col2im}(G W^\top)`,
+    :math:`\partial L/\partial b = \sum_{rows} G`, and :math:`\partial L/\partial x = \mathrm{col2im}(G W^\top)`
+    (computed per kernel tap, :math:`G W_{ij}^\top`, so that col2im reads contiguous blocks),
     cropped to remove the padding.
     """
 
@@ -153,7 +154,8 @@ class Conv2D(ImageLayer):
         self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", "Conv2D")
         if isinstance(padding, str):
             if padding not in ("valid", "same"):
-                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
+                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
+                                  f"got {padding!r}")
             self.padding: str | tuple[int, int] = padding
         else:
             pair = (padding, padding) if isinstance(padding, (int, np.integer)) else tuple(padding) \
@@ -223,8 +225,9 @@ class Conv2D(ImageLayer):
             np.sum(g, axis=0, out=self.grads["bias"])
         if not self.input_grad_needed:
             return None
-        dcols = g @ self.params["kernel"].reshape(-1, self.filters).T
-        dx = F.col2im(dcols, self._padded_shape, self.kernel_size, self.strides, self.dilation_rate)
+        kh, kw, c, _ = self.params["kernel"].shape
+        taps = np.matmul(g, self.params["kernel"].reshape(kh * kw, c, self.filters).transpose(0, 2, 1))
+        dx = F.col2im(taps, self._padded_shape, self.kernel_size, self.strides, self.dilation_rate)
         (top, bottom), (left, right) = self._pads
         dx = dx[:, top:dx.shape[1] - bottom, left:dx.shape[2] - right, :]
         return self.from_last(dx)
