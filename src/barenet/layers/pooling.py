@@ -107,10 +107,12 @@ class MaxPooling2D(Pooling2D):
         pending = np.array(self.to_last(grad))  # gradient not yet given to a window's winner
         xp, out = self._xp, self._out
         dxp = np.zeros(xp.shape, dtype=grad.dtype)
-        for _, _, rows, cols in self.taps():
+        last = self.pool_size[0] * self.pool_size[1] - 1
+        for k, (_, _, rows, cols) in enumerate(self.taps()):
             hit = xp[:, rows, cols] == out
             self.scatter(dxp, rows, cols, pending, hit)
-            np.multiply(pending, ~hit, out=pending)  # later ties get nothing
+            if k < last:
+                np.multiply(pending, ~hit, out=pending)  # later ties get nothing
         return self.from_last(_crop(dxp, self._pads))
 
 
