@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import sys
 import warnings
 from numbers import Integral, Real
 from typing import Any
@@ -53,6 +52,9 @@ class _BaseNeuralNet(BaseEstimator):
 
     The parameters are documented on :class:`NeuralNetClassifier`.
     """
+
+    #: Whether the early-stopping split keeps the class proportions (classifiers with 1-d labels).
+    _stratify = False
 
     def __init__(
         self,
@@ -192,7 +194,7 @@ class _BaseNeuralNet(BaseEstimator):
 
         early = bool(self.early_stopping) and not incremental
         if early:
-            stratify = y if getattr(self, "_stratify", False) else None
+            stratify = y if self._stratify and y.ndim == 1 else None
             train, val = train_test_split(np.arange(len(X)), test_size=self.validation_fraction,
                                           random_state=rs.randint(np.iinfo(np.int32).max), stratify=stratify)
             X_val, y_val = X[val], y[val]
@@ -253,9 +255,10 @@ class _BaseNeuralNet(BaseEstimator):
 
     def _say(self, message: str) -> None:
         if self.verbose:
-            print(message, file=sys.stdout)
+            print(message)
 
     def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Score of the network on the early-stopping split: accuracy for classifiers, R2 for regressors."""
         raise NotImplementedError
 
 
