@@ -18,6 +18,10 @@ Run::
 
     python bench/cnn_fashion.py                      # 10 epochs, full training set
     python bench/cnn_fashion.py --epochs 1 --limit 6000
+    python bench/cnn_fashion.py --threads 1          # on a machine busy with other jobs
+
+On a machine whose cores are busy with other jobs, multithreaded BLAS slows down badly (its threads
+wait for each other); ``--threads 1`` gives both frameworks one thread each for a fairer comparison.
 """
 
 from __future__ import annotations
@@ -115,12 +119,15 @@ def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
                       "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_kib / 1024}))
 
 
-def run_child(framework: str, epochs: int, limit: int | None, seed: int) -> dict:
+def run_child(framework: str, epochs: int, limit: int | None, seed: int, threads: int | None) -> dict:
+    env = dict(os.environ)
+    if threads is not None:  # read by OpenBLAS (NumPy) and OpenMP (PyTorch) when the child starts
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--epochs", str(epochs),
            "--seed", str(seed)]
     if limit is not None:
         cmd += ["--limit", str(limit)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,9 +147,10 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return table
 
 
-def print_table(table: dict[str, dict[str, float]], epochs: int, n_train: int, repeats: int) -> None:
+def print_table(table: dict[str, dict[str, float]], epochs: int, n_train: int, repeats: int,
+                threads: int | None) -> None:
     print(f"\nCNN on Fashion-MNIST: {n_train} training images, {epochs} epoch(s), batch {BATCH}, float32, "
-          f"median of {repeats} run(s), {os.cpu_count()} CPU cores")
+          f"median of {repeats} run(s), {os.cpu_count()} CPU cores, {threads or 'default'} thread(s)")
     header = (f"{'framework':<10} {'s/epoch':>8} {'CPU s/epoch':>11} {'samples/s':>10} {'peak RSS MB':>11} "
               f"{'test acc':>8}")
     print(header)
@@ -164,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs per framework, taking turns (median quoted)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help="comma-separated subset of barenet,torch (torch is skipped if not installed)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads of both frameworks (default: their own choice, all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.repeats < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--epochs, --repeats and --limit must be >= 1")
+    if min(args.epochs, args.repeats, args.limit or 1, args.threads or 1) < 1:
+        parser.error("--epochs, --repeats, --limit and --threads must be >= 1")
     if args.worker:
         worker(args.worker, args.epochs, args.limit, args.seed)
         return 0
@@ -184,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {f: [] for f in frameworks}
     for repeat in range(args.repeats):
         for framework in frameworks:
-            result = run_child(framework, args.epochs, args.limit, args.seed + repeat)
+            result = run_child(framework, args.epochs, args.limit, args.seed + repeat, args.threads)
             runs[framework].append(result)
             print(f"[{repeat + 1}/{args.repeats}] {framework:<8} {result['seconds'] / args.epochs:7.2f} s/epoch  "
                   f"CPU {result['cpu_seconds'] / args.epochs:7.2f} s/epoch  acc {result['accuracy']:.4f}  "
                   f"RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     table = summarize(runs)
-    print_table(table, args.epochs, runs[frameworks[0]][0]["n_train"], args.repeats)
+    print_table(table, args.epochs, runs[frameworks[0]][0]["n_train"], args.repeats, args.threads)
     return 0
 
 
