@@ -187,26 +187,30 @@ def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int]
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
-def col2im(cols: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size: tuple[int, int],
+def col2im(taps: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size: tuple[int, int],
            strides: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
-    r"""Adjoint of :func:`im2col`: add each row's entries back to the pixels they were read from.
+    r"""Adjoint of :func:`im2col`: add each window entry back to the pixel it was read from.
 
     Parameters
     ----------
-    cols : (batch * out_height * out_width, kh * kw * channels)
+    taps : (kh * kw, batch * out_height * out_width, channels)
+        The columns of :func:`im2col` arranged tap-major: ``taps[i * kw + j]`` holds, for every window,
+        the entries of kernel tap ``(i, j)``; that is ``cols.reshape(m, kh * kw, channels).transpose(1, 0, 2)``.
+        A convolution's input gradient comes out of ``numpy.matmul`` in this layout directly.
     image_shape : (batch, height, width, channels)
         Shape of the (padded) image given to :func:`im2col`.
 
     Returns
     -------
     ``(batch, height, width, channels)``; pixels covered by several windows receive the sum, pixels
-    covered by none receive zero. One strided addition per kernel tap, :math:`k_h k_w` in all.
+    covered by none receive zero. One strided addition per kernel tap, :math:`k_h k_w` in all; with the
+    tap-major layout each addition reads a contiguous block.
     """
     n, h, w, c = image_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
     oh, ow = conv_output_length(h, kh, sh, dh), conv_output_length(w, kw, sw, dw)
-    taps = cols.reshape(n, oh, ow, kh, kw, c)
-    out = np.zeros(image_shape, dtype=cols.dtype)
-    for i, j, rows, cols_ in window_slices(kernel_size, strides, dilation, (oh, ow)):
-        out[:, rows, cols_, :] += taps[:, :, :, i, j, :]
+    taps = taps.reshape(kh, kw, n, oh, ow, c)
+    out = np.zeros(image_shape, dtype=taps.dtype)
+    for i, j, rows, cols in window_slices(kernel_size, strides, dilation, (oh, ow)):
+        out[:, rows, cols, :] += taps[i, j]
     return out
