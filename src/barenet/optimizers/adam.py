@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -42,21 +43,27 @@ class Adam(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, key, param, grad, lr):
+        # Every step goes through one scratch array with in-place ufuncs: no temporaries are
+        # allocated, and the operations (and so the rounding) are those of the formulas above.
         t = param.dtype.type
         step = self.iterations  # already incremented: 1-based
         b1, b2 = self.beta_1, self.beta_2
         m = self.slot("m", key, param)
         v = self.slot("v", key, param)
+        tmp = self.scratch(param)
+        np.multiply(grad, t(1 - b1), out=tmp)
         m *= t(b1)
-        m += t(1 - b1) * grad
+        m += tmp
+        np.square(grad, out=tmp)
+        tmp *= t(1 - b2)
         v *= t(b2)
-        v += t(1 - b2) * np.square(grad)
-        denom = np.sqrt(v)
-        denom *= t(1.0 / np.sqrt(1 - b2**step))
-        denom += t(self.epsilon)
-        update = m / denom
-        update *= t(lr / (1 - b1**step))
-        param -= update
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp *= t(1.0 / math.sqrt(1 - b2**step))
+        tmp += t(self.epsilon)
+        np.divide(m, tmp, out=tmp)
+        tmp *= t(lr / (1 - b1**step))
+        param -= tmp
 
     def get_config(self):
         return {

@@ -42,6 +42,7 @@ class Optimizer:
         self.clipnorm = None if clipnorm is None else float(clipnorm)
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.slot_names}
+        self._scratch: dict[np.dtype, np.ndarray] = {}
 
     def current_learning_rate(self) -> float:
         """The rate the next :meth:`step` will use."""
@@ -71,6 +72,17 @@ class Optimizer:
         if key not in store:
             store[key] = np.zeros_like(like)
         return store[key]
+
+    def scratch(self, like: np.ndarray) -> np.ndarray:
+        """A work array of ``like``'s shape and dtype, reused by every update (never part of the state).
+
+        Its content is garbage on entry; updates write it with ``out=`` ufuncs instead of
+        allocating temporaries, which for large parameters cost page faults on every step.
+        """
+        buffer = self._scratch.get(like.dtype)
+        if buffer is None or buffer.size < like.size:
+            buffer = self._scratch[like.dtype] = np.empty(like.size, dtype=like.dtype)
+        return buffer[:like.size].reshape(like.shape)
 
     # ----------------------------------------------------------------- persistence
     def get_config(self) -> dict[str, Any]:
