@@ -85,6 +85,23 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     return z - logsumexp(z, axis=axis)
 
 
+def log_softmax_and_softmax(z: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    r"""Both :func:`log_softmax` and :func:`softmax` of ``z``, sharing one shift, one ``exp`` and one ``log``.
+
+    Notes
+    -----
+    With :math:`s = z - \max z` and :math:`S = \sum_j e^{s_j}` along ``axis``:
+    :math:`\log p = s - \log S` and :math:`p = e^{s} / S`.
+    """
+    logp = z - z.max(axis=axis, keepdims=True)
+    with np.errstate(under="ignore"):
+        p = np.exp(logp)
+    total = p.sum(axis=axis, keepdims=True)
+    p /= total
+    logp -= np.log(total)
+    return logp, p
+
+
 def softplus(z: np.ndarray) -> np.ndarray:
     r""":math:`\log(1 + e^{z})` computed as :math:`\max(z,0) + \log(1 + e^{-|z|})`: no overflow."""
     with np.errstate(under="ignore"):

@@ -232,15 +232,20 @@ class CategoricalCrossentropy(Loss):
         return -y_true / p / _rows_per_sample(y_pred)
 
     def fused(self, logits, y_true, sample_weight=None):
-        rows = _rows_per_sample(logits)
-        logp = F.log_softmax(logits)
-        value = _weighted_mean(-(y_true * logp).reshape(logits.shape[0], -1).sum(axis=1) / rows, sample_weight)
-        with np.errstate(under="ignore"):  # a probability that rounds to 0 is the right answer
-            probs = np.exp(logp)
-        grad = probs * y_true.sum(axis=-1, keepdims=True) - y_true
-        if rows != 1:
-            grad /= rows
-        return float(value), _scale_rows(grad, sample_weight).astype(logits.dtype, copy=False), probs
+        # The training hot path: few, mostly in-place operations on (batch, classes) arrays.
+        n, rows = logits.shape[0], _rows_per_sample(logits)
+        logp, probs = F.log_softmax_and_softmax(logits)
+        grad = probs * y_true.sum(axis=-1, keepdims=True)
+        grad -= y_true
+        if sample_weight is None:
+            value = -float(np.vdot(y_true, logp)) / (n * rows)
+            grad /= n * rows
+        else:
+            value = float(_weighted_mean(-(y_true * logp).reshape(n, -1).sum(axis=1) / rows, sample_weight))
+            if rows != 1:
+                grad /= rows
+            grad = _scale_rows(grad, sample_weight)
+        return value, grad.astype(logits.dtype, copy=False), probs
 
     def prepare_targets(self, y, output_shape, dtype):
         classes = output_shape[-1]
