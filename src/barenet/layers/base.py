@@ -18,7 +18,8 @@ Its life cycle:
    and caches only what ``backward`` needs.
 3. ``backward(grad)`` takes dLoss/dOutput of the last ``forward`` and returns dLoss/dInput
    (or ``None`` when ``input_grad_needed`` is False, as for a network's first layer). It writes
-   ``grads`` and never touches ``params``: only an optimizer updates parameters.
+   into the ``grads`` arrays in place (the model hands the same arrays to the optimizer at every
+   step) and never touches ``params``: only an optimizer updates parameters.
 4. ``get_config()`` returns the JSON-serializable constructor arguments, so
    ``type(layer).from_config(layer.get_config())`` rebuilds an equivalent (unbuilt) layer.
 

@@ -377,6 +377,8 @@ class Sequential:
                     cb.on_epoch_begin(epoch)
                 order = self.rng.permutation(n) if shuffle else None
                 preds = np.empty_like(y) if need_preds else None
+                # Built once per epoch (the arrays are updated in place), not at every step.
+                params, grads = self.parameters(), self.gradients()
                 total, seen = 0.0, 0
                 for step in range(steps):
                     part = slice(step * bs, min(n, (step + 1) * bs))
@@ -385,7 +387,7 @@ class Sequential:
                     wb = None if w is None else w[idx]
                     value, y_pred = self._loss_and_grad(xb, yb, wb, training=True, need_grad=True)
                     if math.isfinite(value):
-                        self.optimizer.step(self.parameters(), self.gradients())
+                        self.optimizer.step(params, grads)
                     if preds is not None:
                         preds[idx] = y_pred
                     total += value * len(xb)
