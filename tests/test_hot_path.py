@@ -1,0 +1,96 @@
+"""The training hot path (fused softmax cross-entropy, Adam's scratch array) and the MLP benchmark script."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import barenet as bn
+from barenet import functional as F
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "mlp_fashion.py"
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+def test_log_softmax_and_softmax_match_the_separate_functions(dtype, tol):
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((64, 10)) * 8).astype(dtype)
+    z[0] = [1e4, -1e4, 0, 0, 0, 0, 0, 0, 0, 3]  # far beyond exp's range: must stay finite
+    logp, p = F.log_softmax_and_softmax(z)
+    assert logp.dtype == dtype and p.dtype == dtype
+    assert np.all(np.isfinite(logp))
+    np.testing.assert_allclose(logp, F.log_softmax(z), rtol=tol, atol=tol)
+    np.testing.assert_allclose(p, F.softmax(z), rtol=tol, atol=tol)
+    np.testing.assert_allclose(p.sum(axis=-1), 1, rtol=10 * tol)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(32, 5), (6, 4, 3)])
+def test_fused_cross_entropy_matches_the_unfused_loss_on_softmax_outputs(weighted, shape):
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal(shape) * 3
+    targets = rng.random(shape)  # soft targets exercise the sum_j t_j factor of the gradient
+    w = rng.random(shape[0]) if weighted else None
+    loss = bn.losses.CategoricalCrossentropy()
+    value, grad, probs = loss.fused(logits, targets, w)
+    logits_loss = bn.losses.CategoricalCrossentropy(from_logits=True)
+    np.testing.assert_allclose(probs, F.softmax(logits), rtol=1e-13)
+    assert value == pytest.approx(logits_loss(logits, targets, w), rel=1e-12)
+    np.testing.assert_allclose(grad, logits_loss.gradient(logits, targets, w), rtol=1e-12, atol=1e-15)
+
+
+def test_optimizer_scratch_is_reused_and_stays_out_of_the_state():
+    opt = bn.optimizers.Adam(0.01)
+    big, small = np.zeros((30, 20), np.float32), np.zeros(7, np.float32)
+    a = opt.scratch(big)
+    assert a.shape == big.shape and a.dtype == np.float32
+    assert np.shares_memory(opt.scratch(small), a)  # one buffer serves every parameter
+    assert opt.scratch(np.zeros(3)).dtype == np.float64
+    params = {"w": np.ones((30, 20), np.float32)}
+    opt.step(params, {"w": np.full((30, 20), 0.5, np.float32)})
+    assert sorted(opt.get_state()) == ["iterations", "m/w", "v/w"]
+    # first Adam step moves every weight by the learning rate (the update is m_hat / sqrt(v_hat) = sign(g))
+    np.testing.assert_allclose(params["w"], 1 - 0.01, rtol=1e-6)
+
+
+def test_bench_parameter_count_is_that_of_the_784_256_128_10_network():
+    spec = importlib.util.spec_from_file_location("mlp_fashion", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.n_parameters(784) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 == 235_146
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
+    # A small stand-in for Fashion-MNIST: class k images are bright in row band k, so it is learnable.
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 512), ("t10k", 128)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, k in enumerate(labels):
+            images[i, 2 * k + 4:2 * k + 6] = 250
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    env = {**os.environ, "BARENET_DATA": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(BENCH), "--epochs", "2", "--repeats", "1",
+                           "--frameworks", "barenet,sklearn"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))  # the table follows this line
+    rows = {line.split()[0]: line.split() for line in lines[rule + 1:rule + 3]}
+    assert set(rows) == {"barenet", "sklearn"}
+    assert float(rows["barenet"][4]) > 0.9  # test accuracy on the easy stand-in
+    assert float(rows["sklearn"][5]) > 0  # barenet's throughput ratio to scikit-learn
+    assert "of the" in done.stdout and "GFLOP/s float32 matmul peak" in done.stdout
