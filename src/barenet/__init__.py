@@ -9,11 +9,11 @@ The public API::
     history = model.fit(X, y, epochs=100)
 """
 
-from . import datasets, errors, functional, initializers, layers, losses, metrics, optimizers
+from . import callbacks, datasets, errors, functional, initializers, layers, losses, metrics, optimizers
 from .errors import BarenetError
 from .gradcheck import gradcheck
 from .io import load, save
-from .models import History, Sequential, callbacks
+from .models import History, Sequential
 
 __version__ = "0.1.0"
 

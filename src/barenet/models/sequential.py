@@ -19,7 +19,7 @@ from ..rng import Seed, make_rng
 from .callbacks import Callback, ProgressBar, TerminateOnNaN
 from .history import History
 
-_PREDICT_BATCH = 4096
+_PREDICT_BATCH = 1024  # bounds the memory of inference (im2col columns of a CNN)
 
 
 class Sequential:
@@ -331,7 +331,8 @@ class Sequential:
         if not self.built and self.layers and self.layers[0].input_shape is None:
             X = self._check_x(X)
             self.build(X.shape[1:])
-        self._require_built_for_fit()
+        if not self.built:
+            self.build()
         X = self._check_x(X)
         y = self._check_y(y, len(X))
         w = self._check_weights(sample_weight, len(X))
@@ -368,47 +369,25 @@ class Sequential:
         for cb in callbacks:
             cb.set_model(self)
         self.stop_training = False
-        need_preds = bool(self.metric_names)
         for cb in callbacks:
             cb.on_train_begin()
         try:
-            for epoch in range(epochs):
-                for cb in callbacks:
-                    cb.on_epoch_begin(epoch)
-                order = self.rng.permutation(n) if shuffle else None
-                preds = np.empty_like(y) if need_preds else None
-                # Built once per epoch (the arrays are updated in place), not at every step.
-                params, grads = self.parameters(), self.gradients()
-                total, seen = 0.0, 0
-                for step in range(steps):
-                    part = slice(step * bs, min(n, (step + 1) * bs))
-                    idx = part if order is None else order[part]
-                    xb, yb = X[idx], y[idx]
-                    wb = None if w is None else w[idx]
-                    value, y_pred = self._loss_and_grad(xb, yb, wb, training=True, need_grad=True)
-                    if math.isfinite(value):
-                        self.optimizer.step(params, grads)
-                    if preds is not None:
-                        preds[idx] = y_pred
-                    total += value * len(xb)
-                    seen += len(xb)
+            # A diverging run is reported once by TerminateOnNaN, not by a warning per operation.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for epoch in range(epochs):
                     for cb in callbacks:
-                        cb.on_batch_end(step, {"loss": value})
+                        cb.on_epoch_begin(epoch)
+                    logs = self._train_epoch(X, y, w, bs, shuffle, callbacks)
+                    if val is not None and math.isfinite(logs["loss"]):
+                        logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                    history.append(epoch, logs)  # after the callbacks, so values they log (lr) are recorded
                     if self.stop_training:
                         break
-                logs = {"loss": total / seen}
-                if preds is not None and seen == n and math.isfinite(logs["loss"]):
-                    logs.update(self._metric_logs(y, preds))
-                if val is not None and math.isfinite(logs["loss"]):
-                    logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, logs)
-                history.append(epoch, logs)  # after the callbacks, so values they log (lr) are recorded
-                if self.stop_training:
-                    break
         except KeyboardInterrupt:
-            print("\nbarenet: training interrupted; the model keeps the weights of the last completed step",
-                  file=sys.stderr)
+            print(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; "
+                  "fit returns the history of the completed epochs", file=sys.stderr)
             self.interrupted = True
         else:
             self.interrupted = False
@@ -416,9 +395,34 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _require_built_for_fit(self) -> None:
-        if not self.built:
-            self.build()
+    def _train_epoch(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, bs: int, shuffle: bool,
+                     callbacks: list[Callback]) -> dict[str, float]:
+        """One pass over the training set in mini-batches of ``bs``; returns the epoch's loss and metrics."""
+        n = len(X)
+        order = self.rng.permutation(n) if shuffle else None
+        preds = np.empty_like(y) if self.metric_names else None
+        # Built once per epoch (the arrays are updated in place), not at every step.
+        params, grads = self.parameters(), self.gradients()
+        total, seen = 0.0, 0
+        for step in range(math.ceil(n / bs)):
+            part = slice(step * bs, min(n, (step + 1) * bs))
+            idx = part if order is None else order[part]
+            wb = None if w is None else w[idx]
+            value, y_pred = self._loss_and_grad(X[idx], y[idx], wb, training=True, need_grad=True)
+            if math.isfinite(value):
+                self.optimizer.step(params, grads)
+            if preds is not None:
+                preds[idx] = y_pred
+            total += value * len(y_pred)
+            seen += len(y_pred)
+            for cb in callbacks:
+                cb.on_batch_end(step, {"loss": value})
+            if self.stop_training:
+                break
+        logs = {"loss": total / seen}
+        if preds is not None and seen == n and math.isfinite(logs["loss"]):
+            logs.update(self._metric_logs(y, preds))
+        return logs
 
     # ----------------------------------------------------------------- inference
     def _evaluate(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
