@@ -5,13 +5,15 @@ read by :func:`barenet.datasets.load_fashion_mnist` from ``$BARENET_DATA`` or
 ``/usr/share/datasets/fashion-mnist``. Pixels are scaled to [0, 1] and given one channel, channels-last:
 ``(n, 28, 28, 1)`` float32. The network is
 
-    Conv2D(32, 3x3, ReLU) -> MaxPooling2D(2)     28x28x1 -> 26x26x32 -> 13x13x32
-    Conv2D(64, 3x3, ReLU) -> MaxPooling2D(2)             -> 11x11x64 -> 5x5x64
-    Flatten -> Dense(128, ReLU) -> Dropout(0.3) -> Dense(10, softmax)
+    Conv2D(32, 3x3) -> BatchNormalization -> ReLU -> MaxPooling2D(2)   28x28x1 -> 26x26x32 -> 13x13x32
+    Conv2D(64, 3x3) -> BatchNormalization -> ReLU -> MaxPooling2D(2)           -> 11x11x64 -> 5x5x64
+    Flatten -> Dense(128, ReLU) -> Dropout(0.5) -> Dense(10, softmax)
 
 trained with categorical cross-entropy (fused with the softmax) and Adam (learning rate 1e-3) on
-minibatches of 128. Ten epochs reach about 0.92 test accuracy. The script prints one line per epoch,
-the training time per epoch and the test accuracy.
+minibatches of 128. Batch normalization (the convolutions have no bias of their own, since its beta
+takes that role) and dropout make this the two-convolution network of the brief "or better": without
+them it stops at about 0.911 after ten epochs. The script prints one line per epoch, the training time
+per epoch and the test accuracy.
 
 Run::
 
@@ -36,13 +38,17 @@ def build_model(seed: int = 0, learning_rate: float = 1e-3) -> bn.Sequential:
     """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32."""
     L = bn.layers
     model = bn.Sequential([
-        L.Conv2D(32, 3, activation="relu", kernel_initializer="he_uniform", input_shape=(28, 28, 1)),
+        L.Conv2D(32, 3, use_bias=False, kernel_initializer="he_uniform", input_shape=(28, 28, 1)),
+        L.BatchNormalization(momentum=0.9, epsilon=1e-5),
+        L.ReLU(),
         L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu", kernel_initializer="he_uniform"),
+        L.Conv2D(64, 3, use_bias=False, kernel_initializer="he_uniform"),
+        L.BatchNormalization(momentum=0.9, epsilon=1e-5),
+        L.ReLU(),
         L.MaxPooling2D(2),
         L.Flatten(),
         L.Dense(128, activation="relu", kernel_initializer="he_uniform"),
-        L.Dropout(0.3),
+        L.Dropout(0.5),
         L.Dense(10, activation="softmax"),
     ], seed=seed, dtype="float32")
     model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(learning_rate),
