@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import initializers
 from ..errors import ConfigError, NotFittedError, ShapeError
 
 _REGISTRY: dict[str, type[Layer]] = {}
@@ -110,10 +111,13 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
-        """Rebuild an unbuilt layer from :meth:`get_config`'s output."""
+        """Rebuild an unbuilt layer from :meth:`get_config`'s output (``*_initializer`` entries included)."""
         config = dict(config)
         if "input_shape" in config and config["input_shape"] is not None:
             config["input_shape"] = tuple(config["input_shape"])
+        for key, value in config.items():
+            if key.endswith("_initializer"):
+                config[key] = initializers.deserialize(value)
         return cls(**config)
 
     # ----------------------------------------------------------------- helpers

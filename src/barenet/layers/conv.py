@@ -251,9 +251,6 @@ class Conv2D(ImageLayer):
     def from_config(cls, config):
         config = dict(config)
         config["activation"] = activations.deserialize(config.get("activation"))
-        for key in ("kernel_initializer", "bias_initializer"):
-            if key in config:
-                config[key] = initializers.deserialize(config[key])
         return super().from_config(config)
 
     def __repr__(self) -> str:

@@ -104,12 +104,5 @@ class Embedding(Layer):
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
         }
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if "embeddings_initializer" in config:
-            config["embeddings_initializer"] = initializers.deserialize(config["embeddings_initializer"])
-        return super().from_config(config)
-
     def __repr__(self) -> str:
         return f"Embedding({self.input_dim}, {self.output_dim})"

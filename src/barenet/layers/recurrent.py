@@ -193,14 +193,6 @@ class Recurrent(Layer):
             "l2": self.l2,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
-            if key in config:
-                config[key] = initializers.deserialize(config[key])
-        return super().from_config(config)
-
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self._repr_options().items())
         return f"{type(self).__name__}({self.units}{extra})"
