@@ -9,15 +9,16 @@ read by :func:`barenet.datasets.load_fashion_mnist` from ``$BARENET_DATA`` or
     Conv2D(64, 3x3) -> BatchNormalization -> ReLU -> MaxPooling2D(2)           -> 11x11x64 -> 5x5x64
     Flatten -> Dense(128, ReLU) -> Dropout(0.5) -> Dense(10, softmax)
 
-trained with categorical cross-entropy (fused with the softmax) and Adam (learning rate 1e-3) on
-minibatches of 128. Batch normalization (the convolutions have no bias of their own, since its beta
-takes that role) and dropout make this the two-convolution network of the brief "or better": without
-them it stops at about 0.911 after ten epochs. The script prints one line per epoch, the training time
+trained with categorical cross-entropy (fused with the softmax) and Adam on minibatches of 128, the
+learning rate starting at 1e-3 and following a cosine down to 0 over the run (12 epochs by default).
+Batch normalization (the convolutions have no bias of their own: its beta takes that role), dropout
+and the annealed rate lift the plain two-convolution network, which stops at about 0.911 test accuracy
+after ten epochs at a constant rate. The script prints one line per epoch, the training time
 per epoch and the test accuracy.
 
 Run::
 
-    python examples/fashion_cnn.py                     # 10 epochs on the full training set
+    python examples/fashion_cnn.py                     # 12 epochs on the full training set
     python examples/fashion_cnn.py --epochs 1 --limit 5000
 """
 
@@ -32,10 +33,15 @@ import numpy as np
 import barenet as bn
 
 BATCH = 128
+EPOCHS = 12
 
 
-def build_model(seed: int = 0, learning_rate: float = 1e-3) -> bn.Sequential:
-    """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32."""
+def build_model(seed: int = 0, learning_rate: float = 1e-3, decay_steps: int | None = None) -> bn.Sequential:
+    """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32.
+
+    With ``decay_steps`` the learning rate follows a cosine from ``learning_rate`` down to 0 over that
+    many optimizer steps (:class:`barenet.optimizers.CosineDecay`); otherwise it stays constant.
+    """
     L = bn.layers
     model = bn.Sequential([
         L.Conv2D(32, 3, use_bias=False, kernel_initializer="he_uniform", input_shape=(28, 28, 1)),
@@ -51,9 +57,15 @@ def build_model(seed: int = 0, learning_rate: float = 1e-3) -> bn.Sequential:
         L.Dropout(0.5),
         L.Dense(10, activation="softmax"),
     ], seed=seed, dtype="float32")
-    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(learning_rate),
+    rate = learning_rate if decay_steps is None else bn.optimizers.CosineDecay(learning_rate, decay_steps)
+    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(rate),
                   metrics=["accuracy"])
     return model
+
+
+def steps_per_run(n_train: int, epochs: int) -> int:
+    """Optimizer steps in ``epochs`` passes over ``n_train`` images in batches of :data:`BATCH`."""
+    return epochs * -(-n_train // BATCH)
 
 
 def images(X: np.ndarray) -> np.ndarray:
@@ -69,7 +81,7 @@ def accuracy(model: bn.Sequential, X: np.ndarray, y: np.ndarray, batch_size: int
 def main(argv: Sequence[str] | None = None) -> float:
     """Train, print per-epoch progress, seconds per epoch and the test accuracy; returns the accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"passes over the training set (default {EPOCHS})")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="train on the first N training images only (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, dropout and shuffling (default 0)")
@@ -82,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     X_train, X_test = images(X_train), images(X_test)
     print(f"Fashion-MNIST: {len(X_train)} training and {len(X_test)} test images")
 
-    model = build_model(args.seed)
+    model = build_model(args.seed, decay_steps=steps_per_run(len(X_train), args.epochs))
     model.build()
     model.summary()
     start = time.perf_counter()
