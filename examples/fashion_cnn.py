@@ -44,11 +44,11 @@ def build_model(seed: int = 0, learning_rate: float = 1e-3, decay_steps: int | N
     """
     L = bn.layers
     model = bn.Sequential([
-        L.Conv2D(32, 3, use_bias=False, kernel_initializer="he_uniform", input_shape=(28, 28, 1)),
+        L.Conv2D(32, 3, use_bias=False, input_shape=(28, 28, 1)),
         L.BatchNormalization(momentum=0.9, epsilon=1e-5),
         L.ReLU(),
         L.MaxPooling2D(2),
-        L.Conv2D(64, 3, use_bias=False, kernel_initializer="he_uniform"),
+        L.Conv2D(64, 3, use_bias=False),
         L.BatchNormalization(momentum=0.9, epsilon=1e-5),
         L.ReLU(),
         L.MaxPooling2D(2),
