@@ -191,3 +191,26 @@ def deserialize(spec: str | dict | None) -> Activation:
             raise ConfigError(f"unknown activation {kind!r}; expected one of {sorted(_BY_KIND)}")
         return _BY_KIND[kind](**spec)
     return get(spec)
+
+
+class Activated:
+    """Mixin for layers that compute logits :math:`z` and then an activation :math:`y = f(z)` (Dense, Conv2D).
+
+    The layer implements ``forward_logits`` and ``backward_logits`` and holds ``self.activation``; this
+    mixin composes them. The model calls the two halves directly when it fuses the final sigmoid or
+    softmax with the loss.
+    """
+
+    activation: Activation
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        return self.activation.forward(self.forward_logits(x, training=training), training=training)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        return self.backward_logits(self.activation.backward(grad))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        config = dict(config)
+        config["activation"] = deserialize(config.get("activation"))
+        return super().from_config(config)

@@ -84,7 +84,7 @@ def resolve_padding(padding: str | int | tuple[int, int], image: tuple[int, int]
 
 
 @register
-class Conv2D(ImageLayer):
+class Conv2D(activations.Activated, ImageLayer):
     r"""Two-dimensional convolution (cross-correlation, as in every deep-learning library) over images.
 
     Parameters
@@ -197,12 +197,6 @@ class Conv2D(ImageLayer):
             self.add_param("bias", self.bias_initializer((self.filters,), fan_in, fan_out, rng, self.dtype))
         self.activation.build(self.output_shape, rng, dtype)
 
-    def forward(self, x, *, training=False):
-        return self.activation.forward(self.forward_logits(x, training=training), training=training)
-
-    def backward(self, grad):
-        return self.backward_logits(self.activation.backward(grad))
-
     def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         """:math:`z = x \\star W + b`, before the activation; same layout as the input."""
         self.check_input(x)
@@ -246,12 +240,6 @@ class Conv2D(ImageLayer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "l2": self.l2,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["activation"] = activations.deserialize(config.get("activation"))
-        return super().from_config(config)
 
     def __repr__(self) -> str:
         text = f"Conv2D({self.filters}, {self.kernel_size}"

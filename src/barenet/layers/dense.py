@@ -13,7 +13,7 @@ from .base import Layer, register
 
 
 @register
-class Dense(Layer):
+class Dense(activations.Activated, Layer):
     r"""Affine map followed by an optional activation: :math:`y = f(xW + b)`.
 
     Parameters
@@ -80,12 +80,6 @@ class Dense(Layer):
             self.add_param("bias", self.bias_initializer((self.units,), fan_in, self.units, rng, self.dtype))
         self.activation.build(self.output_shape, rng, dtype)
 
-    def forward(self, x, *, training=False):
-        return self.activation.forward(self.forward_logits(x, training=training), training=training)
-
-    def backward(self, grad):
-        return self.backward_logits(self.activation.backward(grad))
-
     def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         """:math:`z = xW + b`, before the activation."""
         self.check_input(x)
@@ -116,12 +110,6 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "l2": self.l2,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["activation"] = activations.deserialize(config.get("activation"))
-        return super().from_config(config)
 
     def __repr__(self) -> str:
         act = self.activation.kind
