@@ -31,14 +31,13 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import choose_frameworks, peak_rss_mb, run_worker
 
 BATCH = 128
 LEARNING_RATE = 1e-3
@@ -118,23 +117,18 @@ def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
     """Child process: train once and print one JSON line of results (times cover training only)."""
     X, y, X_test, y_test = load_data(limit)
     seconds, cpu, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"framework": framework, "seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
-                      "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_kib / 1024}))
+                      "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_rss_mb()}))
 
 
 def run_child(framework: str, epochs: int, limit: int | None, seed: int, threads: int | None) -> dict:
     env = dict(os.environ)
     if threads is not None:  # read by OpenBLAS (NumPy) and OpenMP (PyTorch) when the child starts
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--epochs", str(epochs),
-           "--seed", str(seed)]
+    args = ["--epochs", str(epochs), "--seed", str(seed)]
     if limit is not None:
-        cmd += ["--limit", str(limit)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        args += ["--limit", str(limit)]
+    return run_worker(os.path.abspath(__file__), framework, args, env)
 
 
 # --------------------------------------------------------------------- report
@@ -187,13 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args.epochs, args.limit, args.seed)
         return 0
 
-    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    unknown = sorted(set(frameworks) - set(FRAMEWORKS))
-    if unknown:
-        parser.error(f"unknown frameworks {unknown}; choose from {list(FRAMEWORKS)}")
-    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
-        print("PyTorch is not installed: skipping it")
-        frameworks.remove("torch")
+    frameworks = choose_frameworks(parser, args.frameworks, FRAMEWORKS)
 
     runs: dict[str, list[dict]] = {f: [] for f in frameworks}
     for repeat in range(args.repeats):

@@ -21,17 +21,15 @@ Run::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 import warnings
 
 import numpy as np
+from common import choose_frameworks, peak_rss_mb, run_worker
 
 HIDDEN = (256, 128)
 N_CLASSES = 10
@@ -137,18 +135,12 @@ def worker(framework: str, epochs: int, seed: int) -> None:
     """Child process: train once and print one JSON line of results."""
     X, y, X_test, y_test = load_data()
     seconds, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"framework": framework, "seconds": seconds, "samples": epochs * len(X),
-                      "accuracy": accuracy, "peak_rss_mb": peak_kib / 1024, "n_inputs": X.shape[1]}))
+                      "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "n_inputs": X.shape[1]}))
 
 
 def run_child(framework: str, epochs: int, seed: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--epochs", str(epochs),
-           "--seed", str(seed)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(os.path.abspath(__file__), framework, ["--epochs", str(epochs), "--seed", str(seed)])
 
 
 # --------------------------------------------------------------------- machine peak
@@ -214,13 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, args.epochs, args.seed)
         return 0
 
-    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    unknown = sorted(set(frameworks) - set(FRAMEWORKS))
-    if unknown:
-        parser.error(f"unknown frameworks {unknown}; choose from {list(FRAMEWORKS)}")
-    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
-        print("PyTorch is not installed: skipping it")
-        frameworks.remove("torch")
+    frameworks = choose_frameworks(parser, args.frameworks, FRAMEWORKS)
 
     peak = matmul_gflops()
     print(f"float32 matmul peak: {peak:.1f} GFLOP/s")

@@ -60,7 +60,8 @@ def test_optimizer_scratch_is_reused_and_stays_out_of_the_state():
     np.testing.assert_allclose(params["w"], 1 - 0.01, rtol=1e-6)
 
 
-def test_bench_parameter_count_is_that_of_the_784_256_128_10_network():
+def test_bench_parameter_count_is_that_of_the_784_256_128_10_network(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # as when run as a script: bench/common.py importable
     spec = importlib.util.spec_from_file_location("mlp_fashion", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -1,0 +1,41 @@
+"""What the benchmark scripts share: picking the frameworks to run and running one in a child process.
+
+Each framework trains in a child process of its own, so that the peak resident memory it reports
+(``ru_maxrss`` of the child) is that framework's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+
+
+def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[str, ...]) -> list[str]:
+    """The comma-separated ``spec`` as a list; unknown names end the script with a usage error,
+    and PyTorch is dropped (with a note) when it is not installed."""
+    frameworks = [f.strip() for f in spec.split(",") if f.strip()]
+    unknown = sorted(set(frameworks) - set(known))
+    if unknown:
+        parser.error(f"unknown frameworks {unknown}; choose from {list(known)}")
+    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+        print("PyTorch is not installed: skipping it")
+        frameworks.remove("torch")
+    return frameworks
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_worker(script: str, framework: str, args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run ``script --worker framework *args`` and return the JSON object of its last output line."""
+    cmd = [sys.executable, script, "--worker", framework, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
