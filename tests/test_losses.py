@@ -36,6 +36,10 @@ def _cases():
          _one_hot(rng, 5, 4)),
         ("cce-sequence", CategoricalCrossentropy(from_logits=True), rng.standard_normal((3, 2, 4)),
          np.eye(4)[rng.integers(0, 4, (3, 2))]),
+        ("cce-label-smoothing", CategoricalCrossentropy(label_smoothing=0.2), _probabilities(rng, (5, 4)),
+         _one_hot(rng, 5, 4)),
+        ("cce-logits-label-smoothing", CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+         rng.standard_normal((3, 2, 4)), np.eye(4)[rng.integers(0, 4, (3, 2))]),
     ]
 
 
@@ -215,8 +219,39 @@ def test_unknown_loss_name_lists_the_known_ones():
         bn.losses.get("hinge")
 
 
+def test_label_smoothing_by_hand():
+    # Three classes, smoothing 0.3: the one-hot target (0, 1, 0) becomes (0.1, 0.8, 0.1).
+    p = np.array([[0.2, 0.5, 0.3]])
+    loss = CategoricalCrossentropy(label_smoothing=0.3)
+    expected = -(0.1 * np.log(0.2) + 0.8 * np.log(0.5) + 0.1 * np.log(0.3))
+    assert loss(p, np.array([[0.0, 1.0, 0.0]])) == pytest.approx(expected, rel=1e-12)
+    z = np.log(p)  # softmax(log p) = p
+    value, grad, _ = loss.fused(z, np.array([[0.0, 1.0, 0.0]]))
+    assert value == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(grad, p - [[0.1, 0.8, 0.1]], rtol=1e-12)
+    # A row of zeros (a sample with no target) stays without one.
+    assert loss(p, np.zeros((1, 3))) == 0.0
+
+
+def test_label_smoothing_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    z, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(z), torch.from_numpy(labels), label_smoothing=0.15)
+    loss = CategoricalCrossentropy(label_smoothing=0.15)
+    value, _, _ = loss.fused(z, loss.prepare_targets(labels, (5,), np.float64))
+    assert value == pytest.approx(float(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2, float("nan"), "0.1"])
+def test_label_smoothing_out_of_range_is_rejected(bad):
+    with pytest.raises(ConfigError, match="label_smoothing must be a number in \\[0, 1\\)"):
+        CategoricalCrossentropy(label_smoothing=bad)
+
+
 def test_loss_serialization_round_trip():
-    for loss in (Huber(delta=2.5), BinaryCrossentropy(from_logits=True), MeanSquaredError()):
+    for loss in (Huber(delta=2.5), BinaryCrossentropy(from_logits=True), MeanSquaredError(),
+                 CategoricalCrossentropy(label_smoothing=0.1)):
         again = bn.losses.deserialize(bn.losses.serialize(loss))
         assert type(again) is type(loss) and again.get_config() == loss.get_config()
     assert repr(Huber(delta=2.5)) == "Huber(delta=2.5)"

@@ -211,20 +211,41 @@ class CategoricalCrossentropy(Loss):
 
     Targets are integer labels ``(n,)`` or one-hot rows ``(n, classes)``. The fused form takes
     logits: :math:`\ell = -\sum_j t_j (z_j - \log\sum_k e^{z_k})`, gradient :math:`p\sum_j t_j - t`.
+
+    With ``label_smoothing`` :math:`\varepsilon > 0` the targets are first mixed with the uniform
+    distribution over the :math:`K` classes, :math:`t \leftarrow (1 - \varepsilon)\, t + \varepsilon \sum_j t_j / K`
+    (a one-hot row becomes :math:`1 - \varepsilon + \varepsilon/K` on its class and :math:`\varepsilon/K`
+    elsewhere, as in Keras and PyTorch), which keeps the network from driving its logits ever apart.
     """
 
     name = "categorical_crossentropy"
     fuses_with = "softmax"
     task = "classification"
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating))
+                or not 0 <= label_smoothing < 1):
+            raise ConfigError(f"categorical_crossentropy label_smoothing must be a number in [0, 1), "
+                              f"got {label_smoothing!r}")
         self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def smooth(self, y_true: np.ndarray) -> np.ndarray:
+        """The targets the loss is computed against: ``y_true`` itself, or smoothed (see the class notes)."""
+        eps = self.label_smoothing
+        if not eps:
+            return y_true
+        t = y_true * y_true.dtype.type(1 - eps)
+        t += y_true.sum(axis=-1, keepdims=True) * y_true.dtype.type(eps / y_true.shape[-1])
+        return t
 
     def per_sample(self, y_pred, y_true):
+        y_true = self.smooth(y_true)
         logp = F.log_softmax(y_pred) if self.from_logits else np.log(np.clip(y_pred, _EPS, 1.0))
         return -(y_true * logp).reshape(y_pred.shape[0], -1).sum(axis=1) / _rows_per_sample(y_pred)
 
     def per_sample_grad(self, y_pred, y_true):
+        y_true = self.smooth(y_true)
         if self.from_logits:
             p = F.softmax(y_pred)
             return (p * y_true.sum(axis=-1, keepdims=True) - y_true) / _rows_per_sample(y_pred)
@@ -234,6 +255,7 @@ class CategoricalCrossentropy(Loss):
     def fused(self, logits, y_true, sample_weight=None):
         # The training hot path: few, mostly in-place operations on (batch, classes) arrays.
         n, rows = logits.shape[0], _rows_per_sample(logits)
+        y_true = self.smooth(y_true)
         logp, probs = F.log_softmax_and_softmax(logits)
         grad = probs * y_true.sum(axis=-1, keepdims=True)
         grad -= y_true
@@ -269,7 +291,10 @@ class CategoricalCrossentropy(Loss):
         return y
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        config: dict[str, Any] = {"from_logits": self.from_logits}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        return config
 
 
 def _rows_per_sample(y: np.ndarray) -> int:
