@@ -48,6 +48,7 @@ from barenet.layers import (
     LeakyReLU,
     Linear,
     MaxPooling2D,
+    RandomFlip,
     Recurrent,
     ReLU,
     Reshape,
@@ -112,6 +113,10 @@ CASES = [
     Case("avgpool", AveragePooling2D, (6, 5, 2)),
     Case("avgpool-overlap-same", lambda: AveragePooling2D((3, 2), strides=(2, 1), padding="same"), (5, 5, 2)),
     Case("global-avgpool", GlobalAveragePooling2D, (3, 4, 5)),
+    Case("randomflip-train", lambda: RandomFlip("horizontal_and_vertical"), (3, 4, 2), fixed_rng=True, batch=8),
+    Case("randomflip-channels-first", lambda: RandomFlip(data_format="channels_first"), (2, 3, 4), fixed_rng=True,
+         batch=8),
+    Case("randomflip-infer", lambda: RandomFlip("vertical"), (3, 4, 2), training=False),
     Case("embedding", lambda: Embedding(10, 3), (5,), token_ids=10),
     Case("simplernn", lambda: SimpleRNN(4), (7, 3), batch=2),
     Case("simplernn-gelu-sequences", lambda: SimpleRNN(3, activation="gelu", return_sequences=True), (2, 3), batch=2),
@@ -354,3 +359,39 @@ def test_every_registered_builtin_layer_is_in_the_contract_table():
     abstract = {"Layer", "Activation", "Recurrent"}
     missing = builtin - abstract - covered
     assert not missing, f"add these layers to CASES in tests/test_layers.py: {sorted(missing)}"
+
+
+def test_random_flip_mirrors_about_half_the_training_images_and_none_at_inference():
+    model = bn.Sequential([RandomFlip(input_shape=(4, 5, 2))], seed=0)
+    model.build()
+    layer = model.layers[0]
+    x = np.random.default_rng(0).standard_normal((400, 4, 5, 2))
+    y = layer.forward(x, training=True)
+    same = np.all(y == x, axis=(1, 2, 3))
+    mirrored = np.all(y == x[:, :, ::-1], axis=(1, 2, 3))
+    assert np.all(same ^ mirrored)  # each image is either left alone or mirrored left to right
+    assert 150 < mirrored.sum() < 250
+    g = np.random.default_rng(1).standard_normal(x.shape)
+    dx = layer.backward(g)
+    np.testing.assert_array_equal(dx[mirrored], g[mirrored][:, :, ::-1])
+    np.testing.assert_array_equal(dx[same], g[same])
+    assert layer.forward(x, training=False) is x
+    np.testing.assert_array_equal(model.predict(x), x.astype(np.float32))
+
+
+def test_random_flip_both_axes_draws_each_independently():
+    layer = RandomFlip("horizontal_and_vertical")
+    layer.build((3, 3, 1), np.random.default_rng(2))
+    x = np.arange(600 * 9, dtype=np.float64).reshape(600, 3, 3, 1)
+    y = layer.forward(x, training=True)
+    kinds = [next(k for k, f in enumerate((lambda a: a, lambda a: a[::-1], lambda a: a[:, ::-1],
+                                            lambda a: a[::-1, ::-1])) if np.array_equal(y[i], f(x[i])))
+             for i in range(len(x))]
+    assert sorted(set(kinds)) == [0, 1, 2, 3] and min(np.bincount(kinds)) > 100
+
+
+def test_random_flip_rejects_unknown_modes_and_non_images():
+    with pytest.raises(ConfigError, match="RandomFlip mode must be one of"):
+        RandomFlip("diagonal")
+    with pytest.raises(ShapeError, match="RandomFlip.*expects images"):
+        RandomFlip().build((28, 28), np.random.default_rng(0))

@@ -1,6 +1,7 @@
 """Layers: each a small class with ``build``, ``forward``, ``backward`` and ``get_config``."""
 
 from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .augmentation import RandomFlip
 from .base import Layer, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
@@ -14,7 +15,7 @@ from .reshape import Flatten, Reshape
 
 __all__ = [
     "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout", "ELU", "Flatten", "GELU",
-    "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "ReLU", "Reshape", "Sigmoid", "Softmax",
-    "Tanh", "layer_class", "register",
+    "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
+    "Sigmoid", "Softmax", "Tanh", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
 ]
