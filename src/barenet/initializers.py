@@ -80,6 +80,13 @@ def orthogonal(shape, fan_in, fan_out, rng, dtype):
     return np.ascontiguousarray(q.reshape(shape), dtype=dtype)
 
 
+def uniform_fan_in(shape, fan_in, fan_out, rng, dtype):
+    r"""Uniform on :math:`\pm 1/\sqrt{n_{in}}`, variance :math:`1/(3 n_{in})`: PyTorch's default for the weights
+    and biases of its linear and convolution layers (used for biases, ``n_in`` is the kernel's)."""
+    limit = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-limit, limit, shape).astype(dtype)
+
+
 def uniform(shape, fan_in, fan_out, rng, dtype):
     """Uniform on :math:`\\pm 0.05` (a common default for embedding tables)."""
     return rng.uniform(-0.05, 0.05, shape).astype(dtype)
@@ -105,6 +112,7 @@ _BY_NAME: dict[str, Initializer] = {
     "normal": Normal(0.01),
     "orthogonal": orthogonal,
     "uniform": uniform,
+    "uniform_fan_in": uniform_fan_in,
     "zeros": zeros,
     "ones": ones,
 }
