@@ -171,6 +171,55 @@ def test_get_state_set_state_resumes_with_identical_steps(make):
     assert resumed.iterations == 3
 
 
+def _packed(arrays):
+    """The arrays as consecutive views of one 1-d buffer, the layout Sequential gives its parameters."""
+    flat = np.concatenate([a.ravel() for a in arrays.values()])
+    out, start = {}, 0
+    for key, a in arrays.items():
+        out[key] = flat[start:start + a.size].reshape(a.shape)
+        start += a.size
+    return out
+
+
+OPTIMIZERS = [
+    lambda: SGD(0.1), lambda: SGD(0.1, momentum=0.9, nesterov=True), lambda: RMSprop(0.01), lambda: Adam(0.01),
+    lambda: AdamW(0.01, weight_decay=0.1), lambda: Adam(CosineDecay(0.01, 10), clipnorm=1.0),
+]
+OPTIMIZER_IDS = ["sgd", "sgd-nesterov", "rmsprop", "adam", "adamw", "adam-schedule-clipnorm"]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_packed_parameters_take_the_same_steps_and_keep_per_parameter_state(make):
+    separate, packed = make(), make()
+    params, flat_params = {k: v.copy() for k, v in THETA0.items()}, _packed(THETA0)
+    grads = _packed(GRADS[0])
+    assert packed._packed(flat_params, grads) is not None
+    for step, g in enumerate(GRADS):
+        separate.step(params, {k: v.copy() for k, v in g.items()})
+        for key in grads:
+            grads[key][...] = g[key]
+        packed.step(flat_params, grads)
+        for key in params:  # the same element-wise operations: the same bits
+            np.testing.assert_array_equal(flat_params[key], params[key])
+        if step == 1:  # state saved and restored between steps is picked up by the packed update
+            packed.set_state({k: v.copy() for k, v in packed.get_state().items()})
+    a, b = separate.get_state(), packed.get_state()
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_parameters_that_do_not_tile_one_buffer_are_updated_one_by_one():
+    flat = np.zeros(7)
+    opt = Adam(0.01)
+    gaps = {"a": flat[:2], "b": flat[3:]}  # a hole between the two
+    assert opt._packed(gaps, {"a": np.ones(2), "b": np.ones(4)}) is None
+    reordered = {"b": flat[2:], "a": flat[:2]}
+    assert opt._packed(reordered, _packed({"b": np.ones(5), "a": np.ones(2)})) is None
+    opt.step(gaps, {"a": np.ones(2), "b": np.ones(4)})
+    assert flat[2] == 0 and np.all(flat[:2] < 0) and np.all(flat[3:] < 0)
+
+
 def test_set_state_rejects_unknown_slots():
     with pytest.raises(ConfigError, match=r"optimizer state has unknown slot 'm'; SGD has \['velocity'\]"):
         SGD(0.1, momentum=0.5).set_state({"m/layers.0.kernel": np.zeros(2)})

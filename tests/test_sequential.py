@@ -247,6 +247,36 @@ def test_get_weights_order_and_set_weights_round_trip():
     assert model.layers[0].params["kernel"][0, 0] == 0
 
 
+def test_build_packs_all_parameters_and_gradients_into_one_buffer_each():
+    model = bn.Sequential([bn.layers.Embedding(7, 3, input_shape=(5,)),
+                           bn.layers.Bidirectional(bn.layers.GRU(4, return_sequences=True)),
+                           bn.layers.BatchNormalization(), bn.layers.Flatten(), Dense(2, activation="softmax")],
+                          seed=1, dtype="float64")
+    before = bn.Sequential.from_config(model.get_config())
+    model.build()
+    params, grads = model.parameters(), model.gradients()
+    flat = next(iter(params.values())).base
+    assert flat.ndim == 1 and flat.size == model.n_params
+    assert all(p.base is flat for p in params.values())
+    assert all(g.base is next(iter(grads.values())).base for g in grads.values())
+    wrapper = model.layers[1]  # the wrapper and its two directions still share their arrays
+    assert wrapper.params["forward_kernel"] is wrapper.forward_layer.params["kernel"]
+    assert wrapper.grads["backward_bias"] is wrapper.backward_layer.grads["bias"]
+    # Packing keeps the values the layers were built with: the same seed gives the same weights.
+    before.build()
+    for a, b in zip(model.get_weights(), before.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    X = np.random.default_rng(0).integers(0, 7, (40, 5))
+    y = np.arange(40) % 2
+    start = {key: p.copy() for key, p in params.items()}
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    assert model.optimizer._layout[1] is not None  # the packed update ran
+    assert all(p.base is flat for p in model.parameters().values())  # the layers still use the buffer
+    for key, p in model.parameters().items():  # and every array was trained through it
+        assert not np.array_equal(p, start[key]), key
+
+
 def test_set_weights_errors():
     model = bn.Sequential([Dense(3, input_dim=2), Dense(1)], seed=0)
     with pytest.raises(NotFittedError, match=r"set_weights needs a built model"):

@@ -30,6 +30,7 @@ itself to the registry with :func:`register`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,6 +127,16 @@ class Layer:
         self.params[name] = value
         self.grads[name] = np.zeros_like(value)
         return value
+
+    def move_parameters(self, place: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Hand every ``(param, grad)`` pair to ``place`` and keep the arrays it returns instead.
+
+        ``place`` returns arrays of the same shapes and values, typically views of one large buffer
+        (see :meth:`barenet.Sequential.build`); layers must therefore read ``params``/``grads``
+        through the dicts and write gradients in place, never keep their own references.
+        """
+        for name in self.params:
+            self.params[name], self.grads[name] = place(self.params[name], self.grads[name])
 
     def weights(self) -> list[np.ndarray]:
         """Parameters then buffers, in declaration order (the order of ``get_weights``)."""

@@ -70,10 +70,20 @@ class Bidirectional(Layer):
 
     def build(self, input_shape, rng, dtype="float32"):
         super().build(input_shape, rng, dtype)
-        for prefix, sub in (("forward_", self.forward_layer), ("backward_", self.backward_layer)):
+        for sub in (self.forward_layer, self.backward_layer):
             sub.build(self.input_shape, rng, self.dtype)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Expose both directions' arrays (the same objects) as ``forward_<name>`` / ``backward_<name>``."""
+        for prefix, sub in (("forward_", self.forward_layer), ("backward_", self.backward_layer)):
             self.params.update({prefix + k: v for k, v in sub.params.items()})
             self.grads.update({prefix + k: v for k, v in sub.grads.items()})
+
+    def move_parameters(self, place):
+        self.forward_layer.move_parameters(place)
+        self.backward_layer.move_parameters(place)
+        self._collect()
 
     def _reverse(self, y: np.ndarray) -> np.ndarray:
         return y[:, ::-1] if self.return_sequences else y

@@ -86,10 +86,10 @@ class AdamW(Adam):
             raise ConfigError(f"AdamW weight_decay must be >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
-    def update(self, key, param, grad, lr):
-        if param.ndim > 1:
-            param *= param.dtype.type(1 - lr * self.weight_decay)
-        super().update(key, param, grad, lr)
+    def before_update(self, params, lr):
+        for param in params.values():
+            if param.ndim > 1:
+                param *= param.dtype.type(1 - lr * self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}

@@ -16,6 +16,22 @@ from ..errors import ConfigError
 from . import schedules
 from .schedules import Schedule
 
+#: The key :meth:`Optimizer.update` gets when it updates every parameter at once.
+_PACKED = "<all parameters>"
+
+
+def _whole(arrays: list[np.ndarray]) -> np.ndarray | None:
+    """The 1-d array that ``arrays`` exactly tile as consecutive contiguous views, in order; else None."""
+    base = arrays[0].base if arrays else None
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    return base if address == base.__array_interface__["data"][0] + base.nbytes else None
+
 
 class Optimizer:
     """Base class. Subclasses implement :meth:`update` and list their slot names in ``slot_names``.
@@ -43,6 +59,10 @@ class Optimizer:
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.slot_names}
         self._scratch: dict[np.dtype, np.ndarray] = {}
+        self._layout: tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._packed_parts: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self._packed_slots: dict[str, np.ndarray] = {}
+        self._packed_views: dict[str, dict[str, np.ndarray]] = {}
 
     def current_learning_rate(self) -> float:
         """The rate the next :meth:`step` will use."""
@@ -59,19 +79,77 @@ class Optimizer:
                     g *= g.dtype.type(scale)
         lr = self.current_learning_rate()
         self.iterations += 1
+        self.before_update(params, lr)
+        flat = self._packed(params, grads)
+        if flat is not None:
+            self.update(_PACKED, *flat, lr)
+            return
         for key, param in params.items():
             self.update(key, param, grads[key], lr)
 
+    def before_update(self, params: dict[str, np.ndarray], lr: float) -> None:
+        """Called once per step, before the updates, with every parameter (AdamW decays kernels here)."""
+
     def update(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """Update one parameter in place."""
+        """Update one parameter in place.
+
+        Update rules are element-wise, so ``param`` may also be every parameter of the model at once,
+        as a 1-d array (see :meth:`_packed`); ``key`` then stands for all of them in :meth:`slot`.
+        """
         raise NotImplementedError
+
+    def _packed(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(all_params, all_grads)`` when the parameters are consecutive views of one 1-d array and the
+        gradients of another, in the same order (as :class:`~barenet.Sequential` lays them out); else None.
+
+        The check is remembered for the same arrays, so it costs a few identity tests per step.
+        """
+        arrays = [*params.values(), *(grads[key] for key in params)]
+        cached = self._layout
+        if cached is not None and len(cached[0]) == len(arrays) and all(
+                a is b for a, b in zip(cached[0], arrays, strict=True)):
+            return cached[1]
+        half = len(params)
+        flat = _whole(arrays[:half]), _whole(arrays[half:])
+        if flat[0] is None or flat[1] is None or flat[0].shape != flat[1].shape or flat[0].dtype != flat[1].dtype:
+            flat = None
+        else:
+            offsets = np.cumsum([0, *(a.size for a in arrays[:half])])
+            self._packed_parts = {key: (int(offsets[i]), params[key].shape) for i, key in enumerate(params)}
+            self._packed_slots, self._packed_views = {}, {}
+        self._layout = (arrays, flat)
+        return flat
 
     def slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
         """The ``name`` slot of parameter ``key``, created as zeros on first use."""
+        if key is _PACKED:
+            return self._packed_slot(name, like)
         store = self.slots[name]
         if key not in store:
             store[key] = np.zeros_like(like)
         return store[key]
+
+    def _packed_slot(self, name: str, like: np.ndarray) -> np.ndarray:
+        """The ``name`` slot of every parameter as one array laid out like the packed parameters.
+
+        ``slots[name][key]`` stay views of it, so :meth:`get_state` is unchanged; entries replaced by
+        :meth:`set_state` (or missing) are copied in (or zeroed) the next time the array is asked for.
+        """
+        flat = self._packed_slots.get(name)
+        store, parts = self.slots[name], self._packed_parts
+        if flat is not None and flat.shape == like.shape and flat.dtype == like.dtype and all(
+                store.get(key) is view for key, view in self._packed_views[name].items()):
+            return flat
+        flat = np.zeros_like(like)
+        views = {}
+        for key, (start, shape) in parts.items():
+            view = views[key] = flat[start:start + int(np.prod(shape))].reshape(shape)
+            if key in store:
+                view[...] = store[key]
+            store[key] = view
+        self._packed_slots[name], self._packed_views[name] = flat, views
+        return flat
 
     def scratch(self, like: np.ndarray) -> np.ndarray:
         """A work array of ``like``'s shape and dtype, reused by every update (never part of the state).
