@@ -59,40 +59,41 @@ class BatchNormalization(Layer):
     def forward(self, x, *, training=False):
         self.check_input(x)
         rows, reps = _wide_rows(x)
-        # The normalized values live in a buffer reused from call to call: for image batches a fresh
-        # array per call costs more in page faults than the arithmetic itself.
-        xhat = self._xhat = _reuse(getattr(self, "_xhat", None), rows.shape, x.dtype)
+        # The centred values x - mu live in a buffer reused from call to call: for image batches a fresh
+        # array per call costs more in page faults than the arithmetic itself. The normalized values
+        # x_hat = (x - mu) / sigma are never stored: y = (x - mu) * (gamma / sigma) + beta needs one pass
+        # fewer, and backward folds 1 / sigma into its per-feature factors.
+        centred = self._centred = _reuse(getattr(self, "_centred", None), rows.shape, x.dtype)
         if training:
             m = x.dtype.type(x.size // x.shape[-1])
             mean = self._feature_sums(rows, reps) / m
-            np.subtract(rows, np.tile(mean, reps), out=xhat)
-            var = _fold(np.einsum("ij,ij->j", xhat, xhat), reps) / m
+            np.subtract(rows, np.tile(mean, reps), out=centred)
+            var = _fold(np.einsum("ij,ij->j", centred, centred), reps) / m
             momentum = self.momentum
             for name, batch_value in (("moving_mean", mean), ("moving_variance", var)):
                 self.buffers[name] *= momentum
                 self.buffers[name] += (1 - momentum) * batch_value
         else:
             mean, var = self.buffers["moving_mean"], self.buffers["moving_variance"]
-            np.subtract(rows, np.tile(mean, reps), out=xhat)
+            np.subtract(rows, np.tile(mean, reps), out=centred)
         self._training = training
         self._inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
-        xhat *= np.tile(self._inv_std, reps)
-        y = xhat * np.tile(self.params["gamma"], reps)
+        y = centred * np.tile(self.params["gamma"] * self._inv_std, reps)
         y += np.tile(self.params["beta"], reps)
         return y.reshape(x.shape)
 
     def backward(self, grad):
         g, reps = _wide_rows(grad)
-        xhat = self._xhat
+        centred, inv_std = self._centred, self._inv_std
         dbeta = self._feature_sums(g, reps)
-        dgamma = _fold(np.einsum("ij,ij->j", g, xhat), reps)
+        dgamma = _fold(np.einsum("ij,ij->j", g, centred), reps) * inv_std  # sum of g * x_hat
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
-        scale = np.tile(self.params["gamma"] * self._inv_std, reps)
+        scale = np.tile(self.params["gamma"] * inv_std, reps)
         if not self._training:
             return (g * scale).reshape(grad.shape)
         m = grad.dtype.type(grad.size // grad.shape[-1])
-        dx = xhat * np.tile(dgamma / m, reps)
+        dx = centred * np.tile(dgamma * inv_std / m, reps)  # x_hat * sum(g x_hat) / m
         np.subtract(g, dx, out=dx)
         dx -= np.tile(dbeta / m, reps)
         dx *= scale
