@@ -3,8 +3,11 @@
 Both frameworks train the network of ``examples/fashion_cnn.py`` (barenet builds it from that file,
 PyTorch from the same layer list):
 
-    Conv 32 3x3 - BatchNorm - ReLU - MaxPool 2 - Conv 64 3x3 - BatchNorm - ReLU - MaxPool 2 - Flatten
+    Conv 32 3x3 same - BatchNorm - MaxPool 2 - ReLU - Conv 64 3x3 - BatchNorm - MaxPool 2 - ReLU - Flatten
     - Dense 128 ReLU - Dropout 0.5 - Dense 10   (no convolution bias; batch-norm momentum 0.1, eps 1e-5)
+
+initialized alike: every weight and bias from U(+-1/sqrt(fan_in)), PyTorch's default and barenet's
+``uniform_fan_in``.
 
 with softmax cross-entropy, Adam (learning rate 1e-3 annealed to 0 by a cosine over the run), batch 128,
 float32, pixels scaled to [0, 1], for ``--epochs`` epochs, each in a child process of its own so that
@@ -74,16 +77,24 @@ def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, 
     return seconds, cpu, example.accuracy(model, X_test, y_test)
 
 
+def torch_network():
+    """The example's network in PyTorch, channels-first, with PyTorch's default initialization."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32, eps=1e-5, momentum=0.1), nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64, eps=1e-5, momentum=0.1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 6 * 6, 128), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(128, 10),
+    )
+
+
 def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 32, 3, bias=False), nn.BatchNorm2d(32, eps=1e-5, momentum=0.1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64, eps=1e-5, momentum=0.1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(128, 10),
-    )
+    net = torch_network()
     optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     # The same cosine from LEARNING_RATE to 0 over the run as barenet's CosineDecay, one step per batch.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * -(-len(X) // BATCH))

@@ -5,16 +5,24 @@ read by :func:`barenet.datasets.load_fashion_mnist` from ``$BARENET_DATA`` or
 ``/usr/share/datasets/fashion-mnist``. Pixels are scaled to [0, 1] and given one channel, channels-last:
 ``(n, 28, 28, 1)`` float32. The network is
 
-    Conv2D(32, 3x3) -> BatchNormalization -> ReLU -> MaxPooling2D(2)   28x28x1 -> 26x26x32 -> 13x13x32
-    Conv2D(64, 3x3) -> BatchNormalization -> ReLU -> MaxPooling2D(2)           -> 11x11x64 -> 5x5x64
+    Conv2D(32, 3x3, same) -> BatchNormalization -> MaxPooling2D(2) -> ReLU   28x28x1 -> 28x28x32 -> 14x14x32
+    Conv2D(64, 3x3)       -> BatchNormalization -> MaxPooling2D(2) -> ReLU           -> 12x12x64 -> 6x6x64
     Flatten -> Dense(128, ReLU) -> Dropout(0.5) -> Dense(10, softmax)
 
 trained with categorical cross-entropy (fused with the softmax) and Adam on minibatches of 128, the
 learning rate starting at 1e-3 and following a cosine down to 0 over the run (12 epochs by default).
-Batch normalization (the convolutions have no bias of their own: its beta takes that role), dropout
-and the annealed rate lift the plain two-convolution network, which stops at about 0.911 test accuracy
-after ten epochs at a constant rate. The script prints one line per epoch, the training time
-per epoch and the test accuracy.
+What lifts it above the plain two-convolution network (about 0.911 test accuracy after ten epochs):
+
+* the first convolution pads its input ("same"), so the second sees 14x14 maps and the last pooling
+  drops no row or column (without padding: 26 -> 13 -> 11 -> 5, the 11th row and column are lost);
+* batch normalization after each convolution (which then needs no bias: beta takes that role),
+  dropout before the output layer and the annealed learning rate;
+* every weight drawn from U(+-1/sqrt(fan_in)) (``uniform_fan_in``, PyTorch's default), which trained
+  this network better than Glorot's or He's ranges here.
+
+ReLU comes after the pooling: max-pooling and ReLU commute (both keep order), so the network computes
+the same function as Conv -> BN -> ReLU -> Pool, with the ReLU on a four times smaller array. The
+script prints one line per epoch, the training time per epoch and the test accuracy.
 
 Run::
 
@@ -43,19 +51,20 @@ def build_model(seed: int = 0, learning_rate: float = 1e-3, decay_steps: int | N
     many optimizer steps (:class:`barenet.optimizers.CosineDecay`); otherwise it stays constant.
     """
     L = bn.layers
+    init = {"kernel_initializer": "uniform_fan_in"}
     model = bn.Sequential([
-        L.Conv2D(32, 3, use_bias=False, input_shape=(28, 28, 1)),
+        L.Conv2D(32, 3, padding="same", use_bias=False, input_shape=(28, 28, 1), **init),
         L.BatchNormalization(momentum=0.9, epsilon=1e-5),
-        L.ReLU(),
         L.MaxPooling2D(2),
-        L.Conv2D(64, 3, use_bias=False),
+        L.ReLU(),
+        L.Conv2D(64, 3, use_bias=False, **init),
         L.BatchNormalization(momentum=0.9, epsilon=1e-5),
-        L.ReLU(),
         L.MaxPooling2D(2),
+        L.ReLU(),
         L.Flatten(),
-        L.Dense(128, activation="relu", kernel_initializer="he_uniform"),
+        L.Dense(128, activation="relu", bias_initializer="uniform_fan_in", **init),
         L.Dropout(0.5),
-        L.Dense(10, activation="softmax"),
+        L.Dense(10, activation="softmax", bias_initializer="uniform_fan_in", **init),
     ], seed=seed, dtype="float32")
     rate = learning_rate if decay_steps is None else bn.optimizers.CosineDecay(learning_rate, decay_steps)
     model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(rate),

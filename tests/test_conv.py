@@ -9,6 +9,7 @@ L2, fused losses) and the example script run as a subprocess.
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import re
 import struct
@@ -370,7 +371,7 @@ def test_fashion_cnn_example_trains_and_prints_the_test_accuracy(tiny_fashion):
     out = run_script(ROOT / "examples" / "fashion_cnn.py", "--epochs", "1", "--limit", "64", "--seed", "1",
                      env=tiny_fashion)
     assert "Fashion-MNIST: 64 training and 40 test images" in out
-    assert "(None, 5, 5, 64)" in out and "Epoch 1/1" in out
+    assert "(None, 6, 6, 64)" in out and "Epoch 1/1" in out
     accuracy = float(re.search(r"test accuracy: (\d\.\d{4})", out).group(1))
     assert 0.0 <= accuracy <= 1.0
 
@@ -382,3 +383,27 @@ def test_cnn_benchmark_reports_time_memory_and_accuracy(tiny_fashion):
     assert row, out
     seconds, _, _, rss_mb, accuracy = row.groups()
     assert float(seconds) > 0 and 10 < int(rss_mb) < 2000 and 0 <= float(accuracy) <= 1
+
+
+def test_cnn_benchmark_trains_the_same_network_in_pytorch():
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        bench = importlib.import_module("cnn_fashion")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    model = bench.load_example().build_model()
+    model.build()
+    net = bench.torch_network()
+    ours = {key: p.shape for key, p in model.parameters().items()}
+    theirs = [tuple(p.shape) for p in net.parameters()]
+    assert sum(int(np.prod(s)) for s in ours.values()) == sum(int(np.prod(s)) for s in theirs)
+    assert len(ours) == len(theirs)
+    # PyTorch's default initialization is U(+-1/sqrt(fan_in)); barenet's uniform_fan_in draws from the same range.
+    for (key, p), q in zip(model.parameters().items(), net.parameters(), strict=True):
+        if key.endswith(("kernel", "bias")):
+            fan_in = int(np.prod(q.shape[1:])) if q.ndim > 1 else None
+            if fan_in is not None:
+                assert np.abs(p).max() <= 1 / np.sqrt(fan_in) and float(q.detach().abs().max()) <= 1 / np.sqrt(fan_in)
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    assert model.predict(x).shape == tuple(net.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).shape)
