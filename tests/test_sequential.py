@@ -277,6 +277,24 @@ def test_build_packs_all_parameters_and_gradients_into_one_buffer_each():
         assert not np.array_equal(p, start[key]), key
 
 
+def test_a_pickled_model_is_packed_again_and_trains_on_exactly_like_the_original():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
+    model = bn.Sequential([Dense(8, activation="relu", input_dim=4), BatchNormalization(),
+                           Dense(3, activation="softmax")], seed=0)
+    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(0.01))
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    copy = pickle.loads(pickle.dumps(model))
+    flat = next(iter(copy.parameters().values())).base
+    assert flat is not None and all(p.base is flat for p in copy.parameters().values())
+    for m in (model, copy):
+        m.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_set_weights_errors():
     model = bn.Sequential([Dense(3, input_dim=2), Dense(1)], seed=0)
     with pytest.raises(NotFittedError, match=r"set_weights needs a built model"):

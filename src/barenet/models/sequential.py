@@ -143,6 +143,12 @@ class Sequential:
         for layer in self.layers:
             layer.move_parameters(place)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle (joblib, Dask, multiprocessing) stores views as separate arrays: pack them again.
+        self.__dict__.update(state)
+        if self.built:
+            self._pack_parameters()
+
     def compile(self, loss: str | losses_mod.Loss = "mean_squared_error",
                 optimizer: str | optimizers_mod.Optimizer = "adam",
                 metrics: Sequence[str] | None = None) -> None:
