@@ -55,7 +55,7 @@ def test_optimizer_scratch_is_reused_and_stays_out_of_the_state():
     assert opt.scratch(np.zeros(3)).dtype == np.float64
     params = {"w": np.ones((30, 20), np.float32)}
     opt.step(params, {"w": np.full((30, 20), 0.5, np.float32)})
-    assert sorted(opt.get_state()) == ["iterations", "m/w", "v/w"]
+    assert sorted(opt.get_state()) == ["iterations", "m_sum/w", "v_sum/w"]
     # first Adam step moves every weight by the learning rate (the update is m_hat / sqrt(v_hat) = sign(g))
     np.testing.assert_allclose(params["w"], 1 - 0.01, rtol=1e-6)
 

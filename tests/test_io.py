@@ -137,7 +137,7 @@ def test_compiled_but_untrained_model_round_trips(tmp_path):
     model.build()
     bn.save(model, tmp_path / "m.barenet")
     loaded = bn.load(tmp_path / "m.barenet")
-    assert loaded.optimizer.iterations == 0 and loaded.optimizer.slots == {"m": {}, "v": {}}
+    assert loaded.optimizer.iterations == 0 and loaded.optimizer.slots == {"m_sum": {}, "v_sum": {}}
 
 
 def test_unbuilt_model_cannot_be_saved(tmp_path):
@@ -171,7 +171,7 @@ def test_file_holds_versioned_json_and_npy_arrays_only(trained_file):
         names = set(archive.namelist())
     assert document["format"] == "barenet-model" and document["version"] == bn.io.FORMAT_VERSION
     assert {"weights/layers.0.kernel.npy", "weights/layers.1.moving_variance.npy", "optimizer/iterations.npy",
-            "optimizer/m/layers.3.bias.npy"} <= names
+            "optimizer/m_sum/layers.3.bias.npy"} <= names
     assert all(name == "barenet.json" or name.endswith(".npy") for name in names)
 
 
@@ -338,7 +338,7 @@ def test_bad_description(tmp_path, trained_file, edit, message):
     ("weights/layers.0.kernel.npy", np.zeros((4, 8), ">f4"), "has dtype >f4; .* needs <f4"),
     ("weights/layers.1.moving_mean.npy", np.full(8, np.nan, np.float32), "holds 8 NaN or infinite values"),
     ("optimizer/iterations.npy", np.array(-1, np.int64), "iterations is -1; expected >= 0"),
-    ("optimizer/v/layers.0.bias.npy", np.zeros(8, np.float32).reshape(2, 4), r"has shape \(2, 4\)"),
+    ("optimizer/v_sum/layers.0.bias.npy", np.zeros(8, np.float32).reshape(2, 4), r"has shape \(2, 4\)"),
 ])
 def test_wrong_arrays(tmp_path, trained_file, member, array, message):
     path = rewrite(trained_file, tmp_path / "m.barenet", replace={member: npy_bytes(array)})
@@ -506,3 +506,23 @@ def test_checkpoint_is_not_overwritten_when_training_diverges(tmp_path, save_bes
     saved = bn.load(path)
     assert np.array_equal(saved.predict(X), snapshot.epochs[1][1])
     assert saved.optimizer.iterations == 2 * 6
+
+
+def test_adam_state_saved_as_moments_by_earlier_versions_is_converted(tmp_path, trained_file):
+    """Files whose Adam slots are the moments m and v (not the sums m_sum, v_sum) load and resume alike."""
+    with zipfile.ZipFile(trained_file) as archive:
+        sums = {name: np.load(io.BytesIO(archive.read(name))) for name in archive.namelist()
+                if name.startswith("optimizer/") and "_sum/" in name}
+    legacy = {}
+    for name, value in sums.items():
+        slot, factor = ("m", 1 - 0.9) if "/m_sum/" in name else ("v", 1 - 0.999)
+        legacy[name.replace(f"/{slot}_sum/", f"/{slot}/")] = npy_bytes((value * np.float32(factor)).astype(np.float32))
+    path = rewrite(trained_file, tmp_path / "old.barenet", drop=set(sums), add=legacy)
+    old, new = bn.load(path), bn.load(trained_file)
+    for key, value in new.optimizer.get_state().items():
+        np.testing.assert_allclose(old.optimizer.get_state()[key], value, rtol=1e-6, atol=1e-30)
+    X, y = make_data()
+    for model in (old, new):
+        model.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

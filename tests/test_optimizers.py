@@ -220,6 +220,28 @@ def test_parameters_that_do_not_tile_one_buffer_are_updated_one_by_one():
     assert flat[2] == 0 and np.all(flat[:2] < 0) and np.all(flat[3:] < 0)
 
 
+def test_adam_keeps_moment_sums_and_converts_state_saved_as_moments():
+    straight = _run(Adam(0.01, beta_1=0.8, beta_2=0.99), steps=3)
+    first = Adam(0.01, beta_1=0.8, beta_2=0.99)
+    params = {k: v.copy() for k, v in THETA0.items()}
+    for g in GRADS[:2]:
+        first.step(params, {k: v.copy() for k, v in g.items()})
+    # Two steps in, the sums are M = g2 + 0.8 g1 and V = g2^2 + 0.99 g1^2.
+    g1, g2 = GRADS[0]["kernel"], GRADS[1]["kernel"]
+    np.testing.assert_allclose(first.slots["m_sum"]["kernel"], g2 + 0.8 * g1, rtol=1e-15)
+    np.testing.assert_allclose(first.slots["v_sum"]["kernel"], g2**2 + 0.99 * g1**2, rtol=1e-15)
+    # The moments themselves, as earlier versions saved them: m = (1 - beta_1) M, v = (1 - beta_2) V.
+    legacy = {"iterations": np.array(2)}
+    for key in params:
+        legacy[f"m/{key}"] = first.slots["m_sum"][key] * 0.2
+        legacy[f"v/{key}"] = first.slots["v_sum"][key] * 0.01
+    resumed = Adam(0.01, beta_1=0.8, beta_2=0.99)
+    resumed.set_state(legacy)
+    resumed.step(params, {k: v.copy() for k, v in GRADS[2].items()})
+    for key in params:
+        np.testing.assert_allclose(params[key], straight[2][key], rtol=1e-13)
+
+
 def test_set_state_rejects_unknown_slots():
     with pytest.raises(ConfigError, match=r"optimizer state has unknown slot 'm'; SGD has \['velocity'\]"):
         SGD(0.1, momentum=0.5).set_state({"m/layers.0.kernel": np.zeros(2)})

@@ -367,7 +367,7 @@ def _optimizer_members(model: Any) -> dict[str, np.ndarray]:
     member is read when present.
     """
     templates: dict[str, np.ndarray] = {_ITERATIONS_MEMBER: np.zeros((), dtype=np.int64)}
-    for slot in model.optimizer.slot_names:
+    for slot in (*model.optimizer.slot_names, *model.optimizer.legacy_slots()):
         for key, param in model.parameters().items():
             templates[f"{_OPTIMIZER_DIR}{slot}/{key}.npy"] = param
     return templates

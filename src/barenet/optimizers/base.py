@@ -185,14 +185,22 @@ class Optimizer:
         state["iterations"] = np.array(self.iterations, dtype=np.int64)
         return state
 
+    def legacy_slots(self) -> dict[str, tuple[str, float]]:
+        """Slot names of earlier versions' saved state: ``old name -> (slot, factor to multiply by)``."""
+        return {}
+
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Inverse of :meth:`get_state`."""
+        """Inverse of :meth:`get_state` (which also accepts the slots of :meth:`legacy_slots`)."""
         self.iterations = int(state.get("iterations", 0))
         self.slots = {name: {} for name in self.slot_names}
+        legacy = self.legacy_slots()
         for flat, value in state.items():
             if flat == "iterations":
                 continue
             name, _, key = flat.partition("/")
+            if name in legacy and name not in self.slots:
+                name, factor = legacy[name]
+                value = np.asarray(value) * np.asarray(value).dtype.type(factor)
             if name not in self.slots:
                 raise ConfigError(f"optimizer state has unknown slot {name!r}; {type(self).__name__} has "
                                   f"{list(self.slot_names)}")
