@@ -95,3 +95,25 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
     assert float(rows["barenet"][4]) > 0.9  # test accuracy on the easy stand-in
     assert float(rows["sklearn"][5]) > 0  # barenet's throughput ratio to scikit-learn
     assert "of the" in done.stdout and "GFLOP/s float32 matmul peak" in done.stdout
+
+
+@pytest.mark.parametrize("make", [
+    lambda: bn.optimizers.SGD(0.1), lambda: bn.optimizers.SGD(0.1, momentum=0.9),
+    lambda: bn.optimizers.SGD(0.1, momentum=0.9, nesterov=True), lambda: bn.optimizers.RMSprop(0.01),
+    lambda: bn.optimizers.Adam(0.01), lambda: bn.optimizers.AdamW(0.01),
+], ids=["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_optimizer_steps_allocate_no_parameter_sized_arrays(make):
+    import tracemalloc
+
+    opt = make()
+    params = {"w": np.ones(200_000, np.float32)}  # 800 kB: any temporary of its size shows
+    grads = {"w": np.full(200_000, 0.5, np.float32)}
+    opt.step(params, grads)  # the first step creates the slots and the scratch array
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            opt.step(params, grads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, f"{peak} bytes allocated during a step"

@@ -27,11 +27,19 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, key, param, grad, lr):
+        # In-place ufuncs through the optimizer's scratch array: no temporaries per step.
         t = param.dtype.type
         s = self.slot("square_avg", key, param)
+        tmp = self.scratch(param)
+        np.square(grad, out=tmp)
+        tmp *= t(1 - self.rho)
         s *= t(self.rho)
-        s += t(1 - self.rho) * grad * grad
-        param -= t(lr) * grad / (np.sqrt(s) + t(self.epsilon))
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += t(self.epsilon)
+        np.divide(grad, tmp, out=tmp)
+        tmp *= t(lr)
+        param -= tmp
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}

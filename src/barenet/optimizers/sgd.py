@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from .base import Optimizer
 
@@ -29,18 +31,23 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def update(self, key, param, grad, lr):
+        # In-place ufuncs through the optimizer's scratch array: no temporaries per step.
         lr = param.dtype.type(lr)
+        tmp = self.scratch(param)
+        np.multiply(grad, lr, out=tmp)  # eta g
         if self.momentum == 0.0:
-            param -= lr * grad
+            param -= tmp
             return
         mu = param.dtype.type(self.momentum)
         v = self.slot("velocity", key, param)
         v *= mu
-        v -= lr * grad
+        v -= tmp
         if self.nesterov:
-            param += mu * v - lr * grad
+            param -= tmp
+            np.multiply(v, mu, out=tmp)
         else:
-            param += v
+            tmp[...] = v
+        param += tmp
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
