@@ -122,8 +122,8 @@ class Sequential:
 
         Each layer keeps views of the two arrays in its ``params``/``grads`` dicts, so nothing changes
         for it; the optimizer recognizes the layout and updates the whole model with one set of array
-        operations per step instead of one per parameter array (for Adam on a small MLP, 0.4 instead
-        of 0.6-0.7 ms per step). Values are kept, so packing an already trained model is harmless.
+        operations per step instead of one per parameter array (Adam's step on the benchmark MLP: 0.74
+        instead of 0.84-1.0 ms). Values are kept, so packing an already trained model is harmless.
         """
         arrays = [p for layer in self.layers for p in layer.params.values()]
         if not arrays or len({a.dtype for a in arrays}) != 1:

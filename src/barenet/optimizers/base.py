@@ -62,7 +62,6 @@ class Optimizer:
         self._layout: tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None
         self._packed_parts: dict[str, tuple[int, tuple[int, ...]]] = {}
         self._packed_slots: dict[str, np.ndarray] = {}
-        self._packed_views: dict[str, dict[str, np.ndarray]] = {}
 
     def current_learning_rate(self) -> float:
         """The rate the next :meth:`step` will use."""
@@ -117,7 +116,7 @@ class Optimizer:
         else:
             offsets = np.cumsum([0, *(a.size for a in arrays[:half])])
             self._packed_parts = {key: (int(offsets[i]), params[key].shape) for i, key in enumerate(params)}
-            self._packed_slots, self._packed_views = {}, {}
+            self._packed_slots = {}
         self._layout = (arrays, flat)
         return flat
 
@@ -138,17 +137,14 @@ class Optimizer:
         """
         flat = self._packed_slots.get(name)
         store, parts = self.slots[name], self._packed_parts
-        if flat is not None and flat.shape == like.shape and flat.dtype == like.dtype and all(
-                store.get(key) is view for key, view in self._packed_views[name].items()):
+        if flat is not None and all(key in store and store[key].base is flat for key in parts):
             return flat
-        flat = np.zeros_like(like)
-        views = {}
+        flat = self._packed_slots[name] = np.zeros_like(like)
         for key, (start, shape) in parts.items():
-            view = views[key] = flat[start:start + int(np.prod(shape))].reshape(shape)
+            view = flat[start:start + int(np.prod(shape))].reshape(shape)
             if key in store:
                 view[...] = store[key]
             store[key] = view
-        self._packed_slots[name], self._packed_views[name] = flat, views
         return flat
 
     def scratch(self, like: np.ndarray) -> np.ndarray:
@@ -200,7 +196,8 @@ class Optimizer:
             name, _, key = flat.partition("/")
             if name in legacy and name not in self.slots:
                 name, factor = legacy[name]
-                value = np.asarray(value) * np.asarray(value).dtype.type(factor)
+                value = np.asarray(value)
+                value = value * value.dtype.type(factor)
             if name not in self.slots:
                 raise ConfigError(f"optimizer state has unknown slot {name!r}; {type(self).__name__} has "
                                   f"{list(self.slot_names)}")
