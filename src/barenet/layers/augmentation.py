@@ -18,9 +18,9 @@ class RandomFlip(ImageLayer):
     r"""Mirror each training image with probability 1/2; the identity at inference.
 
     Placed first in an image network it gives the model a freshly flipped copy of the training set
-    on every pass, which regularizes the way more data would (Fashion-MNIST's clothes look the same
-    mirrored left to right). Like :class:`~barenet.layers.Dropout` it draws from the model's
-    generator, so a seeded model flips the same images on every run.
+    on every pass, which regularizes the way more data would, for images whose class survives the
+    mirroring. Like :class:`~barenet.layers.Dropout` it draws from the model's generator, so a seeded
+    model flips the same images on every run.
 
     Parameters
     ----------
