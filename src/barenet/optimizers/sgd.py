@@ -45,9 +45,9 @@ class SGD(Optimizer):
         if self.nesterov:
             param -= tmp
             np.multiply(v, mu, out=tmp)
+            param += tmp
         else:
-            tmp[...] = v
-        param += tmp
+            param += v
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
