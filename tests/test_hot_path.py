@@ -94,7 +94,26 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
     assert set(rows) == {"barenet", "sklearn"}
     assert float(rows["barenet"][4]) > 0.9  # test accuracy on the easy stand-in
     assert float(rows["sklearn"][5]) > 0  # barenet's throughput ratio to scikit-learn
-    assert "of the" in done.stdout and "GFLOP/s float32 matmul peak" in done.stdout
+    assert "of the float32 matmul peak" in done.stdout and "GFLOP/s of a 2048x2048 np.matmul" in done.stdout
+
+
+def test_bench_quotes_the_median_of_per_turn_ratios(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("mlp_fashion", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def run(seconds, **extra):
+        return {"samples": 1000, "seconds": seconds, "n_train": 500, "peak_rss_mb": 1.0, "accuracy": 0.5, **extra}
+
+    # Turn by turn barenet is 2x, 1x and 4x as fast; the ratio of the median rates would be 1000/500 = 2.
+    ours = [run(1.0, matmul_gflops=10.0), run(2.0, matmul_gflops=5.0), run(0.5, matmul_gflops=40.0)]
+    peer = [run(2.0), run(2.0), run(2.0)]
+    table = bench.summarize({"barenet": ours, "peer": peer})
+    assert table["peer"]["speedup"] == 2.0 and "speedup" not in table["barenet"]
+    assert table["barenet"]["samples_per_s"] == 1000 and table["barenet"]["seconds_per_epoch"] == 0.5
+    fractions = bench.peak_fractions(ours, params=1_000_000)
+    assert [a / p for a, p in fractions] == pytest.approx([0.6, 0.6, 0.3])  # 6e6 FLOP/sample x 1000 samples/s
 
 
 @pytest.mark.parametrize("make", [
