@@ -10,8 +10,10 @@ import argparse
 import importlib.util
 import json
 import resource
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 
 def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[str, ...]) -> list[str]:
@@ -39,3 +41,12 @@ def run_worker(script: str, framework: str, args: list[str], env: dict[str, str]
     if done.returncode != 0:
         raise SystemExit(f"{framework} run failed (exit {done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_turn_ratio(ours: list[dict], theirs: list[dict], value: Callable[[dict], float]) -> float:
+    """Median over turns of ``value(our run) / value(their run)``, pairing the two runs of each turn.
+
+    A shared machine drifts by tens of percent within minutes, so only runs taken side by side divide;
+    a ratio of the two medians would mix moments.
+    """
+    return statistics.median(value(a) / value(b) for a, b in zip(ours, theirs, strict=True))

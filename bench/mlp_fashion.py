@@ -34,7 +34,7 @@ import time
 import warnings
 
 import numpy as np
-from common import choose_frameworks, peak_rss_mb, run_worker
+from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker
 
 HIDDEN = (256, 128)
 N_CLASSES = 10
@@ -190,8 +190,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
             "accuracy": statistics.median(r["accuracy"] for r in results),
         }
         if ours is not None and framework != "barenet":
-            table[framework]["speedup"] = statistics.median(
-                rate(a) / rate(b) for a, b in zip(ours, results, strict=True))
+            table[framework]["speedup"] = median_turn_ratio(ours, results, rate)
     return table
 
 
@@ -245,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             result = run_child(framework, args.epochs, args.seed + repeat)
             result["n_train"] = result["samples"] // args.epochs
             runs[framework].append(result)
-            peak = f"  matmul peak {result['matmul_gflops']:.1f} GFLOP/s" if "matmul_gflops" in result else ""
+            peak_note = f"  matmul peak {result['matmul_gflops']:.1f} GFLOP/s" if "matmul_gflops" in result else ""
             print(f"[{repeat + 1}/{args.repeats}] {framework:<8} {rate(result):>9,.0f} "
                   f"samples/s  {result['seconds']:6.2f} s  acc {result['accuracy']:.4f}  "
-                  f"RSS {result['peak_rss_mb']:.0f} MB{peak}", flush=True)
+                  f"RSS {result['peak_rss_mb']:.0f} MB{peak_note}", flush=True)
     params = n_parameters(runs[frameworks[0]][0]["n_inputs"])
     fractions = peak_fractions(runs["barenet"], params) if "barenet" in runs else None
     print_table(summarize(runs), fractions, params, args.epochs, args.repeats)
