@@ -412,3 +412,17 @@ def test_bad_arguments_are_config_errors():
 def test_repr_shows_the_configuration():
     assert repr(SGD(0.1, momentum=0.9)) == "SGD(learning_rate=0.1, momentum=0.9, nesterov=False)"
     assert "StepDecay" in repr(Adam(StepDecay(0.1, 5)))
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_parameters_that_are_not_contiguous_are_updated_in_place(make):
+    # A transposed view updates exactly like a contiguous copy of it, and the view's base sees it.
+    base = np.array([[0.5, -1.0, 2.0], [0.0, 0.3, -0.7]])
+    grad = np.array([[1.0, -2.0], [0.5, 0.0], [0.25, 4.0]])
+    view, copy = {"kernel": base.T}, {"kernel": base.T.copy()}
+    for params in (view, copy):
+        opt = make()
+        for _ in range(2):
+            opt.step(params, {"kernel": grad.copy()})
+    np.testing.assert_array_equal(view["kernel"], copy["kernel"])
+    assert not np.array_equal(base.T, np.array([[0.5, 0.0], [-1.0, 0.3], [2.0, -0.7]]))

@@ -97,7 +97,13 @@ class Optimizer:
             self.update(_PACKED, *flat, lr)
             return
         for key, param in params.items():
-            self.update(key, param, grads[key], lr)
+            grad = np.ascontiguousarray(grads[key])
+            if param.flags.c_contiguous:
+                self.update(key, param, grad, lr)
+            else:  # updates work on flat views: update a contiguous copy and write it back
+                work = np.ascontiguousarray(param)
+                self.update(key, work, grad, lr)
+                param[...] = work
 
     def _clip(self, grads: dict[str, np.ndarray]) -> None:
         """Scale gradients in place by ``clipnorm`` (each array) or ``global_clipnorm`` (all together)."""
@@ -116,6 +122,7 @@ class Optimizer:
     def update(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
         """Update one parameter in place.
 
+        ``param`` and ``grad`` are C-contiguous (:meth:`step` sees to it), so their 1-d views alias them.
         Update rules are element-wise, so ``param`` may also be every parameter of the model at once,
         as a 1-d array (see :meth:`_packed`); ``key`` then stands for all of them in :meth:`slot` and
         :meth:`segments`.
