@@ -277,6 +277,8 @@ class CategoricalCrossentropy(Loss):
                 f"got output shape {tuple(output_shape)}; for two classes with one unit use binary_crossentropy"
             )
         y_arr = np.asarray(y)
+        if y_arr.ndim == len(output_shape) + 1 and y_arr.shape[-1] == 1:  # labels as a column (n, 1)
+            y_arr = y_arr[..., 0]
         if y_arr.ndim == len(output_shape):  # integer labels, one per output row
             labels = _as_float(y_arr, np.float64)
             if np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() >= classes:

@@ -26,6 +26,17 @@ Its life cycle:
 A new layer is a subclass that implements ``build`` (if it has parameters), ``forward``,
 ``backward``, ``compute_output_shape`` (if it changes the shape) and ``get_config``, and adds
 itself to the registry with :func:`register`.
+
+Parameters belong to the model once it is built: :class:`~barenet.Sequential` moves every layer's
+parameters and gradients into one packed array each (see :meth:`Layer.move_parameters`), so that the
+optimizer updates the whole network in one pass. A layer therefore reads its parameters as
+``self.params["kernel"]`` and writes gradients into ``self.grads["kernel"]`` at every call, and never
+keeps its own reference (``self.w = self.add_param(...)`` would keep training a stale copy; the model
+refuses such a layer at build with an error naming the attribute).
+
+A layer whose input is integer indices (:class:`~barenet.layers.Embedding`) sets ``takes_indices``;
+as the first layer of a model it then receives ``int64`` arrays instead of inputs cast to the
+model's float dtype.
 """
 
 from __future__ import annotations
@@ -60,6 +71,8 @@ class Layer:
 
     #: Whether ``forward`` behaves differently in training (Dropout, BatchNormalization).
     has_training_mode: ClassVar[bool] = False
+    #: Whether the layer takes integer indices (a first layer then gets ``int64`` inputs, never floats).
+    takes_indices: ClassVar[bool] = False
 
     def __init__(self, *, input_shape: tuple[int, ...] | None = None, name: str | None = None) -> None:
         self.name = name
