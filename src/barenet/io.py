@@ -19,7 +19,8 @@ import by name. Nothing the size of a weight is allocated before the whole file 
 2. ``barenet.json``, read with a cap, and its structure;
 3. the architecture, *dry-built* (:meth:`barenet.layers.Layer.dry_build`): layers are constructed from
    registered classes only and their parameter shapes computed without allocating them, every
-   sample shape bounded by :data:`MAX_SAMPLE_ELEMENTS`;
+   sample bounded by :data:`MIN_SAMPLE_BYTES` or the file's array bytes, whichever is larger, and the
+   weights counted so far compared with the file's array bytes after every layer;
 4. the members: exactly the expected ones, and the bytes the architecture needs must not exceed
    what the members declare (a ``Dense(10**7)`` written into a small file's JSON stops here);
 5. every ``.npy`` header, parsed by a strict parser of its one dict literal, against the expected
@@ -75,8 +76,9 @@ _MAX_JSON_BYTES = 64 * 2**20
 #: A file's members may inflate to at most this many times the file's size (plus INFLATION_SLACK bytes).
 MAX_INFLATION = 32
 INFLATION_SLACK = 2**20
-#: The largest sample (elements, batch axis excluded) a loaded model may take or produce at any layer.
-MAX_SAMPLE_ELEMENTS = 2**24
+#: A loaded model's sample (batch axis excluded) at any layer may take max(MIN_SAMPLE_BYTES, the file's array
+#: bytes): building some layers allocates a buffer of one sample's size.
+MIN_SAMPLE_BYTES = 2**24
 # What constructing, dry-building or compiling a hostile description can raise.
 _CONFIG_ERRORS = (BarenetError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
                   ZeroDivisionError, RecursionError)
@@ -282,7 +284,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
         raise ModelFileError(f"{path} is a zip archive without {_CONFIG_MEMBER!r}; not a barenet model file")
     _check_inflation(archive, path, file_bytes)
     document = _read_document(archive, path)
-    plan = _plan(document["model"], path)
+    held = _array_bytes(archive)
+    plan = _plan(document["model"], path, held)
     compile_section = document["compile"]
     settings = _compile_settings(compile_section, path) if compile_section is not None else None
 
@@ -299,7 +302,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     if extra:
         raise ModelFileError(f"{path}: unexpected members that the saved architecture has no place for: {extra}")
     dtypes = {member: np.dtype(np.int64) if member == _ITERATIONS_MEMBER else plan.dtype for member in members}
-    _check_budget(archive, {m: (expected[m], dtypes[m]) for m in members}, path)
+    _check_budget({m: (expected[m], dtypes[m]) for m in members}, held, path)
     for member in sorted(members):
         _read_header(archive, member, expected[member], dtypes[member], path)
     try:
@@ -349,8 +352,14 @@ class _Plan:
     params: dict[str, tuple[int, ...]]
 
 
-def _plan(config: dict[str, Any], path: Path) -> _Plan:
-    """Construct the layers of ``config`` and dry-build them: shapes only, no weights allocated."""
+def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
+    """Construct the layers of ``config`` and dry-build them: shapes only, no weights allocated.
+
+    ``held`` is what the file's array members declare, in bytes. The weights counted so far are
+    checked against it after every layer, so a huge layer stops the plan before the next one is
+    looked at, and every layer's input sample is bounded before its dry build (some layers allocate
+    a sample-sized buffer there).
+    """
     if config["input_shape"] is None:
         raise ModelFileError(f"{path}: the saved architecture has no input_shape, so it has no weights")
     shape = config["input_shape"]
@@ -366,8 +375,9 @@ def _plan(config: dict[str, Any], path: Path) -> _Plan:
     layers: list[Layer] = []
     arrays: dict[str, tuple[int, ...]] = {}
     params: dict[str, tuple[int, ...]] = {}
+    sample_limit = max(MIN_SAMPLE_BYTES, held)
     for i, spec in enumerate(config["layers"]):
-        _check_sample(shape, f"the input of layer {i}", path)
+        _check_sample(shape, dtype, sample_limit, f"layer {i}'s input", path)
         try:
             layer = layer_class(spec["class"]).from_config(spec["config"])
             layer_params, layer_buffers, shape = layer.dry_build(shape, dtype)
@@ -377,14 +387,18 @@ def _plan(config: dict[str, Any], path: Path) -> _Plan:
         layers.append(layer)
         params.update({f"layers.{i}.{name}": s for name, s in layer_params.items()})
         arrays.update({f"layers.{i}.{name}": s for name, s in [*layer_params.items(), *layer_buffers.items()]})
-    _check_sample(shape, "the model's output", path)
+        _check_budget({key: (s, dtype) for key, s in arrays.items()}, held, path)
+    _check_sample(shape, dtype, sample_limit, "the model's output", path)
     return _Plan(layers, dtype, input_shape, shape, arrays, params)
 
 
-def _check_sample(shape: tuple[int, ...], what: str, path: Path) -> None:
-    if not all(_is_int(n) and n >= 1 for n in shape) or math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-        raise ModelFileError(f"{path}: {what} has sample shape {shape}; barenet loads models whose samples have "
-                             f"at most {MAX_SAMPLE_ELEMENTS} positive-sized elements at every layer")
+def _check_sample(shape: tuple[int, ...], dtype: np.dtype, limit: int, what: str, path: Path) -> None:
+    if not all(_is_int(n) and n >= 1 for n in shape):
+        raise ModelFileError(f"{path}: {what} has sample shape {shape}; expected positive sizes")
+    if math.prod(shape) * dtype.itemsize > limit:
+        raise ModelFileError(f"{path}: {what} has sample shape {shape}, {math.prod(shape) * dtype.itemsize} bytes "
+                             f"per sample; a file whose arrays hold {limit} bytes or less may describe samples of "
+                             f"at most max({MIN_SAMPLE_BYTES}, its array bytes)")
 
 
 def _build(config: dict[str, Any], plan: _Plan, path: Path) -> Sequential:
@@ -416,14 +430,18 @@ def _check_inflation(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> N
                              f"{MAX_INFLATION} times the file's {file_bytes} bytes; refusing a possible zip bomb")
 
 
-def _check_budget(archive: zipfile.ZipFile, expected: dict[str, tuple[tuple[int, ...], np.dtype]],
-                  path: Path) -> None:
+def _array_bytes(archive: zipfile.ZipFile) -> int:
+    """What the archive's array members declare they hold once inflated (bounded by :func:`_check_inflation`)."""
+    return sum(info.file_size for info in archive.infolist() if info.filename != _CONFIG_MEMBER)
+
+
+def _check_budget(expected: dict[str, tuple[tuple[int, ...], np.dtype]], held: int, path: Path) -> None:
     """Refuse an architecture whose arrays need more bytes than the file's members declare, before any read."""
     needed = sum(math.prod(shape) * dtype.itemsize for shape, dtype in expected.values())
-    held = sum(archive.getinfo(member).file_size for member in expected)
     if needed > held:
-        raise ModelFileError(f"{path}: the saved architecture needs {needed} bytes of arrays, but the file's "
-                             f"array members hold only {held} bytes; the description does not match the arrays")
+        raise ModelFileError(f"{path}: the saved architecture needs at least {needed} bytes of arrays, but the "
+                             f"file's array members hold only {held} bytes; the description does not match the "
+                             "arrays")
 
 
 def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
