@@ -49,17 +49,17 @@ def check_metadata(metadata: Any, input_shape: tuple[int, ...] | None = None,
     vectors the preprocessing's feature count and class count must fit them.
     """
     if not isinstance(metadata, dict):
-        raise MetadataError(f"'metadata' must be a JSON object, got {_kind(metadata)}")
+        raise MetadataError(f"metadata must be a JSON object, got {_kind(metadata)}")
     if metadata.get("preprocessing") is not None:
         _check_preprocessing(metadata["preprocessing"], input_shape, output_shape)
     if "history" in metadata:
         _check_history(metadata["history"])
     if "training" in metadata and not isinstance(metadata["training"], dict):
-        raise MetadataError(f"'metadata.training' must be a JSON object, got {_kind(metadata['training'])}")
+        raise MetadataError(f"metadata.training must be a JSON object, got {_kind(metadata['training'])}")
 
 
 def _check_preprocessing(prep: Any, input_shape, output_shape) -> None:
-    where = "'metadata.preprocessing'"
+    where = "metadata.preprocessing"
     if not isinstance(prep, dict):
         raise MetadataError(f"{where} must be a JSON object, got {_kind(prep)}")
     missing, unknown = sorted(_PREPROCESSING_KEYS - set(prep)), sorted(set(prep) - _PREPROCESSING_KEYS)
@@ -138,16 +138,16 @@ def _check_classes(classes: Any, where: str) -> None:
 
 
 def _check_history(history: Any) -> None:
-    where = "'metadata.history'"
+    where = "metadata.history"
     if not isinstance(history, dict):
         raise MetadataError(f"{where} must be an object of per-epoch lists, got {_kind(history)}")
     lengths = set()
     for name, values in history.items():
         if not isinstance(values, list):
-            raise MetadataError(f"{where}[{name!r:.60}] must be a list of numbers, got {_kind(values)}")
+            raise MetadataError(f"{where}.{name:.60} must be a list of numbers, got {_kind(values)}")
         bad = next((v for v in values if v is not None and not _is_number(v)), _NONE)
         if bad is not _NONE:
-            raise MetadataError(f"{where}[{name!r:.60}] holds {_kind(bad)}; expected numbers (null where not finite)")
+            raise MetadataError(f"{where}.{name:.60} holds {_kind(bad)}; expected numbers (null where not finite)")
         lengths.add(len(values))
     if len(lengths) > 1:
         raise MetadataError(f"{where} lists have different lengths {sorted(lengths)}; expected one entry per epoch")
