@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -18,6 +20,7 @@ import pytest
 
 import barenet as bn
 from barenet.errors import ModelFileError, NotFittedError
+from barenet.metadata import MetadataError
 
 
 def make_data(n: int = 64, features: int = 4, classes: int = 3, seed: int = 0):
@@ -704,3 +707,89 @@ def test_adam_state_saved_as_moments_by_earlier_versions_is_converted(tmp_path, 
         model.fit(X, y, epochs=1, batch_size=16, verbose=0)
     for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------- metadata schema
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A classification model with the metadata ``barenet train`` writes (numeric and text columns), and its CSV."""
+    import pandas as pd
+
+    from barenet.preprocessing import TablePreprocessor
+
+    folder = tmp_path_factory.mktemp("cli_model")
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, 30)
+    frame = pd.DataFrame({"size": label + rng.normal(0, 0.3, 30), "soil": np.array(["clay", "sand", "loam"])[label],
+                          "kind": np.array(["a", "b", "c"])[label]})
+    frame.to_csv(folder / "data.csv", index=False)
+    prep = TablePreprocessor("kind").fit({name: frame[name].to_numpy() for name in frame})
+    model = bn.Sequential([bn.layers.Dense(4, activation="relu", input_dim=len(prep.feature_names)),
+                           bn.layers.Dense(3, activation="softmax")], seed=0)
+    model.compile("sparse_categorical_crossentropy", "adam", metrics=["accuracy"])
+    X = prep.transform({name: frame[name].to_numpy() for name in frame})
+    history = model.fit(X, prep.encode_target(frame["kind"].to_numpy()), epochs=2, verbose=0)
+    model.metadata = {"preprocessing": prep.to_json(), "history": history.history, "training": {"epochs": 2}}
+    bn.save(model, folder / "m.barenet")
+    return folder / "m.barenet", folder / "data.csv"
+
+
+def _prep(*keys, value):
+    return _set(["metadata", "preprocessing", *keys], value)
+
+
+def _drop(*keys):
+    def edit(document):
+        target = document["metadata"]
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+    return edit
+
+
+# (edit, message, command): each damaged form is also run through one of the three commands.
+DAMAGED_METADATA = [
+    (_prep(value="standard"), "metadata.preprocessing must be a JSON object, got a string", "summary"),
+    (_prep(value=[1, 2]), "metadata.preprocessing must be a JSON object, got a list", "predict"),
+    (_prep("columns", value={"size": 1}), "metadata.preprocessing.columns must be a non-empty list", "evaluate"),
+    (_drop("preprocessing", "columns", 0, "name"), "columns[0] needs a 'name' that is a string", "summary"),
+    (_drop("preprocessing", "columns", 0, "kind"), "needs a 'kind' of 'numeric' or 'categorical'", "predict"),
+    (_prep("columns", 1, "categories", value=7), "columns[1].categories must be a list of strings", "evaluate"),
+    (_prep("classes", value=[]), "must list at least two classes", "summary"),
+    (_prep("classes", value=["a", "b"]), "describes 2 classes, but the model has 3 outputs", "predict"),
+    (_prep("columns", 0, "center", value="0.5"), "columns[0].center must be a finite number", "evaluate"),
+    (_prep("target_scale", value=0), "target_scale must be a finite number > 0", "summary"),
+    (_set(["metadata", "history"], "loss"), "metadata.history must be an object", "evaluate"),
+    (_set(["metadata", "history"], None), "metadata.history must be an object of per-epoch lists, got null",
+     "evaluate"),
+    (_set(["metadata", "history", "loss"], ["low", "lower"]), "metadata.history.loss holds a string 'low'", "evaluate"),
+    (_set(["metadata", "history", "loss"], [None]), "lists have different lengths [1, 2]", "evaluate"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message", "command"), DAMAGED_METADATA)
+def test_damaged_metadata_is_refused_at_load_with_one_clear_message(tmp_path, cli_model, edit, message, command):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", edit)
+    with pytest.raises(MetadataError) as info:
+        bn.load(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("edit", "message", "command"), DAMAGED_METADATA)
+def test_cli_on_damaged_metadata_prints_one_error_line_and_exits_2(tmp_path, cli_model, edit, message, command):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", edit)
+    args = {"summary": [path], "predict": [path, cli_model[1]],
+            "evaluate": [path, cli_model[1], "--target", "kind", "--report", tmp_path / "report"]}[command]
+    result = subprocess.run([sys.executable, "-m", "barenet", command, *map(str, args)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("barenet: error: ") and message in lines[0], result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "report").exists()
+
+
+def test_history_with_nulls_for_non_finite_epochs_still_loads(tmp_path, cli_model):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", _set(["metadata", "history", "loss"], [None, 0.5]))
+    assert bn.load(path).metadata["history"]["loss"] == [None, 0.5]
