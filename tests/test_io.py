@@ -793,3 +793,11 @@ def test_cli_on_damaged_metadata_prints_one_error_line_and_exits_2(tmp_path, cli
 def test_history_with_nulls_for_non_finite_epochs_still_loads(tmp_path, cli_model):
     path = edit_document(cli_model[0], tmp_path / "m.barenet", _set(["metadata", "history", "loss"], [None, 0.5]))
     assert bn.load(path).metadata["history"]["loss"] == [None, 0.5]
+
+
+@pytest.mark.parametrize("kind", [["numeric"], {"numeric": 1}, 3, None])
+def test_column_kind_of_another_json_type_is_a_schema_error(tmp_path, cli_model, kind):
+    """Found by the fuzzer: a list as a column's kind raised TypeError (unhashable) in the schema check."""
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", _prep("columns", 0, "kind", value=kind))
+    with pytest.raises(MetadataError, match=r"columns\[0\] \('size'\) needs a 'kind' of 'numeric' or 'categorical'"):
+        bn.load(path)

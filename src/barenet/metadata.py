@@ -106,7 +106,7 @@ def _check_columns(columns: Any, where: str) -> int:
             raise MetadataError(f"{at} repeats the column name {col['name']!r:.60}")
         names.add(col["name"])
         kind = col.get("kind")
-        if kind not in _COLUMN_KEYS:
+        if not isinstance(kind, str) or kind not in _COLUMN_KEYS:
             raise MetadataError(f"{at} ({col['name']!r:.60}) needs a 'kind' of 'numeric' or 'categorical', "
                                 f"got {kind!r:.60}")
         if set(col) != _COLUMN_KEYS[kind]:
