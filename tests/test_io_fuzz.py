@@ -271,7 +271,8 @@ def fuzz(files: dict[str, bytes], path: Path, outcomes: Counter, *, max_examples
             if worst is not None:
                 worst["seconds"] = max(worst.get("seconds", 0.0), seconds)
                 worst["peak_bytes"] = max(worst.get("peak_bytes", 0), peak)
-                worst["peak_per_file_byte"] = max(worst.get("peak_per_file_byte", 0.0), peak / max(path.stat().st_size, 1))
+                ratio = peak / max(path.stat().st_size, 1)
+                worst["peak_per_file_byte"] = max(worst.get("peak_per_file_byte", 0.0), ratio)
         except BaseException as exc:  # noqa: BLE001 - every escape is what the property forbids
             if failures is None:
                 raise
