@@ -258,6 +258,47 @@ def test_unbuilt_model_and_bad_opset_are_refused(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("axis", [1, 2, -1])
+def test_batch_norm_axis_other_than_last(axis, dtype):
+    """A layer with an ``axis`` attribute (Keras meaning: counted with the batch axis) normalizes that axis;
+    checked against the formula, since the layer itself may not know ``axis`` yet."""
+    layer = L.BatchNormalization(epsilon=1e-3, input_shape=(4, 4, 4))
+    model = bn.Sequential([layer], dtype=dtype)
+    model.build()
+    randomize(model)
+    layer.axis = axis
+    x = inputs((4, 4, 4), 257, dtype)
+    shape = [1, 1, 1, 1]
+    shape[axis] = 4
+    p = {k: v.reshape(shape) for k, v in {**layer.params, **layer.buffers}.items()}
+    want = (x - p["moving_mean"]) / np.sqrt(p["moving_variance"] + 1e-3) * p["gamma"] + p["beta"]
+    session = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x})
+    assert np.max(np.abs(got - want)) <= TOLERANCE[dtype]
+
+
+def test_table_graph_with_integer_labels_in_float64():
+    """Integer class labels come out as int64; the float64 model's probabilities stay float64."""
+    from barenet.onnx.table import table_to_onnx
+    from barenet.preprocessing import TablePreprocessor
+
+    rng = np.random.default_rng(0)
+    table = {"a": rng.normal(size=60), "b": rng.integers(0, 5, 60), "c": rng.choice(["x", "y", "z"], 60).astype(object),
+             "grade": rng.choice([3, 7, 11], 60)}
+    prep = TablePreprocessor("grade").fit(table)
+    model = bn.Sequential([L.Dense(5, "relu", input_dim=5), L.Dense(3, "softmax")], dtype="float64")
+    model.build()
+    randomize(model)
+    model.metadata = {"preprocessing": prep.to_json()}
+    session = ort.InferenceSession(table_to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"a": table["a"][:, None], "b": table["b"].astype(np.float64)[:, None], "c": table["c"][:, None]}
+    label, proba = session.run(None, feeds)
+    want = model.predict(prep.transform(table, dtype=model.dtype))
+    assert label.dtype == np.int64 and label.tolist() == prep.decode_target(want).tolist()
+    assert proba.dtype == np.float64 and np.max(np.abs(proba - want)) <= TOLERANCE["float64"]
+
+
 def test_gelu_before_opset_20_is_written_out():
     model = _case_model(lambda: [L.Dense(4, "gelu", input_dim=5)], "float32")
     proto = to_onnx(model, opset=18)
