@@ -149,3 +149,65 @@ def test_missing_onnx_package_is_one_line_and_exit_2(folder, tmp_path, capsys, m
     result = run_main(capsys, "export", folder / "kind.barenet", tmp_path / "a.onnx")
     assert_one_line_error(result, 'pip install "barenet[onnx]"')
     assert not (tmp_path / "a.onnx").exists()
+
+
+def _paths(value, prefix=()):
+    """Every path into a nested JSON value (dict keys and list indices)."""
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from _paths(child, (*prefix, key))
+
+
+def test_fuzzed_preprocessing_metadata_ends_in_barenet_errors():
+    """A model file's metadata is untrusted: any mutation of a real preprocessing record either exports
+    (a graph that passes the full check) or raises barenet's own error."""
+    import copy
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import barenet as bn
+    from barenet.errors import BarenetError
+    from barenet.onnx.table import table_to_onnx
+    from barenet.preprocessing import TablePreprocessor
+
+    frame = shop(30)
+    table = {k: frame[k].to_numpy(dtype=object if frame[k].dtype == object else None) for k in frame}
+    del table["price"]
+    prep = TablePreprocessor("kind").fit(table)
+    model = bn.Sequential([bn.layers.Dense(2, "softmax", input_dim=len(prep.feature_names))], seed=0)
+    model.build()
+    real = prep.to_json()
+    paths = list(_paths(real))
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-3, 10**20) | st.floats() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=6)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def check(data):
+        record = copy.deepcopy(real)
+        for _ in range(data.draw(st.integers(1, 3))):
+            path = data.draw(st.sampled_from(paths))
+            if not path:
+                record = data.draw(json_values)
+                continue
+            parent = record
+            try:
+                for key in path[:-1]:
+                    parent = parent[key]
+                if data.draw(st.booleans()) and isinstance(parent, dict):
+                    parent.pop(path[-1], None)
+                else:
+                    parent[path[-1]] = data.draw(json_values)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier mutation removed this path
+        model.metadata = {"preprocessing": record}
+        try:
+            table_to_onnx(model)
+        except BarenetError:
+            pass
+
+    check()

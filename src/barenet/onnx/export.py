@@ -87,7 +87,10 @@ def finish(g: Graph, model: Any, inputs: list[Any], outputs: list[Any], output_n
     proto.producer_version = __version__
     proto.ir_version = min(proto.ir_version, 10)  # what onnxruntime >= 1.18 reads
     onnx.helper.set_model_props(proto, model_metadata(model))
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise OnnxExportError(f"the graph written for {model!r} fails onnx's full check: {exc}") from None
     return proto
 
 

@@ -46,6 +46,56 @@ def _encode_columns(prep: TablePreprocessor, g: Graph) -> tuple[list[Any], str]:
     return inputs, blocks[0] if len(blocks) == 1 else g.op("Concat", blocks, axis=1)
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, bool, int)) or _finite(value)
+
+
+def checked_preprocessing(data: Any, model: Any) -> TablePreprocessor:
+    """The preprocessing stored in a model file, after checking every part the graph is built from (the file
+    is untrusted): column names and kinds, finite scaling statistics, text categories, class labels, and
+    that the widths agree with the network's input and output. Anything else is :class:`OnnxExportError`."""
+    def bad(what: str) -> OnnxExportError:
+        return OnnxExportError(f"the model's preprocessing metadata is unusable: {what}")
+
+    try:
+        prep = TablePreprocessor.from_json(data)
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise bad(str(exc)) from None
+    names = []
+    for col in prep.columns:
+        if not isinstance(col.get("name"), str) or not col["name"]:
+            raise bad(f"column name {col.get('name')!r} is not a non-empty string")
+        names.append(col["name"])
+        if col.get("kind") == "numeric":
+            if not (_finite(col.get("center")) and _finite(col.get("scale")) and col["scale"] != 0):
+                raise bad(f"column {col['name']!r} needs finite center and non-zero scale")
+        elif col.get("kind") == "categorical":
+            cats = col.get("categories")
+            if not isinstance(cats, list) or not cats or not all(isinstance(c, str) for c in cats) \
+                    or len(set(cats)) != len(cats):
+                raise bad(f"column {col['name']!r} needs a list of distinct category strings")
+        else:
+            raise bad(f"column {col['name']!r} has kind {col.get('kind')!r}; expected 'numeric' or 'categorical'")
+    if not names or len(set(names)) != len(names):
+        raise bad(f"feature columns {names} must be distinct and at least one")
+    if prep.classes is not None and (len(prep.classes) < 2 or not all(_scalar(c) for c in prep.classes)
+                                     or len({str(c) for c in prep.classes}) != len(prep.classes)):
+        raise bad(f"classes {prep.classes!r} must be at least two distinct numbers or strings")
+    if not (_finite(prep.target_center) and _finite(prep.target_scale)):
+        raise bad("the target's center and scale must be finite")
+    if tuple(model.input_shape) != (len(prep.feature_names),):
+        raise bad(f"it encodes {len(prep.feature_names)} features, the network takes samples of shape "
+                  f"{tuple(model.input_shape)}")
+    if tuple(model.output_shape) != (prep.n_outputs,):
+        raise bad(f"it expects {prep.n_outputs} network outputs, the network gives samples of shape "
+                  f"{tuple(model.output_shape)}")
+    return prep
+
+
 def _integer_classes(classes: list[Any]) -> bool:
     return all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
 
@@ -64,12 +114,9 @@ def table_to_onnx(model: Any, *, opset: int | None = None) -> Any:
     if data is None:
         raise OnnxExportError("the model holds no table preprocessing in its metadata; only models written by "
                               "'barenet train' can be exported with their columns as inputs")
-    try:
-        prep = TablePreprocessor.from_json(data)
-    except (ConfigError, KeyError, TypeError) as exc:
-        raise OnnxExportError(f"the model's preprocessing metadata is unreadable: {exc}") from None
     if not getattr(model, "built", False):
         raise NotFittedError("the model is not built; build or fit it before exporting it to ONNX")
+    prep = checked_preprocessing(data, model)
     g = Graph(model.dtype, opset)
     helper, tp = g.onnx.helper, g.onnx.TensorProto
     outs = ["label", "probabilities"] if prep.classes is not None else ["prediction"]
