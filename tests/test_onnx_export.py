@@ -76,6 +76,8 @@ CASES = [
     ("reshape", "Reshape", lambda: [L.Reshape((2, 2, 3), input_shape=(12,)), L.Conv2D(2, 2)], (12,)),
     ("reshape-infer", "Reshape", lambda: [L.Reshape((-1, 4), input_shape=(12,)), L.Dense(2)], (12,)),
     ("embedding", "Embedding", lambda: [L.Embedding(11, 4, input_length=6)], ("ids", 11, 6)),
+    ("embedding-after-reshape", "Embedding", lambda: [L.Reshape((3, 2), input_shape=(6,)), L.Embedding(11, 4)],
+     ("float_ids", 11, 6)),
     *[(f"simplernn-{a}-{s}", "SimpleRNN", lambda a=a, s=s: [L.SimpleRNN(4, a, return_sequences=s, input_shape=SEQ)],
        SEQ) for a in ("tanh", "relu", "gelu") for s in (False, True)],
     *[(f"lstm-{s}", "LSTM", lambda s=s: [L.LSTM(4, return_sequences=s, input_shape=SEQ)], SEQ) for s in (False, True)],
@@ -114,8 +116,8 @@ def randomize(model: bn.Sequential, seed: int = 0, *, keep_kernels: bool = False
 
 def inputs(sample, batch: int, dtype, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed + batch)
-    if sample[0] == "ids":
-        return rng.integers(0, sample[1], (batch, sample[2])).astype(np.int64)
+    if sample[0] in ("ids", "float_ids"):  # token ids, as int64 or (past the first layer) in the model's dtype
+        return rng.integers(0, sample[1], (batch, sample[2])).astype(np.int64 if sample[0] == "ids" else dtype)
     return rng.normal(0, 1.0, (batch, *sample)).astype(dtype)
 
 

@@ -34,15 +34,17 @@ def check_opset(opset: int | None) -> int:
     return int(opset)
 
 
-def network(model: Any, g: Graph, x: str) -> str:
+def network(model: Any, g: Graph, x: str, *, ids: bool = False) -> str:
     """Append every layer of ``model`` to ``g`` on the tensor ``x``; return the output tensor's name.
 
-    ``x`` is the model's input as ``predict`` sees it; a float input to a first Embedding is cast to int64.
+    ``x`` is the model's input as ``predict`` sees it; ``ids`` says it holds int64 token ids. An Embedding
+    that receives floats (later in the stack, or from a float input) gets them cast to int64, as barenet
+    turns exact-integer floats into indices.
     """
     for layer in model.layers:
         converter_for(layer)  # refuse before building anything
     for k, layer in enumerate(model.layers):
-        if k == 0 and isinstance(layer, Embedding) and getattr(g, "input_is_float", False):
+        if isinstance(layer, Embedding) and not (k == 0 and ids):
             x = g.op("Cast", [x], to=g.onnx.TensorProto.INT64)
         x = convert(layer, g, x)
     return x
@@ -119,7 +121,7 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
     ids = isinstance(model.layers[0], Embedding)
     elem = onnx.TensorProto.INT64 if ids else g.elem_type
     x = g.reserve("input")
-    y = network(model, g, x)
+    y = network(model, g, x, ids=ids)
     out = g.reserve("output")
     g.op("Identity", [y], out_names=[out])
     inputs = [onnx.helper.make_tensor_value_info(x, elem, ["batch", *model.input_shape])]
