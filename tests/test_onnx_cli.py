@@ -211,3 +211,19 @@ def test_fuzzed_preprocessing_metadata_ends_in_barenet_errors():
             pass
 
     check()
+
+
+def test_export_of_a_model_saved_by_the_library(tmp_path, capsys):
+    """A model file without table preprocessing exports as the bare network."""
+    import barenet as bn
+
+    model = bn.Sequential([bn.layers.Conv2D(2, 3, input_shape=(5, 5, 1)), bn.layers.Flatten(),
+                           bn.layers.Dense(3, "softmax")], seed=0, dtype="float64")
+    model.build()
+    bn.save(model, tmp_path / "cnn.barenet")
+    result = run_main(capsys, "export", tmp_path / "cnn.barenet", tmp_path / "cnn.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "inputs: input; outputs: output" in result.stdout
+    x = np.random.default_rng(0).normal(size=(7, 5, 5, 1))
+    session = ort.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+    assert np.max(np.abs(session.run(None, {"input": x})[0] - model.predict(x))) <= 1e-10
