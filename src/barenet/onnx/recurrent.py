@@ -103,10 +103,11 @@ def _unrolled(layer: Recurrent, g: Graph, x: str, reverse: bool) -> str:
     W, U, b = layer.params["kernel"], layer.params["recurrent_kernel"], layer.params["bias"]
     gru_after = isinstance(layer, L.GRU) and layer.reset_after
     XW = g.op("Add", [g.op("MatMul", [x, g.const(W, "kernel")]), g.const(b[0] if gru_after else b, "bias")])
-    U_name = g.const(U, "recurrent_kernel")
-    if isinstance(layer, L.GRU):
+    if isinstance(layer, L.GRU) and not gru_after:  # the candidate's recurrent product comes after the reset
         U_zr, U_h = g.const(U[:, :2 * n], "recurrent_kernel_zr"), g.const(U[:, 2 * n:], "recurrent_kernel_h")
-        b_rec = g.const(b[1], "recurrent_bias") if gru_after else None
+    else:
+        U_name = g.const(U, "recurrent_kernel")
+    b_rec = g.const(b[1], "recurrent_bias") if gru_after else None
     h = _zeros_state(layer, g, x)
     c = h if isinstance(layer, L.LSTM) else None
     outputs: dict[int, str] = {}
