@@ -64,7 +64,7 @@ def test_outputs_are_those_of_mlp_classifier(zipmap):
     assert signature(ours) == signature(theirs)
 
 
-def test_zipmap_with_string_labels():
+def test_zipmap_and_nocl_with_string_labels():
     X, y = load_breast_cancer(return_X_y=True)
     X = X.astype(np.float32)
     names = np.array(["benign", "malignant"])[1 - y]  # string labels
@@ -79,6 +79,9 @@ def test_zipmap_with_string_labels():
     got, outputs = run(onx, X)
     assert outputs == ["output_label", "sbenign", "smalignant"]  # skl2onnx's column names for string classes
     np.testing.assert_allclose(np.column_stack(got[1:]), proba, atol=1e-6)
+    onx = skl2onnx.to_onnx(pipe, X[:1], options={NeuralNetClassifier: {"nocl": True, "zipmap": False}})
+    (label, _), _ = run(onx, X)
+    assert label.tolist() == [pipe[-1].classes_.tolist().index(c) for c in pipe.predict(X)]
 
 
 @pytest.mark.parametrize("targets", [1, 2])

@@ -3,8 +3,8 @@
 After :func:`register` (called on import of this module), ``skl2onnx.to_onnx`` converts pipelines that end
 in (or contain) barenet's estimators, like it converts scikit-learn's ``MLPClassifier``: a classifier gives
 ``label`` and ``probabilities`` (a list of per-class maps with the default ``zipmap`` option, a plain
-``(N, classes)`` tensor with ``options={"zipmap": False}``, one column per class with ``"columns"``); a
-regressor gives ``variable : (N, n_outputs)``.
+``(N, classes)`` tensor with ``options={"zipmap": False}``, one column per class with ``"columns"``; with
+``"nocl": True`` the labels are class indices); a regressor gives ``variable : (N, n_outputs)``.
 
 The network's nodes are those of :func:`barenet.onnx.to_onnx`, renamed into skl2onnx's scope. The input is
 cast to the network's dtype first (as ``predict`` does), the outputs to the dtype skl2onnx declares for
@@ -97,6 +97,8 @@ def convert_classifier(scope: Any, operator: Any, container: Any) -> None:
         proba = y
         index = g.op("ArgMax", [y], axis=1, keepdims=0)
     classes = np.asarray(est.classes_)
+    if container.get_options(est, dict(nocl=False))["nocl"]:  # skl2onnx's option: class indices as labels
+        classes = np.arange(len(classes))
     if classes.dtype.kind in "biu":
         labels = g.const(classes.astype(np.int64), "classes", dtype=np.int64)
     elif classes.dtype.kind in "OUS":
