@@ -325,6 +325,13 @@ def test_metadata_round_trip(tmp_path):
     assert session.get_modelmeta().custom_metadata_map == props
 
 
+def test_metadata_that_is_not_json_is_refused():
+    model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")
+    model.metadata = {"classes": np.array(["a", "b"])}
+    with pytest.raises(OnnxExportError, match="model.metadata must hold only JSON values"):
+        to_onnx(model)
+
+
 def test_importing_barenet_does_not_import_onnx():
     import subprocess
 

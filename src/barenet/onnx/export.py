@@ -67,12 +67,16 @@ def model_metadata(model: Any) -> dict[str, str]:
     notes = model.metadata or {}
     prep = notes.get("preprocessing")
     classes = prep.get("classes") if isinstance(prep, dict) else notes.get("classes")
-    if classes is not None:
-        meta["classes"] = json.dumps(classes)
-    if prep is not None:
-        meta["preprocessing"] = json.dumps(prep)
-    if notes:
-        meta["barenet_metadata"] = json.dumps(notes)
+    try:
+        if classes is not None:
+            meta["classes"] = json.dumps(classes)
+        if prep is not None:
+            meta["preprocessing"] = json.dumps(prep)
+        if notes:
+            meta["barenet_metadata"] = json.dumps(notes)
+    except (TypeError, ValueError) as exc:
+        raise OnnxExportError(f"model.metadata must hold only JSON values (dicts, lists, strings, numbers) to "
+                              f"travel in the ONNX file: {exc}") from None
     return meta
 
 
