@@ -5,7 +5,8 @@ tensor feeds the next operator only (shape computations may read it too). Along 
 
 * ``Gemm`` and ``MatMul`` (+ ``Add`` of a constant bias) become :class:`~barenet.layers.Dense`;
 * ``Conv`` becomes :class:`~barenet.layers.Conv2D` with ``data_format="channels_first"`` (ONNX images are
-  NCHW), ``MaxPool``/``AveragePool``/``GlobalAveragePool`` the matching pooling layers in the same layout;
+  NCHW), ``MaxPool``/``AveragePool``/``GlobalAveragePool`` the matching pooling layers in the same layout
+  (and ``ReduceMean`` over height and width a global average pool);
 * ``BatchNormalization`` becomes :class:`~barenet.layers.BatchNormalization` on features ``(batch, C)``;
   on NCHW images right after a ``Conv`` it is folded into the convolution (as exporters do in eval mode);
 * an activation right after a ``Dense``/``Conv2D`` becomes that layer's ``activation`` (so a final softmax
@@ -57,7 +58,7 @@ from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolv
 LAYER_OPS = frozenset({
     "Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax", "LeakyRelu", "Elu", "Gelu", "Conv",
     "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
-    "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice",
+    "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
 })
 SUPPORTED_OPS = LAYER_OPS | FOLDABLE
 #: Largest per-sample element count of any tensor on the data path.
@@ -454,6 +455,21 @@ class _Translator:
         x = inputs[0]
         self._image(x, node)
         return self._add(L.GlobalAveragePooling2D(data_format="channels_first"), x, out_axes=(0, 1, None, None))
+
+    def _ReduceMean(self, node, inputs, attrs):
+        """The mean over height and width of NCHW images (what exporters make of adaptive average pooling
+        to 1x1) is a global average pool."""
+        x = inputs[0]
+        if self.opset >= 18:
+            axes = int_list(inputs[1], "axes", node) if len(inputs) > 1 and inputs[1] is not None else None
+        else:
+            axes = attrs.get("axes")
+        if not x.plain or len(x.shape) != 3 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            raise bad(f"{node_label(node)} averages axes {axes} of {list(x.onnx_shape)}; barenet imports a mean "
+                      "only over the height and width of NCHW images (a global average pool)")
+        keep = attrs.get("keepdims", 1)
+        return self._add(L.GlobalAveragePooling2D(data_format="channels_first"), x,
+                         out_axes=(0, 1, None, None) if keep else (0, 1))
 
     def _BatchNormalization(self, node, inputs, attrs):
         x = inputs[0]
