@@ -74,11 +74,12 @@ def read_model(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES):
             raise bad(f"ONNX file {str(p)!r} is {size} bytes, more than the {max_bytes}-byte limit "
                       f"(pass max_bytes=... to allow larger files)")
         with open(p, "rb") as f:
-            data = f.read(max_bytes + 1)
+            # read(n) allocates n bytes up front: ask for the size just measured (+1 to see growth), not the cap.
+            data = f.read(size + 1)
     except OSError as exc:
         raise bad(f"cannot read ONNX file {str(p)!r}: {exc}") from None
-    if len(data) > max_bytes:
-        raise bad(f"ONNX file {str(p)!r} grew past the {max_bytes}-byte limit while it was read")
+    if len(data) > size:
+        raise bad(f"ONNX file {str(p)!r} grew while it was read; expected {size} bytes")
     if not data:
         raise bad(f"ONNX file {str(p)!r} is empty")
     model = onnx.ModelProto()
