@@ -162,6 +162,9 @@ REFUSALS = {
     "branch": ([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
                 helper.make_node("Add", ["a", "b"], ["y"])], {}, "combines two data-path tensors"),
     "dangling input": ([helper.make_node("Relu", ["nowhere"], ["y"])], {}, "reads value 'nowhere', which no"),
+    "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
+    "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
+                                    r"attribute 'alpha' of 'LeakyRelu' node 'y' has ONNX attribute type 7; expected 1"),
     "softmax over features of a sequence's time axis":
         ([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {}, "barenet's Softmax works over the last axis"),
 }

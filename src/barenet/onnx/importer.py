@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import layers as L
-from ..errors import BarenetError
+from ..errors import BarenetError, ModelFileError
 from ..layers.conv import resolve_padding
 from ..models import Sequential
 from ._checks import (
@@ -61,6 +61,13 @@ LAYER_OPS = frozenset({
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
 })
 SUPPORTED_OPS = LAYER_OPS | FOLDABLE
+#: (fewest, most) inputs of each operator; the fewest must all be given.
+ARITY = {
+    "Constant": (0, 0), "Concat": (1, 1 << 16), "Gather": (2, 2), "Reshape": (2, 2), "Expand": (2, 2),
+    "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2), "MatMul": (2, 2), "Gemm": (2, 3), "Conv": (2, 3),
+    "Squeeze": (1, 2), "Unsqueeze": (1, 2), "ReduceMean": (1, 2), "Slice": (1, 5), "Dropout": (1, 3),
+    "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
+}
 #: Largest per-sample element count of any tensor on the data path.
 MAX_SAMPLE_ELEMENTS = 1 << 26
 
@@ -104,7 +111,12 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
     """
     model, n_bytes = read_model(path, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
-    return _Translator(model, n_bytes).run(order)
+    try:
+        return _Translator(model, n_bytes).run(order)
+    except ModelFileError:
+        raise
+    except BarenetError as exc:  # a layer refused a value read from the file
+        raise bad(f"the ONNX graph gives a layer an unusable setting: {exc}") from None
 
 
 class _Translator:
@@ -198,6 +210,12 @@ class _Translator:
         return model
 
     def _node(self, node: Any) -> None:
+        fewest, most = ARITY.get(node.op_type, (1, 1))
+        if node.op_type == "Slice" and self.opset >= 10:
+            fewest = 3
+        if not fewest <= len(node.input) <= most or not all(node.input[:fewest]) or not len(node.output):
+            raise bad(f"{node_label(node)} has {len(node.input)} input(s) and {len(node.output)} output(s); "
+                      f"an ONNX {node.op_type} takes {fewest} to {most} inputs and gives at least one output")
         inputs = [self.values[name] if name else None for name in node.input]
         attrs = attributes(node)
         on_path = [x for x in inputs if isinstance(x, Data)]
