@@ -255,3 +255,10 @@ def test_error_when_onnx_is_missing(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(bn.errors.ConfigError, match=r'pip install "barenet\[onnx\]"'):
         bn.import_onnx("whatever.onnx")
+
+
+def test_huge_input_shapes_are_refused_before_building(tmp_path):
+    """64 M values per sample would make pooling layers allocate hundreds of MB at build time."""
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], {}, [1, 8192, 8192])
+    with pytest.raises(ModelFileError, match=r"per-sample shape \(1, 8192, 8192\) is outside barenet's limits"):
+        bn.import_onnx(path)

@@ -69,7 +69,7 @@ ARITY = {
     "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
 }
 #: Largest per-sample element count of any tensor on the data path.
-MAX_SAMPLE_ELEMENTS = 1 << 26
+MAX_SAMPLE_ELEMENTS = 1 << 24
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 _RNN_DEFAULTS = {"RNN": ["tanh"], "LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
