@@ -195,17 +195,9 @@ class Folder:
         return out if out.dtype != object or has_batch(out) else out.astype(np.int64)
 
     def _Slice(self, node, inputs, attrs):
-        if self.opset < 10:
-            starts, ends = attrs.get("starts", []), attrs.get("ends", [])
-            axes, steps = attrs.get("axes"), None
-        else:
-            starts = int_list(inputs[1], "starts", node)
-            ends = int_list(inputs[2], "ends", node)
-            axes = int_list(inputs[3], "axes", node) if len(inputs) > 3 and inputs[3] is not None else None
-            steps = int_list(inputs[4], "steps", node) if len(inputs) > 4 and inputs[4] is not None else None
         x = inputs[0]
         shape = list(x.shape)
-        index = slice_index(shape, starts, ends, axes, steps, node)
+        index = slice_index(shape, *slice_arguments(node, inputs, attrs, self.opset), node)
         if isinstance(x, Filled):
             new = []
             for d, s in zip(shape, index, strict=True):
@@ -327,6 +319,17 @@ def _as_array(x: Any) -> Any:
     if isinstance(x, (np.ndarray, Filled)) or x is None:
         return x
     return np.array(x, dtype=object) if x is BATCH else np.asarray(x)
+
+
+def slice_arguments(node: Any, inputs: list[Any], attrs: dict[str, Any], opset: int) -> tuple:
+    """``(starts, ends, axes, steps)`` of a Slice node: attributes before opset 10, constant inputs since."""
+    if opset < 10:
+        return attrs.get("starts", []), attrs.get("ends", []), attrs.get("axes"), None
+    starts = int_list(inputs[1], "starts", node)
+    ends = int_list(inputs[2], "ends", node)
+    axes = int_list(inputs[3], "axes", node) if len(inputs) > 3 and inputs[3] is not None else None
+    steps = int_list(inputs[4], "steps", node) if len(inputs) > 4 and inputs[4] is not None else None
+    return starts, ends, axes, steps
 
 
 def slice_index(shape: list[Any], starts: list[int], ends: list[int], axes: list[int] | None,

@@ -52,7 +52,7 @@ from ._checks import (
     read_model,
     tensor_array,
 )
-from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_index
+from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_arguments, slice_index
 
 #: Operators that map to layers or move data-path axes (besides the foldable ones).
 LAYER_OPS = frozenset({
@@ -637,14 +637,8 @@ class _Translator:
 
     def _Slice(self, node, inputs, attrs):
         x = inputs[0]
-        if self.opset < 10:
-            starts, ends, axes, steps = attrs.get("starts", []), attrs.get("ends", []), attrs.get("axes"), None
-        else:
-            starts, ends = int_list(inputs[1], "starts", node), int_list(inputs[2], "ends", node)
-            axes = int_list(inputs[3], "axes", node) if len(inputs) > 3 and inputs[3] is not None else None
-            steps = int_list(inputs[4], "steps", node) if len(inputs) > 4 and inputs[4] is not None else None
         shape = list(x.onnx_shape)
-        index = slice_index(shape, starts, ends, axes, steps, node)
+        index = slice_index(shape, *slice_arguments(node, inputs, attrs, self.opset), node)
         changed = [k for k, (d, s) in enumerate(zip(shape, index, strict=True))
                    if d is not BATCH and range(*s.indices(d)) != range(d)]
         if not changed:
