@@ -143,6 +143,33 @@ def test_reduce_mean_over_height_and_width_is_a_global_average_pool(tmp_path):
     assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "GlobalAveragePooling2D"]
 
 
+def test_nhwc_graph_transposed_to_nchw_keeps_channels_last_layers(tmp_path):
+    """NHWC input -> Transpose -> Conv, BatchNormalization, Relu, MaxPool -> Transpose back -> Flatten -> Gemm:
+    the transposes cancel, the layers run channels-last, the batch norm stays a layer."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(2)
+    f32 = np.float32
+    inits = {"w": rng.standard_normal((4, 3, 3, 3)).astype(f32), "b": rng.standard_normal(4).astype(f32),
+             "g": rng.random(4).astype(f32) + 0.5, "beta": rng.standard_normal(4).astype(f32),
+             "mean": rng.standard_normal(4).astype(f32), "var": rng.random(4).astype(f32) + 0.5,
+             "d": rng.standard_normal((2, 3 * 3 * 4)).astype(f32)}
+    nodes = [helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "g", "beta", "mean", "var"], ["n"], epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Transpose", ["p"], ["nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["nhwc"], ["f"]), helper.make_node("Gemm", ["f", "d"], ["y"], transB=1)]
+    path = _save(tmp_path, nodes, inits, [6, 6, 3])
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((5, 6, 6, 3)).astype(f32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-5)
+    kinds = [(type(layer).__name__, getattr(layer, "data_format", None)) for layer in model.layers]
+    assert kinds == [("Conv2D", "channels_last"), ("BatchNormalization", None), ("ReLU", None),
+                     ("MaxPooling2D", "channels_last"), ("Flatten", None), ("Dense", None)]
+
+
 def test_float64_graph_gives_a_float64_model(tmp_path):
     w = np.arange(6.0).reshape(2, 3)
     path = _save(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["y"], alpha=0.5)], {"w": w}, [2],

@@ -6,9 +6,11 @@ tensor feeds the next operator only (shape computations may read it too). Along 
 * ``Gemm`` and ``MatMul`` (+ ``Add`` of a constant bias) become :class:`~barenet.layers.Dense`;
 * ``Conv`` becomes :class:`~barenet.layers.Conv2D` with ``data_format="channels_first"`` (ONNX images are
   NCHW), ``MaxPool``/``AveragePool``/``GlobalAveragePool`` the matching pooling layers in the same layout
-  (and ``ReduceMean`` over height and width a global average pool);
-* ``BatchNormalization`` becomes :class:`~barenet.layers.BatchNormalization` on features ``(batch, C)``;
-  on NCHW images right after a ``Conv`` it is folded into the convolution (as exporters do in eval mode);
+  (and ``ReduceMean`` over height and width a global average pool); where the graph transposed an NHWC tensor
+  to NCHW first (barenet's own exporter does), the layers take ``"channels_last"`` and no transpose is kept;
+* ``BatchNormalization`` becomes :class:`~barenet.layers.BatchNormalization` on features ``(batch, C)`` and
+  on images held as NHWC; on NCHW images right after a ``Conv`` it is folded into the convolution (as
+  exporters do in eval mode);
 * an activation right after a ``Dense``/``Conv2D`` becomes that layer's ``activation`` (so a final softmax
   fuses with cross-entropy when the model is fine-tuned), otherwise an activation layer;
 * ``RNN``/``LSTM``/``GRU`` become :class:`~barenet.layers.SimpleRNN`/``LSTM``/``GRU``, gate blocks reordered
@@ -385,11 +387,18 @@ class _Translator:
         return self._activation(node, x, L.Softmax())
 
     # ----------------------------------------------------------------- images
-    def _image(self, x: Data, node: Any) -> tuple[int, int, int]:
-        self._require_plain(x, node, "NCHW images")
-        if len(x.shape) != 3:
-            raise bad(f"{node_label(node)} takes 2-d images (N, C, H, W); the data path here is {list(x.onnx_shape)}")
-        return x.shape
+    def _image(self, x: Data, node: Any) -> tuple[int, int, int, str]:
+        """``(channels, height, width, data_format)`` of the NCHW images ``x``: ``channels_first`` when barenet
+        holds them as NCHW too, ``channels_last`` when the graph transposed barenet's NHWC tensor to NCHW (as
+        barenet's own exporter does), so the layer runs on NHWC and the transposes cancel."""
+        if len(x.axes) == 4 and x.axes == (0, 3, 1, 2):
+            h, w, c = x.shape
+            return c, h, w, "channels_last"
+        if len(x.axes) != 4 or not x.plain:
+            raise bad(f"{node_label(node)} takes 2-d images (N, C, H, W); the data path here is "
+                      f"{list(x.onnx_shape)}")
+        c, h, w = x.shape
+        return c, h, w, "channels_first"
 
     def _padding(self, node, attrs, hw, kernel, strides, dilation, explicit: bool) -> str | tuple[int, int]:
         auto = attrs.get("auto_pad", "NOTSET")
@@ -423,7 +432,7 @@ class _Translator:
 
     def _Conv(self, node, inputs, attrs):
         x = inputs[0]
-        c, h, w_ = self._image(x, node)
+        c, h, w_, data_format = self._image(x, node)
         weight = self._weights(inputs[1], "weight", node, (4,))
         filters, in_c, kh, kw = weight.shape
         if attrs.get("group", 1) != 1:
@@ -443,12 +452,12 @@ class _Translator:
             if arrays["bias"].shape != (filters,):
                 raise bad(f"{node_label(node)} has a bias of shape {arrays['bias'].shape} for {filters} filters")
         layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, dilation_rate=dilation,
-                         use_bias="bias" in arrays, data_format="channels_first")
-        return self._add(layer, x, **arrays)
+                         use_bias="bias" in arrays, data_format=data_format)
+        return self._add(layer, x, out_axes=x.axes, **arrays)
 
     def _pool(self, node, inputs, attrs, cls):
         x = inputs[0]
-        _, h, w = self._image(x, node)
+        _, h, w, data_format = self._image(x, node)
         if len(node.output) > 1 and node.output[1] and self.uses.get(node.output[1]):
             raise bad(f"{node_label(node)} returns indices, which barenet's pooling does not")
         if attrs.get("ceil_mode", 0):
@@ -461,7 +470,7 @@ class _Translator:
         padding = self._padding(node, attrs, (h, w), kernel, strides, (1, 1), explicit=False)
         if cls is L.AveragePooling2D and padding != "valid" and attrs.get("count_include_pad", 0):
             raise bad(f"{node_label(node)} counts padding in its averages; barenet's AveragePooling2D does not")
-        return self._add(cls(kernel, strides=strides, padding=padding, data_format="channels_first"), x)
+        return self._add(cls(kernel, strides=strides, padding=padding, data_format=data_format), x, out_axes=x.axes)
 
     def _MaxPool(self, node, inputs, attrs):
         return self._pool(node, inputs, attrs, L.MaxPooling2D)
@@ -471,8 +480,8 @@ class _Translator:
 
     def _GlobalAveragePool(self, node, inputs, attrs):
         x = inputs[0]
-        self._image(x, node)
-        return self._add(L.GlobalAveragePooling2D(data_format="channels_first"), x, out_axes=(0, 1, None, None))
+        data_format = self._image(x, node)[3]
+        return self._add(L.GlobalAveragePooling2D(data_format=data_format), x, out_axes=(0, 1, None, None))
 
     def _ReduceMean(self, node, inputs, attrs):
         """The mean over height and width of NCHW images (what exporters make of adaptive average pooling
@@ -482,11 +491,11 @@ class _Translator:
             axes = int_list(inputs[1], "axes", node) if len(inputs) > 1 and inputs[1] is not None else None
         else:
             axes = attrs.get("axes")
-        if not x.plain or len(x.shape) != 3 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+        if len(x.axes) != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
             raise bad(f"{node_label(node)} averages axes {axes} of {list(x.onnx_shape)}; barenet imports a mean "
                       "only over the height and width of NCHW images (a global average pool)")
         keep = attrs.get("keepdims", 1)
-        return self._add(L.GlobalAveragePooling2D(data_format="channels_first"), x,
+        return self._add(L.GlobalAveragePooling2D(data_format=self._image(x, node)[3]), x,
                          out_axes=(0, 1, None, None) if keep else (0, 1))
 
     def _BatchNormalization(self, node, inputs, attrs):
@@ -498,13 +507,16 @@ class _Translator:
         eps = attrs.get("epsilon", 1e-5)
         if not eps > 0 or np.any(var + eps <= 0):
             raise bad(f"{node_label(node)} has a non-positive variance + epsilon")
-        self._require_plain(x, node, "(batch, channels, ...)")
-        channels = x.shape[0]
+        channels_last = len(x.axes) == 4 and self._image(x, node)[3] == "channels_last"
+        if not channels_last:
+            self._require_plain(x, node, "(batch, channels, ...)")
+        channels = x.shape[-1] if channels_last else x.shape[0]
         if any(a.shape != (channels,) for a in (gamma, beta, mean, var)):
             raise bad(f"{node_label(node)} has statistics of the wrong length for {channels} channels")
-        if len(x.shape) == 1:
+        if len(x.shape) == 1 or channels_last:  # barenet normalizes the last axis: features, or NHWC channels
             layer = L.BatchNormalization(momentum=attrs.get("momentum", 0.9), epsilon=eps)
-            return self._add(layer, x, gamma=gamma, beta=beta, moving_mean=mean, moving_variance=var)
+            return self._add(layer, x, out_axes=x.axes, gamma=gamma, beta=beta, moving_mean=mean,
+                             moving_variance=var)
         conv = self._last_open((L.Conv2D,), x)
         if conv is None or conv.activation.kind != "linear":
             raise bad(f"{node_label(node)} normalizes {len(x.shape) + 1}-d tensors not right after a Conv; "
