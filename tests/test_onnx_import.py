@@ -289,3 +289,14 @@ def test_huge_input_shapes_are_refused_before_building(tmp_path):
     path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], {}, [1, 8192, 8192])
     with pytest.raises(ModelFileError, match=r"per-sample shape \(1, 8192, 8192\) is outside barenet's limits"):
         bn.import_onnx(path)
+
+
+def test_many_folded_constants_cannot_add_up_to_a_huge_allocation(tmp_path):
+    """Each ConstantOfShape makes 2**20 values (within the per-tensor budget of a small file); five of them
+    exceed the total budget and are refused before the fifth is kept."""
+    shape = np.array([1024, 1024])
+    nodes = [helper.make_node("ConstantOfShape", ["s"], [f"c{k}"]) for k in range(5)]
+    nodes.append(helper.make_node("Relu", ["x"], ["y"]))
+    path = _save(tmp_path, nodes, {"s": shape}, [3])
+    with pytest.raises(ModelFileError, match="brings the folded constants to 5242880 elements"):
+        bn.import_onnx(path)

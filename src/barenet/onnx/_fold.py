@@ -110,11 +110,13 @@ def int_list(a: Any, what: str, node: Any) -> list[int]:
 
 
 class Folder:
-    """Evaluates foldable nodes; ``budget`` caps the elements of any one result."""
+    """Evaluates foldable nodes; ``budget`` caps the elements of any one result, four times it their total
+    (so that many nodes, each within the budget, cannot add up to a huge allocation)."""
 
     def __init__(self, budget: int, opset: int) -> None:
         self.budget = budget
         self.opset = opset
+        self.total = 0
 
     def _size_ok(self, shape: tuple[int, ...], node: Any) -> None:
         n = 1
@@ -133,8 +135,12 @@ class Folder:
             raise
         except (ValueError, IndexError, TypeError, OverflowError, ZeroDivisionError) as exc:
             raise bad(f"cannot evaluate {node_label(node)}: {exc}") from None
-        out = out if isinstance(out, list) else [out]
-        return [_as_array(o) for o in out]
+        out = [_as_array(o) for o in (out if isinstance(out, list) else [out])]
+        self.total += sum(o.size for o in out if isinstance(o, np.ndarray))
+        if self.total > 4 * self.budget:
+            raise bad(f"{node_label(node)} brings the folded constants to {self.total} elements, more than the "
+                      f"{4 * self.budget} allowed for a file of this size")
+        return out
 
     # ----------------------------------------------------------------- operators
     def _Constant(self, node, inputs, attrs):
