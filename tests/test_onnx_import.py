@@ -170,6 +170,27 @@ def test_nhwc_graph_transposed_to_nchw_keeps_channels_last_layers(tmp_path):
                      ("MaxPooling2D", "channels_last"), ("Flatten", None), ("Dense", None)]
 
 
+def test_lstm_final_state_with_its_direction_axis_gathered_away(tmp_path):
+    """Y_h (1, batch, units) -> Gather(axis=0, index 0) -> Gemm: the last state, no sequence kept."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(6)
+    f32, units = np.float32, 3
+    inits = {"W": rng.standard_normal((1, 4 * units, 2)).astype(f32),
+             "R": rng.standard_normal((1, 4 * units, units)).astype(f32),
+             "B": rng.standard_normal((1, 8 * units)).astype(f32), "zero": np.array(0),
+             "d": rng.standard_normal((units, 2)).astype(f32)}
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["t", "W", "R", "B"], ["", "h"], hidden_size=units),
+             helper.make_node("Gather", ["h", "zero"], ["last"], axis=0),
+             helper.make_node("Gemm", ["last", "d"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [5, 2])
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((4, 5, 2)).astype(f32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+    assert not model.layers[0].return_sequences
+
+
 def test_float64_graph_gives_a_float64_model(tmp_path):
     w = np.arange(6.0).reshape(2, 3)
     path = _save(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["y"], alpha=0.5)], {"w": w}, [2],

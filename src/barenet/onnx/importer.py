@@ -645,7 +645,10 @@ class _Translator:
                       "the selection of one (last) time step")
         if not -len(data.axes) <= axis < len(data.axes):
             raise bad(f"{node_label(node)} gathers along axis {axis} of a {len(data.axes)}-d tensor")
-        return self._last_step(data, axis % len(data.axes), index[0], node, keep=False)
+        axis %= len(data.axes)
+        if data.axes[axis] is None and index[0] in (0, -1):  # the one entry of a size-1 axis: a squeeze
+            return self._data(data.shape, data.axes[:axis] + data.axes[axis + 1:])
+        return self._last_step(data, axis, index[0], node, keep=False)
 
     def _Slice(self, node, inputs, attrs):
         x = inputs[0]
