@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -23,15 +24,31 @@ def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[s
     unknown = sorted(set(frameworks) - set(known))
     if unknown:
         parser.error(f"unknown frameworks {unknown}; choose from {list(known)}")
-    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+    torch_rows = [f for f in frameworks if f.startswith("torch")]  # "torch", "torch-fused" ...
+    if torch_rows and importlib.util.find_spec("torch") is None:
         print("PyTorch is not installed: skipping it")
-        frameworks.remove("torch")
+        frameworks = [f for f in frameworks if f not in torch_rows]
     return frameworks
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (``ru_maxrss`` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: Environment variables that cap the thread pools of BLAS libraries, OpenMP and numba.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_env(threads: int | None) -> dict[str, str] | None:
+    """This process's environment with every thread pool capped at ``threads``; None (inherit) for no cap.
+
+    Set before the child starts, since the libraries read them once, at load. PyTorch's own pool is
+    capped in the child with ``torch.set_num_threads``.
+    """
+    if threads is None:
+        return None
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
 
 
 def run_worker(script: str, framework: str, args: list[str], env: dict[str, str] | None = None) -> dict:

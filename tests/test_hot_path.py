@@ -92,7 +92,8 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
         _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
     env = {**os.environ, "BARENET_DATA": str(tmp_path)}
     done = subprocess.run([sys.executable, str(BENCH), "--epochs", "2", "--repeats", "1",
-                           "--frameworks", "barenet,sklearn"], capture_output=True, text=True, env=env, timeout=120)
+                           "--frameworks", "barenet,sklearn", "--threads", "1"],
+                          capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     rule = next(i for i, line in enumerate(lines) if line.startswith("---"))  # the table follows this line
@@ -101,6 +102,7 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
     assert float(rows["barenet"][4]) > 0.9  # test accuracy on the easy stand-in
     assert float(rows["sklearn"][5]) > 0  # barenet's throughput ratio to scikit-learn
     assert "of the float32 matmul peak" in done.stdout and "GFLOP/s of a 2048x2048 np.matmul" in done.stdout
+    assert "1.01 MFLOP/sample of products computed" in done.stdout and "1 thread(s) of" in done.stdout
 
 
 def test_bench_quotes_the_median_of_per_turn_ratios(bench):
@@ -113,8 +115,22 @@ def test_bench_quotes_the_median_of_per_turn_ratios(bench):
     table = bench.summarize({"barenet": ours, "peer": peer})
     assert table["peer"]["speedup"] == 2.0 and "speedup" not in table["barenet"]
     assert table["barenet"]["samples_per_s"] == 1000 and table["barenet"]["seconds_per_epoch"] == 0.5
-    fractions = bench.peak_fractions(ours, params=1_000_000)
+    fractions = bench.peak_fractions(ours, flops=6_000_000)
     assert [a / p for a, p in fractions] == pytest.approx([0.6, 0.6, 0.3])  # 6e6 FLOP/sample x 1000 samples/s
+
+
+def test_bench_counts_only_the_products_computed(bench):
+    # Forward x W and kernel gradient x^T g in every layer; input gradient g W^T in all but the first.
+    weights = [784 * 256, 256 * 128, 128 * 10]
+    assert bench.flops_per_sample(784) == 2 * sum(weights) * 2 + 2 * (weights[1] + weights[2]) == 1_007_104
+
+
+def test_bench_thread_cap_reaches_every_pool(bench):
+    import common
+
+    env = common.thread_env(1)
+    assert all(env[name] == "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"))
+    assert common.thread_env(None) is None
 
 
 @pytest.mark.parametrize("make", [

@@ -1,6 +1,7 @@
 """Optimizers: update rules against steps worked out here, clipping, schedules, state save and resume."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import pytest
 import barenet as bn
 from barenet.errors import ConfigError
 from barenet.optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, RMSprop, StepDecay
+
+DATA = Path(__file__).parent / "data"
 
 # Three gradients for a (2, 2) "kernel" and a (2,) "bias", one per step.
 THETA0 = {"kernel": np.array([[0.5, -1.0], [2.0, 0.0]]), "bias": np.array([0.1, -0.2])}
@@ -91,7 +94,7 @@ def _adam_reference(lr, b1, b2, eps, weight_decay=0.0):
     expected = []
     for t, g in enumerate(GRADS, start=1):
         for k in theta:
-            if weight_decay and theta[k].ndim > 1:
+            if weight_decay and k == "kernel":
                 theta[k] = theta[k] * (1 - lr * weight_decay)
             m[k] = b1 * m[k] + (1 - b1) * g[k]
             v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
@@ -115,23 +118,159 @@ def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
 def test_adamw_decays_kernels_but_not_biases():
     expected = _adam_reference(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1)
     _assert_trace(_run(AdamW(0.01, weight_decay=0.1)), expected)
-    # With zero gradients only the decay acts, and only on the 2-d kernel.
+    # With zero gradients only the decay acts, and only on the kernel.
     p = {"kernel": np.ones((2, 2)), "bias": np.ones(2)}
     AdamW(0.1, weight_decay=0.5).step(p, {"kernel": np.zeros((2, 2)), "bias": np.zeros(2)})
     np.testing.assert_allclose(p["kernel"], 0.95)
     np.testing.assert_array_equal(p["bias"], 1.0)
 
 
-def test_clipnorm_scales_all_gradients_by_their_global_norm():
+def _zero_gradient_adamw_step(model, lr=0.1, weight_decay=0.5):
+    """One AdamW step on ``model``'s packed parameters with zero gradients: only the decay can act."""
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    grads = model.gradients()
+    for g in grads.values():
+        g[...] = 0
+    AdamW(lr, weight_decay=weight_decay).step(model.parameters(), grads)
+    return before, model.parameters()
+
+
+def test_adamw_leaves_gru_bias_and_batchnorm_parameters_undecayed():
+    model = bn.Sequential([bn.layers.GRU(4, input_shape=(3, 2)), bn.layers.BatchNormalization(),
+                           bn.layers.Dense(2)], seed=0, dtype="float64")
+    model.build()
+    assert model.layers[0].params["bias"].shape == (2, 12)  # 2-d, yet a bias
+    for value in model.parameters().values():  # non-zero everywhere, so that any decay shows
+        value += 0.5
+    before, after = _zero_gradient_adamw_step(model)
+    decayed = {k for k in before if not np.array_equal(after[k], before[k])}
+    assert decayed == {"layers.0.kernel", "layers.0.recurrent_kernel", "layers.2.kernel"}
+    for key in decayed:
+        np.testing.assert_allclose(after[key], before[key] * (1 - 0.1 * 0.5), rtol=1e-15)
+
+
+def test_adamw_and_l2_read_the_one_decay_rule(monkeypatch):
+    # Swap the rule: both the optimizer's decay and the model's L2 penalty must follow it.
+    monkeypatch.setattr(bn.layers.Layer, "decays", staticmethod(lambda name: name.endswith("bias")))
+    model = bn.Sequential([bn.layers.Dense(3, input_dim=2, l2=0.5, bias_initializer="ones")], seed=0)
+    model.build()
+    before, after = _zero_gradient_adamw_step(model)
+    np.testing.assert_array_equal(after["layers.0.kernel"], before["layers.0.kernel"])
+    np.testing.assert_allclose(after["layers.0.bias"], 0.95)
+    penalty = model._penalty(add_grads=False)
+    assert penalty == pytest.approx(0.5 * 3 * 0.95**2)
+
+
+def test_l2_penalizes_kernels_only_by_the_rule():
+    model = bn.Sequential([bn.layers.Dense(3, input_dim=2, l2=0.5, bias_initializer="ones")], seed=0,
+                          dtype="float64")
+    model.build()
+    kernel = model.layers[0].params["kernel"]
+    for g in model.gradients().values():
+        g[...] = 0
+    assert model._penalty(add_grads=True) == pytest.approx(0.5 * float(np.sum(kernel**2)))
+    np.testing.assert_allclose(model.gradients()["layers.0.kernel"], 2 * 0.5 * kernel)
+    np.testing.assert_array_equal(model.gradients()["layers.0.bias"], 0)
+    names = ("kernel", "layers.1.recurrent_kernel", "forward_kernel", "embeddings", "bias", "gamma", "beta",
+             "layers.0.bias")
+    assert [bn.layers.Layer.decays(k) for k in names] == [True, True, True, True, False, False, False, False]
+
+
+def test_adamw_matches_torch_with_decay_only_on_weights():
+    torch = pytest.importorskip("torch")
+    model = bn.Sequential([bn.layers.Dense(5, input_dim=4), bn.layers.BatchNormalization(), bn.layers.Dense(3)],
+                          seed=0, dtype="float64")
+    model.build()
+    params, grads = model.parameters(), model.gradients()
+    ours = AdamW(0.01, weight_decay=0.3, beta_1=0.8, beta_2=0.99, epsilon=1e-7)
+    tensors = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    groups = [{"params": [t for k, t in tensors.items() if k.endswith("kernel")], "weight_decay": 0.3},
+              {"params": [t for k, t in tensors.items() if not k.endswith("kernel")], "weight_decay": 0.0}]
+    theirs = torch.optim.AdamW(groups, lr=0.01, betas=(0.8, 0.99), eps=1e-7)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        for key, g in grads.items():
+            g[...] = rng.standard_normal(g.shape)
+            tensors[key].grad = torch.tensor(g.copy())
+        ours.step(params, grads)
+        theirs.step()
+    for key in params:
+        np.testing.assert_allclose(params[key], tensors[key].detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_global_clipnorm_scales_all_gradients_by_their_global_norm():
     g = {"a": np.array([3.0, 0.0]), "b": np.array([[0.0], [4.0]])}  # global norm 5
     p = {"a": np.zeros(2), "b": np.zeros((2, 1))}
-    SGD(1.0, clipnorm=1.0).step(p, {k: v.copy() for k, v in g.items()})
+    SGD(1.0, global_clipnorm=1.0).step(p, {k: v.copy() for k, v in g.items()})
     np.testing.assert_allclose(p["a"], [-0.6, 0.0])
     np.testing.assert_allclose(p["b"], [[0.0], [-0.8]])
     # Below the threshold nothing changes.
     p = {"a": np.zeros(2), "b": np.zeros((2, 1))}
-    SGD(1.0, clipnorm=10.0).step(p, {k: v.copy() for k, v in g.items()})
+    SGD(1.0, global_clipnorm=10.0).step(p, {k: v.copy() for k, v in g.items()})
     np.testing.assert_allclose(p["a"], [-3.0, 0.0])
+
+
+def test_clipnorm_clips_each_gradient_array_on_its_own():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[0.0], [4.0]]), "c": np.array([0.1])}  # norms 3, 4, 0.1
+    p = {k: np.zeros_like(v) for k, v in g.items()}
+    SGD(1.0, clipnorm=2.0).step(p, {k: v.copy() for k, v in g.items()})
+    np.testing.assert_allclose(p["a"], [-2.0, 0.0])
+    np.testing.assert_allclose(p["b"], [[0.0], [-2.0]])
+    np.testing.assert_allclose(p["c"], [-0.1])  # under the threshold: untouched
+
+
+def _random_gradients(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"layers.0.kernel": rng.standard_normal((6, 4)) * 3, "layers.0.bias": rng.standard_normal(4) * 0.1,
+            "layers.1.kernel": rng.standard_normal((4, 2))}
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1.0, 100.0])
+def test_clipping_matches_torch_clip_grad_norm(max_norm):
+    torch = pytest.importorskip("torch")
+    grads = _random_gradients()
+    tensors = {k: torch.zeros(v.shape, dtype=torch.float64, requires_grad=True) for k, v in grads.items()}
+    for key, t in tensors.items():
+        t.grad = torch.tensor(grads[key].copy())
+    torch.nn.utils.clip_grad_norm_(list(tensors.values()), max_norm)  # global
+    ours = {k: v.copy() for k, v in grads.items()}
+    SGD(1.0, global_clipnorm=max_norm)._clip(ours)
+    for key in grads:  # torch divides by norm + 1e-6
+        np.testing.assert_allclose(ours[key], tensors[key].grad.numpy(), rtol=1e-5)
+    for key, t in tensors.items():  # per array: torch's clip applied to each parameter alone
+        t.grad = torch.tensor(grads[key].copy())
+        torch.nn.utils.clip_grad_norm_([t], max_norm)
+    ours = {k: v.copy() for k, v in grads.items()}
+    SGD(1.0, clipnorm=max_norm)._clip(ours)
+    for key in grads:
+        np.testing.assert_allclose(ours[key], tensors[key].grad.numpy(), rtol=1e-5)
+
+
+def test_clipnorm_and_global_clipnorm_round_trip_and_exclude_each_other():
+    for make in (lambda: Adam(0.01, clipnorm=0.5), lambda: SGD(0.1, global_clipnorm=2.0)):
+        opt = make()
+        back = bn.optimizers.deserialize(bn.optimizers.serialize(opt))
+        assert (back.clipnorm, back.global_clipnorm) == (opt.clipnorm, opt.global_clipnorm)
+    assert repr(Adam(0.01, clipnorm=0.5)) == ("Adam(learning_rate=0.01, clipnorm=0.5, beta_1=0.9, beta_2=0.999, "
+                                              "epsilon=1e-08)")
+    with pytest.raises(ConfigError, match=r"set at most one of clipnorm \(each gradient's norm\) and "
+                                          r"global_clipnorm \(the norm of all gradients together\), got 1.0 and 2.0"):
+        SGD(0.1, clipnorm=1.0, global_clipnorm=2.0)
+    with pytest.raises(ConfigError, match=r"global_clipnorm must be a number > 0, got -1"):
+        SGD(0.1, global_clipnorm=-1)
+
+
+def test_config_saved_with_the_old_global_clipnorm_keeps_its_meaning(tmp_path):
+    # Written by the code of before global_clipnorm existed: Adam(0.01, clipnorm=0.5), a global norm then.
+    old = bn.load(DATA / "adam_global_clipnorm_v1.barenet")
+    assert (old.optimizer.global_clipnorm, old.optimizer.clipnorm) == (0.5, None)
+    assert bn.optimizers.deserialize({"name": "sgd", "config": {"learning_rate": 0.1, "clipnorm": 3.0}}
+                                     ).global_clipnorm == 3.0
+    # A file saved now keeps the per-array meaning.
+    old.compile(loss="categorical_crossentropy", optimizer=Adam(0.01, clipnorm=0.25))
+    bn.save(old, tmp_path / "new.barenet")
+    new = bn.load(tmp_path / "new.barenet")
+    assert (new.optimizer.clipnorm, new.optimizer.global_clipnorm) == (0.25, None)
 
 
 def test_schedules_values():
@@ -261,7 +400,7 @@ def test_bad_arguments_are_config_errors():
         SGD(0.1, nesterov=True)
     with pytest.raises(ConfigError, match=r"Adam beta_1 must be in \[0, 1\), got 1.0"):
         Adam(beta_1=1.0)
-    with pytest.raises(ConfigError, match=r"clipnorm must be > 0, got 0"):
+    with pytest.raises(ConfigError, match=r"clipnorm must be a number > 0, got 0"):
         Adam(clipnorm=0)
     with pytest.raises(ConfigError, match=r"unknown optimizer 'adagrad'; expected one of \['adam', 'adamw', "
                                           r"'rmsprop', 'sgd'\] or an Optimizer"):

@@ -10,13 +10,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-try:  # numba is optional: barenet runs, slower, with NumPy alone.
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None
+numba = None
+if os.environ.get("BARENET_NUMBA", "1") != "0":  # not even imported when switched off: it costs ~60 MB
+    try:  # numba is optional: barenet runs, slower, with NumPy alone.
+        import numba
+    except ImportError:  # pragma: no cover - exercised where numba is absent
+        pass
 
 #: True when the compiled forms are in use.
-NUMBA_ENABLED: bool = numba is not None and os.environ.get("BARENET_NUMBA", "1") != "0"
+NUMBA_ENABLED: bool = numba is not None
 
 
 def njit(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any] | None]:

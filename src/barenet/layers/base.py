@@ -23,6 +23,12 @@ Its life cycle:
 4. ``get_config()`` returns the JSON-serializable constructor arguments, so
    ``type(layer).from_config(layer.get_config())`` rebuilds an equivalent (unbuilt) layer.
 
+Which parameters are weights: a parameter whose name ends in ``kernel`` (Dense and Conv2D ``kernel``,
+the recurrent layers' ``kernel`` and ``recurrent_kernel``, Bidirectional's ``forward_kernel`` ...) or is
+``embeddings`` is decayed by AdamW's weight decay and by a layer's L2 penalty; every other parameter
+(biases, GRU's ``(2, 3*units)`` bias included, normalization ``gamma``/``beta``) never is. The rule is
+:meth:`Layer.decays`, the one place both read it; a custom layer names its parameters to match.
+
 A new layer is a subclass that implements ``build`` (if it has parameters), ``forward``,
 ``backward``, ``compute_output_shape`` (if it changes the shape) and ``get_config``, and adds
 itself to the registry with :func:`register`.
@@ -58,6 +64,10 @@ from .. import initializers
 from ..errors import ConfigError, NotFittedError, ShapeError
 
 _REGISTRY: dict[str, type[Layer]] = {}
+
+
+#: Name endings of the parameters that weight decay and the L2 penalty apply to (see :meth:`Layer.decays`).
+DECAYED_NAME_ENDINGS = ("kernel", "embeddings")
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -159,6 +169,17 @@ class Layer:
             if key.endswith("_initializer"):
                 config[key] = initializers.deserialize(value)
         return cls(**config)
+
+    @staticmethod
+    def decays(name: str) -> bool:
+        """Whether weight decay and the L2 penalty apply to the parameter called ``name``.
+
+        ``name`` is a layer's parameter name (``"kernel"``) or a model's dotted key
+        (``"layers.0.kernel"``): kernels and embedding matrices decay, biases and normalization
+        parameters do not. It depends on the name alone, so an optimizer reads it from the keys
+        it is given.
+        """
+        return name.rpartition(".")[2].endswith(DECAYED_NAME_ENDINGS)
 
     # ----------------------------------------------------------------- helpers
     def add_param(self, name: str, value: np.ndarray) -> np.ndarray:

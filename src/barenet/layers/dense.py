@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import initializers
 from ..errors import ConfigError, ShapeError
+from ..kernels import activation as kernels
 from . import activations
 from .base import Layer, register
 
@@ -91,14 +92,39 @@ class Dense(activations.Activated, Layer):
 
     def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
         """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
-        x = self._x.reshape(-1, self._x.shape[-1])
-        g = grad.reshape(-1, self.units)
-        np.matmul(x.T, g, out=self.grads["kernel"])
         if self.use_bias:
-            np.sum(g, axis=0, out=self.grads["bias"])
+            np.sum(grad.reshape(-1, self.units), axis=0, out=self.grads["bias"])
+        return self._backward_products(grad)
+
+    def _backward_products(self, grad: np.ndarray) -> np.ndarray | None:
+        """The kernel gradient :math:`x^\\top g` and the input gradient :math:`g W^\\top` (when needed)."""
+        x = self._x.reshape(-1, self._x.shape[-1])
+        np.matmul(x.T, grad.reshape(-1, self.units), out=self.grads["kernel"])
         if not self.input_grad_needed:
             return None
         return grad @ self.params["kernel"].T
+
+    # Bias + ReLU in one pass each way (kernels.activation): the usual hidden layer.
+    def _fuses_relu(self) -> bool:
+        return self.use_bias and type(self.activation) is activations.ReLU
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        if not self._fuses_relu():
+            return super().forward(x, training=training)
+        self.check_input(x)
+        self._x = x
+        y = x @ self.params["kernel"]
+        kernels.bias_relu(y.reshape(-1, self.units), self.params["bias"])
+        self._y = y
+        return y
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if not self._fuses_relu():
+            return super().backward(grad)
+        g = np.empty(self._y.shape, dtype=self._y.dtype)
+        kernels.relu_bias_backward(np.ascontiguousarray(grad).reshape(-1, self.units),
+                                   self._y.reshape(-1, self.units), g.reshape(-1, self.units), self.grads["bias"])
+        return self._backward_products(g)
 
     def get_config(self):
         return {

@@ -317,7 +317,7 @@ class Sequential:
             if not l2:
                 continue
             for name, param in layer.params.items():
-                if name.endswith("kernel"):
+                if layer.decays(name):
                     total += l2 * float(np.vdot(param, param))
                     if add_grads:
                         layer.grads[name] += param.dtype.type(2 * l2) * param

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..kernels import optim
+from ..layers.base import Layer
 from .base import Optimizer
 
 
@@ -29,8 +31,9 @@ class Adam(Optimizer):
         \theta \leftarrow \theta - \frac{\eta (1-\beta_1)}{(1-\beta_1^t)\, a}\,
         \frac{M}{\sqrt{V} + \epsilon / a}, \quad a = \sqrt{\frac{1-\beta_2}{1-\beta_2^t}}
 
-    the same step as above, in 10 element-wise passes over the parameters instead of 13 (the update is
-    bound by memory traffic). Their slots are ``m_sum`` and ``v_sum``; optimizer state saved with
+    the same step as above with fewer operations per element (the update is bound by memory traffic):
+    one pass with numba (:func:`barenet.kernels.optim.adam`), 10 NumPy passes without. Their slots are
+    ``m_sum`` and ``v_sum``; optimizer state saved with
     ``m``/``v`` slots (the moments themselves) is converted on :meth:`set_state`.
     """
 
@@ -58,24 +61,20 @@ class Adam(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, key, param, grad, lr):
-        # Every step goes through one scratch array with in-place ufuncs: no temporaries are allocated.
         t = param.dtype.type
         step = self.iterations  # already incremented: 1-based
         b1, b2 = self.beta_1, self.beta_2
         m = self.slot("m_sum", key, param)
         v = self.slot("v_sum", key, param)
-        tmp = self.scratch(param)
-        m *= t(b1)
-        m += grad
-        np.square(grad, out=tmp)
-        v *= t(b2)
-        v += tmp
+        segments, keys = self.segments(key, param)
         a = math.sqrt((1 - b2) / (1 - b2**step))
-        np.sqrt(v, out=tmp)
-        tmp += t(self.epsilon / a)
-        np.divide(m, tmp, out=tmp)
-        tmp *= t(lr * (1 - b1) / ((1 - b1**step) * a))
-        param -= tmp
+        optim.adam(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), segments,
+                   self.shrink(keys, lr).astype(param.dtype, copy=False), t(b1), t(b2), t(self.epsilon / a),
+                   t(lr * (1 - b1) / ((1 - b1**step) * a)), self.scratch(param).reshape(-1))
+
+    def shrink(self, keys: list[str], lr: float) -> np.ndarray:
+        """Factor applied to each listed parameter before the step: 1 (Adam has no weight decay)."""
+        return np.ones(len(keys))
 
     def get_config(self):
         return {
@@ -88,9 +87,13 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov and Hutter, 2019):
-    :math:`\theta \leftarrow \theta - \eta\lambda\theta` before the Adam step.
-    Decay applies to every parameter with more than one dimension (kernels, not biases or
-    normalization scales)."""
+    :math:`\theta \leftarrow (1 - \eta\lambda)\,\theta` before the Adam step, for the parameters that
+    decay: kernels and embedding matrices, never biases or normalization parameters (the rule of
+    :meth:`barenet.layers.Layer.decays`, read from the parameters' keys; the L2 penalty uses it too).
+
+    The same as PyTorch's ``AdamW`` with the weights in a parameter group of ``weight_decay`` and the
+    other parameters in a group without it.
+    """
 
     def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.01, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
@@ -98,10 +101,8 @@ class AdamW(Adam):
             raise ConfigError(f"AdamW weight_decay must be >= 0, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
-    def before_update(self, params, lr):
-        for param in params.values():
-            if param.ndim > 1:
-                param *= param.dtype.type(1 - lr * self.weight_decay)
+    def shrink(self, keys, lr):
+        return np.array([1 - lr * self.weight_decay if Layer.decays(key) else 1.0 for key in keys])
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}

@@ -8,6 +8,7 @@ Its per-parameter state ("slots": momentum, Adam moments) is keyed by the same p
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -41,27 +42,45 @@ class Optimizer:
     learning_rate : float or Schedule
         A constant, or a schedule called with the step count before each update.
     clipnorm : float, optional
+        If set, each gradient array :math:`g_k` whose L2 norm exceeds ``clipnorm`` is scaled to norm
+        ``clipnorm``, each on its own (Keras's ``clipnorm``).
+    global_clipnorm : float, optional
         If set, all gradients are scaled together so that their global L2 norm
-        :math:`\\sqrt{\\sum_k \\|g_k\\|^2}` is at most ``clipnorm``.
+        :math:`\\sqrt{\\sum_k \\|g_k\\|^2}` is at most ``global_clipnorm`` (Keras's ``global_clipnorm``,
+        PyTorch's ``clip_grad_norm_``). At most one of the two may be set.
+
+    Notes
+    -----
+    Configurations saved before ``global_clipnorm`` existed hold ``clipnorm`` with the global meaning;
+    :meth:`from_config` reads them so (a configuration written now marks its per-array ``clipnorm``
+    with ``"clipnorm_per_array": true``).
     """
 
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float | Schedule = 0.01, *, clipnorm: float | None = None) -> None:
+    def __init__(self, learning_rate: float | Schedule = 0.01, *, clipnorm: float | None = None,
+                 global_clipnorm: float | None = None) -> None:
         if not isinstance(learning_rate, Schedule):
             if not isinstance(learning_rate, (int, float, np.floating)) or not learning_rate > 0:
                 raise ConfigError(f"learning_rate must be a positive number or a Schedule, got {learning_rate!r}")
             learning_rate = float(learning_rate)
-        if clipnorm is not None and not clipnorm > 0:
-            raise ConfigError(f"clipnorm must be > 0, got {clipnorm!r}")
+        for name, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+                                      or not value > 0):
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ConfigError("set at most one of clipnorm (each gradient's norm) and global_clipnorm "
+                              f"(the norm of all gradients together), got {clipnorm!r} and {global_clipnorm!r}")
         self.learning_rate = learning_rate
         self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.slot_names}
         self._scratch: dict[np.dtype, np.ndarray] = {}
         self._layout: tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None
         self._packed_parts: dict[str, tuple[int, tuple[int, ...]]] = {}
         self._packed_slots: dict[str, np.ndarray] = {}
+        self._packed_segments: tuple[np.ndarray, list[str]] | None = None
 
     def current_learning_rate(self) -> float:
         """The rate the next :meth:`step` will use."""
@@ -69,16 +88,10 @@ class Optimizer:
         return float(lr(self.iterations)) if isinstance(lr, Schedule) else lr
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """Apply one update to every parameter in ``params`` (in place) from ``grads``."""
-        if self.clipnorm is not None:
-            norm = np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-            if norm > self.clipnorm:
-                scale = self.clipnorm / norm
-                for g in grads.values():
-                    g *= g.dtype.type(scale)
+        """Apply one update to every parameter in ``params`` (in place) from ``grads`` (clipped in place)."""
+        self._clip(grads)
         lr = self.current_learning_rate()
         self.iterations += 1
-        self.before_update(params, lr)
         flat = self._packed(params, grads)
         if flat is not None:
             self.update(_PACKED, *flat, lr)
@@ -86,16 +99,38 @@ class Optimizer:
         for key, param in params.items():
             self.update(key, param, grads[key], lr)
 
-    def before_update(self, params: dict[str, np.ndarray], lr: float) -> None:
-        """Called once per step, before the updates, with every parameter (AdamW decays kernels here)."""
+    def _clip(self, grads: dict[str, np.ndarray]) -> None:
+        """Scale gradients in place by ``clipnorm`` (each array) or ``global_clipnorm`` (all together)."""
+        if self.clipnorm is not None:
+            for g in grads.values():
+                norm = math.sqrt(float(np.vdot(g, g)))
+                if norm > self.clipnorm:
+                    g *= g.dtype.type(self.clipnorm / norm)
+        if self.global_clipnorm is not None:
+            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+            if norm > self.global_clipnorm:
+                scale = self.global_clipnorm / norm
+                for g in grads.values():
+                    g *= g.dtype.type(scale)
 
     def update(self, key: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
         """Update one parameter in place.
 
         Update rules are element-wise, so ``param`` may also be every parameter of the model at once,
-        as a 1-d array (see :meth:`_packed`); ``key`` then stands for all of them in :meth:`slot`.
+        as a 1-d array (see :meth:`_packed`); ``key`` then stands for all of them in :meth:`slot` and
+        :meth:`segments`.
         """
         raise NotImplementedError
+
+    def segments(self, key: str, param: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """``[start, stop)`` of each parameter inside the 1-d view of ``param``, as ``(k, 2) int64``, and
+        their keys: the whole array for one parameter, one range per parameter for the packed array."""
+        if key is not _PACKED:
+            return np.array([[0, param.size]], dtype=np.int64), [key]
+        if self._packed_segments is None:
+            bounds = [(start, start + math.prod(shape)) for start, shape in self._packed_parts.values()]
+            self._packed_segments = np.array(bounds, dtype=np.int64).reshape(-1, 2), list(self._packed_parts)
+        return self._packed_segments
 
     def _packed(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]
                 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -117,6 +152,7 @@ class Optimizer:
             offsets = np.cumsum([0, *(a.size for a in arrays[:half])])
             self._packed_parts = {key: (int(offsets[i]), params[key].shape) for i, key in enumerate(params)}
             self._packed_slots = {}
+            self._packed_segments = None
         self._layout = (arrays, flat)
         return flat
 
@@ -166,11 +202,18 @@ class Optimizer:
         }
         if self.clipnorm is not None:
             config["clipnorm"] = self.clipnorm
+            config["clipnorm_per_array"] = True
+        if self.global_clipnorm is not None:
+            config["global_clipnorm"] = self.global_clipnorm
         return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """Inverse of :meth:`get_config`; a ``clipnorm`` without ``clipnorm_per_array`` (saved before
+        ``global_clipnorm`` existed, when ``clipnorm`` clipped the global norm) becomes ``global_clipnorm``."""
         config = dict(config)
+        if not config.pop("clipnorm_per_array", False) and "clipnorm" in config:
+            config["global_clipnorm"] = config.pop("clipnorm")
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
@@ -204,4 +247,5 @@ class Optimizer:
             self.slots[name][key] = np.array(value)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+        config = {k: v for k, v in self.get_config().items() if k != "clipnorm_per_array"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in config.items())})"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError
+from ..kernels import optim
 from .base import Optimizer
 
 
@@ -27,19 +26,10 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, key, param, grad, lr):
-        # In-place ufuncs through the optimizer's scratch array: no temporaries per step.
         t = param.dtype.type
         s = self.slot("square_avg", key, param)
-        tmp = self.scratch(param)
-        np.square(grad, out=tmp)
-        tmp *= t(1 - self.rho)
-        s *= t(self.rho)
-        s += tmp
-        np.sqrt(s, out=tmp)
-        tmp += t(self.epsilon)
-        np.divide(grad, tmp, out=tmp)
-        tmp *= t(lr)
-        param -= tmp
+        optim.rmsprop(param.reshape(-1), grad.reshape(-1), s.reshape(-1), self.segments(key, param)[0],
+                      t(lr), t(self.rho), t(self.epsilon), self.scratch(param).reshape(-1))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError
+from ..kernels import optim
 from .base import Optimizer
 
 
@@ -31,23 +30,10 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def update(self, key, param, grad, lr):
-        # In-place ufuncs through the optimizer's scratch array: no temporaries per step.
-        lr = param.dtype.type(lr)
-        tmp = self.scratch(param)
-        np.multiply(grad, lr, out=tmp)  # eta g
-        if self.momentum == 0.0:
-            param -= tmp
-            return
-        mu = param.dtype.type(self.momentum)
-        v = self.slot("velocity", key, param)
-        v *= mu
-        v -= tmp
-        if self.nesterov:
-            param -= tmp
-            np.multiply(v, mu, out=tmp)
-            param += tmp
-        else:
-            param += v
+        t = param.dtype.type
+        velocity = self.slot("velocity", key, param) if self.momentum else param
+        optim.sgd(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), self.segments(key, param)[0],
+                  t(lr), t(self.momentum), self.nesterov, self.scratch(param).reshape(-1))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
