@@ -297,3 +297,135 @@ def test_tune_prints_a_train_command_that_runs(tmp_path):
     trained = cli(*words[1:])
     assert trained.returncode == 0, trained.stderr
     assert bn.load(tmp_path / "model.barenet").metadata["training"]["seed"] == 7
+
+
+# ----------------------------------------------------------------- item 13: a fuzzer over the flags
+def _number_texts():
+    from hypothesis import strategies as st
+
+    return st.one_of(st.sampled_from(["0", "-1", "0.5", "1e400", "-1e400", "nan", "inf", "x", "", "1e-320", "0.99"]),
+                     st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+
+def _int_texts(valid: list[str]):
+    from hypothesis import strategies as st
+
+    return st.one_of(st.sampled_from([*valid, "-1", "0", "x", "1.5", "", "1" * 40]),
+                     st.integers(-(2**70), 2**70).map(str))
+
+
+def _flags():
+    """``barenet`` argument lists: real commands with random values and combinations of their flags."""
+    from hypothesis import strategies as st
+
+    seeds = st.one_of(st.integers(-(2**70), 2**70).map(str), st.sampled_from(["0", "x", "-0", "4294967295"]))
+    paths = st.sampled_from(["{tmp}/m.barenet", "{tmp}/a_file.txt", "{tmp}/a_file.txt/m", "{tmp}/folder",
+                             "{tmp}/no/such/m", "{tmp}/m.barenet.report", "{tmp}/fifo", ""])
+    train_flags = {
+        "--layers": st.one_of(st.sampled_from(["", "none", "4", "4,3", "0", "x", "4,,3", "100001", "1" * 40,
+                                               "90000,90000", " 3 "]), st.integers(-5, 10**12).map(str)),
+        "--epochs": st.sampled_from(["-1", "0", "1", "2", "x", "1.5", ""]),  # a huge count is valid, and slow
+        "--batch-size": _int_texts(["1", "7", "1000"]),
+        "--lr": _number_texts(), "--l2": _number_texts(), "--dropout": _number_texts(),
+        "--val-split": _number_texts(), "--seed": seeds,
+        "--activation": st.sampled_from(["relu", "tanh", "linear", "bogus"]),
+        "--optimizer": st.sampled_from(["adam", "sgd", "rmsprop", "adamw", "bogus"]),
+        "--scale": st.sampled_from(["standard", "minmax", "none", "log"]),
+        "--task": st.sampled_from(["auto", "classification", "regression", "bogus"]),
+        "--early-stopping": st.sampled_from(["-1", "0", "1", "x"]),
+        "--report": paths,
+    }
+    tune_flags = {
+        "--grid": st.one_of(st.sampled_from(["layers=4", "layers=4|3,2 lr=0.01|nan", "lr=inf", "layers=1" + "0" * 12,
+                                             "epochs=1|-1", "batch-size=0", "dropout=2", "optimizer=bogus",
+                                             "activation=logistic batch-norm=maybe", "layers=90000,90000", "a=b=c",
+                                             "", "alpha=-1", "l2=1e400"]), st.text(max_size=20)),
+        "--cv": st.sampled_from(["-1", "0", "1", "2", "3", "x", "1000"]),
+        "--epochs": st.sampled_from(["-1", "0", "1", "x"]),
+        "--seed": seeds, "--task": train_flags["--task"], "--scale": train_flags["--scale"],
+    }
+    switches = {"train": ["--batch-norm", "--force"], "tune": [], "predict": ["--proba", "--force"],
+                "evaluate": ["--force"], "demo": []}
+
+    @st.composite
+    def argv(draw) -> list[str]:
+        command = draw(st.sampled_from(["train", "train", "train", "tune", "tune", "predict", "evaluate", "demo"]))
+        data = draw(st.sampled_from(["{data}/flowers.csv", "{data}/flowers.csv", "{data}/missing.csv"]))
+        target = draw(st.sampled_from(["species", "species", "petal", "nope"]))
+        words = {"train": [command, data, "--target", target, "--out", draw(paths)],
+                 "tune": [command, data, "--target", target],
+                 "predict": [command, "{data}/model.barenet", data, "--out", draw(paths)],
+                 "evaluate": [command, "{data}/model.barenet", data, "--target", target, "--report", draw(paths)],
+                 "demo": [command, "--epochs", draw(st.sampled_from(["-1", "0", "x", "1.5"]))]}[command]
+        if command == "tune":
+            words += ["--grid", draw(tune_flags["--grid"])]
+        flags = {"train": train_flags, "tune": tune_flags}.get(command, {"--seed": seeds})
+        chosen = draw(st.lists(st.sampled_from(sorted(flags)), max_size=6, unique=True))
+        for flag in chosen:
+            words.append(f"{flag}={draw(flags[flag])}")
+        if switches[command]:
+            words += draw(st.lists(st.sampled_from(switches[command]), max_size=2, unique=True))
+        if command == "train" and "--epochs" not in chosen:
+            words += ["--epochs", "1"]  # keep every run short; --epochs itself is fuzzed above
+        if command == "tune":
+            words += ["--epochs", "1"] if "--epochs" not in chosen else []
+            words += ["--cv", "2"] if "--cv" not in chosen else []
+        return words
+
+    return argv()
+
+
+def _run_main(argv: list[str]) -> tuple[int, str]:
+    """``barenet ARGV`` as the entry point runs it; the exit status and stderr."""
+    import contextlib
+    import io
+
+    from barenet.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:  # argparse: --help, or a usage error already written to stderr
+            status = exc.code if isinstance(exc.code, int) else 1
+    return status, err.getvalue()
+
+
+def test_fuzzed_flags_end_in_a_status_never_a_traceback(tmp_path_factory):
+    """Random values and combinations of flags: exit 0, 1, 2 or 130, a one-line error for 2, no exception."""
+    import tempfile
+    import time
+    import warnings
+
+    from hypothesis import HealthCheck, given, settings
+
+    shared = tmp_path_factory.mktemp("fuzz-data")
+    flowers(40).to_csv(shared / "flowers.csv", index=False)
+    status, err = _run_main(["train", str(shared / "flowers.csv"), "--target", "species", "--out",
+                             str(shared / "model.barenet"), "--epochs", "1", "--layers", "3"])
+    assert status == 0, err
+    root = tmp_path_factory.mktemp("fuzz")
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_flags())
+    def check(template: list[str]) -> None:
+        tmp = Path(tempfile.mkdtemp(dir=root))
+        (tmp / "a_file.txt").write_text("keep\n")
+        (tmp / "folder").mkdir()
+        os.mkfifo(tmp / "fifo")
+        argv = [w.replace("{tmp}", str(tmp)).replace("{data}", str(shared)) for w in template]
+        start = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            status, err = _run_main(argv)
+        assert status in (0, 1, 2, 130), (argv, status, err)
+        assert "Traceback" not in err, (argv, err)
+        if status == 2:
+            lines = [line for line in err.splitlines() if line.startswith("barenet: error:")]
+            assert len(lines) == 1, (argv, err)
+        assert time.monotonic() - start < 60, argv
+        assert (tmp / "a_file.txt").read_text() == "keep\n" or "--force" in argv, argv
+        assert not (tmp / "fifo").is_file(), argv
+
+    check()
