@@ -394,7 +394,6 @@ def _run_main(argv: list[str]) -> tuple[int, str]:
 def test_fuzzed_flags_end_in_a_status_never_a_traceback(tmp_path_factory):
     """Random values and combinations of flags: exit 0, 1, 2 or 130, a one-line error for 2, no exception."""
     import tempfile
-    import time
     import warnings
 
     from hypothesis import HealthCheck, given, settings
@@ -415,7 +414,6 @@ def test_fuzzed_flags_end_in_a_status_never_a_traceback(tmp_path_factory):
         (tmp / "folder").mkdir()
         os.mkfifo(tmp / "fifo")
         argv = [w.replace("{tmp}", str(tmp)).replace("{data}", str(shared)) for w in template]
-        start = time.monotonic()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             status, err = _run_main(argv)
@@ -424,7 +422,6 @@ def test_fuzzed_flags_end_in_a_status_never_a_traceback(tmp_path_factory):
         if status == 2:
             lines = [line for line in err.splitlines() if line.startswith("barenet: error:")]
             assert len(lines) == 1, (argv, err)
-        assert time.monotonic() - start < 60, argv
         assert (tmp / "a_file.txt").read_text() == "keep\n" or "--force" in argv, argv
         assert not (tmp / "fifo").is_file(), argv
 

@@ -125,6 +125,8 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any],
     recall). More than :data:`TOP_CLASSES`: the most frequent true classes, the others pooled in one
     "other" row and column. The title says which of these was done.
     """
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     n = len(classes)
     if n > TOP_CLASSES:
@@ -149,8 +151,8 @@ def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any],
         notes.append("colour: share of each true class's samples (diagonal = recall); counts in metrics.json")
     size = min(4 + 0.5 * len(matrix), 14)
     fig, ax = plt.subplots(figsize=(size + 1.2, size + 0.3 * len(notes)))
-    image = ax.imshow(colour, cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=ax, label=colour_label, shrink=0.8)
+    image = ax.imshow(colour, cmap="Blues", vmin=0, vmax=None if labelled else 1)
+    fig.colorbar(image, ax=ax, label=colour_label, shrink=0.8, ticks=MaxNLocator(integer=labelled))
     ticks = np.arange(len(matrix))
     font = 10 if len(matrix) <= CELL_LABEL_LIMIT else 7
     ax.set_xticks(ticks, labels, rotation=45 if len(matrix) <= CELL_LABEL_LIMIT else 90,
