@@ -27,7 +27,7 @@ def test_class_weight_weighs_each_step_of_a_sequence_by_its_own_label():
     labels = RNG.integers(0, 3, size=(6, 5))
     labels[:, 0] = 0  # step 0 is always class 0: weighting by it would weigh every step alike
     y = model.check_targets(labels, 6)
-    weights = validation.class_weights({0: 1.0, 1: 5.0, 2: 0.5}, y, model.task, model.dtype)
+    weights = validation.class_weights({0: 1.0, 1: 5.0, 2: 0.5}, y, model.task, model.dtype, 3)
     np.testing.assert_array_equal(weights, np.array([1.0, 5.0, 0.5])[labels])
 
     value, _ = model.loss_and_gradients(model.check_inputs(X), y, weights, training=False, need_grad=False)
@@ -204,3 +204,28 @@ def test_categorical_crossentropy_takes_labels_as_a_column():
     model.compile("categorical_crossentropy", "sgd", metrics=["accuracy"])
     X, labels = RNG.standard_normal((10, 2)), RNG.integers(0, 3, 10)
     assert model.evaluate(X, labels[:, None]) == model.evaluate(X, labels)
+
+
+# --------------------------------------------------------------------- many classes
+def test_integer_labels_over_many_classes_stay_labels_in_bounded_memory():
+    import tracemalloc
+
+    classes, n = 30_000, 1_000
+    model = bn.Sequential([Dense(classes, activation="softmax", input_dim=4)], seed=0)
+    model.compile("sparse_categorical_crossentropy", "sgd", metrics=["accuracy", "f1"])
+    X, labels = RNG.standard_normal((n, 4)), RNG.integers(0, classes, n)
+    targets = model.check_targets(labels, n)
+    assert targets.dtype == np.int64 and targets.shape == (n,)
+    tracemalloc.start()
+    history = model.fit(X, labels, epochs=1, batch_size=10, verbose=0, class_weight={0: 2.0})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # classes x classes (an identity matrix) would be 3.35 GiB and n x classes (one-hot rows or an epoch's
+    # probabilities) 120 MB; a batch of 10 rows of 30,000 classes is 1.2 MB per array
+    assert peak < 12 * 2**20, peak
+    assert set(history.history) == {"loss", "accuracy", "f1"}
+    logs = model.evaluate(X[:50], labels[:50])
+    probs = model.predict(X[:50])
+    expected = -np.mean(np.log(np.maximum(probs[np.arange(50), labels[:50]], 1e-7)))
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+    assert logs["accuracy"] == np.mean(probs.argmax(axis=1) == labels[:50])

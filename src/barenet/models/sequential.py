@@ -298,7 +298,7 @@ class Sequential:
         out = self.forward(x, training=training, logits=fused)
         shape = out.shape
         if w is not None and w.ndim == 2:
-            out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *shape[2:]), w.reshape(-1)
+            out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *y.shape[2:]), w.reshape(-1)
         if fused:
             value, grad, y_pred = self.loss.fused(out, y, w)
         else:
@@ -360,8 +360,20 @@ class Sequential:
             raise NotFittedError(f"{what} needs a compiled model; call compile(loss=..., optimizer=...) first")
 
     def metric_logs(self, y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
-        """The compiled metrics of ``y_pred`` against ``y_true``, keyed by name (with ``prefix``)."""
-        return {prefix + name: metrics_mod.get(name)(y_true, y_pred, self.task) for name in self.metric_names}
+        """The compiled metrics of ``y_pred`` (outputs, or predicted labels for a multi-class model) against
+        ``y_true``, keyed by name (with ``prefix``)."""
+        task, k = self.task, self.output_shape[-1]
+        return {prefix + name: metrics_mod.get(name)(y_true, y_pred, task, n_classes=k) for name in self.metric_names}
+
+    def prediction_buffer(self, n: int) -> tuple[np.ndarray, bool]:
+        """An array to collect ``n`` samples' predictions for the metrics, and whether it holds labels.
+
+        A multi-class model keeps predicted labels ``(n, *output_shape[:-1])`` instead of probabilities, so
+        the memory of an epoch's record does not grow with the number of classes.
+        """
+        if self.task == "multiclass":
+            return np.empty((n, *self.output_shape[:-1]), dtype=np.int64), True
+        return np.empty((n, *self.output_shape), dtype=self.dtype), False
 
     # ----------------------------------------------------------------- training and inference
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,

@@ -66,7 +66,7 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     y = model.check_targets(y, len(X))
     w = validation.check_sample_weight(sample_weight, len(X), model.dtype)
     if class_weight:
-        cw = validation.class_weights(class_weight, y, model.task, model.dtype)
+        cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
         w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
     X, y, w, val = _split_validation(model, X, y, w, validation_data, validation_split)
 
@@ -149,7 +149,7 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
     """One pass over the training set in mini-batches of ``bs``; returns the epoch's loss and metrics."""
     n = len(X)
     order = model.rng.permutation(n) if shuffle else None
-    preds = np.empty((n, *model.output_shape), dtype=model.dtype) if model.metric_names else None
+    preds, as_labels = model.prediction_buffer(n) if model.metric_names else (None, False)
     # Built once per epoch (the arrays are updated in place), not at every step.
     params, grads = model.parameters(), model.gradients()
     total, seen = 0.0, 0
@@ -160,7 +160,7 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
         if math.isfinite(value):
             model.optimizer.step(params, grads)
         if preds is not None:
-            preds[idx] = y_pred
+            preds[idx] = y_pred.argmax(axis=-1) if as_labels else y_pred
         total += value * len(y_pred)
         seen += len(y_pred)
         for cb in callbacks:
@@ -213,10 +213,11 @@ def _interrupts_deferred() -> Iterator[None]:
 def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
     """Loss and metrics of checked arrays in inference mode, in batches of :data:`PREDICT_BATCH`."""
     total = 0.0
-    preds = np.empty((len(X), *model.output_shape), dtype=model.dtype)
+    preds, as_labels = model.prediction_buffer(len(X))
     for start in range(0, len(X), PREDICT_BATCH):
         part = slice(start, start + PREDICT_BATCH)
         wb = None if w is None else w[part]
-        value, preds[part] = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
+        value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
+        preds[part] = y_pred.argmax(axis=-1) if as_labels else y_pred
         total += value * len(X[part])
     return {"loss": total / len(X), **model.metric_logs(y, preds)}

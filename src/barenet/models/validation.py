@@ -138,15 +138,16 @@ def class_weight_table(class_weight: dict[Any, float], n_classes: int) -> np.nda
     return table
 
 
-def class_weights(class_weight: dict[Any, float], y: np.ndarray, task: str, dtype: np.dtype) -> np.ndarray:
+def class_weights(class_weight: dict[Any, float], y: np.ndarray, task: str, dtype: np.dtype,
+                  n_classes: int) -> np.ndarray:
     """Weights of each target from its class: ``(n,)``, or ``(n, steps)`` for per-step labels.
 
-    ``y`` is in the loss's form: one-hot rows ``(n, [steps,] classes)`` for a multi-class model, 0/1
-    ``(n, 1)`` or ``(n, steps, 1)`` for a binary one. Each step of a sequence is weighted by its own label.
+    ``y`` is in the loss's form: integer labels ``(n, [steps])`` or one-hot rows ``(n, [steps,] classes)``
+    for a multi-class model of ``n_classes`` outputs, 0/1 ``(n, 1)`` or ``(n, steps, 1)`` for a binary one.
+    Each step of a sequence is weighted by its own label.
     """
     if task == "multiclass":
-        labels = y.argmax(axis=-1)
-        n_classes = y.shape[-1]
+        labels = y if y.dtype.kind in "iu" else y.argmax(axis=-1)
     elif task == "binary":
         labels = (y[..., 0] >= 0.5).astype(np.intp)
         n_classes = 2
