@@ -229,3 +229,12 @@ def test_integer_labels_over_many_classes_stay_labels_in_bounded_memory():
     expected = -np.mean(np.log(np.maximum(probs[np.arange(50), labels[:50]], 1e-7)))
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
     assert logs["accuracy"] == np.mean(probs.argmax(axis=1) == labels[:50])
+
+
+def test_compile_documents_every_name_it_accepts():
+    doc = bn.Sequential.compile.__doc__
+    for table in (bn.losses._BY_NAME, bn.metrics._BY_NAME, bn.optimizers._BY_NAME):
+        for name in table:
+            assert f'"{name}"' in doc, name
+    for section in ("Returns", "Raises"):
+        assert section in bn.Sequential.fit.__doc__

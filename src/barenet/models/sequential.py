@@ -188,7 +188,28 @@ class Sequential:
     def compile(self, loss: str | losses_mod.Loss = "mean_squared_error",
                 optimizer: str | optimizers_mod.Optimizer = "adam",
                 metrics: Sequence[str] | None = None) -> None:
-        """Choose the loss, optimizer and metrics used by ``fit`` and ``evaluate``."""
+        """Choose the loss, optimizer and metrics used by ``fit`` and ``evaluate``.
+
+        Parameters
+        ----------
+        loss : str or Loss
+            ``"mean_squared_error"`` (``"mse"``), ``"mean_absolute_error"`` (``"mae"``), ``"huber"``,
+            ``"binary_crossentropy"`` (``"bce"``), ``"categorical_crossentropy"`` (also
+            ``"sparse_categorical_crossentropy"``, ``"cross_entropy"``: integer labels or one-hot rows), or a
+            :mod:`barenet.losses` object for options (``from_logits``, ``label_smoothing``, ``delta``).
+        optimizer : str or Optimizer
+            ``"sgd"``, ``"rmsprop"``, ``"adam"``, ``"adamw"`` with their default settings, or a
+            :mod:`barenet.optimizers` object (learning rate, momentum, ``clipnorm``, ``global_clipnorm`` ...).
+        metrics : list of str, optional
+            ``"accuracy"`` (``"acc"``), ``"precision"``, ``"recall"``, ``"f1"`` (positive class for binary
+            tasks, macro otherwise), ``"precision_macro"``, ``"recall_macro"``, ``"f1_macro"``, ``"mse"``
+            (``"mean_squared_error"``), ``"mae"`` (``"mean_absolute_error"``), ``"r2"``.
+
+        Raises
+        ------
+        ConfigError
+            An unknown name (the message lists the known ones).
+        """
         self.loss = losses_mod.get(loss)
         self.optimizer = optimizers_mod.get(optimizer)
         self.metric_names = [str(m) for m in (metrics or [])]
