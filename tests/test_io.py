@@ -482,7 +482,7 @@ def test_fortran_ordered_member_still_loads(tmp_path, trained_file):
 def declare_size(raw: bytes, name: str, size: int) -> bytes:
     """``raw`` (a zip archive) with ``name``'s uncompressed size set to ``size`` in both of its headers."""
     out, encoded = bytearray(raw), name.encode()
-    local = raw.index(b"PK\x03\x04" + raw[raw.index(b"PK\x03\x04") + 4:][:0])  # first local header
+    local = raw.index(b"PK\x03\x04")
     while raw[local + 30:local + 30 + len(encoded)] != encoded:
         local = raw.index(b"PK\x03\x04", local + 4)
     out[local + 22:local + 26] = size.to_bytes(4, "little")
