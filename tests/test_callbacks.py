@@ -132,14 +132,17 @@ def test_diverging_run_stops_cleanly_with_a_message(capsys):
     model = _model(bn.optimizers.SGD(1e3))
     history = model.fit(*_regression(), epochs=50, batch_size=16, verbose=0)
     err = capsys.readouterr().err
-    match = re.search(r"barenet: loss became (inf|nan) at epoch (\d+), batch (\d+); training stopped\. "
-                      r"Try a smaller learning rate", err)
+    match = re.search(r"barenet: training diverged at epoch (\d+) \(loss [^)]+\); the model keeps the weights of "
+                      r"epoch (\d+)", err)
     assert match, err
-    last_epoch = int(match.group(2)) - 1
-    assert history.epoch[-1] == last_epoch < 49
-    assert not np.isfinite(history.history["loss"][-1])
-    assert all(np.isfinite(history.history["loss"][:-1]))
-    # the non-finite step was not applied: the weights are still finite
+    last_epoch = int(match.group(1)) - 1
+    assert history.epoch[-1] == history.diverged_at == last_epoch < 49
+    assert history.kept_epoch == int(match.group(2)) - 1 == last_epoch - 1
+    # the diverged epoch's loss is past the documented bound (or not finite); the ones before are not
+    losses = history.history["loss"]
+    assert not losses[-1] < bn.models.training.DIVERGENCE_FACTOR * losses[0]
+    assert all(np.isfinite(losses[:-1]))
+    # the model holds the finite weights of the kept epoch
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
@@ -148,8 +151,12 @@ def test_diverging_run_stops_cleanly_with_a_message(capsys):
 def test_terminate_on_nan_given_by_the_user_is_used_and_records_where():
     stream = io.StringIO()
     stopper = TerminateOnNaN(stream=stream)
-    _model(bn.optimizers.SGD(1e3)).fit(*_regression(), epochs=50, batch_size=16, callbacks=[stopper], verbose=0)
+    model = bn.Sequential([bn.layers.Dense(8, activation="relu", input_dim=3), bn.layers.Dense(1)], seed=0)
+    model.compile("mse", bn.optimizers.SGD(1e3))  # float32 overflows to inf within the first epoch
+    history = model.fit(*_regression(), epochs=50, batch_size=16, callbacks=[stopper], verbose=0)
     epoch, batch = stopper.terminated_at
+    assert history.diverged_at == epoch and history.kept_epoch is None  # no finite epoch: initial weights
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert f"at epoch {epoch + 1}, batch {batch + 1}; training stopped" in stream.getvalue()
 
 

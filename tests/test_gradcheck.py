@@ -59,10 +59,9 @@ def test_model_gradients_with_dropout_under_a_fixed_mask():
 def test_l2_penalty_is_in_the_loss_and_its_gradient():
     model = _model([Dense(1)], "mse", hidden=[Dense(3, input_dim=4, l2=0.5)])
     y = RNG.standard_normal(8)
-    x, t = model._check_x(X), model._check_y(y, 8)
-    with_penalty, _ = model._loss_and_grad(x, t, None, training=True, need_grad=True)
+    with_penalty = model.compute_gradients(X, y).loss
     W = model.layers[0].params["kernel"]
-    plain = bn.losses.MeanSquaredError()(model.predict(X), t)
+    plain = bn.losses.MeanSquaredError()(model.predict(X), model.check_targets(y, 8))
     assert with_penalty == pytest.approx(plain + 0.5 * np.sum(W**2), rel=1e-12)
     assert bn.gradcheck(model, X, y).max_error < 1e-6
 

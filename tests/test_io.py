@@ -6,16 +6,21 @@ import io
 import json
 import os
 import pickle
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import barenet as bn
 from barenet.errors import ModelFileError, NotFittedError
+from barenet.metadata import MetadataError
 
 
 def make_data(n: int = 64, features: int = 4, classes: int = 3, seed: int = 0):
@@ -382,60 +387,236 @@ def test_duplicate_members(tmp_path, trained_file):
         bn.load(path)
 
 
-# --------------------------------------------------------------------- property tests
-def _load_or_model_file_error(path: Path) -> None:
+# --------------------------------------------------------------------- resource limits
+def measured_load(path: Path) -> tuple[BaseException | None, int, float]:
+    """``(error or None, peak traced bytes, seconds)`` of ``bn.load(path)``."""
+    tracemalloc.start()
+    start = time.perf_counter()
     try:
-        model = bn.load(path)
-    except ModelFileError:
-        return
-    assert isinstance(model, bn.Sequential)
+        bn.load(path)
+        error = None
+    except Exception as exc:  # noqa: BLE001 - the caller checks the type
+        error = exc
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return error, peak, seconds
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_mutated_or_truncated_files_raise_only_model_file_error(tmp_path, trained_file, data):
-    raw = bytearray(trained_file.read_bytes())
-    kind = data.draw(st.sampled_from(["truncate", "flip", "splice"]))
-    if kind == "truncate":
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    elif kind == "flip":
-        for _ in range(data.draw(st.integers(1, 8))):
-            i = data.draw(st.integers(0, len(raw) - 1))
-            raw[i] = data.draw(st.integers(0, 255))
-    else:
-        start = data.draw(st.integers(0, len(raw)))
-        raw[start:start + data.draw(st.integers(0, 64))] = data.draw(st.binary(max_size=64))
-    path = tmp_path / "mutated.barenet"
-    path.write_bytes(bytes(raw))
-    _load_or_model_file_error(path)
+def json_only_file(path: Path, layers: list[dict], input_shape: list[int]) -> Path:
+    """A model file holding only a description (no arrays)."""
+    document = {"format": "barenet-model", "version": 1, "barenet_version": "0", "compile": None, "rng": None,
+                "metadata": {}, "model": {"name": None, "dtype": "float32", "seed": 0, "input_shape": input_shape,
+                                          "layers": layers}}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("barenet.json", json.dumps(document, separators=(",", ":")))
+    return path
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 64) | st.floats(-10, 10) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
+def test_tiny_file_describing_two_dense_6000_is_refused_without_building_them(tmp_path):
+    dense = {"class": "Dense", "config": {"units": 6000}}
+    path = json_only_file(tmp_path / "m.barenet", [dense, dense], [6000])
+    assert path.stat().st_size < 450
+    error, peak, seconds = measured_load(path)
+    assert isinstance(error, ModelFileError) and "needs at least 144024000 bytes" in str(error), error
+    assert peak < 2**20, f"{peak} bytes traced"  # the two kernels alone are 288 MB
+    assert seconds < 5
 
 
-def _paths(value, prefix=()):
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _paths(item, (*prefix, i))
+def test_architecture_inserted_into_a_small_file_is_refused_by_the_size_budget(tmp_path, trained_file):
+    path = edit_document(trained_file, tmp_path / "m.barenet", _set(["model", "layers", 0, "config", "units"], 10**7))
+    error, peak, _ = measured_load(path)
+    assert isinstance(error, ModelFileError)
+    assert "needs at least 200000000 bytes of arrays" in str(error) and "hold only" in str(error), error
+    assert peak < 2**20, f"{peak} bytes traced"
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_mutated_descriptions_raise_only_model_file_error(tmp_path, trained_file, data):
-    with zipfile.ZipFile(trained_file) as archive:
-        document = json.loads(archive.read("barenet.json"))
-    where = data.draw(st.sampled_from([p for p in _paths(document) if p]))
-    _set(list(where), data.draw(json_values))(document)
-    path = rewrite(trained_file, tmp_path / "mutated.barenet", replace={"barenet.json": json.dumps(document)})
-    _load_or_model_file_error(path)
+def lstm_file(path: Path, units: int = 3) -> Path:
+    model = bn.Sequential([bn.layers.LSTM(units, input_shape=(5, 4)), bn.layers.Dense(2)], seed=0)
+    model.compile("mse", "adam")
+    model.fit(np.zeros((8, 5, 4)), np.zeros((8, 2)), epochs=1, verbose=0)
+    bn.save(model, path)
+    return path
+
+
+def test_lstm_4000_inserted_into_a_small_file_is_refused_fast(tmp_path):
+    real = lstm_file(tmp_path / "real.barenet")
+    path = edit_document(real, tmp_path / "m.barenet", _set(["model", "layers", 0, "config", "units"], 4000))
+    error, peak, seconds = measured_load(path)
+    assert isinstance(error, ModelFileError) and "hold only" in str(error), error
+    assert peak < 2**20, f"{peak} bytes traced"  # the orthogonal initializer alone would take 512 MB
+    assert seconds < 5
+
+
+def test_npy_header_that_is_not_a_dict_gives_model_file_error(tmp_path, trained_file):
+    text = b"((((" + b" " * 115 + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(32)
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={"weights/layers.0.bias.npy": member})
+    with pytest.raises(ModelFileError, match=r"layers.0.bias.npy is not a valid \.npy array: .*not a dict literal"):
+        bn.load(path)
+
+
+@pytest.mark.parametrize("header", [
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), 'evil': __import__('os'), }",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), 'descr': '<f4', }",
+    "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (8,), }",
+    "{'descr': '<f4', 'fortran_order': 0, 'shape': (8,), }",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (-8,), }",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': " + "(" * 5000 + "}",
+])
+def test_npy_headers_outside_numpys_form_are_refused(tmp_path, trained_file, header):
+    text = header.encode() + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(32)
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={"weights/layers.0.bias.npy": member})
+    with pytest.raises(ModelFileError, match=r"layers.0.bias.npy is not a valid \.npy array"):
+        bn.load(path)
+
+
+def test_fortran_ordered_member_still_loads(tmp_path, trained_file):
+    kernel = bn.load(trained_file).layers[0].params["kernel"].copy()
+    path = rewrite(trained_file, tmp_path / "m.barenet",
+                   replace={"weights/layers.0.kernel.npy": npy_bytes(np.asfortranarray(kernel))})
+    assert np.array_equal(bn.load(path).layers[0].params["kernel"], kernel)
+
+
+def declare_size(raw: bytes, name: str, size: int) -> bytes:
+    """``raw`` (a zip archive) with ``name``'s uncompressed size set to ``size`` in both of its headers."""
+    out, encoded = bytearray(raw), name.encode()
+    local = raw.index(b"PK\x03\x04")
+    while raw[local + 30:local + 30 + len(encoded)] != encoded:
+        local = raw.index(b"PK\x03\x04", local + 4)
+    out[local + 22:local + 26] = size.to_bytes(4, "little")
+    central = raw.index(b"PK\x01\x02")
+    while raw[central + 46:central + 46 + len(encoded)] != encoded:
+        central = raw.index(b"PK\x01\x02", central + 4)
+    out[central + 24:central + 28] = size.to_bytes(4, "little")
+    return bytes(out)
+
+
+def zeros_deflated(mebibytes: int) -> bytes:
+    """A raw deflate stream of ``mebibytes`` MiB of zeros, built in milliseconds: after a full flush a
+    block refers to nothing before it, so one compressed MiB can be repeated."""
+    one = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = one.compress(bytes(2**20)) + one.flush(zlib.Z_FULL_FLUSH)
+    return block * mebibytes + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+
+
+def zip_with_raw_member(src: Path, dst: Path, name: str, stream: bytes, declared: int, crc: int) -> Path:
+    """``src``'s members, with ``name`` replaced by the raw deflate ``stream`` declaring ``declared`` bytes."""
+    members = []
+    with zipfile.ZipFile(src) as archive:
+        for other in archive.namelist():
+            if other != name:
+                data = archive.read(other)
+                members.append((other, 0, data, len(data), zlib.crc32(data)))
+    members.append((name, 8, stream, declared, crc))
+    out, central = bytearray(), bytearray()
+    for member, method, data, size, checksum in members:
+        encoded = member.encode()
+        fields = struct.pack("<HHHHHIIIHH", 20, 0, method, 0, 33, checksum, len(data), size, len(encoded), 0)
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<HHHII", 0, 0, 0, 0, len(out))
+        central += encoded
+        out += b"PK\x03\x04" + fields + encoded + data
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(out), 0)
+    dst.write_bytes(bytes(out + central + end))
+    return dst
+
+
+@pytest.mark.parametrize("declared", [512, 256])
+def test_member_inflating_past_its_declared_size_is_never_inflated_whole(tmp_path, trained_file, declared):
+    """A 1 MB member inflating to 1 GiB whose entry claims 512 bytes (or exactly its array's 256): refused
+    after one bounded read, by the header's size or the CRC of the declared bytes."""
+    stream = zeros_deflated(1024)
+    path = zip_with_raw_member(trained_file, tmp_path / "bomb.barenet", "weights/layers.0.kernel.npy", stream,
+                               declared, crc=0)
+    assert path.stat().st_size < 2 * 2**20
+    with zipfile.ZipFile(path) as archive:  # the archive itself is well formed
+        assert archive.getinfo("weights/layers.0.kernel.npy").file_size == declared
+    error, peak, seconds = measured_load(path)
+    assert isinstance(error, ModelFileError), error
+    assert peak < 8 * 2**20, f"{peak} bytes traced"
+    assert seconds < 5
+
+
+def test_members_claiming_more_than_the_file_can_inflate_to_are_refused_unread(tmp_path, trained_file):
+    member = "weights/layers.0.bias.npy"
+    path = rewrite(trained_file, tmp_path / "m.barenet", replace={member: npy_bytes(np.zeros(8, np.float32))})
+    path.write_bytes(declare_size(path.read_bytes(), member, 2**31))
+    with pytest.raises(ModelFileError, match="refusing a possible zip bomb"):
+        bn.load(path)
+
+
+def test_bzip2_member_is_refused(tmp_path, trained_file):
+    path = tmp_path / "m.barenet"
+    with zipfile.ZipFile(trained_file) as zin, zipfile.ZipFile(path, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name), compress_type=zipfile.ZIP_BZIP2 if "bias" in name else None)
+    with pytest.raises(ModelFileError, match="compression method 12; only stored and deflated"):
+        bn.load(path)
+
+
+def test_deflated_copy_of_a_model_file_loads(tmp_path, trained_file):
+    path = tmp_path / "m.barenet"
+    with zipfile.ZipFile(trained_file) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+    X, _ = make_data()
+    assert np.array_equal(bn.load(path).predict(X), bn.load(trained_file).predict(X))
+
+
+def recurrent_and_conv_models() -> list[tuple[bn.Sequential, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 20, (16, 5))
+    seq = bn.Sequential([bn.layers.Embedding(20, 4, input_length=5),
+                         bn.layers.Bidirectional(bn.layers.LSTM(3, return_sequences=True)),
+                         bn.layers.GRU(2), bn.layers.Dense(2, activation="softmax")], seed=1)
+    seq.compile("sparse_categorical_crossentropy", "adam")
+    images = rng.normal(size=(8, 6, 6, 2))
+    cnn = bn.Sequential([bn.layers.Conv2D(3, 3, input_shape=(6, 6, 2)), bn.layers.BatchNormalization(),
+                         bn.layers.MaxPooling2D(2), bn.layers.Flatten(), bn.layers.Dense(2)], seed=2)
+    cnn.compile("mse", "sgd")
+    return [(seq, tokens, np.arange(16) % 2), (cnn, images, rng.normal(size=(8, 2)))]
+
+
+def test_loading_draws_no_initial_weights(tmp_path, monkeypatch):
+    """Weights the file overwrites are never drawn: no initializer runs while loading (no orthogonalization)."""
+    for i, (model, X, y) in enumerate(recurrent_and_conv_models()):
+        model.fit(X, y, epochs=1, batch_size=4, verbose=0)
+        bn.save(model, tmp_path / f"{i}.barenet")
+    calls = []
+    for name, init in list(bn.initializers._BY_NAME.items()):
+        monkeypatch.setitem(bn.initializers._BY_NAME, name, _spy(init, name, calls))
+    for i, (model, _, _) in enumerate(recurrent_and_conv_models()):
+        model.build()
+        assert calls  # building a fresh model goes through the spies
+        calls.clear()
+        loaded = bn.load(tmp_path / f"{i}.barenet")
+        assert calls == []
+        assert loaded.built and loaded.get_config()["layers"] == model.get_config()["layers"]
+
+
+def _spy(init, name, calls):
+    def spy(shape, fan_in, fan_out, rng, dtype):
+        calls.append(name)
+        return init(shape, fan_in, fan_out, rng, dtype)
+    return spy
+
+
+def test_recurrent_and_conv_models_round_trip(tmp_path):
+    for i, (model, X, y) in enumerate(recurrent_and_conv_models()):
+        model.fit(X, y, epochs=2, batch_size=4, verbose=0)
+        bn.save(model, tmp_path / f"{i}.barenet")
+        loaded = bn.load(tmp_path / f"{i}.barenet")
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+        assert loaded.optimizer.iterations == model.optimizer.iterations
+
+
+def test_sample_shape_beyond_the_limit_is_refused_before_building(tmp_path):
+    layers = [{"class": "MaxPooling2D", "config": {"pool_size": [2, 2]}}]
+    path = json_only_file(tmp_path / "m.barenet", layers, [100000, 100000, 1])
+    error, peak, _ = measured_load(path)
+    assert isinstance(error, ModelFileError) and "may describe samples of at most" in str(error), error
+    assert peak < 2**20
 
 
 # --------------------------------------------------------------------- ModelCheckpoint
@@ -526,3 +707,97 @@ def test_adam_state_saved_as_moments_by_earlier_versions_is_converted(tmp_path, 
         model.fit(X, y, epochs=1, batch_size=16, verbose=0)
     for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------- metadata schema
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A classification model with the metadata ``barenet train`` writes (numeric and text columns), and its CSV."""
+    import pandas as pd
+
+    from barenet.preprocessing import TablePreprocessor
+
+    folder = tmp_path_factory.mktemp("cli_model")
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, 30)
+    frame = pd.DataFrame({"size": label + rng.normal(0, 0.3, 30), "soil": np.array(["clay", "sand", "loam"])[label],
+                          "kind": np.array(["a", "b", "c"])[label]})
+    frame.to_csv(folder / "data.csv", index=False)
+    prep = TablePreprocessor("kind").fit({name: frame[name].to_numpy() for name in frame})
+    model = bn.Sequential([bn.layers.Dense(4, activation="relu", input_dim=len(prep.feature_names)),
+                           bn.layers.Dense(3, activation="softmax")], seed=0)
+    model.compile("sparse_categorical_crossentropy", "adam", metrics=["accuracy"])
+    X = prep.transform({name: frame[name].to_numpy() for name in frame})
+    history = model.fit(X, prep.encode_target(frame["kind"].to_numpy()), epochs=2, verbose=0)
+    model.metadata = {"preprocessing": prep.to_json(), "history": history.history, "training": {"epochs": 2}}
+    bn.save(model, folder / "m.barenet")
+    return folder / "m.barenet", folder / "data.csv"
+
+
+def _prep(*keys, value):
+    return _set(["metadata", "preprocessing", *keys], value)
+
+
+def _drop(*keys):
+    def edit(document):
+        target = document["metadata"]
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+    return edit
+
+
+# (edit, message, command): each damaged form is also run through one of the three commands.
+DAMAGED_METADATA = [
+    (_prep(value="standard"), "metadata.preprocessing must be a JSON object, got a string", "summary"),
+    (_prep(value=[1, 2]), "metadata.preprocessing must be a JSON object, got a list", "predict"),
+    (_prep("columns", value={"size": 1}), "metadata.preprocessing.columns must be a non-empty list", "evaluate"),
+    (_drop("preprocessing", "columns", 0, "name"), "columns[0] needs a 'name' that is a string", "summary"),
+    (_drop("preprocessing", "columns", 0, "kind"), "needs a 'kind' of 'numeric' or 'categorical'", "predict"),
+    (_prep("columns", 1, "categories", value=7), "columns[1].categories must be a list of strings", "evaluate"),
+    (_prep("classes", value=[]), "must list at least two classes", "summary"),
+    (_prep("classes", value=["a", "b"]), "describes 2 classes, but the model has 3 outputs", "predict"),
+    (_prep("columns", 0, "center", value="0.5"), "columns[0].center must be a finite number", "evaluate"),
+    (_prep("target_scale", value=0), "target_scale must be a finite number > 0", "summary"),
+    (_set(["metadata", "history"], "loss"), "metadata.history must be an object", "evaluate"),
+    (_set(["metadata", "history"], None), "metadata.history must be an object of per-epoch lists, got null",
+     "evaluate"),
+    (_set(["metadata", "history", "loss"], ["low", "lower"]), "metadata.history.loss holds a string 'low'", "evaluate"),
+    (_set(["metadata", "history", "loss"], [None]), "lists have different lengths [1, 2]", "evaluate"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message", "command"), DAMAGED_METADATA)
+def test_damaged_metadata_is_refused_at_load_with_one_clear_message(tmp_path, cli_model, edit, message, command):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", edit)
+    with pytest.raises(MetadataError) as info:
+        bn.load(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("edit", "message", "command"), DAMAGED_METADATA)
+def test_cli_on_damaged_metadata_prints_one_error_line_and_exits_2(tmp_path, cli_model, edit, message, command):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", edit)
+    args = {"summary": [path], "predict": [path, cli_model[1]],
+            "evaluate": [path, cli_model[1], "--target", "kind", "--report", tmp_path / "report"]}[command]
+    result = subprocess.run([sys.executable, "-m", "barenet", command, *map(str, args)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("barenet: error: ") and message in lines[0], result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "report").exists()
+
+
+def test_history_with_nulls_for_non_finite_epochs_still_loads(tmp_path, cli_model):
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", _set(["metadata", "history", "loss"], [None, 0.5]))
+    assert bn.load(path).metadata["history"]["loss"] == [None, 0.5]
+
+
+@pytest.mark.parametrize("kind", [["numeric"], {"numeric": 1}, 3, None])
+def test_column_kind_of_another_json_type_is_a_schema_error(tmp_path, cli_model, kind):
+    """Found by the fuzzer: a list as a column's kind raised TypeError (unhashable) in the schema check."""
+    path = edit_document(cli_model[0], tmp_path / "m.barenet", _prep("columns", 0, "kind", value=kind))
+    with pytest.raises(MetadataError, match=r"columns\[0\] \('size'\) needs a 'kind' of 'numeric' or 'categorical'"):
+        bn.load(path)

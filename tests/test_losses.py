@@ -56,9 +56,15 @@ def test_categorical_crossentropy_integer_labels_equal_one_hot():
     loss = CategoricalCrossentropy()
     labels = rng.integers(0, 4, 7)
     targets = loss.prepare_targets(labels, (4,), np.float64)
-    np.testing.assert_array_equal(targets, np.eye(4)[labels])
+    np.testing.assert_array_equal(targets, labels)  # labels stay labels (no n x classes one-hot array)
+    one_hot = np.eye(4)[labels]
     p = _probabilities(rng, (7, 4))
-    assert bn.gradcheck(loss, p, targets).max_error < 1e-6
+    z = rng.standard_normal((7, 4))
+    assert loss(p, targets) == loss(p, one_hot)
+    np.testing.assert_array_equal(loss.gradient(p, targets), loss.gradient(p, one_hot))
+    for a, b in zip(loss.fused(z, targets), loss.fused(z, one_hot), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert bn.gradcheck(loss, p, one_hot).max_error < 1e-6
 
 
 @pytest.mark.parametrize("loss", [BinaryCrossentropy(), CategoricalCrossentropy()], ids=repr)

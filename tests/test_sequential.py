@@ -211,8 +211,6 @@ def test_from_architecture_errors():
 def test_summary_lists_layers_shapes_and_parameter_counts():
     model = bn.Sequential([Dense(4, activation="relu", input_dim=2), BatchNormalization(name="bn"),
                            Dense(1, activation="sigmoid")], name="tiny")
-    assert model.summary(print_fn=None).splitlines()[-1] == "Not built yet"
-    model.build()
     lines = model.summary(print_fn=None).splitlines()
     assert lines[0] == "Model: tiny (dtype float32)"
     assert lines[2].split() == ["Layer", "(type)", "Output", "shape", "Params"]
@@ -296,10 +294,9 @@ def test_a_pickled_model_is_packed_again_and_trains_on_exactly_like_the_original
 
 
 def test_set_weights_errors():
-    model = bn.Sequential([Dense(3, input_dim=2), Dense(1)], seed=0)
     with pytest.raises(NotFittedError, match=r"set_weights needs a built model"):
-        model.set_weights([])
-    model.build()
+        bn.Sequential([Dense(3), Dense(1)], seed=0).set_weights([])
+    model = bn.Sequential([Dense(3, input_dim=2), Dense(1)], seed=0)
     with pytest.raises(ShapeError, match=r"set_weights expected 4 arrays for this model, got 3"):
         model.set_weights(model.get_weights()[:3])
     bad = model.get_weights()
@@ -370,7 +367,7 @@ def test_empty_arrays_and_length_mismatch():
 
 
 def test_use_before_build_fit_or_compile():
-    model = bn.Sequential([Dense(4, activation="relu", input_dim=2), Dense(1, activation="sigmoid")])
+    model = bn.Sequential([Dense(4, activation="relu"), Dense(1, activation="sigmoid")])
     with pytest.raises(NotFittedError, match=r"^predict needs a built model; call fit \(or build\) first$"):
         model.predict(XOR_X)
     with pytest.raises(NotFittedError, match=r"^fit needs a compiled model; call compile\(loss=\.\.\., "
@@ -408,6 +405,13 @@ def test_bad_fit_arguments():
         model.fit(XOR_X, XOR_Y, batch_size=0)
     with pytest.raises(ConfigError, match=r"validation_split must be in \[0, 1\), got 1.0"):
         model.fit(XOR_X, XOR_Y, validation_split=1.0)
+    # booleans are ints to Python, never counts
+    with pytest.raises(ConfigError, match=r"^epochs must be a non-negative integer, got True$"):
+        model.fit(XOR_X, XOR_Y, epochs=True)
+    with pytest.raises(ConfigError, match=r"^batch_size must be a positive integer or None, got True$"):
+        model.fit(XOR_X, XOR_Y, batch_size=True)
+    with pytest.raises(ConfigError, match=r"^batch_size must be a positive integer or None, got -1$"):
+        model.predict(XOR_X, batch_size=-1)
     with pytest.raises(ConfigError, match=r"Sequential takes Layer objects, got str: 'relu'"):
         bn.Sequential(["relu"])
     with pytest.raises(ConfigError, match=r"seed must be an int, a numpy Generator or None, got str"):

@@ -63,11 +63,10 @@ def test_forward_loss_and_gradients_match_pytorch(name, activation, loss, y, tor
 
     np.testing.assert_allclose(model.predict(X), TORCH_ACTIVATION[activation](z).detach().numpy(),
                                rtol=0, atol=1e-12)
-    x, t = model._check_x(X), model._check_y(y, len(X))
-    value, _ = model._loss_and_grad(x, t, None, training=True, need_grad=True)
+    value, named, _ = model.compute_gradients(X, y)
     # Both take the mean over samples (and over outputs for BCE and MSE); cross-entropy sums over classes.
     assert value == pytest.approx(expected_loss.item(), rel=1e-10, abs=1e-12)
-    grads = [g for layer in model.layers for g in layer.grads.values()]
+    grads = list(named.values())
     for ours, theirs in zip(grads, _torch_grads(net), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
 

@@ -1,10 +1,11 @@
-"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in :mod:`barenet.models.callbacks`)."""
+"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in :mod:`barenet.models.callbacks`,
+ModelCheckpoint in :mod:`barenet.checkpoint`)."""
 
+from .checkpoint import ModelCheckpoint
 from .models.callbacks import (
     Callback,
     EarlyStopping,
     LearningRateScheduler,
-    ModelCheckpoint,
     ProgressBar,
     ReduceLROnPlateau,
     TerminateOnNaN,

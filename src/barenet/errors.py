@@ -30,3 +30,7 @@ class NotFittedError(BarenetError, ValueError):
 
 class ModelFileError(BarenetError, ValueError):
     """A saved model file is missing, corrupt, truncated, unsafe or of an unknown version."""
+
+
+class OutputError(BarenetError, OSError):
+    """An output file or folder cannot be written: a bad path, a full disk, no permission."""

@@ -155,15 +155,15 @@ def _check_model(model, x, y, h, reset) -> GradcheckResult:
         raise ConfigError("gradcheck of a model needs data x and targets y")
     if not model.built:
         model.build(np.shape(x)[1:])
-    x = model._check_x(x)
-    y = model._check_y(y, len(x))
+    x = model.check_inputs(x)
+    y = model.check_targets(y, len(x))
 
     def f() -> float:
         reset()
-        return model._loss_and_grad(x, y, None, training=True, need_grad=False)[0]
+        return model.loss_and_gradients(x, y, None, training=True, need_grad=False)[0]
 
     reset()
-    model._loss_and_grad(x, y, None, training=True, need_grad=True)
+    model.loss_and_gradients(x, y, None, training=True)
     analytic = {k: g.copy() for k, g in model.gradients().items()}
     result = GradcheckResult()
     for key, param in model.parameters().items():

@@ -12,10 +12,25 @@ The file format (version 1) is a zip archive with
     the optimizer's state, present only when the model was compiled.
 
 Loading is a security boundary. The file is treated as untrusted data: no pickle, no code, no
-import by name. The architecture is rebuilt only from registered layer classes, every array's
-header is checked (dtype, shape, byte count) against the rebuilt model before its data is used,
-and every member of the archive must be expected: a missing, extra, mis-shaped, mis-typed or
-non-finite array is an error. Any problem raises :class:`~barenet.errors.ModelFileError` naming it.
+import by name. Nothing the size of a weight is allocated before the whole file is checked, in this order:
+
+1. the archive: every member's stored bytes lie inside the file, and all members together inflate
+   to at most :data:`MAX_INFLATION` times the file's size (zip bombs are refused unread);
+2. ``barenet.json``, read with a cap, and its structure;
+3. the architecture, *dry-built* (:meth:`barenet.layers.Layer.dry_build`): layers are constructed from
+   registered classes only and their parameter shapes computed without allocating them, every
+   sample bounded by :data:`MIN_SAMPLE_BYTES` or the file's array bytes, whichever is larger, and the
+   weights counted so far compared with the file's array bytes after every layer;
+4. the members: exactly the expected ones, and the bytes the architecture needs must not exceed
+   what the members declare (a ``Dense(10**7)`` written into a small file's JSON stops here);
+5. every ``.npy`` header, parsed by a strict parser of its one dict literal, against the expected
+   dtype and shape and the member's declared size; then the metadata's schema (:mod:`barenet.metadata`).
+
+Only then is the model built, with uninitialized weights (nothing is drawn that the file overwrites),
+and each array read straight into its place, a bounded chunk at a time and never past its member's
+declared size (the zip reader's CRC check runs on the last byte). A missing, extra, mis-shaped,
+mis-typed or non-finite array is an error. Any problem raises :class:`~barenet.errors.ModelFileError`
+naming it; memory stays proportional to the file's real content.
 
 Weights must be finite: :func:`save` refuses a model holding NaN or infinite weights (a diverged
 model is not worth keeping and would silently predict NaN), and :func:`load` rejects such a file.
@@ -23,21 +38,27 @@ model is not worth keeping and would silently predict NaN), and :func:`load` rej
 
 from __future__ import annotations
 
-import io
 import json
+import math
 import os
 import struct
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from ._archive import NpyHeader, check_entry, read_into, read_member, read_npy_header
 from .errors import BarenetError, ConfigError, DataError, ModelFileError, NotFittedError
+from .layers import Layer, layer_class
+from .layers.base import skip_initialization
+from .metadata import MetadataError, check_metadata
 from .models import Sequential
 
 FORMAT_NAME = "barenet-model"
@@ -52,7 +73,15 @@ _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", 
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
 _MAX_JSON_BYTES = 64 * 2**20
-_MAX_NPY_HEADER = 2**16
+#: A file's members may inflate to at most this many times the file's size (plus INFLATION_SLACK bytes).
+MAX_INFLATION = 32
+INFLATION_SLACK = 2**20
+#: A loaded model's sample (batch axis excluded) at any layer may take max(MIN_SAMPLE_BYTES, the file's array
+#: bytes): building some layers allocates a buffer of one sample's size.
+MIN_SAMPLE_BYTES = 2**24
+# What constructing, dry-building or compiling a hostile description can raise.
+_CONFIG_ERRORS = (BarenetError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+                  ZeroDivisionError, RecursionError)
 # Everything the zip and zlib readers raise on a damaged archive.
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, IndexError,
                    NotImplementedError, RuntimeError, struct.error, OverflowError, UnicodeDecodeError)
@@ -202,13 +231,18 @@ def load(path: str | os.PathLike) -> Sequential:
     ModelFileError
         For every unusable file: missing, a folder, empty, not a zip archive, a pickle, truncated or
         corrupt, without ``barenet.json``, of an unknown format or newer version, with an unknown layer
-        class, or with arrays that are missing, extra, of the wrong shape or dtype, or not finite.
+        class, or with arrays that are missing, extra, of the wrong shape or dtype, or not finite; an
+        architecture that needs more bytes than the file holds; members that inflate past their
+        declared size or to more than :data:`MAX_INFLATION` times the file's size.
+    MetadataError
+        (a ModelFileError) The metadata's known keys do not have their structure
+        (see :mod:`barenet.metadata`).
     """
     path = Path(os.fspath(path))
     _check_path(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            return _read_archive(archive, path)
+        with open(path, "rb") as stream, zipfile.ZipFile(stream) as archive:
+            return _read_archive(archive, path, os.fstat(stream.fileno()).st_size)
     except ModelFileError:
         raise
     except MemoryError:
@@ -242,44 +276,57 @@ def _check_path(path: Path) -> None:
                              f"(starts with {head[:4]!r})")
 
 
-def _read_archive(archive: zipfile.ZipFile, path: Path) -> Sequential:
+def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequential:
     names = archive.namelist()
     if len(names) != len(set(names)):
         raise ModelFileError(f"{path}: the archive holds duplicate member names")
     if _CONFIG_MEMBER not in names:
         raise ModelFileError(f"{path} is a zip archive without {_CONFIG_MEMBER!r}; not a barenet model file")
+    _check_inflation(archive, path, file_bytes)
     document = _read_document(archive, path)
-    try:
-        model = Sequential.from_config(document["model"])
-    except (BarenetError, TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-        raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {exc}") from None
-    if not model.built:
-        raise ModelFileError(f"{path}: the saved architecture has no input_shape, so it has no weights")
-
-    allowed = {f"{_WEIGHTS_DIR}{key}.npy": value for key, value in _model_arrays(model).items()}
-    required = set(allowed)
+    held = _array_bytes(archive)
+    plan = _plan(document["model"], path, held)
     compile_section = document["compile"]
-    if compile_section is not None:
-        _compile(model, compile_section, path)
-        allowed.update(_optimizer_members(model))
+    settings = _compile_settings(compile_section, path) if compile_section is not None else None
+
+    expected = {f"{_WEIGHTS_DIR}{key}.npy": shape for key, shape in plan.arrays.items()}
+    required = set(expected)
+    if settings is not None:
+        expected.update(_optimizer_members(settings[1], plan.params))
         required.add(_ITERATIONS_MEMBER)
     members = set(names) - {_CONFIG_MEMBER}
     missing = sorted(required - members)
-    extra = sorted(members - set(allowed))
+    extra = sorted(members - set(expected))
     if missing:
         raise ModelFileError(f"{path}: arrays missing for the saved architecture: {missing}")
     if extra:
         raise ModelFileError(f"{path}: unexpected members that the saved architecture has no place for: {extra}")
+    dtypes = {member: np.dtype(np.int64) if member == _ITERATIONS_MEMBER else plan.dtype for member in members}
+    _check_budget({m: (expected[m], dtypes[m]) for m in members}, held, path)
+    for member in sorted(members):
+        _read_header(archive, member, expected[member], dtypes[member], path)
+    try:
+        check_metadata(document["metadata"], plan.input_shape, plan.output_shape)
+    except MetadataError as exc:
+        raise MetadataError(f"{path}: {exc}") from None
 
+    # Every member now matches the architecture and the file holds their bytes: allocate and fill.
+    model = _build(document["model"], plan, path)
+    if settings is not None:
+        try:
+            model.compile(loss=settings[0], optimizer=settings[1], metrics=settings[2])
+        except (BarenetError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: the saved compile settings are invalid: {exc}") from None
+    targets = {f"{_WEIGHTS_DIR}{key}.npy": value for key, value in _model_arrays(model).items()}
     state: dict[str, np.ndarray] = {}
     for member in sorted(members):
-        target = allowed[member]
-        value = _read_array(archive, member, target, path)
         if member.startswith(_WEIGHTS_DIR):
-            target[...] = value
+            _read_array(archive, member, targets[member], path)
         else:
+            value = np.empty(expected[member], dtype=dtypes[member])
+            _read_array(archive, member, value, path)
             state["iterations" if member == _ITERATIONS_MEMBER else member[len(_OPTIMIZER_DIR):-4]] = value
-    if compile_section is not None:
+    if settings is not None:
         if int(state["iterations"]) < 0:
             raise ModelFileError(f"{path}: optimizer iterations is {int(state['iterations'])}; expected >= 0")
         model.optimizer.set_state(state)
@@ -289,11 +336,119 @@ def _read_archive(archive: zipfile.ZipFile, path: Path) -> Sequential:
     return model
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a model description implies, learned without allocating any weight.
+
+    ``layers`` are constructed but unbuilt; ``arrays`` maps ``layers.<i>.<name>`` to the shape of every
+    parameter and buffer (``params`` only the parameters), all of dtype ``dtype``.
+    """
+
+    layers: list[Layer]
+    dtype: np.dtype
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    arrays: dict[str, tuple[int, ...]]
+    params: dict[str, tuple[int, ...]]
+
+
+def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
+    """Construct the layers of ``config`` and dry-build them: shapes only, no weights allocated.
+
+    ``held`` is what the file's array members declare, in bytes. The weights counted so far are
+    checked against it after every layer, so a huge layer stops the plan before the next one is
+    looked at, and every layer's input sample is bounded before its dry build (some layers allocate
+    a sample-sized buffer there).
+    """
+    if config["input_shape"] is None:
+        raise ModelFileError(f"{path}: the saved architecture has no input_shape, so it has no weights")
+    shape = config["input_shape"]
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
+            or not all(_is_int(n) and n >= 1 for n in shape)):
+        raise ModelFileError(f"{path}: 'model.input_shape' must be a list of 1 to 8 positive integers, "
+                             f"got {shape!r:.100}")
+    if config["dtype"] not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: 'model.dtype' is {config['dtype']!r:.60}; expected 'float32' or 'float64'")
+    dtype = np.dtype(config["dtype"])
+    shape = tuple(shape)
+    input_shape = shape
+    layers: list[Layer] = []
+    arrays: dict[str, tuple[int, ...]] = {}
+    params: dict[str, tuple[int, ...]] = {}
+    sample_limit = max(MIN_SAMPLE_BYTES, held)
+    for i, spec in enumerate(config["layers"]):
+        _check_sample(shape, dtype, sample_limit, f"layer {i}'s input", path)
+        try:
+            layer = layer_class(spec["class"]).from_config(spec["config"])
+            layer_params, layer_buffers, shape = layer.dry_build(shape, dtype)
+        except _CONFIG_ERRORS as exc:
+            raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: layer {i} "
+                                 f"({spec['class']!r:.60}): {exc}") from None
+        layers.append(layer)
+        params.update({f"layers.{i}.{name}": s for name, s in layer_params.items()})
+        arrays.update({f"layers.{i}.{name}": s for name, s in [*layer_params.items(), *layer_buffers.items()]})
+        _check_budget({key: (s, dtype) for key, s in arrays.items()}, held, path)
+    _check_sample(shape, dtype, sample_limit, "the model's output", path)
+    return _Plan(layers, dtype, input_shape, shape, arrays, params)
+
+
+def _check_sample(shape: tuple[int, ...], dtype: np.dtype, limit: int, what: str, path: Path) -> None:
+    if not all(_is_int(n) and n >= 1 for n in shape):
+        raise ModelFileError(f"{path}: {what} has sample shape {shape}; expected positive sizes")
+    if math.prod(shape) * dtype.itemsize > limit:
+        raise ModelFileError(f"{path}: {what} has sample shape {shape}, {math.prod(shape) * dtype.itemsize} bytes "
+                             f"per sample; a file whose arrays hold {limit} bytes or less may describe samples of "
+                             f"at most max({MIN_SAMPLE_BYTES}, its array bytes)")
+
+
+def _build(config: dict[str, Any], plan: _Plan, path: Path) -> Sequential:
+    """The model of ``plan``, built with uninitialized weights (the file's arrays overwrite them)."""
+    try:
+        with skip_initialization(plan.layers):
+            model = Sequential(plan.layers, seed=config["seed"], dtype=plan.dtype, name=config["name"])
+            if not model.built:
+                model.build(plan.input_shape)
+    except _CONFIG_ERRORS as exc:
+        raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {exc}") from None
+    built = {key: value.shape for key, value in _model_arrays(model).items()}
+    if built != plan.arrays:
+        raise ModelFileError(f"{path}: the layers built other arrays than their dry build announced: "
+                             f"{built} instead of {plan.arrays}")
+    return model
+
+
+def _check_inflation(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> None:
+    """Refuse an archive whose members claim more bytes than the file can hold (zip bombs), before reading any."""
+    stored = sum(info.compress_size for info in archive.infolist())
+    inflated = sum(info.file_size for info in archive.infolist())
+    if stored > file_bytes:
+        raise ModelFileError(f"{path}: its members claim {stored} stored bytes, but the file has {file_bytes}: "
+                             "truncated, corrupt or overlapping members")
+    limit = MAX_INFLATION * file_bytes + INFLATION_SLACK
+    if inflated > limit:
+        raise ModelFileError(f"{path}: its members claim {inflated} bytes once inflated, more than "
+                             f"{MAX_INFLATION} times the file's {file_bytes} bytes; refusing a possible zip bomb")
+
+
+def _array_bytes(archive: zipfile.ZipFile) -> int:
+    """What the archive's array members declare they hold once inflated (bounded by :func:`_check_inflation`)."""
+    return sum(info.file_size for info in archive.infolist() if info.filename != _CONFIG_MEMBER)
+
+
+def _check_budget(expected: dict[str, tuple[tuple[int, ...], np.dtype]], held: int, path: Path) -> None:
+    """Refuse an architecture whose arrays need more bytes than the file's members declare, before any read."""
+    needed = sum(math.prod(shape) * dtype.itemsize for shape, dtype in expected.values())
+    if needed > held:
+        raise ModelFileError(f"{path}: the saved architecture needs at least {needed} bytes of arrays, but the "
+                             f"file's array members hold only {held} bytes; the description does not match the "
+                             "arrays")
+
+
 def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
-    info = archive.getinfo(_CONFIG_MEMBER)
-    if info.file_size > _MAX_JSON_BYTES:
-        raise ModelFileError(f"{path}: {_CONFIG_MEMBER} is {info.file_size} bytes; at most {_MAX_JSON_BYTES} allowed")
-    raw = archive.read(_CONFIG_MEMBER)
+    try:
+        raw = read_member(archive, archive.getinfo(_CONFIG_MEMBER), _MAX_JSON_BYTES)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     try:
         document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -345,7 +500,8 @@ def _check_keys(obj: dict[str, Any], keys: set[str], where: str, path: Path) -> 
         raise ModelFileError(f"{path}: {where} has unknown keys {unknown}; expected only {sorted(keys)}")
 
 
-def _compile(model: Any, section: dict[str, Any], path: Path) -> None:
+def _compile_settings(section: dict[str, Any], path: Path) -> tuple[Any, Any, list[str]]:
+    """The saved ``(loss, optimizer, metrics)``, checked and rebuilt (small objects, no weights)."""
     metrics = section["metrics"]
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise ModelFileError(f"{path}: 'compile.metrics' must be a list of metric names, got {metrics!r:.200}")
@@ -353,62 +509,86 @@ def _compile(model: Any, section: dict[str, Any], path: Path) -> None:
         if not isinstance(section[what], dict):
             raise ModelFileError(f"{path}: 'compile.{what}' must be a JSON object, got {section[what]!r:.200}")
     try:
-        loss = losses_mod.deserialize(section["loss"])
-        optimizer = optimizers_mod.deserialize(section["optimizer"])
-        model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
-    except (BarenetError, TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        for name in metrics:
+            metrics_mod.get(name)
+        return losses_mod.deserialize(section["loss"]), optimizers_mod.deserialize(section["optimizer"]), metrics
+    except _CONFIG_ERRORS as exc:
         raise ModelFileError(f"{path}: the saved compile settings are invalid: {exc}") from None
 
 
-def _optimizer_members(model: Any) -> dict[str, np.ndarray]:
-    """Every optimizer state member the archive may hold, with a template of its dtype and shape.
+def _optimizer_members(optimizer: Any, params: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The shape of every optimizer state member the archive may hold.
 
     Slots are created on an optimizer's first update, so only ``iterations`` is required; a slot
     member is read when present.
     """
-    templates: dict[str, np.ndarray] = {_ITERATIONS_MEMBER: np.zeros((), dtype=np.int64)}
-    for slot in (*model.optimizer.slot_names, *model.optimizer.legacy_slots()):
-        for key, param in model.parameters().items():
-            templates[f"{_OPTIMIZER_DIR}{slot}/{key}.npy"] = param
-    return templates
+    shapes: dict[str, tuple[int, ...]] = {_ITERATIONS_MEMBER: ()}
+    for slot in (*optimizer.slot_names, *optimizer.legacy_slots()):
+        for key, shape in params.items():
+            shapes[f"{_OPTIMIZER_DIR}{slot}/{key}.npy"] = shape
+    return shapes
 
 
-def _read_array(archive: zipfile.ZipFile, member: str, target: np.ndarray, path: Path) -> np.ndarray:
-    """Read ``member`` as a ``.npy`` array of exactly ``target``'s dtype and shape, never unpickling."""
+def _open_npy(archive: zipfile.ZipFile, member: str, shape: tuple[int, ...], dtype: np.dtype,
+              path: Path) -> tuple[IO[bytes], NpyHeader]:
+    """Open ``member`` and read its ``.npy`` header, checked against ``shape``/``dtype`` and the entry's size."""
     info = archive.getinfo(member)
-    if info.file_size > target.nbytes + _MAX_NPY_HEADER:
-        raise ModelFileError(f"{path}: {member} is {info.file_size} bytes, too large for an array of shape "
-                             f"{target.shape} and dtype {target.dtype}")
-    raw = archive.read(member)
-    buffer = io.BytesIO(raw)
     try:
-        version = np.lib.format.read_magic(buffer)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(buffer)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(buffer)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
-    except (ValueError, SyntaxError, TypeError) as exc:
-        raise ModelFileError(f"{path}: {member} is not a valid .npy array: {exc}") from None
-    if dtype.hasobject:
-        raise ModelFileError(f"{path}: {member} holds Python objects (dtype {dtype}), which would need unpickling; "
-                             "refusing to load it")
-    if dtype != target.dtype:
-        raise ModelFileError(f"{path}: {member} has dtype {dtype.str}; the saved architecture needs "
-                             f"{target.dtype.str}")
-    if tuple(shape) != target.shape:
-        raise ModelFileError(f"{path}: {member} has shape {tuple(shape)}; the saved architecture needs {target.shape}")
-    if len(raw) - buffer.tell() != target.nbytes:
-        raise ModelFileError(f"{path}: {member} holds {len(raw) - buffer.tell()} data bytes; an array of shape "
-                             f"{target.shape} and dtype {target.dtype} has {target.nbytes}")
+        check_entry(info)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    stream = archive.open(info)
     try:
-        value = np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: {member} cannot be read: {exc}") from None
-    if value.dtype.kind == "f":
-        _require_finite(value, member, ModelFileError, f"{path} is damaged or holds a diverged model")
-    return value
+        header = read_npy_header(stream, info.file_size, member)
+        if header.dtype.hasobject:
+            raise ModelFileError(f"{member} holds Python objects (dtype {header.dtype}), which would need "
+                                 "unpickling; refusing to load it")
+        if header.dtype != dtype:
+            raise ModelFileError(f"{member} has dtype {header.dtype.str}; the saved architecture needs {dtype.str}")
+        if header.shape != shape:
+            raise ModelFileError(f"{member} has shape {header.shape}; the saved architecture needs {shape}")
+        data_bytes = info.file_size - header.data_offset
+        if data_bytes != header.nbytes:
+            raise ModelFileError(f"{member} holds {data_bytes} data bytes; an array of shape {shape} and dtype "
+                                 f"{dtype} has {header.nbytes}")
+    except ModelFileError as exc:
+        stream.close()
+        raise ModelFileError(f"{path}: {exc}") from None
+    except BaseException:
+        stream.close()
+        raise
+    return stream, header
+
+
+def _read_header(archive: zipfile.ZipFile, member: str, shape: tuple[int, ...], dtype: np.dtype,
+                 path: Path) -> None:
+    """Check ``member``'s header without reading its data."""
+    stream, _ = _open_npy(archive, member, shape, dtype, path)
+    stream.close()
+
+
+def _read_array(archive: zipfile.ZipFile, member: str, target: np.ndarray, path: Path) -> None:
+    """Fill ``target`` in place from the ``.npy`` member, reading exactly the bytes its entry declares.
+
+    Reading the last declared byte makes the zip reader check the member's CRC, so a member whose
+    content was altered fails here; one that holds more than it declares is never read past that.
+    """
+    stream, header = _open_npy(archive, member, target.shape, target.dtype, path)
+    with stream:
+        try:
+            if header.fortran_order and target.ndim > 1:
+                inverse = np.empty(target.shape[::-1], dtype=target.dtype)
+                read_into(stream, memoryview(inverse.reshape(-1).view(np.uint8)), member)
+                target[...] = inverse.T
+            elif target.flags.c_contiguous:
+                read_into(stream, memoryview(target.reshape(-1).view(np.uint8)), member)
+            else:
+                flat = np.empty(target.shape, dtype=target.dtype)
+                read_into(stream, memoryview(flat.reshape(-1).view(np.uint8)), member)
+                target[...] = flat
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+    _require_finite(target, member, ModelFileError, f"{path} is damaged or holds a diverged model")
 
 
 def _require_finite(value: np.ndarray, what: str, error: type[BarenetError], why: str) -> None:

@@ -230,8 +230,18 @@ class CategoricalCrossentropy(Loss):
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
 
-    def smooth(self, y_true: np.ndarray) -> np.ndarray:
-        """The targets the loss is computed against: ``y_true`` itself, or smoothed (see the class notes)."""
+    def smooth(self, y_true: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+        """The targets the loss is computed against: ``y_true`` itself, or smoothed (see the class notes).
+
+        Integer labels (see :meth:`prepare_targets`) become one-hot rows of ``like``'s shape and dtype here,
+        one batch at a time.
+        """
+        if y_true.dtype.kind in "iu":
+            if like is None:
+                raise DataError("integer labels need the predictions' shape to expand them")
+            dense = np.zeros_like(like)
+            np.put_along_axis(dense, y_true[..., None], 1, axis=-1)
+            y_true = dense
         eps = self.label_smoothing
         if not eps:
             return y_true
@@ -240,12 +250,12 @@ class CategoricalCrossentropy(Loss):
         return t
 
     def per_sample(self, y_pred, y_true):
-        y_true = self.smooth(y_true)
+        y_true = self.smooth(y_true, y_pred)
         logp = F.log_softmax(y_pred) if self.from_logits else np.log(np.clip(y_pred, _EPS, 1.0))
         return -(y_true * logp).reshape(y_pred.shape[0], -1).sum(axis=1) / _rows_per_sample(y_pred)
 
     def per_sample_grad(self, y_pred, y_true):
-        y_true = self.smooth(y_true)
+        y_true = self.smooth(y_true, y_pred)
         if self.from_logits:
             p = F.softmax(y_pred)
             return (p * y_true.sum(axis=-1, keepdims=True) - y_true) / _rows_per_sample(y_pred)
@@ -255,7 +265,7 @@ class CategoricalCrossentropy(Loss):
     def fused(self, logits, y_true, sample_weight=None):
         # The training hot path: few, mostly in-place operations on (batch, classes) arrays.
         n, rows = logits.shape[0], _rows_per_sample(logits)
-        y_true = self.smooth(y_true)
+        y_true = self.smooth(y_true, logits)
         logp, probs = F.log_softmax_and_softmax(logits)
         grad = probs * y_true.sum(axis=-1, keepdims=True)
         grad -= y_true
@@ -270,6 +280,8 @@ class CategoricalCrossentropy(Loss):
         return value, grad.astype(logits.dtype, copy=False), probs
 
     def prepare_targets(self, y, output_shape, dtype):
+        """Integer labels stay labels: an ``int64`` array ``(n, *output_shape[:-1])`` (never one-hot rows, which
+        would take ``n x classes`` memory); one-hot or probability rows become floats ``(n, *output_shape)``."""
         classes = output_shape[-1]
         if classes < 2:
             raise DataError(
@@ -277,14 +289,23 @@ class CategoricalCrossentropy(Loss):
                 f"got output shape {tuple(output_shape)}; for two classes with one unit use binary_crossentropy"
             )
         y_arr = np.asarray(y)
+        if y_arr.ndim == len(output_shape) + 1 and y_arr.shape[-1] == 1:  # labels as a column (n, 1)
+            y_arr = y_arr[..., 0]
         if y_arr.ndim == len(output_shape):  # integer labels, one per output row
-            labels = _as_float(y_arr, np.float64)
-            if np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() >= classes:
+            if y_arr.size == 0:
+                raise DataError(f"targets are empty (shape {y_arr.shape}); expected at least one sample")
+            labels = _as_float(y_arr, np.float64) if y_arr.dtype.kind not in "iu" else y_arr
+            if y_arr.dtype.kind not in "iu" and np.any(labels != np.round(labels)) or labels.min() < 0 \
+                    or labels.max() >= classes:
                 raise DataError(
                     f"categorical_crossentropy labels must be integers in [0, {classes - 1}] for a model with "
                     f"{classes} outputs, got values from {labels.min():g} to {labels.max():g}"
                 )
-            return np.eye(classes, dtype=dtype)[labels.astype(np.intp)]
+            if labels.shape[1:] != tuple(output_shape[:-1]):
+                raise DataError(f"labels have shape {labels.shape}, but the model outputs (n, "
+                                f"{', '.join(map(str, output_shape))}); expected labels of shape "
+                                f"(n, {', '.join(map(str, output_shape[:-1]))})")
+            return labels.astype(np.int64)
         y = super().prepare_targets(y_arr, output_shape, dtype)
         if y.min() < 0:
             raise DataError("categorical_crossentropy one-hot targets must be non-negative")

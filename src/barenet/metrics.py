@@ -1,10 +1,10 @@
 r"""Metrics computed during ``fit`` and ``evaluate``.
 
-Each metric is ``metric(y_true, y_pred, task) -> float`` on whole arrays, where ``y_true`` is
-in the loss's target form (one-hot rows for multi-class, 0/1 columns for binary and
-multi-label, real values for regression), ``y_pred`` holds probabilities or predicted values
-of the same shape, and ``task`` is ``"binary"``, ``"multiclass"``, ``"multilabel"`` or
-``"regression"``.
+Each metric is ``metric(y_true, y_pred, task, n_classes=None) -> float`` on whole arrays, where
+``y_true`` is in the loss's target form (integer labels or one-hot rows for multi-class, 0/1 columns
+for binary and multi-label, real values for regression), ``y_pred`` holds probabilities or predicted
+values of the shape of one-hot rows (or, for multi-class, predicted integer labels, with ``n_classes``
+given), and ``task`` is ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
 
 Precision, recall and F1 are for the positive class in binary tasks and the unweighted mean
 over classes ("macro") otherwise; the ``*_macro`` names average over classes in binary tasks
@@ -20,15 +20,28 @@ import numpy as np
 
 from .errors import ConfigError
 
-Metric = Callable[[np.ndarray, np.ndarray, str], float]
+Metric = Callable[..., float]
 CLASSIFICATION = ("binary", "multiclass", "multilabel")
+
+
+def _class_labels(y: np.ndarray) -> np.ndarray:
+    """Integer labels as they are, one-hot or probability rows as their argmax; flattened."""
+    y = np.asarray(y)
+    return (y if y.dtype.kind in "iu" else y.argmax(axis=-1)).reshape(-1)
+
+
+def _n_classes(y_pred: np.ndarray, n_classes: int | None) -> int:
+    if n_classes is not None:
+        return int(n_classes)
+    if np.asarray(y_pred).dtype.kind in "iu":
+        raise ConfigError("multi-class metrics of predicted labels need n_classes")
+    return y_pred.shape[-1]
 
 
 def _labels(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Hard predictions: argmax over classes (multiclass) or threshold 0.5."""
     if task == "multiclass":
-        k = y_pred.shape[-1]
-        return y_true.reshape(-1, k).argmax(axis=1), y_pred.reshape(-1, k).argmax(axis=1)
+        return _class_labels(y_true), _class_labels(y_pred)
     return (y_true.reshape(len(y_true), -1) >= 0.5), (y_pred.reshape(len(y_pred), -1) >= 0.5)
 
 
@@ -37,7 +50,7 @@ def _require(task: str, name: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"metric {name!r} is for {' or '.join(allowed)} tasks, but this model does {task}")
 
 
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> float:
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray, task: str, n_classes: int | None = None) -> float:
     """Fraction of samples predicted exactly right (all labels right, for multi-label)."""
     _require(task, "accuracy", CLASSIFICATION)
     t, p = _labels(y_true, y_pred, task)
@@ -46,11 +59,11 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> float:
     return float(np.mean(np.all(t == p, axis=1)))
 
 
-def _counts(y_true: np.ndarray, y_pred: np.ndarray, task: str, macro_binary: bool):
+def _counts(y_true: np.ndarray, y_pred: np.ndarray, task: str, macro_binary: bool, n_classes: int | None = None):
     """True positives, predicted positives and actual positives for each class considered."""
     t, p = _labels(y_true, y_pred, task)
     if task == "multiclass":
-        k = y_pred.shape[-1]
+        k = _n_classes(y_pred, n_classes)
         tp = np.bincount(t[t == p], minlength=k)
         return tp, np.bincount(p, minlength=k), np.bincount(t, minlength=k)
     if task == "binary" and macro_binary:
@@ -62,9 +75,9 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(np.shape(a), dtype=np.float64), where=b > 0)
 
 
-def _prf(y_true, y_pred, task, which: str, macro_binary: bool) -> float:
+def _prf(y_true, y_pred, task, which: str, macro_binary: bool, n_classes: int | None = None) -> float:
     _require(task, which, CLASSIFICATION)
-    tp, pred, true = _counts(y_true, y_pred, task, macro_binary)
+    tp, pred, true = _counts(y_true, y_pred, task, macro_binary, n_classes)
     precision, recall = _safe_div(tp, pred), _safe_div(tp, true)
     if which == "precision":
         return float(precision.mean())
@@ -73,44 +86,44 @@ def _prf(y_true, y_pred, task, which: str, macro_binary: bool) -> float:
     return float(_safe_div(2 * precision * recall, precision + recall).mean())
 
 
-def precision(y_true, y_pred, task):
+def precision(y_true, y_pred, task, n_classes=None):
     r""":math:`TP / (TP + FP)`."""
-    return _prf(y_true, y_pred, task, "precision", False)
+    return _prf(y_true, y_pred, task, "precision", False, n_classes)
 
 
-def recall(y_true, y_pred, task):
+def recall(y_true, y_pred, task, n_classes=None):
     r""":math:`TP / (TP + FN)`."""
-    return _prf(y_true, y_pred, task, "recall", False)
+    return _prf(y_true, y_pred, task, "recall", False, n_classes)
 
 
-def f1(y_true, y_pred, task):
+def f1(y_true, y_pred, task, n_classes=None):
     r"""Harmonic mean :math:`2PR / (P + R)`, per class, then averaged."""
-    return _prf(y_true, y_pred, task, "f1", False)
+    return _prf(y_true, y_pred, task, "f1", False, n_classes)
 
 
-def precision_macro(y_true, y_pred, task):
-    return _prf(y_true, y_pred, task, "precision", True)
+def precision_macro(y_true, y_pred, task, n_classes=None):
+    return _prf(y_true, y_pred, task, "precision", True, n_classes)
 
 
-def recall_macro(y_true, y_pred, task):
-    return _prf(y_true, y_pred, task, "recall", True)
+def recall_macro(y_true, y_pred, task, n_classes=None):
+    return _prf(y_true, y_pred, task, "recall", True, n_classes)
 
 
-def f1_macro(y_true, y_pred, task):
-    return _prf(y_true, y_pred, task, "f1", True)
+def f1_macro(y_true, y_pred, task, n_classes=None):
+    return _prf(y_true, y_pred, task, "f1", True, n_classes)
 
 
-def mean_squared_error(y_true, y_pred, task):
+def mean_squared_error(y_true, y_pred, task, n_classes=None):
     r""":math:`\frac1{nk}\sum (p - t)^2`."""
     return float(np.mean((np.asarray(y_pred, np.float64) - y_true) ** 2))
 
 
-def mean_absolute_error(y_true, y_pred, task):
+def mean_absolute_error(y_true, y_pred, task, n_classes=None):
     r""":math:`\frac1{nk}\sum |p - t|`."""
     return float(np.mean(np.abs(np.asarray(y_pred, np.float64) - y_true)))
 
 
-def r2(y_true, y_pred, task):
+def r2(y_true, y_pred, task, n_classes=None):
     r"""Coefficient of determination :math:`1 - SS_{res}/SS_{tot}` per output, averaged over outputs
     (an output with constant targets scores 1 if predicted exactly, else 0, as scikit-learn does)."""
     t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)

@@ -38,6 +38,7 @@ from .errors import ConfigError, DataError
 from .layers import BatchNormalization, Dense, Dropout
 from .layers import activations as activations_mod
 from .models import Sequential
+from .models.callbacks import Callback, EarlyStopping
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor"]
 
@@ -63,8 +64,8 @@ class _BaseNeuralNet(BaseEstimator):
         activation: str = "relu",
         solver: str | optimizers.Optimizer = "adam",
         learning_rate_init: float = 0.001,
-        alpha: float = 0.0,
-        batch_size: int | str = 200,
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
         max_iter: int = 200,
         dropout: float = 0.0,
         batch_norm: bool = False,
@@ -199,6 +200,8 @@ class _BaseNeuralNet(BaseEstimator):
                                           random_state=rs.randint(np.iinfo(np.int32).max), stratify=stratify)
             X_val, y_val = X[val], y[val]
             X, Y, w = X[train], Y[train], w[train]
+        else:
+            X_val = y_val = None
         batch = self._batch_size(len(X))
         if fresh:
             self.model_ = self._build_model(X.shape[1], n_outputs, out_activation, loss, batch,
@@ -212,45 +215,32 @@ class _BaseNeuralNet(BaseEstimator):
         if early:
             if fresh or not hasattr(self, "validation_scores_"):
                 self.validation_scores_: list[float] = []
-            self.best_validation_score_ = -np.inf
             self.best_loss_: float | None = None
-            best_weights = None
-        elif fresh or getattr(self, "best_loss_", None) is None:
-            self.best_loss_ = np.inf
 
         X = X.astype(self.model_.dtype, copy=False)
         Y = Y.astype(self.model_.dtype, copy=False)
-        no_improvement = 0
-        for _ in range(1 if incremental else int(self.max_iter)):
-            history = self.model_.fit(X, Y, epochs=1, batch_size=batch, shuffle=bool(self.shuffle),
-                                      sample_weight=w, verbose=0)
-            loss_value = history.history["loss"][-1]
-            self.n_iter_ += 1
-            self.loss_curve_.append(loss_value)
-            if not np.isfinite(loss_value):
-                raise DataError(f"{type(self).__name__}: the training loss became {loss_value} at epoch "
-                                f"{self.n_iter_}; scale the inputs or lower learning_rate_init")
-            message = f"Iteration {self.n_iter_}, loss = {loss_value:.8f}"
-            if early:
-                score = self._validation_score(X_val, y_val)
-                self.validation_scores_.append(score)
-                self._say(f"{message}, validation score = {score:.6f}")
-                no_improvement = no_improvement + 1 if score < self.best_validation_score_ + self.tol else 0
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best_weights = self.model_.get_weights()
-            else:
-                self._say(message)
-                no_improvement = no_improvement + 1 if loss_value > self.best_loss_ - self.tol else 0
-                self.best_loss_ = min(self.best_loss_, loss_value)
-            if not incremental and no_improvement > self.n_iter_no_change:
-                break
+        record = _Record(self, (X_val, y_val) if early else None)
+        callbacks: list[Callback] = [record]
+        stopper = None
+        if not incremental:
+            # scikit-learn's rule: stop after n_iter_no_change epochs without an improvement of tol.
+            stopper = (EarlyStopping("val_score", patience=int(self.n_iter_no_change) + 1, min_delta=float(self.tol),
+                                     mode="max", restore_best_weights=True) if early else
+                       EarlyStopping("loss", patience=int(self.n_iter_no_change) + 1, min_delta=float(self.tol),
+                                     mode="min"))
+            callbacks.append(stopper)
+        history = self.model_.fit(X, Y, epochs=1 if incremental else int(self.max_iter), batch_size=batch,
+                                  shuffle=bool(self.shuffle), sample_weight=w, callbacks=callbacks, verbose=0)
+        if history.diverged_at is not None:
+            raise DataError(f"{type(self).__name__}: the training loss became {self.loss_curve_[-1]} at epoch "
+                            f"{self.n_iter_}; scale the inputs or lower learning_rate_init")
+        if early:
+            self.best_validation_score_ = max(self.validation_scores_, default=-np.inf)
         else:
-            if not incremental:
-                warnings.warn(f"{type(self).__name__}: max_iter={self.max_iter} epochs reached without "
-                              "convergence; raise max_iter or learning_rate_init", ConvergenceWarning, stacklevel=3)
-        if early and best_weights is not None:
-            self.model_.set_weights(best_weights)
+            self.best_loss_ = min(self.loss_curve_)
+        if stopper is not None and stopper.stopped_epoch is None:
+            warnings.warn(f"{type(self).__name__}: max_iter={self.max_iter} epochs reached without "
+                          "convergence; raise max_iter or learning_rate_init", ConvergenceWarning, stacklevel=3)
         return self
 
     def _say(self, message: str) -> None:
@@ -260,6 +250,26 @@ class _BaseNeuralNet(BaseEstimator):
     def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Score of the network on the early-stopping split: accuracy for classifiers, R2 for regressors."""
         raise NotImplementedError
+
+
+class _Record(Callback):
+    """Keeps the estimator's per-epoch record (``n_iter_``, ``loss_curve_``, ``validation_scores_``) and
+    puts the early-stopping score in the epoch logs as ``val_score`` for :class:`EarlyStopping`."""
+
+    def __init__(self, estimator: _BaseNeuralNet, validation: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.estimator = estimator
+        self.validation = validation
+
+    def on_epoch_end(self, epoch, logs=None):
+        est, logs = self.estimator, logs if logs is not None else {}
+        est.n_iter_ += 1
+        est.loss_curve_.append(logs["loss"])
+        message = f"Iteration {est.n_iter_}, loss = {logs['loss']:.8f}"
+        if self.validation is not None:
+            logs["val_score"] = score = est._validation_score(*self.validation)
+            est.validation_scores_.append(score)
+            message += f", validation score = {score:.6f}"
+        est._say(message)
 
 
 def _is_int(value: Any) -> bool:
@@ -287,9 +297,9 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     solver : {"adam", "sgd", "rmsprop", "adamw"} or barenet Optimizer, default "adam"
         A name gets ``learning_rate=learning_rate_init``; an Optimizer object is copied with fresh state.
     learning_rate_init : float, default 0.001
-    alpha : float, default 0.0
-        L2 penalty on kernels, scaled as in scikit-learn's MLP.
-    batch_size : int or "auto", default 200
+    alpha : float, default 1e-4
+        L2 penalty on kernels, scaled as in scikit-learn's MLP (and with its default).
+    batch_size : int or "auto", default "auto"
         ``"auto"`` is ``min(200, n_samples)``; larger values are clipped to ``n_samples``.
     max_iter : int, default 200
         Maximum epochs of ``fit``.
@@ -299,7 +309,8 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         BatchNormalization between each hidden Dense layer and its activation.
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the data; stop when the validation score has not
-        improved by ``tol`` for ``n_iter_no_change`` epochs; keep the best epoch's weights.
+        improved by ``tol`` for more than ``n_iter_no_change`` epochs; keep the best epoch's weights.
+        (Both stopping rules are the engine's :class:`~barenet.callbacks.EarlyStopping`.)
     validation_fraction : float, default 0.1
     n_iter_no_change : int, default 10
     tol : float, default 1e-4

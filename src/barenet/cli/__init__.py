@@ -1,4 +1,4 @@
-"""The ``barenet`` command: train, predict, evaluate, summary, tune and demo.
+"""The ``barenet`` command: train, predict, evaluate, summary, tune, export and demo.
 
 Exit status: 0 on success; 2 for bad input (a missing or unreadable file, an unknown column or
 option value, unusable data, a file that is not a barenet model, an output that exists without
@@ -13,8 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import BarenetError
 from ..preprocessing import SCALERS, TASKS
+from .values import finite_number, seed
 
 USAGE_ERROR = 2
 
@@ -27,17 +29,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(USAGE_ERROR)
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .train import ACTIVATIONS, OPTIMIZERS
 
     parser = _Parser(prog="barenet", description="Neural networks from scratch on NumPy.")
+    parser.add_argument("--version", action="version", version=f"barenet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a network on a CSV, Parquet or .npz table and save it")
@@ -51,16 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    train.add_argument("--lr", type=_number, default=1e-3, help="learning rate")
-    train.add_argument("--l2", type=_number, default=0.0, help="L2 penalty on kernels")
-    train.add_argument("--dropout", type=_number, default=0.0, help="dropout rate after hidden layers")
+    train.add_argument("--lr", type=finite_number, default=1e-3, help="learning rate")
+    train.add_argument("--l2", type=finite_number, default=0.0, help="L2 penalty on kernels")
+    train.add_argument("--dropout", type=finite_number, default=0.0, help="dropout rate after hidden layers")
     train.add_argument("--batch-norm", action="store_true", help="batch normalization before each activation")
-    train.add_argument("--val-split", type=_number, default=0.2,
+    train.add_argument("--val-split", type=finite_number, default=0.2,
                        help="fraction of rows held out for validation (shuffled, stratified); 0 for none")
     train.add_argument("--early-stopping", type=int, default=0, metavar="N",
                        help="stop after N epochs without improvement and keep the best weights")
     train.add_argument("--scale", choices=SCALERS, default="standard", help="scaling of numeric columns")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed, default=0)
     train.add_argument("--report", help="report folder (default: MODEL.report)")
     train.add_argument("--force", action="store_true", help="overwrite the model file and report folder")
 
@@ -89,16 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--epochs", type=int, default=50, help="max_iter of each fit (default 50)")
     tune.add_argument("--task", choices=TASKS, default="auto")
     tune.add_argument("--scale", choices=SCALERS, default="standard")
-    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--seed", type=seed, default=0)
     tune.add_argument("--scheduler", help="address of a dask.distributed scheduler to run the folds on")
+
+    from .export import add_parser as add_export
+
+    add_export(sub)
 
     demo = sub.add_parser("demo", help="train a small network on scikit-learn's digits and report test accuracy")
     demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=seed, default=0)
     return parser
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from .extras import require
+
+    require(args.command, scheduler=bool(getattr(args, "scheduler", None)))
     if args.command == "train":
         from .train import run
 
@@ -117,6 +120,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_summary(args)
     if args.command == "tune":
         from .tune import run
+
+        return run(args)
+    if args.command == "export":
+        from .export import run
 
         return run(args)
     from ..demo import run

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 
 Table = dict[str, np.ndarray]
 
@@ -37,6 +37,45 @@ def _format(path: Path) -> str:
     if ".csv" in suffixes[-2:]:
         return "csv"
     raise DataError(f"cannot tell the format of {str(path)!r} from its extension; expected .csv, .parquet or .npz")
+
+
+#: separators people use in place of the comma, by the name a message gives them
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _first_bytes(path: Path, size: int = 65536) -> bytes:
+    """The first ``size`` bytes of a CSV file, decompressed when its name ends in .gz, .bz2 or .xz."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read(size)
+    except (OSError, EOFError, lzma.LZMAError):  # a hint is best effort; the caller's message stands without it
+        return b""
+
+
+def _separator_hint(path: Path) -> str | None:
+    """A hint when the header row is split by ``;``, tabs or ``|`` rather than commas, else ``None``."""
+    header = _first_bytes(path).decode("latin-1").splitlines()[:1]
+    header = header[0] if header else ""
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    sep = max(counts, key=counts.get)
+    if counts[sep] == 0 or header.count(",") >= counts[sep]:
+        return None
+    return (f"its header row is separated by {_SEPARATORS[sep]}, not commas; barenet reads comma-separated "
+            "files: save it as CSV with commas (and '.' as the decimal point)")
+
+
+def _encoding_hint(path: Path) -> str:
+    """What to do with a CSV file that is not UTF-8 (most often Latin-1 / Windows-1252 from a spreadsheet)."""
+    if _first_bytes(path, 2) in (b"\xff\xfe", b"\xfe\xff"):
+        return (f"it starts with a UTF-16 byte order mark; convert it to UTF-8, e.g. iconv -f utf-16 -t utf-8 "
+                f"{str(path)!r} > utf8.csv")
+    return ("it looks like a Latin-1 or Windows-1252 file (as spreadsheets save 'CSV'); convert it to UTF-8, "
+            f"e.g. iconv -f latin1 -t utf-8 {str(path)!r} > utf8.csv, or save it as 'CSV UTF-8'")
 
 
 def _columns_from_frame(frame) -> Table:
@@ -104,10 +143,19 @@ def read_table(path: str | os.PathLike) -> Table:
         except pd.errors.EmptyDataError:
             raise DataError(f"data file {str(path)!r} has no columns") from None
         except UnicodeDecodeError as exc:
-            raise DataError(f"cannot read {str(path)!r} as text CSV: {exc.reason} at byte {exc.start}") from None
+            raise DataError(f"cannot read {str(path)!r} as UTF-8 text: byte {exc.object[exc.start]:#04x} at offset "
+                            f"{exc.start} is not UTF-8; {_encoding_hint(path)}") from None
+        except ImportError as exc:  # no parquet engine
+            raise DataError(f"cannot read {str(path)!r} as {kind}: {exc}; install the command line's "
+                            'dependencies with: pip install "barenet[cli]"') from None
         except Exception as exc:  # pandas and pyarrow raise many types for malformed files
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"cannot read {str(path)!r} as {kind}: {message}") from None
+            hint = _separator_hint(path) if kind == "csv" else None
+            raise DataError(f"cannot read {str(path)!r} as {kind}: {message}" + (f"; {hint}" if hint else "")) from None
+        if kind == "csv" and frame.shape[1] == 1:
+            hint = _separator_hint(path)
+            if hint:
+                raise DataError(f"{str(path)!r} reads as one column named {str(frame.columns[0])!r}; {hint}")
         table = _columns_from_frame(frame)
     if not table:
         raise DataError(f"data file {str(path)!r} has no columns")
@@ -116,26 +164,21 @@ def read_table(path: str | os.PathLike) -> Table:
     return table
 
 
-def check_writable(path: str | os.PathLike, force: bool, what: str) -> Path:
-    """Refuse to overwrite an existing ``path`` unless ``force``; return it as a :class:`Path`."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise ConfigError(f"{what} {str(path)!r} already exists; pass --force to overwrite it")
-    if not path.parent.exists():
-        raise ConfigError(f"cannot write {what} {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    return path
-
-
 def write_table(columns: dict[str, np.ndarray], path: str | os.PathLike | None) -> None:
-    """Write columns as CSV to ``path`` (Parquet when it ends in .parquet/.pq), or to stdout when ``None``."""
+    """Write columns as CSV to ``path`` (Parquet when it ends in .parquet/.pq), or to stdout when ``None``.
+
+    A file is written whole or not at all (see :func:`barenet.cli.paths.write_file`).
+    """
     import sys
 
     import pandas as pd
+
+    from .paths import write_file
 
     frame = pd.DataFrame(columns)
     if path is None:
         frame.to_csv(sys.stdout, index=False)
     elif Path(path).suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(path, index=False)
+        write_file(path, lambda target: frame.to_parquet(target, index=False), "output file")
     else:
-        frame.to_csv(path, index=False)
+        write_file(path, lambda target: frame.to_csv(target, index=False), "output file")

@@ -10,8 +10,9 @@ import numpy as np
 from ..errors import ConfigError, DataError, ModelFileError
 from ..models import Sequential
 from ..preprocessing import TablePreprocessor, preview
-from .data import check_writable, read_table, write_table
-from .report import classification_metrics, regression_metrics, write_report
+from .data import read_table, write_table
+from .paths import check_output_file, check_report_folder
+from .report import REPORT_FILES, classification_metrics, regression_metrics, write_report
 from .train import prediction_targets
 
 
@@ -40,7 +41,7 @@ def load_with_preprocessing(path: str) -> tuple[Sequential, TablePreprocessor]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    out = check_writable(args.out, args.force, "output file") if args.out else None
+    out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     model, prep = load_with_preprocessing(args.model)
     if args.proba and prep.classes is None:
         raise ConfigError("--proba needs a classification model; this model does regression")
@@ -55,9 +56,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    report = Path(args.report) if args.report else Path(f"{args.model}.evaluation")
-    if report.exists() and not args.force:
-        raise ConfigError(f"report folder {str(report)!r} already exists; pass --force to overwrite it")
+    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES)
     model, prep = load_with_preprocessing(args.model)
     table = read_table(args.data)
     if args.target not in table:

@@ -7,6 +7,11 @@ Files:
 * ``metrics.json``: for each evaluated split, accuracy and macro precision/recall/F1 plus the
   per-class values (classification), or MSE, MAE and R2 (regression), computed with
   ``sklearn.metrics`` on labels/values in the target's own units.
+
+The folder holds exactly the files of one run: it is written whole into a sibling folder that then
+replaces it. A confusion matrix of many classes stays readable and quick: past
+:data:`CELL_LABEL_LIMIT` classes its cells carry no numbers, past :data:`TOP_CLASSES` it shows the
+most frequent classes and pools the rest (the figure's title says so).
 """
 
 from __future__ import annotations
@@ -53,51 +58,130 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
-    """One panel per quantity (loss, then each metric), training and validation lines."""
+#: a confusion matrix with more classes than this has no numbers in its cells and colours by row share
+CELL_LABEL_LIMIT = 20
+#: a confusion matrix with more classes than this shows the most frequent true classes and pools the rest
+TOP_CLASSES = 30
+#: the panel title of the loss, by task
+LOSS_LABELS = {"classification": "loss (cross-entropy)",
+               "regression": "loss (mean squared error of the standardized target)"}
+
+
+def curves_figure(history: dict[str, list[float]], title: str, loss_label: str = "loss"):
+    """One panel per quantity (loss, then each metric), training and validation lines; whole-number epochs."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     names = [k for k in history if not k.startswith("val_") and k != "lr"]
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], marker="o", markersize=3, label="training")
+        values = np.array([np.nan if v is None else v for v in history[name]], dtype=float)
+        ax.plot(epochs, values, marker="o", markersize=3, label="training")
         if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], marker="o", markersize=3, label="validation")
-        ax.set_title(name.replace("_", " "))
+            val = np.array([np.nan if v is None else v for v in history[f"val_{name}"]], dtype=float)
+            ax.plot(epochs, val, marker="o", markersize=3, label="validation")
+        ax.set_title(loss_label if name == "loss" else name.replace("_", " "))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_curves(history: dict[str, list[float]], path: Path, title: str, loss_label: str = "loss") -> None:
+    """Write :func:`curves_figure` to ``path`` as PNG."""
+    _save(curves_figure(history, title, loss_label), path)
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, shown: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of true (rows) against predicted (columns) over the classes ``shown``, the rest pooled last.
+
+    ``y_true``, ``y_pred : (n,)`` class indices in ``[0, n_classes)``; ``shown : (k,)`` indices.
+    Returns ``(k, k)`` when every class is shown, else ``(k + 1, k + 1)`` whose last row and
+    column pool the other classes. Time and memory are O(n + n_classes + k**2), never O(n_classes**2).
+    """
+    k = len(shown)
+    size = k if k == n_classes else k + 1
+    position = np.full(n_classes, k, dtype=np.intp)
+    position[shown] = np.arange(k)
+    flat = position[y_true] * size + position[y_pred]
+    return np.bincount(flat, minlength=size * size).reshape(size, size)
+
+
+def _short(label: Any, width: int = 18) -> str:
+    text = str(label)
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any], title: str):
+    """The confusion matrix, readable at any number of classes.
+
+    Up to :data:`CELL_LABEL_LIMIT` classes: every count in its cell, coloured by count. More: no
+    numbers, and each row coloured by its share of that true class's samples (the diagonal is the
+    recall). More than :data:`TOP_CLASSES`: the most frequent true classes, the others pooled in one
+    "other" row and column. The title says which of these was done.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    n = len(classes)
+    if n > TOP_CLASSES:
+        support = np.bincount(y_true, minlength=n)
+        shown = np.sort(np.argsort(-support, kind="stable")[:TOP_CLASSES])
+    else:
+        shown = np.arange(n)
+    matrix = confusion_counts(np.asarray(y_true), np.asarray(y_pred), shown, n)
+    labels = [_short(classes[i]) for i in shown]
+    notes = []
+    if len(matrix) > len(shown):
+        labels.append(f"other ({n - len(shown)})")
+        notes.append(f"{n} classes: the {len(shown)} with most true samples, the other {n - len(shown)} "
+                     "pooled as 'other'")
+    labelled = n <= CELL_LABEL_LIMIT
+    if labelled:
+        colour, colour_label = matrix, "samples"
+    else:
+        rows = matrix.sum(axis=1, keepdims=True)
+        colour = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+        colour_label = "share of the true class's samples"
+        notes.append("colour: share of each true class's samples (diagonal = recall); counts in metrics.json")
+    size = min(4 + 0.5 * len(matrix), 14)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size + 0.3 * len(notes)))
+    image = ax.imshow(colour, cmap="Blues", vmin=0, vmax=None if labelled else 1)
+    fig.colorbar(image, ax=ax, label=colour_label, shrink=0.8, ticks=MaxNLocator(integer=labelled))
+    ticks = np.arange(len(matrix))
+    font = 10 if len(matrix) <= CELL_LABEL_LIMIT else 7
+    ax.set_xticks(ticks, labels, rotation=45 if len(matrix) <= CELL_LABEL_LIMIT else 90,
+                  ha="right" if len(matrix) <= CELL_LABEL_LIMIT else "center", fontsize=font)
+    ax.set_yticks(ticks, labels, fontsize=font)
+    if labelled:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(len(matrix)):
+            for j in range(len(matrix)):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if matrix[i, j] > threshold else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("\n".join([title, *notes]), fontsize=10 if notes else None)
+    fig.tight_layout()
+    return fig
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[Any], path: Path, title: str) -> None:
-    """Counts of true class (rows) against predicted class (columns), each cell labelled."""
-    from sklearn.metrics import confusion_matrix
+    """Write :func:`confusion_figure` to ``path`` as PNG."""
+    _save(confusion_figure(y_true, y_pred, classes, title), path)
 
+
+def _save(fig, path: Path) -> None:
     plt = _pyplot()
-    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
-    size = min(4 + 0.5 * len(classes), 14)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, label="samples")
-    ticks = np.arange(len(classes))
-    ax.set_xticks(ticks, [str(c) for c in classes], rotation=45, ha="right")
-    ax.set_yticks(ticks, [str(c) for c in classes])
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def plot_predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, target: str) -> None:
@@ -113,37 +197,51 @@ def plot_predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, path: Path,
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
+
+
+#: every file a report folder can hold; ``--force`` replaces a folder holding only these
+REPORT_FILES = frozenset({"curves.png", "confusion_matrix.png", "predicted_vs_actual.png", "metrics.json"})
 
 
 def write_report(folder: Path, *, history: dict[str, list[float]] | None, splits: dict[str, tuple],
                  plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any]) -> list[Path]:
-    """Write the report files into ``folder`` (created if needed); returns the paths written.
+    """Write the report into ``folder``, whole or not at all; returns the paths written.
 
     ``splits`` maps a split name to ``(y_true, y_pred)``: class indices for classification
     (``classes`` given), target values for regression. The figure of predictions uses ``plot_split``.
+    The files are written into a fresh sibling folder that then replaces ``folder`` (see
+    :func:`barenet.cli.paths.write_folder`): no file of an earlier report survives, and a failure
+    leaves the earlier report as it was.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    from .paths import write_folder
+
+    names = write_folder(folder, lambda fresh: _write_report_files(
+        fresh, history=history, splits=splits, plot_split=plot_split, classes=classes, target=target,
+        header=header))
+    return [Path(folder) / name for name in names]
+
+
+def _write_report_files(folder: Path, *, history: dict[str, list[float]] | None, splits: dict[str, tuple],
+                        plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any]) -> list[str]:
     written = []
     if history and any(history.values()):
-        path = folder / "curves.png"
-        plot_curves(history, path, f"Training curves ({target})")
-        written.append(path)
+        task = "classification" if classes is not None else "regression"
+        plot_curves(history, folder / "curves.png", f"Training curves ({target})", LOSS_LABELS[task])
+        written.append("curves.png")
     metrics: dict[str, Any] = dict(header)
     for name, (y_true, y_pred) in splits.items():
         metrics[name] = (classification_metrics(y_true, y_pred, classes) if classes is not None
                          else regression_metrics(y_true, y_pred))
     y_true, y_pred = splits[plot_split]
     if classes is not None:
-        path = folder / "confusion_matrix.png"
-        plot_confusion(y_true, y_pred, classes, path, f"Confusion matrix, {plot_split} ({len(y_true)} samples)")
+        plot_confusion(y_true, y_pred, classes, folder / "confusion_matrix.png",
+                       f"Confusion matrix, {plot_split} ({len(y_true)} samples)")
+        written.append("confusion_matrix.png")
     else:
-        path = folder / "predicted_vs_actual.png"
-        plot_predicted_vs_actual(y_true, y_pred, path, f"Predicted vs actual, {plot_split} ({len(y_true)} samples)",
-                                 target)
-    written.append(path)
-    path = folder / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
-    written.append(path)
+        plot_predicted_vs_actual(y_true, y_pred, folder / "predicted_vs_actual.png",
+                                 f"Predicted vs actual, {plot_split} ({len(y_true)} samples)", target)
+        written.append("predicted_vs_actual.png")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    written.append("metrics.json")
     return written

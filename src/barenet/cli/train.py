@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,10 @@ from ..errors import ConfigError, DataError
 from ..models import Sequential
 from ..models.callbacks import Callback, EarlyStopping
 from ..preprocessing import TablePreprocessor
-from .data import check_writable, read_table
-from .report import write_report
+from .data import read_table
+from .paths import check_output_file, check_report_folder, output_errors
+from .report import REPORT_FILES, write_report
+from .values import MAX_UNITS, check_parameter_budget
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -57,6 +58,8 @@ def parse_layers(text: str) -> list[int]:
         raise ConfigError(f"--layers must be comma-separated positive integers such as 64,32; got {text!r}") from None
     if any(size < 1 for size in sizes):
         raise ConfigError(f"--layers sizes must be positive; got {text!r}")
+    if any(size > MAX_UNITS for size in sizes):
+        raise ConfigError(f"--layers sizes must be at most {MAX_UNITS} units each; got {text!r}")
     return sizes
 
 
@@ -128,10 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.lr <= 0 or args.l2 < 0:
         raise ConfigError(f"--lr must be > 0 and --l2 >= 0, got lr={args.lr} and l2={args.l2}")
-    out = check_writable(args.out, args.force, "model file")
-    report = Path(args.report) if args.report else Path(f"{out}.report")
-    if report.exists() and not args.force:
-        raise ConfigError(f"report folder {str(report)!r} already exists; pass --force to overwrite it")
+    out = check_output_file(args.out, args.force, "model file")
+    report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES)
     parse_layers(args.layers)
 
     table = read_table(args.data)
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     X = prep.transform(table)
     y = prep.encode_target(table[args.target])
     train, val = split_indices(y, args.val_split, args.seed, stratify=prep.classes is not None)
+    check_parameter_budget(X.shape[1], parse_layers(args.layers), prep.n_outputs)
     model = build_model(X.shape[1], prep.n_outputs, prep.task, args)
     print(f"{prep.task}: {len(train)} training rows, {len(val)} validation rows, {X.shape[1]} input features"
           + (f", {len(prep.classes)} classes" if prep.classes else ""), flush=True)
@@ -161,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         "training": {key: value for key, value in vars(args).items()
                      if key not in ("func", "command", "force", "out", "report")},
     }
-    save(model, out)
+    with output_errors("model file", out):
+        save(model, out)
     splits: dict[str, Any] = {"train": prediction_targets(model, prep, X[train], y[train])}
     if len(val):
         splits["validation"] = prediction_targets(model, prep, X[val], y[val])

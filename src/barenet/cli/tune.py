@@ -24,6 +24,8 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..preprocessing import TablePreprocessor, numeric_values
 from .data import read_table
+from .suggest import train_command
+from .values import check_parameter_budget
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                             "use fewer folds or more data")
     elif len(y) < 2 * args.cv:
         raise DataError(f"{len(y)} rows are too few for --cv {args.cv} folds")
+    for sizes in grid.get("hidden_layer_sizes", [(100,)]):  # (100,): the estimators' default
+        check_parameter_budget(len(prep.feature_names), list(sizes), prep.n_outputs)
     candidates = len(list(itertools.product(*grid.values())))
     where = f"the dask scheduler at {args.scheduler}" if args.scheduler else "this process"
     print(f"{prep.task}: {candidates} candidates x {args.cv} folds on {len(y)} rows, running in {where}", flush=True)
@@ -174,4 +178,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_results(search.cv_results_, list(grid), score_name))
     best = {k.removeprefix("net__"): v for k, v in search.best_params_.items()}
     print(f"best: {best} ({score_name} {search.best_score_:.4f})")
+    keys = {param: key for key, (param, _) in GRID_KEYS.items() if key not in ("l2",)}
+    setting = {keys[param]: best[param] for param in grid}  # in the order of --grid
+    print("train it on the whole table with:")
+    print("  " + train_command(args.data, args.target, setting, epochs=args.epochs, scale=args.scale,
+                               task=args.task, seed=args.seed))
     return 0

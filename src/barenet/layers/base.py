@@ -32,11 +32,30 @@ the recurrent layers' ``kernel`` and ``recurrent_kernel``, Bidirectional's ``for
 A new layer is a subclass that implements ``build`` (if it has parameters), ``forward``,
 ``backward``, ``compute_output_shape`` (if it changes the shape) and ``get_config``, and adds
 itself to the registry with :func:`register`.
+
+Parameters belong to the model once it is built: :class:`~barenet.Sequential` moves every layer's
+parameters and gradients into one packed array each (see :meth:`Layer.move_parameters`), so that the
+optimizer updates the whole network in one pass. A layer therefore reads its parameters as
+``self.params["kernel"]`` and writes gradients into ``self.grads["kernel"]`` at every call, and never
+keeps its own reference (``self.w = self.add_param(...)`` would keep training a stale copy; the model
+refuses such a layer at build with an error naming the attribute).
+
+A layer whose input is integer indices (:class:`~barenet.layers.Embedding`) sets ``takes_indices``;
+as the first layer of a model it then receives ``int64`` arrays instead of inputs cast to the
+model's float dtype.
+
+``build`` draws every random parameter through the layer's ``*_initializer`` attributes (callables
+``init(shape, fan_in, fan_out, rng, dtype)``) and registers it with :meth:`Layer.add_param`. That lets
+:meth:`Layer.dry_build` learn the parameter shapes of an untrusted configuration without allocating
+them, and :func:`skip_initialization` build a layer whose weights are about to be read from a file
+without drawing them. A layer that allocates its weights any other way overrides ``dry_build``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -70,6 +89,8 @@ class Layer:
 
     #: Whether ``forward`` behaves differently in training (Dropout, BatchNormalization).
     has_training_mode: ClassVar[bool] = False
+    #: Whether the layer takes integer indices (a first layer then gets ``int64`` inputs, never floats).
+    takes_indices: ClassVar[bool] = False
 
     def __init__(self, *, input_shape: tuple[int, ...] | None = None, name: str | None = None) -> None:
         self.name = name
@@ -98,6 +119,24 @@ class Layer:
         self.rng = rng
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+
+    def dry_build(self, input_shape: tuple[int, ...], dtype: Any = "float32") -> tuple[
+            dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], tuple[int, ...]]:
+        """``(param shapes, buffer shapes, output shape)`` that ``build(input_shape, ...)`` would give.
+
+        Nothing the size of a weight is allocated and no random number is drawn: ``build`` runs on a
+        copy of this (unbuilt) layer whose initializers return zero-strided arrays that own one element,
+        and whose ``add_param`` only records them. Buffers a layer creates directly (BatchNormalization's
+        statistics) are as large as one input sample's axis, so the caller bounds the sample size.
+        """
+        probe = copy.deepcopy(self)
+        for layer in _layer_tree(probe):
+            for key in [k for k in vars(layer) if k.endswith("_initializer")]:
+                setattr(layer, key, _memory_free)
+            layer.add_param = _recorder(layer)  # type: ignore[method-assign]
+        probe.build(tuple(input_shape), np.random.default_rng(0), dtype)
+        return ({k: tuple(v.shape) for k, v in probe.params.items()},
+                {k: tuple(v.shape) for k, v in probe.buffers.items()}, tuple(probe.output_shape or ()))
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output sample given the shape of one input sample (default: unchanged)."""
@@ -200,3 +239,48 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("name", "input_shape"))
         return f"{type(self).__name__}({args})"
+
+
+def _layer_tree(layer: Layer) -> Iterator[Layer]:
+    """``layer`` and every layer it holds in its attributes (Bidirectional's two directions)."""
+    yield layer
+    for value in vars(layer).values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, Layer):
+                yield from _layer_tree(item)
+
+
+def _memory_free(shape, fan_in, fan_out, rng, dtype) -> np.ndarray:
+    """A writable array of ``shape`` whose elements all share one cell: shape without memory."""
+    shape = tuple(int(n) for n in shape)
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape),
+                                           writeable=True)
+
+
+def _recorder(layer: Layer) -> Callable[[str, np.ndarray], np.ndarray]:
+    def add_param(name: str, value: np.ndarray) -> np.ndarray:
+        layer.params[name] = layer.grads[name] = value
+        return value
+    return add_param
+
+
+def _uninitialized(shape, fan_in, fan_out, rng, dtype) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
+@contextmanager
+def skip_initialization(layers: list[Layer]) -> Iterator[None]:
+    """Within the block, building ``layers`` allocates their parameters without drawing them (``np.empty``).
+
+    For weights about to be overwritten (loading a file): no random draws, no orthogonalization.
+    The layers' own initializers are back in place afterwards.
+    """
+    saved = [(layer, key, value) for top in layers for layer in _layer_tree(top)
+             for key, value in vars(layer).items() if key.endswith("_initializer")]
+    for layer, key, _ in saved:
+        setattr(layer, key, _uninitialized)
+    try:
+        yield
+    finally:
+        for layer, key, value in saved:
+            setattr(layer, key, value)

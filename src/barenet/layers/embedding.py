@@ -28,8 +28,8 @@ class Embedding(Layer):
 
     Shapes
     ------
-    ``x : (batch, time)`` integer ids (or floats holding exact integers, which is what a model passes
-    after casting its input to its dtype) -> ``y : (batch, time, output_dim)`` in the model's dtype;
+    ``x : (batch, time)`` integer ids (a model passes them as ``int64``; floats holding exact integers are
+    accepted) -> ``y : (batch, time, output_dim)`` in the model's dtype;
     ``embeddings : (input_dim, output_dim)``.
 
     Notes
@@ -39,6 +39,8 @@ class Embedding(Layer):
     output gradient into the rows that were looked up. Indices are not differentiable, so
     ``backward`` returns ``None``.
     """
+
+    takes_indices = True
 
     def __init__(
         self,

@@ -130,9 +130,10 @@ class AveragePooling2D(Pooling2D):
     def build(self, input_shape, rng, dtype="float32"):
         super().build(input_shape, rng, dtype)
         h, w, _ = self.image_shape(self.input_shape)
-        inside = F.pad_spatial(np.ones((1, h, w, 1), dtype=self.dtype), self._pads)
-        count = sum(inside[:, rows, cols] for _, _, rows, cols in self.taps())
-        self._scale = (1 / count).astype(self.dtype)  # (1, oh, ow, 1): 1 / pixels inside each window
+        rows, cols = (window_counts(n, k, s, pad[0], o) for n, k, s, pad, o in
+                      zip((h, w), self.pool_size, self.strides, self._pads, self._out_hw, strict=True))
+        count = np.outer(rows, cols).astype(self.dtype)[None, :, :, None]
+        self._scale = 1 / count  # (1, oh, ow, 1): 1 / pixels inside each window
 
     def forward(self, x, *, training=False):
         self.check_input(x)
@@ -172,6 +173,19 @@ class GlobalAveragePooling2D(ImageLayer):
         h, w, c = self.image_shape(self.input_shape)
         g = grad * grad.dtype.type(1 / (h * w))
         return self.from_last(np.broadcast_to(g[:, None, None, :], (len(grad), h, w, c)).copy())
+
+
+def window_counts(size: int, pool: int, stride: int, pad_before: int, out: int) -> np.ndarray:
+    r"""Image pixels (not padding) under each of the ``out`` windows along one axis: int64 ``(out,)``.
+
+    Notes
+    -----
+    Window :math:`p` covers image positions :math:`[ps - t,\ ps - t + k)` for ``pad_before`` :math:`t`, so it
+    holds :math:`\min(ps - t + k, n) - \max(ps - t, 0)` of the ``size`` :math:`n` pixels. A 2-D window's
+    count is the product of its row and column counts, so a layer's counts are one outer product.
+    """
+    start = np.arange(out, dtype=np.int64) * stride - pad_before
+    return np.minimum(start + pool, size) - np.maximum(start, 0)
 
 
 def _crop(x: np.ndarray, pads) -> np.ndarray:

@@ -34,10 +34,20 @@ import numpy as np
 from .. import functional as F
 from .. import initializers
 from ..errors import ConfigError, ShapeError
+from ..kernels import recurrent as kernels
 from . import activations
 from .base import Layer, register
 
 StateLike = np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray]
+
+
+def _input_projection(xt: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:math:`x_t W + b` of every time step as one product: ``xt : (time, batch, features)`` ->
+    ``(time, batch, width)``."""
+    T, B, n_in = xt.shape
+    out = np.matmul(xt.reshape(T * B, n_in), W)
+    out += b
+    return out.reshape(T, B, W.shape[1])
 
 
 class Recurrent(Layer):
@@ -234,11 +244,13 @@ class SimpleRNN(Recurrent):
 
     def _run(self, xt, states):
         W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
-        XW = xt @ W + b
+        XW = _input_projection(xt, W, b)
         H = np.empty((xt.shape[0] + 1, xt.shape[1], self.units), dtype=self.dtype)
         H[0] = states[0]
+        hu = np.empty_like(H[0])
         for t in range(xt.shape[0]):
-            XW[t] += H[t] @ U  # XW now holds the pre-activations z_t
+            np.matmul(H[t], U, out=hu)
+            XW[t] += hu  # XW now holds the pre-activations z_t
             H[t + 1] = self._activation.function(XW[t])
         self._Z, self._H = XW, H
         return H
@@ -316,23 +328,17 @@ class LSTM(Recurrent):
             self.params["bias"][self.units:2 * self.units] = 1
 
     def _run(self, xt, states):
-        W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
-        n, T = self.units, xt.shape[0]
-        A = xt @ W + b  # becomes the activated gates [i, f, g, o]
-        H = np.empty((T + 1, xt.shape[1], n), dtype=self.dtype)
+        W, U = self.params["kernel"], self.params["recurrent_kernel"]
+        n, (T, B) = self.units, xt.shape[:2]
+        A = _input_projection(xt, W, self.params["bias"])  # becomes the activated gates [i, f, g, o]
+        H = np.empty((T + 1, B, n), dtype=self.dtype)
         C = np.empty_like(H)
         tanh_C = np.empty_like(H[1:])
+        hu = np.empty((B, 4 * n), dtype=self.dtype)
         H[0], C[0] = states
         for t in range(T):
-            a = A[t]
-            a += H[t] @ U
-            a[:, :2 * n] = F.sigmoid(a[:, :2 * n])
-            np.tanh(a[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
-            a[:, 3 * n:] = F.sigmoid(a[:, 3 * n:])
-            i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
-            np.add(f * C[t], i * g, out=C[t + 1])
-            np.tanh(C[t + 1], out=tanh_C[t])
-            np.multiply(o, tanh_C[t], out=H[t + 1])
+            np.matmul(H[t], U, out=hu)
+            kernels.lstm_forward(A[t], hu, C[t], C[t + 1], tanh_C[t], H[t + 1])
         self._A, self._H, self._C, self._tanh_C = A, H, C, tanh_C
         return H
 
@@ -344,19 +350,11 @@ class LSTM(Recurrent):
         A, H, C, tanh_C = self._A, self._H, self._C, self._tanh_C
         n = self.units
         dZ = np.empty_like(A)
-        dh = np.zeros_like(dH[0])
+        dh = np.zeros_like(dH[0])  # dz_{t+1} U^T: what reaches h_t through the next step
         dc = np.zeros_like(dh)
         for t in range(A.shape[0] - 1, -1, -1):
-            a, tc, dz = A[t], tanh_C[t], dZ[t]
-            i, f, g, o = a[:, :n], a[:, n:2 * n], a[:, 2 * n:3 * n], a[:, 3 * n:]
-            dh += dH[t]
-            dc += dh * o * (1 - tc * tc)
-            dz[:, :n] = dc * g * i * (1 - i)
-            dz[:, n:2 * n] = dc * C[t] * f * (1 - f)
-            dz[:, 2 * n:3 * n] = dc * i * (1 - g * g)
-            dz[:, 3 * n:] = dh * tc * o * (1 - o)
-            dc *= f
-            dh = dz @ U.T
+            kernels.lstm_backward(A[t], C[t], tanh_C[t], dH[t], dh, dc, dZ[t])
+            np.matmul(dZ[t], U.T, out=dh)
         flat = dZ.reshape(-1, 4 * n)
         np.matmul(H[:-1].reshape(-1, n).T, flat, out=self.grads["recurrent_kernel"])
         np.sum(flat, axis=0, out=self.grads["bias"])
@@ -411,25 +409,25 @@ class GRU(Recurrent):
     def _run(self, xt, states):
         W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
         n, T = self.units, xt.shape[0]
-        A = xt @ W + (b[0] if self.reset_after else b)  # becomes the activated [z, r, h~]
+        A = _input_projection(xt, W, b[0] if self.reset_after else b)  # becomes the activated [z, r, h~]
         H = np.empty((T + 1, xt.shape[1], n), dtype=self.dtype)
         H[0] = states[0]
         # u^h (reset_after) or r * h_{t-1} (before-reset form): what the backward pass needs per step
         aux = np.empty_like(H[1:])
-        for t in range(T):
-            a, h = A[t], H[t]
-            if self.reset_after:
-                u = h @ U + b[1]
-                a[:, :2 * n] = F.sigmoid(a[:, :2 * n] + u[:, :2 * n])
-                aux[t] = u[:, 2 * n:]
-                a[:, 2 * n:] += a[:, n:2 * n] * aux[t]
-            else:
+        if self.reset_after:
+            hu = np.empty((xt.shape[1], 3 * n), dtype=self.dtype)
+            for t in range(T):
+                np.matmul(H[t], U, out=hu)
+                kernels.gru_forward(A[t], hu, b[1], H[t], aux[t], H[t + 1])
+        else:
+            for t in range(T):
+                a, h = A[t], H[t]
                 a[:, :2 * n] = F.sigmoid(a[:, :2 * n] + h @ U[:, :2 * n])
                 np.multiply(a[:, n:2 * n], h, out=aux[t])
                 a[:, 2 * n:] += aux[t] @ U[:, 2 * n:]
-            np.tanh(a[:, 2 * n:], out=a[:, 2 * n:])
-            z, hh = a[:, :n], a[:, 2 * n:]
-            np.add(hh, z * (h - hh), out=H[t + 1])
+                np.tanh(a[:, 2 * n:], out=a[:, 2 * n:])
+                z, hh = a[:, :n], a[:, 2 * n:]
+                np.add(hh, z * (h - hh), out=H[t + 1])
         self._A, self._H, self._aux = A, H, aux
         return H
 
@@ -440,19 +438,19 @@ class GRU(Recurrent):
         dXW = np.empty_like(A)
         dHU = np.empty_like(A) if self.reset_after else None
         dh = np.zeros_like(dH[0])
-        for t in range(A.shape[0] - 1, -1, -1):
-            a, h, da = A[t], H[t], dXW[t]
-            z, r, hh = a[:, :n], a[:, n:2 * n], a[:, 2 * n:]
-            dh += dH[t]
-            da[:, 2 * n:] = dh * (1 - z) * (1 - hh * hh)
-            da[:, :n] = dh * (h - hh) * z * (1 - z)
-            if self.reset_after:
-                da[:, n:2 * n] = da[:, 2 * n:] * aux[t] * r * (1 - r)
-                du = dHU[t]
-                du[:, :2 * n] = da[:, :2 * n]
-                np.multiply(da[:, 2 * n:], r, out=du[:, 2 * n:])
-                dh = dh * z + du @ U.T
-            else:
+        if self.reset_after:
+            dhz = np.zeros_like(dh)  # dh_{t+1} z_{t+1}: what reaches h_t directly; dh holds du_{t+1} U^T
+            for t in range(A.shape[0] - 1, -1, -1):
+                kernels.gru_backward(A[t], H[t], aux[t], dH[t], dh, dhz, dXW[t], dHU[t])
+                np.matmul(dHU[t], U.T, out=dh)
+            dh += dhz
+        else:
+            for t in range(A.shape[0] - 1, -1, -1):
+                a, h, da = A[t], H[t], dXW[t]
+                z, r, hh = a[:, :n], a[:, n:2 * n], a[:, 2 * n:]
+                dh += dH[t]
+                da[:, 2 * n:] = dh * (1 - z) * (1 - hh * hh)
+                da[:, :n] = dh * (h - hh) * z * (1 - z)
                 d_rh = da[:, 2 * n:] @ U[:, 2 * n:].T
                 da[:, n:2 * n] = d_rh * h * r * (1 - r)
                 dh = dh * z + d_rh * r + da[:, :2 * n] @ U[:, :2 * n].T

@@ -1,6 +1,7 @@
 """Models, their training loop, callbacks and history."""
 
+from . import training, validation
 from .history import History
-from .sequential import Sequential
+from .sequential import Gradients, Sequential
 
-__all__ = ["History", "Sequential"]
+__all__ = ["Gradients", "History", "Sequential", "training", "validation"]

@@ -9,7 +9,6 @@ current batch. ``logs`` holds the values of the epoch so far (``loss``, metric n
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -110,39 +109,6 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
-class ModelCheckpoint(Callback):
-    """Save the model to ``filepath`` after each epoch (or only when ``monitor`` improves).
-
-    ``filepath`` may contain ``{epoch}`` and log names, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.barenet"``.
-    A model whose monitored value (or loss) is NaN or infinite is never saved, so a diverging run
-    cannot overwrite a good checkpoint. Saving is atomic (see :func:`barenet.save`).
-    """
-
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto") -> None:
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
-        self.save_best_only = bool(save_best_only)
-        self.mode = _resolve_mode(mode, monitor)
-
-    def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self._is_better = _better(self.mode, 0.0)
-
-    def on_epoch_end(self, epoch, logs=None):
-        from ..io import save
-
-        logs = logs or {}
-        if not all(math.isfinite(v) for v in logs.values()):
-            return
-        if self.save_best_only:
-            current = _monitored(logs, self.monitor, "ModelCheckpoint")
-            if not self._is_better(current, self.best):
-                return
-            self.best = current
-        save(self.model, self.filepath.format(epoch=epoch + 1, **logs))
-
-
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch loss is NaN or infinite, and say so on stderr.
 
@@ -238,8 +204,8 @@ class ProgressBar(Callback):
     def on_train_begin(self, logs=None):
         self._out = self.stream or sys.stdout
         self._live = self.verbose == 1 and getattr(self._out, "isatty", lambda: False)()
-        self._epochs = self.model._fit_params["epochs"]
-        self._steps = self.model._fit_params["steps"]
+        self._epochs = self.model.history.params["epochs"]
+        self._steps = self.model.history.params["steps"]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()

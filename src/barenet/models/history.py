@@ -11,17 +11,37 @@ class History:
     ``history.history["loss"]`` is the list of training losses, one per epoch; validation values
     are under ``"val_loss"``, ``"val_accuracy"`` and so on; ``history.epoch`` lists the epoch numbers
     (0-based) and ``history.params`` the settings of the run (epochs, batch size, samples).
+
+    ``kept_epoch`` is the epoch (0-based) whose weights the model holds after ``fit``: the last one
+    normally, the best one after :class:`~barenet.callbacks.EarlyStopping` with ``restore_best_weights``,
+    the last finite one after a divergence, ``None`` when the model holds its weights from before
+    training. ``diverged_at`` is the epoch at which training diverged, or ``None``.
     """
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict[str, Any] = dict(params or {})
+        self.kept_epoch: int | None = None
+        self.diverged_at: int | None = None
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch.append(epoch)
+        """Record one epoch; all of its values or none (the lists are replaced, not grown in place)."""
+        keys = [*self.history, *(k for k in logs if k not in self.history)]
+        past = len(self.epoch)
+        grown = {k: [*self.history.get(k, [float("nan")] * past), float(logs.get(k, float("nan")))] for k in keys}
+        self.history, self.epoch = grown, [*self.epoch, epoch]
+
+    def update_last(self, logs: dict[str, float]) -> None:
+        """Add values logged for the last recorded epoch after it was appended (e.g. the learning rate)."""
+        if not self.epoch:
+            return
+        past = len(self.epoch) - 1
+        history = dict(self.history)
         for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+            values = history.get(key, [float("nan")] * (past + 1))
+            history[key] = [*values[:past], float(value)]
+        self.history = history
 
     def __repr__(self) -> str:
         last = {k: round(v[-1], 6) for k, v in self.history.items() if v}

@@ -1,25 +1,37 @@
-"""The Sequential model: a stack of layers trained by backpropagation."""
+"""The Sequential model: a stack of layers, its parameters, and the forward and backward pass.
+
+The training loop lives in :mod:`barenet.models.training` and the checks of user input in
+:mod:`barenet.models.validation`; this module is the network itself.
+"""
 
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
-from ..errors import ConfigError, DataError, NotFittedError, ShapeError
+from ..errors import ConfigError, NotFittedError, ShapeError
 from ..layers import Dense, Layer, layer_class
 from ..layers.activations import Activation
 from ..rng import Seed, make_rng
-from .callbacks import Callback, ProgressBar, TerminateOnNaN
+from . import training, validation
+from .callbacks import Callback
 from .history import History
 
-_PREDICT_BATCH = 1024  # bounds the memory of inference (im2col columns of a CNN)
+
+class Gradients(NamedTuple):
+    """What :meth:`Sequential.compute_gradients` returns for one batch."""
+
+    #: The loss (L2 penalty included).
+    loss: float
+    #: dLoss/dparameter keyed ``"layers.<i>.<name>"``, same shapes as :meth:`Sequential.parameters`.
+    parameters: dict[str, np.ndarray]
+    #: dLoss/dinput, shape of the batch (``None`` when the first layer takes integer ids).
+    inputs: np.ndarray | None
 
 
 class Sequential:
@@ -28,8 +40,9 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer
-        In order from input to output. The first layer needs ``input_dim``/``input_shape``,
-        unless the model is built from the data at the first ``fit``.
+        In order from input to output. When the first layer declares ``input_dim``/``input_shape`` the
+        model is built at once (as in Keras: ``get_weights``, ``summary`` and :func:`barenet.save` work
+        before ``fit``); otherwise it is built from the data at the first ``fit``.
     seed : int, optional
         Seeds the model's one random generator, used for weight initialization, shuffling,
         validation splits and dropout: the same seed gives the same weights and history, bit for bit.
@@ -65,12 +78,24 @@ class Sequential:
 
     # ----------------------------------------------------------------- construction
     def add(self, layer: Layer) -> None:
-        """Append a layer (before the model is built)."""
+        """Append a layer; on a built model it is built at once on the current output shape."""
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential takes Layer objects, got {type(layer).__name__}: {layer!r}")
-        if self.built:
-            raise ConfigError("cannot add layers to a model that is already built")
+        if any(layer is other for other in self.layers):
+            raise ConfigError(f"{layer.describe()} is already in the model; create a new layer to add another")
+        if not self.built:
+            self.layers.append(layer)
+            if len(self.layers) == 1 and layer.input_shape is not None:
+                self.build()
+            return
+        if not layer.built:
+            layer.build(self.output_shape, self.rng, self.dtype)
+        elif layer.input_shape != self.output_shape:
+            raise ShapeError(f"{layer.describe()} was built for input {layer.input_shape}, but the model "
+                             f"outputs {self.output_shape}")
         self.layers.append(layer)
+        self.output_shape = layer.output_shape
+        self._pack_parameters()
 
     @classmethod
     def from_architecture(cls, architecture: Sequence[dict[str, Any]], **kwargs: Any) -> Sequential:
@@ -96,9 +121,17 @@ class Sequential:
         return cls(layers, **kwargs)
 
     def build(self, input_shape: Sequence[int] | None = None) -> None:
-        """Create every layer's parameters for samples of shape ``input_shape`` (batch axis excluded)."""
+        """Create every layer's parameters for samples of shape ``input_shape`` (batch axis excluded).
+
+        Building a built model again for the same shape does nothing; another shape is refused.
+        """
         if not self.layers:
             raise ConfigError("the model has no layers; add at least one")
+        if self.built:
+            if input_shape is not None and tuple(int(d) for d in input_shape) != self.input_shape:
+                raise ShapeError(f"the model is built for inputs {self.input_shape}, cannot build it again for "
+                                 f"{tuple(input_shape)}; create a new model")
+            return
         if input_shape is None:
             input_shape = self.layers[0].input_shape
             if input_shape is None:
@@ -141,7 +174,10 @@ class Sequential:
             return new_param, new_grad
 
         for layer in self.layers:
+            old = {id(a): name for name, a in layer.params.items()}
+            old.update({id(a): f"gradient of {name}" for name, a in layer.grads.items()})
             layer.move_parameters(place)
+            _refuse_own_references(layer, old)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickle (joblib, Dask, multiprocessing) stores views as separate arrays: pack them again.
@@ -152,7 +188,28 @@ class Sequential:
     def compile(self, loss: str | losses_mod.Loss = "mean_squared_error",
                 optimizer: str | optimizers_mod.Optimizer = "adam",
                 metrics: Sequence[str] | None = None) -> None:
-        """Choose the loss, optimizer and metrics used by ``fit`` and ``evaluate``."""
+        """Choose the loss, optimizer and metrics used by ``fit`` and ``evaluate``.
+
+        Parameters
+        ----------
+        loss : str or Loss
+            ``"mean_squared_error"`` (``"mse"``), ``"mean_absolute_error"`` (``"mae"``), ``"huber"``,
+            ``"binary_crossentropy"`` (``"bce"``), ``"categorical_crossentropy"`` (also
+            ``"sparse_categorical_crossentropy"``, ``"cross_entropy"``: integer labels or one-hot rows), or a
+            :mod:`barenet.losses` object for options (``from_logits``, ``label_smoothing``, ``delta``).
+        optimizer : str or Optimizer
+            ``"sgd"``, ``"rmsprop"``, ``"adam"``, ``"adamw"`` with their default settings, or a
+            :mod:`barenet.optimizers` object (learning rate, momentum, ``clipnorm``, ``global_clipnorm`` ...).
+        metrics : list of str, optional
+            ``"accuracy"`` (``"acc"``), ``"precision"``, ``"recall"``, ``"f1"`` (positive class for binary
+            tasks, macro otherwise), ``"precision_macro"``, ``"recall_macro"``, ``"f1_macro"``, ``"mse"``
+            (``"mean_squared_error"``), ``"mae"`` (``"mean_absolute_error"``), ``"r2"``.
+
+        Raises
+        ------
+        ConfigError
+            An unknown name (the message lists the known ones).
+        """
         self.loss = losses_mod.get(loss)
         self.optimizer = optimizers_mod.get(optimizer)
         self.metric_names = [str(m) for m in (metrics or [])]
@@ -171,12 +228,26 @@ class Sequential:
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights in layer order (Dense: kernel, bias; BatchNormalization: gamma, beta,
         moving mean, moving variance)."""
-        self._require_built("get_weights")
+        self.require_built("get_weights")
         return [w.copy() for layer in self.layers for w in layer.weights()]
 
-    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Set all weights from a list in :meth:`get_weights` order; shapes must match."""
-        self._require_built("set_weights")
+    def named_weights(self) -> dict[str, np.ndarray]:
+        """Copies of all weights and buffers by name: ``{"layers.0.kernel": ..., "layers.3.moving_mean": ...}``.
+
+        Parameters are keyed as in :meth:`parameters`; buffers (non-trainable state) by the same rule.
+        The order is that of :meth:`get_weights`.
+        """
+        self.require_built("named_weights")
+        return {f"layers.{i}.{name}": value.copy() for i, layer in enumerate(self.layers)
+                for name, value in (*layer.params.items(), *layer.buffers.items())}
+
+    def set_weights(self, weights: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> None:
+        """Set weights from a list in :meth:`get_weights` order, or from a dict keyed as in
+        :meth:`named_weights` (every name must exist; a dict may hold a subset); shapes must match."""
+        self.require_built("set_weights")
+        if isinstance(weights, Mapping):
+            self._set_named_weights(weights)
+            return
         expected = sum(len(layer.weights()) for layer in self.layers)
         if len(weights) != expected:
             raise ShapeError(f"set_weights expected {expected} arrays for this model, got {len(weights)}")
@@ -186,8 +257,24 @@ class Sequential:
             layer.set_weights(list(weights[start:start + n]))
             start += n
 
+    def _set_named_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        stores = {f"layers.{i}.{name}": (layer, store) for i, layer in enumerate(self.layers)
+                  for store in (layer.params, layer.buffers) for name in store}
+        unknown = sorted(set(weights) - set(stores))
+        if unknown:
+            raise ShapeError(f"set_weights got unknown names {unknown[:5]}; this model has {list(stores)[:8]}...")
+        for key, value in weights.items():
+            layer, store = stores[key]
+            name = key.rsplit(".", 1)[1]
+            value = np.asarray(value)
+            if value.shape != store[name].shape:
+                raise ShapeError(f"{layer.describe()} weight {name!r} ({key}) has shape {store[name].shape}, "
+                                 f"got {value.shape}")
+            store[name][...] = value
+
     @property
     def n_params(self) -> int:
+        """Number of trainable scalars."""
         return sum(layer.n_params for layer in self.layers)
 
     # ----------------------------------------------------------------- forward / backward
@@ -198,8 +285,8 @@ class Sequential:
         return (self.loss is not None and self.loss.fuses_with is not None and act is not None
                 and act.kind == self.loss.fuses_with and not getattr(self.loss, "from_logits", False))
 
-    def _forward(self, x: np.ndarray, training: bool, logits: bool = False) -> np.ndarray:
-        """Run the stack; with ``logits=True`` stop before the final activation."""
+    def forward(self, x: np.ndarray, *, training: bool = False, logits: bool = False) -> np.ndarray:
+        """Run the stack on a checked batch; with ``logits=True`` stop before the final activation."""
         for layer in self.layers[:-1]:
             x = layer.forward(x, training=training)
         last = self.layers[-1]
@@ -207,7 +294,9 @@ class Sequential:
             return last.forward(x, training=training)
         return x if isinstance(last, Activation) else last.forward_logits(x, training=training)
 
-    def _backward(self, grad: np.ndarray, from_logits: bool) -> None:
+    def backward(self, grad: np.ndarray, *, from_logits: bool = False) -> np.ndarray | None:
+        """Backpropagate dLoss/dOutput (or dLoss/dLogits) through the stack; returns dLoss/dInput
+        (``None`` unless the first layer's ``input_grad_needed``)."""
         last = self.layers[-1]
         if from_logits:
             if not isinstance(last, Activation):
@@ -216,20 +305,30 @@ class Sequential:
             grad = last.backward(grad)
         for layer in reversed(self.layers[:-1]):
             grad = layer.backward(grad)
+        return grad
 
-    def _loss_and_grad(self, x, y, w, training: bool, need_grad: bool):
-        """Loss (with the L2 penalty), predictions and, when ``need_grad``, gradients in the layers."""
+    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, training: bool, need_grad: bool
+                       ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """Loss (with the L2 penalty), predictions and, when ``need_grad``, dLoss/dInput (gradients in the layers).
+
+        Per-step weights ``w : (batch, steps)`` (class weights of sequence labels) weigh each step of a
+        sequence output: the loss then sees every step as a sample of its own, which gives the same mean
+        (each loss averages over steps) with each step's own weight.
+        """
         fused = self._fusable()
+        out = self.forward(x, training=training, logits=fused)
+        shape = out.shape
+        if w is not None and w.ndim == 2:
+            out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *y.shape[2:]), w.reshape(-1)
         if fused:
-            logits = self._forward(x, training=training, logits=True)
-            value, grad, y_pred = self.loss.fused(logits, y, w)
+            value, grad, y_pred = self.loss.fused(out, y, w)
         else:
-            y_pred = self._forward(x, training=training)
+            y_pred = out
             value = self.loss(y_pred, y, w)
             grad = self.loss.gradient(y_pred, y, w) if need_grad else None
-        if need_grad:
-            self._backward(grad, from_logits=fused)
-        return value + self._penalty(need_grad), y_pred
+        y_pred = y_pred.reshape(shape)
+        grad_input = self.backward(grad.reshape(shape), from_logits=fused) if need_grad else None
+        return value + self._penalty(need_grad), y_pred, grad_input
 
     def _penalty(self, add_grads: bool) -> float:
         r"""L2 penalty :math:`\sum_{layers} \lambda \|W\|^2`; adds :math:`2\lambda W` to kernel gradients."""
@@ -246,64 +345,19 @@ class Sequential:
         return total
 
     # ----------------------------------------------------------------- data checks
-    def _check_x(self, X: Any, what: str = "X") -> np.ndarray:
-        if X is None:
-            raise DataError(f"{what} is None; expected an array of shape (n_samples, n_features)")
-        try:
-            X = np.asarray(X, dtype=self.dtype)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{what} must be numeric; converting it to {self.dtype.name} failed: {exc}") from None
-        if X.ndim == 0 or X.shape[0] == 0:
-            raise DataError(f"{what} is empty (shape {X.shape}); expected at least one sample")
-        if X.ndim == 1:
-            expected = self.input_shape if self.built else self.layers[0].input_shape
-            if expected == (1,) or expected is None:
-                X = X[:, None]
-            else:
-                raise ShapeError(f"{what} is 1-d with shape {X.shape}; expected (n_samples, "
-                                 f"{', '.join(map(str, expected))})")
-        bad = ~np.isfinite(X)
-        if bad.any():
-            rows = np.unique(np.nonzero(bad)[0])
-            raise DataError(f"{what} contains {int(bad.sum())} NaN or infinite values (first in row "
-                            f"{int(rows[0])}); clean or impute them first")
-        if self.built and X.shape[1:] != self.input_shape:
-            raise ShapeError(f"{what} has shape {X.shape}, but the model's first layer "
-                             f"{self.layers[0].describe()} expects (n_samples, "
-                             f"{', '.join(map(str, self.input_shape))})")
-        return X
+    def check_inputs(self, X: Any, what: str = "X", *, allow_empty: bool = False) -> np.ndarray:
+        """``X`` checked and converted for this model (see :func:`barenet.models.validation.check_inputs`)."""
+        if not self.layers:
+            raise ConfigError("the model has no layers; add at least one")
+        return validation.check_inputs(X, dtype=self.dtype, first_layer=self.layers[0],
+                                       input_shape=self.input_shape if self.built else None, what=what,
+                                       allow_empty=allow_empty)
 
-    def _check_y(self, y: Any, n: int, what: str = "y") -> np.ndarray:
-        if y is None:
-            raise DataError(f"{what} is None; expected one target per sample")
-        y = self.loss.prepare_targets(y, self.output_shape, self.dtype)
-        if len(y) != n:
-            raise ShapeError(f"X has {n} samples but {what} has {len(y)}; they must match")
-        return y
-
-    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
-        if sample_weight is None:
-            return None
-        w = np.asarray(sample_weight, dtype=self.dtype)
-        if w.shape != (n,):
-            raise ShapeError(f"sample_weight has shape {w.shape}; expected ({n},), one weight per sample")
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise DataError("sample_weight must be finite and non-negative")
-        return w
-
-    def _class_weights(self, class_weight: dict[int, float], y: np.ndarray) -> np.ndarray:
-        if self.task == "multiclass":
-            labels = y.reshape(len(y), -1, y.shape[-1]).argmax(axis=-1)[:, 0]
-        elif self.task == "binary":
-            labels = (y.reshape(len(y)) >= 0.5).astype(int)
-        else:
-            raise ConfigError(f"class_weight needs a binary or multi-class model, this one does {self.task}")
-        table = np.ones(max(int(labels.max()) + 1, max(class_weight) + 1))
-        for label, weight in class_weight.items():
-            if weight < 0:
-                raise ConfigError(f"class_weight[{label}] is {weight}; weights must be >= 0")
-            table[int(label)] = weight
-        return table[labels].astype(self.dtype)
+    def check_targets(self, y: Any, n: int, what: str = "y") -> np.ndarray:
+        """``y`` checked and converted for the compiled loss (see :meth:`barenet.losses.Loss.prepare_targets`)."""
+        self.require_compiled("checking targets")
+        return validation.check_targets(y, n, loss=self.loss, output_shape=self.output_shape, dtype=self.dtype,
+                                        what=what)
 
     @property
     def task(self) -> str:
@@ -316,174 +370,153 @@ class Sequential:
             return "binary" if int(np.prod(self.output_shape)) == 1 else "multilabel"
         return "regression"
 
-    def _require_built(self, what: str) -> None:
+    def require_built(self, what: str) -> None:
+        """Raise :class:`NotFittedError` naming ``what`` unless the model is built."""
         if not self.built:
             raise NotFittedError(f"{what} needs a built model; call fit (or build) first")
 
-    def _require_compiled(self, what: str) -> None:
+    def require_compiled(self, what: str) -> None:
+        """Raise :class:`NotFittedError` naming ``what`` unless the model is compiled."""
         if self.loss is None or self.optimizer is None:
             raise NotFittedError(f"{what} needs a compiled model; call compile(loss=..., optimizer=...) first")
 
-    def _metric_logs(self, y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
-        return {prefix + name: metrics_mod.get(name)(y_true, y_pred, self.task) for name in self.metric_names}
+    def metric_logs(self, y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
+        """The compiled metrics of ``y_pred`` (outputs, or predicted labels for a multi-class model) against
+        ``y_true``, keyed by name (with ``prefix``)."""
+        task, k = self.task, self.output_shape[-1]
+        return {prefix + name: metrics_mod.get(name)(y_true, y_pred, task, n_classes=k) for name in self.metric_names}
 
-    # ----------------------------------------------------------------- training
+    def prediction_buffer(self, n: int) -> tuple[np.ndarray, bool]:
+        """An array to collect ``n`` samples' predictions for the metrics, and whether it holds labels.
+
+        A multi-class model keeps predicted labels ``(n, *output_shape[:-1])`` instead of probabilities, so
+        the memory of an epoch's record does not grow with the number of classes.
+        """
+        if self.task == "multiclass":
+            return np.empty((n, *self.output_shape[:-1]), dtype=np.int64), True
+        return np.empty((n, *self.output_shape), dtype=self.dtype), False
+
+    # ----------------------------------------------------------------- training and inference
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data: tuple | None = None, validation_split: float = 0.0,
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
             callbacks: Sequence[Callback] | None = None, verbose: int = 1) -> History:
-        """Train for ``epochs`` passes over ``(X, y)``; returns a :class:`History`.
+        """Train for ``epochs`` passes over ``(X, y)``; the loop is :func:`barenet.models.training.fit`.
 
         Parameters
         ----------
         X : array (n_samples, *input_shape)
+            Floats, cast to the model's dtype; integer token ids (kept as ``int64``) when the first layer
+            is an :class:`~barenet.layers.Embedding`.
         y : array
-            Integer labels ``(n,)`` or one-hot ``(n, classes)`` for categorical cross-entropy,
-            0/1 labels for binary cross-entropy, real targets ``(n,)`` or ``(n, outputs)`` otherwise.
-        batch_size : int or None
+            Integer labels ``(n,)`` or ``(n, 1)``, or one-hot ``(n, classes)`` for categorical cross-entropy
+            (per-step labels ``(n, steps)`` or ``(n, steps, classes)`` for sequence outputs), 0/1 labels for
+            binary cross-entropy, real targets ``(n,)`` or ``(n, outputs)`` otherwise.
+        epochs : int >= 0
+        batch_size : int >= 1 or None
             Samples per gradient step; ``None`` uses the whole training set (full-batch gradient descent).
         shuffle : bool
             Reshuffle the training samples each epoch (with the model's generator).
         validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
-        validation_split : float
+        validation_split : float in [0, 1)
             Hold out this fraction of the samples, taken from the end before shuffling.
         class_weight : dict label -> weight, optional
-            Multiplies the loss of each sample by the weight of its class.
+            Multiplies the loss of each target by the weight of its class (each step of a sequence by its
+            own label's weight).
         sample_weight : array (n_samples,), optional
         callbacks : list of Callback
         verbose : 0, 1 or 2
             0 silent, 1 progress bar, 2 one line per epoch.
+
+        Returns
+        -------
+        History
+            Loss and metrics per epoch; ``history.kept_epoch`` is the epoch whose weights the model holds
+            and ``history.diverged_at`` the epoch at which training diverged (or ``None``).
+
+        Raises
+        ------
+        NotFittedError
+            The model is not compiled, or cannot be built (no input shape known).
+        ConfigError
+            An argument is out of range (``epochs``, ``batch_size``, ``validation_split``, ``class_weight``).
+        DataError, ShapeError
+            ``X``, ``y`` or the weights are not numeric, not finite, or do not fit the model or each other.
+
+        Notes
+        -----
+        Training stops early, keeping finite weights, when it diverges (a NaN or infinite loss, an epoch loss
+        past :data:`barenet.models.training.DIVERGENCE_FACTOR` times the first epoch's, or a non-finite weight),
+        and on Ctrl-C, keeping the weights of the last completed epoch (``model.interrupted`` is then True).
         """
-        self._require_compiled("fit")
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ConfigError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        if not 0.0 <= validation_split < 1.0:
-            raise ConfigError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if not self.built and self.layers and self.layers[0].input_shape is None:
-            X = self._check_x(X)
-            self.build(X.shape[1:])
-        if not self.built:
-            self.build()
-        X = self._check_x(X)
-        y = self._check_y(y, len(X))
-        w = self._check_weights(sample_weight, len(X))
-        if class_weight:
-            cw = self._class_weights(class_weight, y)
-            w = cw if w is None else w * cw
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ConfigError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight_val)")
-            Xv = self._check_x(validation_data[0], "validation X")
-            yv = self._check_y(validation_data[1], len(Xv), "validation y")
-            wv = self._check_weights(validation_data[2], len(Xv)) if len(validation_data) == 3 else None
-            val = (Xv, yv, wv)
-        elif validation_split:
-            n_val = int(math.floor(len(X) * validation_split))
-            if n_val < 1 or n_val >= len(X):
-                raise DataError(f"validation_split={validation_split} of {len(X)} samples leaves "
-                                f"{n_val} for validation and {len(X) - n_val} for training; both need >= 1")
-            val = (X[-n_val:], y[-n_val:], None if w is None else w[-n_val:])
-            X, y, w = X[:-n_val], y[:-n_val], None if w is None else w[:-n_val]
-
-        n = len(X)
-        bs = n if batch_size is None else min(int(batch_size), n)
-        steps = math.ceil(n / bs)
-        history = History({"epochs": epochs, "batch_size": bs, "samples": n, "steps": steps})
-        self.history = history
-        self._fit_params = history.params
-        callbacks = list(callbacks or [])
-        if not any(isinstance(c, TerminateOnNaN) for c in callbacks):
-            callbacks.append(TerminateOnNaN())
-        if verbose:
-            callbacks.append(ProgressBar(verbose=verbose))
-        for cb in callbacks:
-            cb.set_model(self)
-        self.stop_training = False
-        for cb in callbacks:
-            cb.on_train_begin()
-        try:
-            # A diverging run is reported once by TerminateOnNaN, not by a warning per operation.
-            with np.errstate(over="ignore", invalid="ignore"):
-                for epoch in range(epochs):
-                    for cb in callbacks:
-                        cb.on_epoch_begin(epoch)
-                    logs = self._train_epoch(X, y, w, bs, shuffle, callbacks)
-                    if val is not None and math.isfinite(logs["loss"]):
-                        logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
-                    for cb in callbacks:
-                        cb.on_epoch_end(epoch, logs)
-                    history.append(epoch, logs)  # after the callbacks, so values they log (lr) are recorded
-                    if self.stop_training:
-                        break
-        except KeyboardInterrupt:
-            print(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; "
-                  "fit returns the history of the completed epochs", file=sys.stderr)
-            self.interrupted = True
-        else:
-            self.interrupted = False
-        for cb in callbacks:
-            cb.on_train_end()
-        return history
-
-    def _train_epoch(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, bs: int, shuffle: bool,
-                     callbacks: list[Callback]) -> dict[str, float]:
-        """One pass over the training set in mini-batches of ``bs``; returns the epoch's loss and metrics."""
-        n = len(X)
-        order = self.rng.permutation(n) if shuffle else None
-        preds = np.empty_like(y) if self.metric_names else None
-        # Built once per epoch (the arrays are updated in place), not at every step.
-        params, grads = self.parameters(), self.gradients()
-        total, seen = 0.0, 0
-        for step in range(math.ceil(n / bs)):
-            part = slice(step * bs, min(n, (step + 1) * bs))
-            idx = part if order is None else order[part]
-            wb = None if w is None else w[idx]
-            value, y_pred = self._loss_and_grad(X[idx], y[idx], wb, training=True, need_grad=True)
-            if math.isfinite(value):
-                self.optimizer.step(params, grads)
-            if preds is not None:
-                preds[idx] = y_pred
-            total += value * len(y_pred)
-            seen += len(y_pred)
-            for cb in callbacks:
-                cb.on_batch_end(step, {"loss": value})
-            if self.stop_training:
-                break
-        logs = {"loss": total / seen}
-        if preds is not None and seen == n and math.isfinite(logs["loss"]):
-            logs.update(self._metric_logs(y, preds))
-        return logs
-
-    # ----------------------------------------------------------------- inference
-    def _evaluate(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
-        total = 0.0
-        preds = np.empty_like(y)
-        for start in range(0, len(X), _PREDICT_BATCH):
-            part = slice(start, start + _PREDICT_BATCH)
-            wb = None if w is None else w[part]
-            value, preds[part] = self._loss_and_grad(X[part], y[part], wb, training=False, need_grad=False)
-            total += value * len(X[part])
-        return {"loss": total / len(X), **self._metric_logs(y, preds)}
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                            validation_data=validation_data, validation_split=validation_split,
+                            class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
+                            verbose=verbose)
 
     def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
         """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``."""
-        self._require_compiled("evaluate")
-        self._require_built("evaluate")
-        X = self._check_x(X)
-        y = self._check_y(y, len(X))
-        return self._evaluate(X, y, self._check_weights(sample_weight, len(X)))
+        self.require_compiled("evaluate")
+        self.require_built("evaluate")
+        X = self.check_inputs(X)
+        y = self.check_targets(y, len(X))
+        return training.evaluate_arrays(self, X, y, validation.check_sample_weight(sample_weight, len(X), self.dtype))
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
-        (probabilities for sigmoid/softmax outputs)."""
-        self._require_built("predict")
-        X = self._check_x(X)
-        bs = batch_size or _PREDICT_BATCH
-        out = [self._forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
+        (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array."""
+        self.require_built("predict")
+        bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
+        X = self.check_inputs(X, allow_empty=True)
+        if len(X) == 0:
+            return np.empty((0, *self.output_shape), dtype=self.dtype)
+        out = [self.forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
         return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True
+                          ) -> Gradients:
+        """The loss, every parameter's gradient and the gradient with respect to the input, for one batch.
+
+        No optimizer step is taken and no weight changes (layers in training mode, such as
+        BatchNormalization, do update their running statistics when ``training`` is True, as in ``fit``).
+
+        Parameters
+        ----------
+        X : array (batch, *input_shape)
+        y : array, targets as for :meth:`fit`
+        sample_weight : array (batch,), optional
+        training : bool
+            Run the layers in training mode (dropout active, batch statistics), as ``fit`` does.
+
+        Returns
+        -------
+        Gradients
+            ``loss`` (float, the L2 penalty included), ``parameters``: ``{"layers.<i>.<name>": dLoss/dparam}``
+            (copies, keyed like :meth:`parameters`), ``inputs``: dLoss/dX of shape ``X.shape`` (``None`` when
+            the first layer takes integer ids).
+        """
+        self.require_compiled("compute_gradients")
+        if not self.built:
+            self.build(self.check_inputs(X).shape[1:] if self.layers[0].input_shape is None else None)
+        X = self.check_inputs(X)
+        y = self.check_targets(y, len(X))
+        w = validation.check_sample_weight(sample_weight, len(X), self.dtype)
+        first = self.layers[0]
+        takes_ids = getattr(first, "takes_indices", False)
+        first.input_grad_needed = not takes_ids
+        try:
+            value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True)
+        finally:
+            first.input_grad_needed = False
+        return Gradients(value, {k: g.copy() for k, g in self.gradients().items()}, grad_input)
+
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, training: bool,
+                           need_grad: bool = True) -> tuple[float, np.ndarray]:
+        """Loss (with the L2 penalty) and predictions of a checked batch; with ``need_grad`` the gradients
+        are left in the layers' ``grads`` (the training loop's step; :meth:`compute_gradients` is the public
+        form for unchecked data)."""
+        value, y_pred, _ = self._loss_and_grad(x, y, w, training=training, need_grad=need_grad)
+        return value, y_pred
 
     # ----------------------------------------------------------------- description
     def summary(self, print_fn: Any = print) -> str:
@@ -528,3 +561,26 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name!r})"
+
+
+def _refuse_own_references(layer: Layer, moved: dict[int, str]) -> None:
+    """Raise when ``layer`` still holds, as an attribute, an array that packing just moved.
+
+    Such a reference (``self.w = self.add_param(...)``) would keep pointing at the old array, which the
+    optimizer no longer updates: the layer would silently stop training. See :mod:`barenet.layers.base`.
+    """
+    for attr, value in vars(layer).items():
+        if attr in ("params", "grads", "buffers"):
+            continue
+        if isinstance(value, dict):
+            items = list(value.values())
+        else:
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, np.ndarray) and id(item) in moved:
+                raise ConfigError(
+                    f"{layer.describe()} keeps its own reference to its {moved[id(item)]!r} in attribute "
+                    f"{attr!r}; the model moves parameters into one packed array when it is built, so that "
+                    f"reference would stop being trained. Read parameters through self.params[...] and "
+                    f"gradients through self.grads[...] in forward/backward instead"
+                )

@@ -1,0 +1,223 @@
+"""The training loop: ``fit`` and ``evaluate`` of a :class:`~barenet.Sequential`, top to bottom.
+
+One epoch is a pass over the (shuffled) training samples in mini-batches; each batch runs the
+network forward, the loss and its gradient backward through the layers, then one optimizer step
+(:meth:`Sequential.loss_and_gradients` does the first three). After each epoch the loop records the
+epoch's values in the :class:`~barenet.History`, then tells the callbacks.
+
+Two guarantees the loop keeps whatever happens:
+
+* **What is announced is what is recorded.** The end of an epoch (its history entry, the weights
+  kept for it, the callbacks that print or save it) runs with Ctrl-C deferred to its end, so an
+  interrupt never separates a printed epoch line from the history and weights that go with it. After
+  an interrupt the model holds the weights of the last completed epoch.
+* **A diverged run keeps finite weights.** Training stops when a batch loss is NaN or infinite,
+  when an epoch's loss exceeds :data:`DIVERGENCE_FACTOR` times the first epoch's, or when a weight
+  becomes non-finite. The model then gets back the weights of the last finite epoch (or its
+  weights before training when no epoch finished), and the history says so: ``history.diverged_at``
+  is the epoch that diverged, ``history.kept_epoch`` the epoch whose weights the model holds.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from . import validation
+from .callbacks import Callback, ProgressBar, TerminateOnNaN
+from .history import History
+
+if TYPE_CHECKING:
+    from .sequential import Sequential
+
+#: Inference runs in batches of at most this many samples (bounds the im2col columns of a CNN).
+PREDICT_BATCH = 1024
+
+#: An epoch whose training loss exceeds this many times the first epoch's loss counts as diverged.
+DIVERGENCE_FACTOR = 1e6
+
+
+def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
+        validation_data: tuple | None = None, validation_split: float = 0.0,
+        class_weight: dict[int, float] | None = None, sample_weight: Any = None,
+        callbacks: Sequence[Callback] | None = None, verbose: int = 1) -> History:
+    """Train ``model``; see :meth:`barenet.Sequential.fit` for the arguments."""
+    model.require_compiled("fit")
+    epochs = validation.check_count(epochs, "epochs", minimum=0)
+    batch_size = validation.check_count(batch_size, "batch_size", allow_none=True)
+    validation_split = validation.check_fraction(validation_split, "validation_split")
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if not model.built:
+        first = model.layers[0] if model.layers else None
+        if first is not None and first.input_shape is None:
+            model.build(model.check_inputs(X).shape[1:])
+        else:
+            model.build()
+    X = model.check_inputs(X)
+    y = model.check_targets(y, len(X))
+    w = validation.check_sample_weight(sample_weight, len(X), model.dtype)
+    if class_weight:
+        cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
+        w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
+    X, y, w, val = _split_validation(model, X, y, w, validation_data, validation_split)
+
+    n = len(X)
+    bs = n if batch_size is None else min(batch_size, n)
+    history = History({"epochs": epochs, "batch_size": bs, "samples": n, "steps": math.ceil(n / bs)})
+    model.history = history
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, TerminateOnNaN) for c in callbacks):
+        callbacks.append(TerminateOnNaN())
+    if verbose:
+        callbacks.append(ProgressBar(verbose=verbose))
+    for cb in callbacks:
+        cb.set_model(model)
+    model.stop_training = False
+    model.interrupted = False
+    kept = model.get_weights()  # the weights the model falls back to: last completed epoch's
+    for cb in callbacks:
+        cb.on_train_begin()
+    try:
+        # A diverging run is reported once, not by a warning per operation.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(epochs):
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                logs = _train_epoch(model, X, y, w, bs, shuffle, callbacks)
+                if _diverged(model, logs, history):
+                    history.diverged_at = epoch
+                    _restore(model, kept, history)
+                    history.append(epoch, logs)
+                    kept_text = ("its weights from before training" if history.kept_epoch is None
+                                 else f"the weights of epoch {history.kept_epoch + 1}")
+                    print(f"barenet: training diverged at epoch {epoch + 1} (loss {logs['loss']:.4g}); the model "
+                          f"keeps {kept_text}", file=sys.stderr)
+                    break
+                if val is not None:
+                    logs.update({f"val_{k}": v for k, v in evaluate_arrays(model, *val).items()})
+                with _interrupts_deferred():
+                    kept = model.get_weights()
+                    history.append(epoch, logs)
+                    history.kept_epoch = epoch
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                    history.update_last(logs)  # values the callbacks logged (lr)
+                if model.stop_training:
+                    break
+    except KeyboardInterrupt:
+        _restore(model, kept, history)
+        print(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the history "
+              "of the completed epochs and the model keeps their weights", file=sys.stderr)
+        model.interrupted = True
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _split_validation(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+                      validation_data: tuple | None, validation_split: float):
+    """``(X, y, w, val)`` where ``val`` is ``(X_val, y_val, w_val)`` or None."""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ConfigError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+        Xv = model.check_inputs(validation_data[0], "validation X")
+        yv = model.check_targets(validation_data[1], len(Xv), "validation y")
+        wv = (validation.check_sample_weight(validation_data[2], len(Xv), model.dtype)
+              if len(validation_data) == 3 else None)
+        return X, y, w, (Xv, yv, wv)
+    if not validation_split:
+        return X, y, w, None
+    n_val = int(math.floor(len(X) * validation_split))
+    if n_val < 1 or n_val >= len(X):
+        raise DataError(f"validation_split={validation_split} of {len(X)} samples leaves "
+                        f"{n_val} for validation and {len(X) - n_val} for training; both need >= 1")
+    val = (X[-n_val:], y[-n_val:], None if w is None else w[-n_val:])
+    return X[:-n_val], y[:-n_val], None if w is None else w[:-n_val], val
+
+
+def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, bs: int, shuffle: bool,
+                 callbacks: list[Callback]) -> dict[str, float]:
+    """One pass over the training set in mini-batches of ``bs``; returns the epoch's loss and metrics."""
+    n = len(X)
+    order = model.rng.permutation(n) if shuffle else None
+    preds, as_labels = model.prediction_buffer(n) if model.metric_names else (None, False)
+    # Built once per epoch (the arrays are updated in place), not at every step.
+    params, grads = model.parameters(), model.gradients()
+    total, seen = 0.0, 0
+    for step in range(math.ceil(n / bs)):
+        part = slice(step * bs, min(n, (step + 1) * bs))
+        idx = part if order is None else order[part]
+        value, y_pred = model.loss_and_gradients(X[idx], y[idx], None if w is None else w[idx], training=True)
+        if math.isfinite(value):
+            model.optimizer.step(params, grads)
+        if preds is not None:
+            preds[idx] = y_pred.argmax(axis=-1) if as_labels else y_pred
+        total += value * len(y_pred)
+        seen += len(y_pred)
+        for cb in callbacks:
+            cb.on_batch_end(step, {"loss": value})
+        if model.stop_training:
+            break
+    logs = {"loss": total / seen}
+    if preds is not None and seen == n and math.isfinite(logs["loss"]):
+        logs.update(model.metric_logs(y, preds))
+    return logs
+
+
+def _diverged(model: Sequential, logs: dict[str, float], history: History) -> bool:
+    """Whether the epoch just trained diverged (see the module notes)."""
+    loss = logs["loss"]
+    if not math.isfinite(loss):
+        return True
+    first = history.history.get("loss", [loss])[0]
+    if loss > DIVERGENCE_FACTOR * max(first, np.finfo(np.float64).tiny):
+        return True
+    return not all(np.isfinite(p).all() for p in model.parameters().values())
+
+
+def _restore(model: Sequential, weights: list[np.ndarray], history: History) -> None:
+    """Give the model back ``weights`` (the last completed epoch's) and say which epoch they are."""
+    model.set_weights(weights)
+    history.kept_epoch = history.epoch[-1] if history.epoch else None
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Run the block with Ctrl-C held back: a SIGINT that arrives inside raises KeyboardInterrupt at its end.
+
+    Only the main thread receives signals in Python; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
+    """Loss and metrics of checked arrays in inference mode, in batches of :data:`PREDICT_BATCH`."""
+    total = 0.0
+    preds, as_labels = model.prediction_buffer(len(X))
+    for start in range(0, len(X), PREDICT_BATCH):
+        part = slice(start, start + PREDICT_BATCH)
+        wb = None if w is None else w[part]
+        value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
+        preds[part] = y_pred.argmax(axis=-1) if as_labels else y_pred
+        total += value * len(X[part])
+    return {"loss": total / len(X), **model.metric_logs(y, preds)}

@@ -1,0 +1,787 @@
+"""Import an ONNX graph as a barenet :class:`~barenet.Sequential` model.
+
+The graph must be a chain: one input, one output, and a data path from one to the other in which every
+tensor feeds the next operator only (shape computations may read it too). Along the way
+
+* ``Gemm`` and ``MatMul`` (+ ``Add`` of a constant bias) become :class:`~barenet.layers.Dense`;
+* ``Conv`` becomes :class:`~barenet.layers.Conv2D` with ``data_format="channels_first"`` (ONNX images are
+  NCHW), ``MaxPool``/``AveragePool``/``GlobalAveragePool`` the matching pooling layers in the same layout
+  (and ``ReduceMean`` over height and width a global average pool); where the graph transposed an NHWC tensor
+  to NCHW first (barenet's own exporter does), the layers take ``"channels_last"`` and no transpose is kept;
+* ``BatchNormalization`` becomes :class:`~barenet.layers.BatchNormalization` on features ``(batch, C)`` and
+  on images held as NHWC; on NCHW images right after a ``Conv`` it is folded into the convolution (as
+  exporters do in eval mode);
+* an activation right after a ``Dense``/``Conv2D`` becomes that layer's ``activation`` (so a final softmax
+  fuses with cross-entropy when the model is fine-tuned), otherwise an activation layer;
+* ``RNN``/``LSTM``/``GRU`` become :class:`~barenet.layers.SimpleRNN`/``LSTM``/``GRU``, gate blocks reordered
+  (ONNX LSTM ``i, o, f, c`` -> barenet ``i, f, c, o``; GRU ``z, r, h`` is barenet's order; the two ONNX biases
+  are summed, or kept apart for GRU with ``linear_before_reset=1``, barenet's ``reset_after=True``);
+  taking the last time step (``Gather``/``Slice`` at -1, or the ``Y_h`` output) sets ``return_sequences=False``;
+* ``Gather`` of a constant table by the integer input becomes :class:`~barenet.layers.Embedding`;
+* ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten`` on the data path only relabel axes
+  when they move size-1 axes or undo one another (the time-major dance around recurrent operators), and
+  become :class:`~barenet.layers.Flatten`/``Reshape`` when they reshape each sample;
+* ``Identity`` and inference-mode ``Dropout`` pass through (``Dropout`` keeps its rate for fine-tuning).
+
+Everything that does not touch the data path is folded to constants (:mod:`._fold`). Anything else is
+refused with a :class:`~barenet.errors.ModelFileError` naming the operator and the node.
+
+Layout bookkeeping: a tensor on the data path is a :class:`Data`: the barenet tensor's per-sample shape
+plus, for each ONNX axis, which barenet axis it is (0 = batch) or ``None`` for an ONNX axis of size 1 that
+barenet does not have. A transpose permutes that list; nothing is computed until a layer needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import layers as L
+from ..errors import BarenetError, ModelFileError
+from ..layers.conv import resolve_padding
+from ..models import Sequential
+from ._checks import (
+    MAX_FILE_BYTES,
+    TENSOR_TYPES,
+    bad,
+    check_model,
+    element_budget,
+    node_label,
+    opset_version,
+    read_model,
+    tensor_array,
+)
+from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_arguments, slice_index
+
+#: Operators that map to layers or move data-path axes (besides the foldable ones).
+LAYER_OPS = frozenset({
+    "Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax", "LeakyRelu", "Elu", "Gelu", "Conv",
+    "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
+    "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
+})
+SUPPORTED_OPS = LAYER_OPS | FOLDABLE
+#: (fewest, most) inputs of each operator; the fewest must all be given.
+ARITY = {
+    "Constant": (0, 0), "Concat": (1, 1 << 16), "Gather": (2, 2), "Reshape": (2, 2), "Expand": (2, 2),
+    "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2), "MatMul": (2, 2), "Gemm": (2, 3), "Conv": (2, 3),
+    "Squeeze": (1, 2), "Unsqueeze": (1, 2), "ReduceMean": (1, 2), "Slice": (1, 5), "Dropout": (1, 3),
+    "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
+}
+#: Largest per-sample element count of any tensor on the data path.
+MAX_SAMPLE_ELEMENTS = 1 << 24
+
+_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+_RNN_DEFAULTS = {"RNN": ["tanh"], "LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
+
+
+@dataclass(frozen=True)
+class Data:
+    """A tensor on the data path: barenet per-sample ``shape`` and, per ONNX axis, the barenet axis."""
+
+    shape: tuple[int, ...]
+    axes: tuple[int | None, ...]
+    serial: int
+
+    @property
+    def onnx_shape(self) -> tuple[Any, ...]:
+        return tuple(BATCH if a == 0 else 1 if a is None else self.shape[a - 1] for a in self.axes)
+
+    @property
+    def plain(self) -> bool:
+        """ONNX and barenet agree on the axes (no relabelling pending)."""
+        return self.axes == tuple(range(len(self.shape) + 1))
+
+
+def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> Sequential:
+    """Build a barenet model from the ONNX file ``path``; see the module docstring for what is supported.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.onnx`` file. It is read as untrusted data: it is size-checked, parsed, and validated before
+        anything is allocated; it may not refer to other files.
+    max_bytes : int
+        Largest file accepted.
+
+    Returns
+    -------
+    Sequential
+        Built, not compiled; ``model.predict`` gives the ONNX graph's output. Compile it to fine-tune.
+    """
+    model, n_bytes = read_model(path, max_bytes=max_bytes)
+    order = check_model(model, n_bytes, SUPPORTED_OPS)
+    try:
+        return _Translator(model, n_bytes).run(order)
+    except ModelFileError:
+        raise
+    except BarenetError as exc:  # a layer refused a value read from the file
+        raise bad(f"the ONNX graph gives a layer an unusable setting: {exc}") from None
+
+
+class _Translator:
+    """Walks the nodes in topological order, folding constants and appending layers."""
+
+    def __init__(self, model: Any, n_bytes: int) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.opset = opset_version(model)
+        self.budget = element_budget(n_bytes)
+        self.folder = Folder(self.budget, self.opset)
+        self.values: dict[str, Any] = {}
+        self.layers: list[L.Layer] = []
+        self.weights: list[dict[str, np.ndarray]] = []
+        self.head: Data | None = None  # the newest tensor of the data path
+        self.head_used = False
+        self.serial = 0
+        self.uses: dict[str, int] = {}
+        self.dtype = np.dtype("float32")
+
+    # ----------------------------------------------------------------- driver
+    def run(self, order: list[Any]) -> Sequential:
+        graph = self.graph
+        for t in graph.initializer:
+            self.values[t.name] = tensor_array(t)
+        inputs = [i for i in graph.input if i.name not in self.values]
+        if len(inputs) != 1 or len(graph.output) != 1:
+            raise bad(f"barenet imports graphs with one input and one output; this one has {len(inputs)} "
+                      f"input(s) and {len(graph.output)} output(s)")
+        sample_shape, in_dtype = self._input_signature(inputs[0])
+        self.head = self._data(sample_shape, tuple(range(len(sample_shape) + 1)))
+        self.values[inputs[0].name] = self.head
+        self.input_is_int = in_dtype.kind in "iu"
+        if in_dtype.kind == "f":
+            self.dtype = in_dtype
+        for node in order:
+            for name in node.input:
+                self.uses[name] = self.uses.get(name, 0) + 1
+        for node in order:
+            self._node(node)
+        out = self.values[graph.output[0].name]
+        if not isinstance(out, Data) or out is not self.head:
+            raise bad(f"graph output {graph.output[0].name!r} is not the end of the data path from the input "
+                      f"{inputs[0].name!r}")
+        if not out.plain:
+            self._to_batch_major(out, out.onnx_shape, None)
+        if not self.layers:
+            raise bad("the graph computes nothing barenet has a layer for (it is an identity)")
+        return self._build(sample_shape)
+
+    def _input_signature(self, value: Any) -> tuple[tuple[int, ...], np.dtype]:
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or tensor_type.elem_type not in TENSOR_TYPES:
+            raise bad(f"graph input {value.name!r} is not a tensor of a numeric type barenet reads")
+        dtype = TENSOR_TYPES[tensor_type.elem_type][0].newbyteorder("=")
+        if dtype.kind == "f" and dtype not in (np.float32, np.float64):
+            raise bad(f"graph input {value.name!r} is {dtype}; barenet models are float32 or float64")
+        dims = tensor_type.shape.dim
+        if len(dims) < 2:
+            raise bad(f"graph input {value.name!r} has {len(dims)} axes; expected (batch, ...)")
+        shape = []
+        for k, d in enumerate(dims[1:], start=1):
+            if not d.HasField("dim_value") or d.dim_value < 1:
+                raise bad(f"graph input {value.name!r} has a variable or empty axis {k} "
+                          f"({d.dim_param or d.dim_value!r}); barenet needs every axis "
+                          "but the batch to have a fixed size")
+            shape.append(int(d.dim_value))
+        return tuple(shape), dtype
+
+    def _build(self, sample_shape: tuple[int, ...]) -> Sequential:
+        model = Sequential(self.layers, seed=0, dtype=self.dtype)
+        try:
+            model.build(sample_shape)
+        except BarenetError as exc:
+            raise bad(f"the imported layers do not fit together: {exc}") from None
+        for layer, arrays in zip(self.layers, self.weights, strict=True):
+            for name, value in arrays.items():
+                target = layer.params.get(name, layer.buffers.get(name))
+                if target is None or target.shape != value.shape:
+                    raise bad(f"{layer.describe()} {name} has shape {None if target is None else target.shape}, "
+                              f"the ONNX graph gives {value.shape}")
+                target[...] = value
+        for layer in model.layers:
+            for name, value in {**layer.params, **layer.buffers}.items():
+                if not np.all(np.isfinite(value)):
+                    raise bad(f"{layer.describe()} {name} holds NaN or infinite values in the ONNX file")
+        producer = self.model.producer_name[:100]
+        model.metadata["imported_from"] = {"format": "onnx", "producer": producer,
+                                           "producer_version": self.model.producer_version[:100],
+                                           "opset": self.opset}
+        return model
+
+    def _node(self, node: Any) -> None:
+        fewest, most = ARITY.get(node.op_type, (1, 1))
+        if node.op_type == "Slice" and self.opset >= 10:
+            fewest = 3
+        if not fewest <= len(node.input) <= most or not all(node.input[:fewest]) or not len(node.output):
+            raise bad(f"{node_label(node)} has {len(node.input)} input(s) and {len(node.output)} output(s); "
+                      f"an ONNX {node.op_type} takes {fewest} to {most} inputs and gives at least one output")
+        inputs = [self.values[name] if name else None for name in node.input]
+        attrs = attributes(node)
+        on_path = [x for x in inputs if isinstance(x, Data)]
+        if node.op_type == "Shape" and on_path:
+            outs = self.folder.fold(node, [_ShapeView(on_path[0].onnx_shape)], attrs)
+        elif on_path:
+            if node.op_type not in LAYER_OPS:
+                raise bad(f"{node_label(node)} computes on the data path, where barenet has no {node.op_type!r} "
+                          "layer")
+            if sum(isinstance(x, Data) for x in inputs) > 1:
+                raise bad(f"{node_label(node)} combines two data-path tensors; barenet's Sequential is a chain")
+            self._consume(on_path[0], node)
+            outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
+            outs = outs if isinstance(outs, list) else [outs]
+            for o in outs:
+                if isinstance(o, Data):
+                    self.head, self.head_used = o, False
+        elif node.op_type in FOLDABLE:
+            outs = self.folder.fold(node, inputs, attrs)
+        else:
+            raise bad(f"{node_label(node)} has no input from the data path and is not a constant expression "
+                      "barenet folds")
+        for name, value in zip(node.output, outs, strict=False):
+            if name:
+                self.values[name] = value
+
+    def _consume(self, x: Data, node: Any) -> None:
+        if x is not self.head or self.head_used:
+            raise bad(f"{node_label(node)} reads a data-path tensor that another operator also reads; barenet's "
+                      "Sequential is a chain without branches")
+        self.head_used = True
+
+    def _data(self, shape: tuple[int, ...], axes: tuple[int | None, ...]) -> Data:
+        n = 1
+        for d in shape:
+            n *= int(d)
+        if n > MAX_SAMPLE_ELEMENTS or n < 1:
+            raise bad(f"a tensor of per-sample shape {shape} is outside barenet's limits "
+                      f"(1 to {MAX_SAMPLE_ELEMENTS} values per sample)")
+        self.serial += 1
+        return Data(tuple(int(d) for d in shape), axes, self.serial)
+
+    def _add(self, layer: L.Layer, x: Data, out_axes: tuple[int | None, ...] | None = None,
+             **arrays: np.ndarray) -> Data:
+        """Append ``layer`` (its weights set after build) applied to ``x``; return its output."""
+        try:
+            shape = layer.compute_output_shape(x.shape)
+        except BarenetError as exc:
+            raise bad(f"cannot import {layer.describe()}: {exc}") from None
+        self.layers.append(layer)
+        self.weights.append({k: np.asarray(v) for k, v in arrays.items()})
+        return self._data(shape, out_axes if out_axes is not None else tuple(range(len(shape) + 1)))
+
+    def _const(self, x: Any, what: str, node: Any, ndim: tuple[int, ...] | None = None) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.dtype == object:
+            raise bad(f"{what} of {node_label(node)} must be a constant (an initializer or a folded value)")
+        if ndim is not None and x.ndim not in ndim:
+            raise bad(f"{what} of {node_label(node)} has shape {x.shape}; expected {' or '.join(map(str, ndim))} axes")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise bad(f"{what} of {node_label(node)} holds NaN or infinite values")
+        return x
+
+    def _weights(self, x: Any, what: str, node: Any, ndim: tuple[int, ...]) -> np.ndarray:
+        w = self._const(x, what, node, ndim)
+        if w.dtype.kind != "f":
+            raise bad(f"{what} of {node_label(node)} has dtype {w.dtype}; expected floats")
+        return w.astype(self.dtype)
+
+    def _require_plain(self, x: Data, node: Any, what: str) -> None:
+        if not x.plain:
+            raise bad(f"{node_label(node)} needs its input as {what}, but the graph transposed the data path "
+                      f"into a layout barenet's layers do not take (ONNX shape {list(x.onnx_shape)})")
+
+    def _last_open(self, kinds: tuple[type, ...], x: Data) -> L.Layer | None:
+        """The last layer if it is one of ``kinds`` and ``x`` is still its (relabelled) output."""
+        if self.layers and isinstance(self.layers[-1], kinds) and x is self.head:
+            return self.layers[-1]
+        return None
+
+    # ----------------------------------------------------------------- dense
+    def _Gemm(self, node, inputs, attrs):
+        x = inputs[0]
+        if not isinstance(x, Data) or attrs.get("transA", 0):
+            raise bad(f"{node_label(node)} must take the data path as its first, untransposed input")
+        self._require_plain(x, node, "(batch, features)")
+        if len(x.shape) != 1:
+            raise bad(f"{node_label(node)} takes 2-d inputs; the data path here is {list(x.onnx_shape)}")
+        w = self._weights(inputs[1], "weight B", node, (2,))
+        w = w.T if attrs.get("transB", 0) else w
+        w = w * self.dtype.type(attrs.get("alpha", 1.0))
+        if w.shape[0] != x.shape[0]:
+            raise bad(f"{node_label(node)} has weights {w.shape} for {x.shape[0]} input features")
+        units = w.shape[1]
+        bias = None
+        if len(inputs) > 2 and inputs[2] is not None:
+            c = self._weights(inputs[2], "bias C", node, (0, 1, 2))
+            if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):
+                raise bad(f"{node_label(node)} has bias C of shape {c.shape}; expected ({units},) or (1, {units})")
+            bias = np.broadcast_to(c.reshape(-1), (units,)) * self.dtype.type(attrs.get("beta", 1.0))
+        arrays = {"kernel": w} if bias is None else {"kernel": w, "bias": bias}
+        return self._add(L.Dense(units, use_bias=bias is not None), x, **arrays)
+
+    def _MatMul(self, node, inputs, attrs):
+        x = inputs[0]
+        if not isinstance(x, Data):
+            raise bad(f"{node_label(node)} must take the data path as its first input")
+        self._require_plain(x, node, "(batch, ..., features)")
+        w = self._weights(inputs[1], "weight", node, (2,))
+        if w.shape[0] != x.shape[-1]:
+            raise bad(f"{node_label(node)} has weights {w.shape} for {x.shape[-1]} input features")
+        return self._add(L.Dense(w.shape[1], use_bias=False), x, kernel=w)
+
+    def _Add(self, node, inputs, attrs):
+        x = inputs[0] if isinstance(inputs[0], Data) else inputs[1]
+        other = inputs[1] if x is inputs[0] else inputs[0]
+        dense = self._last_open((L.Dense,), x)
+        if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
+            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a "
+                      "MatMul right before it; barenet has no layer for that")
+        b = self._weights(other, "bias", node, (0, 1, 2))
+        units = dense.units
+        if b.size not in (1, units) or (b.ndim and b.shape[-1] not in (1, units)) or b.ndim > len(x.axes):
+            raise bad(f"{node_label(node)} adds a constant of shape {b.shape}; expected a bias of {units} values")
+        dense.use_bias = True
+        self.weights[-1]["bias"] = np.broadcast_to(b.reshape(-1), (units,)).copy()
+        return self._data(x.shape, x.axes)
+
+    # ----------------------------------------------------------------- activations
+    def _activation(self, node, x: Data, layer: L.Activation, fusable: bool = True):
+        host = self._last_open((L.Dense, L.Conv2D), x) if fusable else None
+        if host is not None and host.activation.kind == "linear":
+            host.activation = layer
+            return self._data(x.shape, x.axes)
+        return self._add(layer, x, out_axes=x.axes)
+
+    def _Relu(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.ReLU())
+
+    def _Sigmoid(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.Sigmoid())
+
+    def _Tanh(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.Tanh())
+
+    def _LeakyRelu(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.LeakyReLU(attrs.get("alpha", 0.01)))
+
+    def _Elu(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.ELU(attrs.get("alpha", 1.0)))
+
+    def _Gelu(self, node, inputs, attrs):
+        if attrs.get("approximate", "none") != "tanh":
+            raise bad(f"{node_label(node)} is the exact (erf) GELU; barenet's GELU is the tanh approximation "
+                      "(export with approximate='tanh')")
+        return self._activation(node, inputs[0], L.GELU())
+
+    def _Softmax(self, node, inputs, attrs):
+        x = inputs[0]
+        rank = len(x.axes)
+        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        if not -rank <= axis < rank:
+            raise bad(f"{node_label(node)} has axis {axis} for a {rank}-d tensor")
+        last = axis % rank == rank - 1
+        if not last or not x.plain:
+            raise bad(f"{node_label(node)} takes the softmax over axis {axis} of {list(x.onnx_shape)}; barenet's "
+                      "Softmax works over the last axis")
+        return self._activation(node, x, L.Softmax())
+
+    # ----------------------------------------------------------------- images
+    def _image(self, x: Data, node: Any) -> tuple[int, int, int, str]:
+        """``(channels, height, width, data_format)`` of the NCHW images ``x``: ``channels_first`` when barenet
+        holds them as NCHW too, ``channels_last`` when the graph transposed barenet's NHWC tensor to NCHW (as
+        barenet's own exporter does), so the layer runs on NHWC and the transposes cancel."""
+        if len(x.axes) == 4 and x.axes == (0, 3, 1, 2):
+            h, w, c = x.shape
+            return c, h, w, "channels_last"
+        if len(x.axes) != 4 or not x.plain:
+            raise bad(f"{node_label(node)} takes 2-d images (N, C, H, W); the data path here is "
+                      f"{list(x.onnx_shape)}")
+        c, h, w = x.shape
+        return c, h, w, "channels_first"
+
+    def _padding(self, node, attrs, hw, kernel, strides, dilation, explicit: bool) -> str | tuple[int, int]:
+        auto = attrs.get("auto_pad", "NOTSET")
+        if auto == "VALID":
+            return "valid"
+        if auto == "SAME_UPPER":
+            return "same"
+        if auto != "NOTSET":
+            raise bad(f"{node_label(node)} has auto_pad={auto!r}; barenet pads 'same' with the extra pixel at the "
+                      "bottom/right (SAME_UPPER)")
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if len(pads) != 4 or min(pads) < 0:
+            raise bad(f"{node_label(node)} has pads {pads}; expected four sizes >= 0")
+        top, left, bottom, right = pads
+        if not any(pads):
+            return "valid"
+        same = resolve_padding("same", hw, kernel, strides, dilation)
+        if same == ((top, bottom), (left, right)):
+            return "same"
+        extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+        if explicit and top == bottom and left == right and top < extent[0] and left < extent[1]:
+            return (top, left)
+        raise bad(f"{node_label(node)} has pads {pads}, which barenet's {node.op_type} layer cannot express "
+                  "(it pads 'valid', 'same' or, for Conv, the same amount on both sides, less than the kernel)")
+
+    def _pairs(self, node, attrs, name, default):
+        value = attrs.get(name, default)
+        if len(value) != 2 or min(value) < 1:
+            raise bad(f"{node_label(node)} has {name}={value}; expected two positive sizes (2-d images)")
+        return tuple(int(v) for v in value)
+
+    def _Conv(self, node, inputs, attrs):
+        x = inputs[0]
+        c, h, w_, data_format = self._image(x, node)
+        weight = self._weights(inputs[1], "weight", node, (4,))
+        filters, in_c, kh, kw = weight.shape
+        if attrs.get("group", 1) != 1:
+            raise bad(f"{node_label(node)} is a grouped convolution (group={attrs['group']}); barenet's Conv2D "
+                      "has one group")
+        if in_c != c or min(weight.shape) < 1:
+            raise bad(f"{node_label(node)} has weights {weight.shape} for {c}-channel images")
+        kernel = self._pairs(node, attrs, "kernel_shape", [kh, kw])
+        if kernel != (kh, kw):
+            raise bad(f"{node_label(node)} declares kernel_shape {list(kernel)} but its weights are {kh}x{kw}")
+        strides = self._pairs(node, attrs, "strides", [1, 1])
+        dilation = self._pairs(node, attrs, "dilations", [1, 1])
+        padding = self._padding(node, attrs, (h, w_), kernel, strides, dilation, explicit=True)
+        arrays = {"kernel": weight.transpose(2, 3, 1, 0)}  # (F, C, kh, kw) -> (kh, kw, C, F)
+        if len(inputs) > 2 and inputs[2] is not None:
+            arrays["bias"] = self._weights(inputs[2], "bias", node, (1,))
+            if arrays["bias"].shape != (filters,):
+                raise bad(f"{node_label(node)} has a bias of shape {arrays['bias'].shape} for {filters} filters")
+        layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, dilation_rate=dilation,
+                         use_bias="bias" in arrays, data_format=data_format)
+        return self._add(layer, x, out_axes=x.axes, **arrays)
+
+    def _pool(self, node, inputs, attrs, cls):
+        x = inputs[0]
+        _, h, w, data_format = self._image(x, node)
+        if len(node.output) > 1 and node.output[1] and self.uses.get(node.output[1]):
+            raise bad(f"{node_label(node)} returns indices, which barenet's pooling does not")
+        if attrs.get("ceil_mode", 0):
+            raise bad(f"{node_label(node)} has ceil_mode=1; barenet's pooling rounds down")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])) or attrs.get("storage_order", 0):
+            raise bad(f"{node_label(node)} has dilations or a column-major storage order; barenet's pooling "
+                      "has neither")
+        kernel = self._pairs(node, attrs, "kernel_shape", [])
+        strides = self._pairs(node, attrs, "strides", [1, 1])
+        padding = self._padding(node, attrs, (h, w), kernel, strides, (1, 1), explicit=False)
+        if cls is L.AveragePooling2D and padding != "valid" and attrs.get("count_include_pad", 0):
+            raise bad(f"{node_label(node)} counts padding in its averages; barenet's AveragePooling2D does not")
+        return self._add(cls(kernel, strides=strides, padding=padding, data_format=data_format), x, out_axes=x.axes)
+
+    def _MaxPool(self, node, inputs, attrs):
+        return self._pool(node, inputs, attrs, L.MaxPooling2D)
+
+    def _AveragePool(self, node, inputs, attrs):
+        return self._pool(node, inputs, attrs, L.AveragePooling2D)
+
+    def _GlobalAveragePool(self, node, inputs, attrs):
+        x = inputs[0]
+        data_format = self._image(x, node)[3]
+        return self._add(L.GlobalAveragePooling2D(data_format=data_format), x, out_axes=(0, 1, None, None))
+
+    def _ReduceMean(self, node, inputs, attrs):
+        """The mean over height and width of NCHW images (what exporters make of adaptive average pooling
+        to 1x1) is a global average pool."""
+        x = inputs[0]
+        if self.opset >= 18:
+            axes = int_list(inputs[1], "axes", node) if len(inputs) > 1 and inputs[1] is not None else None
+        else:
+            axes = attrs.get("axes")
+        if len(x.axes) != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            raise bad(f"{node_label(node)} averages axes {axes} of {list(x.onnx_shape)}; barenet imports a mean "
+                      "only over the height and width of NCHW images (a global average pool)")
+        keep = attrs.get("keepdims", 1)
+        return self._add(L.GlobalAveragePooling2D(data_format=self._image(x, node)[3]), x,
+                         out_axes=(0, 1, None, None) if keep else (0, 1))
+
+    def _BatchNormalization(self, node, inputs, attrs):
+        x = inputs[0]
+        if attrs.get("training_mode", 0) or any(name and self.uses.get(name) for name in node.output[1:]):
+            raise bad(f"{node_label(node)} is in training mode; export the model in eval mode")
+        gamma, beta, mean, var = (self._weights(inputs[k], what, node, (1,))
+                                  for k, what in enumerate(("scale", "B", "input_mean", "input_var"), start=1))
+        eps = attrs.get("epsilon", 1e-5)
+        if not eps > 0 or np.any(var + eps <= 0):
+            raise bad(f"{node_label(node)} has a non-positive variance + epsilon")
+        channels_last = len(x.axes) == 4 and self._image(x, node)[3] == "channels_last"
+        if not channels_last:
+            self._require_plain(x, node, "(batch, channels, ...)")
+        channels = x.shape[-1] if channels_last else x.shape[0]
+        if any(a.shape != (channels,) for a in (gamma, beta, mean, var)):
+            raise bad(f"{node_label(node)} has statistics of the wrong length for {channels} channels")
+        if len(x.shape) == 1 or channels_last:  # barenet normalizes the last axis: features, or NHWC channels
+            layer = L.BatchNormalization(momentum=attrs.get("momentum", 0.9), epsilon=eps)
+            return self._add(layer, x, out_axes=x.axes, gamma=gamma, beta=beta, moving_mean=mean,
+                             moving_variance=var)
+        conv = self._last_open((L.Conv2D,), x)
+        if conv is None or conv.activation.kind != "linear":
+            raise bad(f"{node_label(node)} normalizes {len(x.shape) + 1}-d tensors not right after a Conv; "
+                      "barenet imports such a BatchNormalization by folding it into the Conv before it")
+        # y = gamma (conv(x) + b - mean) / sqrt(var + eps) + beta: scale the filters, shift the bias.
+        scale = (gamma / np.sqrt(var + eps)).astype(self.dtype)
+        arrays = self.weights[-1]
+        bias = arrays.get("bias", np.zeros(channels, dtype=self.dtype))
+        arrays["kernel"] = arrays["kernel"] * scale
+        arrays["bias"] = ((bias - mean) * scale + beta).astype(self.dtype)
+        conv.use_bias = True
+        return self._data(x.shape, x.axes)
+
+    # ----------------------------------------------------------------- recurrent
+    def _recurrent(self, node, inputs, attrs):
+        op = node.op_type
+        x = inputs[0]
+        layout = attrs.get("layout", 0)
+        expected = (1, 0, 2) if layout == 0 else (0, 1, 2)
+        if x.axes != expected or len(x.shape) != 2:
+            raise bad(f"{node_label(node)} (layout={layout}) needs the model input's sequences as "
+                      f"{'(time, batch, features)' if layout == 0 else '(batch, time, features)'}; the data path "
+                      f"here is {list(x.onnx_shape)}")
+        if attrs.get("direction", "forward") != "forward":
+            raise bad(f"{node_label(node)} runs direction={attrs['direction']!r}; barenet imports forward "
+                      "recurrent operators")
+        for name in ("clip", "activation_alpha", "activation_beta"):
+            if name in attrs:
+                raise bad(f"{node_label(node)} sets {name}, which barenet's {op} layer does not have")
+        if attrs.get("input_forget", 0):
+            raise bad(f"{node_label(node)} couples the input and forget gates (input_forget=1)")
+        gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[op]
+        w = self._weights(inputs[1], "W", node, (3,))
+        r = self._weights(inputs[2], "R", node, (3,))
+        units = attrs.get("hidden_size", r.shape[-1])
+        features = x.shape[1]
+        if w.shape != (1, gates * units, features) or r.shape != (1, gates * units, units) or units < 1:
+            raise bad(f"{node_label(node)} has W {w.shape} and R {r.shape}; expected (1, {gates}*{units}, "
+                      f"{features}) and (1, {gates}*{units}, {units})")
+        if len(inputs) > 3 and inputs[3] is not None:
+            b = self._weights(inputs[3], "B", node, (2,))
+            if b.shape != (1, 2 * gates * units):
+                raise bad(f"{node_label(node)} has B {b.shape}; expected (1, {2 * gates * units})")
+            wb, rb = b[0, :gates * units], b[0, gates * units:]
+        else:
+            wb = rb = np.zeros(gates * units, dtype=self.dtype)
+        if len(inputs) > 4 and inputs[4] is not None:
+            raise bad(f"{node_label(node)} takes sequence_lens; barenet runs every sequence to its full length")
+        for k in range(5, len(inputs)):
+            if inputs[k] is not None and not _is_zero(inputs[k]):
+                what = {5: "initial_h", 6: "initial_c", 7: "P (peepholes)"}.get(k, f"input {k}")
+                raise bad(f"{node_label(node)} has a non-zero {what}; barenet imports recurrent layers that "
+                          "start from zeros, without peepholes")
+        acts = [a.lower() for a in attrs.get("activations", _RNN_DEFAULTS[op])]
+        activation = "tanh"
+        if op == "RNN" and len(acts) == 1 and acts[0] in ("tanh", "relu", "sigmoid"):
+            activation = acts[0]
+        elif acts != _RNN_DEFAULTS[op]:
+            raise bad(f"{node_label(node)} uses activations {attrs['activations']}; barenet's {op} uses "
+                      f"{_RNN_DEFAULTS[op]}")
+        W, R = w[0], r[0]
+        if op == "LSTM":  # ONNX blocks i, o, f, c -> barenet i, f, c, o
+            order = [0, 2, 3, 1]
+            W, R, wb, rb = (_blocks(a, order) for a in (W, R, wb, rb))
+            layer = L.LSTM(units, return_sequences=True, unit_forget_bias=False)
+            bias = wb + rb
+        elif op == "GRU":  # z, r, h: barenet's order already
+            reset_after = bool(attrs.get("linear_before_reset", 0))
+            layer = L.GRU(units, return_sequences=True, reset_after=reset_after)
+            bias = np.stack([wb, rb]) if reset_after else wb + rb
+        else:
+            layer = L.SimpleRNN(units, activation=activation, return_sequences=True)
+            bias = wb + rb
+        uses = [bool(name and (self.uses.get(name) or name == self.graph.output[0].name)) for name in node.output]
+        uses += [False] * (3 - len(uses))
+        if uses[2] or (uses[0] and uses[1]):
+            raise bad(f"{node_label(node)} feeds on its cell state or on two of its outputs; barenet imports "
+                      "recurrent operators used through Y or Y_h alone")
+        if uses[1]:
+            layer.return_sequences = False
+            axes = (None, 0, 1) if layout == 0 else (0, None, 1)
+        else:
+            axes = (1, None, 0, 2) if layout == 0 else (0, 1, None, 2)
+        out = self._add(layer, self._data(x.shape, (0, 1, 2)), out_axes=axes,
+                        kernel=W.T, recurrent_kernel=R.T, bias=bias)
+        return [None, out] if uses[1] else [out, None]
+
+    _RNN = _LSTM = _GRU = _recurrent
+
+    def _last_step(self, x: Data, axis: int, index: int, node: Any, keep: bool) -> Data:
+        """Select the last time step of a recurrent layer's sequence output along ONNX ``axis``."""
+        rnn = self._last_open((L.Recurrent,), x)
+        if rnn is None or not rnn.return_sequences or x.axes[axis] != 1:
+            raise bad(f"{node_label(node)} selects part of the data path; barenet imports only the selection of "
+                      "the last time step of a recurrent layer's output")
+        steps = x.shape[0]
+        if index not in (-1, steps - 1):
+            raise bad(f"{node_label(node)} selects time step {index} of {steps}; barenet imports the last step only")
+        rnn.return_sequences = False
+        axes = [None if a == 1 else a if a is None or a < 1 else a - 1 for a in x.axes]
+        if not keep:
+            del axes[axis]
+        return self._data(x.shape[1:], tuple(axes))
+
+    # ----------------------------------------------------------------- gather, slice, reshape
+    def _is_embedding(self, inputs) -> bool:
+        return (len(inputs) == 2 and isinstance(inputs[1], Data) and isinstance(inputs[0], np.ndarray)
+                and self.input_is_int and inputs[1] is self.head and len(self.layers) == 0)
+
+    def _Gather(self, node, inputs, attrs):
+        data, idx = inputs[0], inputs[1]
+        axis = attrs.get("axis", 0)
+        if isinstance(idx, Data):
+            if not isinstance(data, np.ndarray) or axis != 0 or not self._is_embedding(inputs):
+                raise bad(f"{node_label(node)} looks rows up with data-path indices; barenet imports that only as "
+                          "an Embedding of a constant table by the model's integer input")
+            self._require_plain(idx, node, "(batch, time) token ids")
+            table = self._weights(data, "embedding table", node, (2,))
+            layer = L.Embedding(table.shape[0], table.shape[1])
+            return self._add(layer, idx, embeddings=table)
+        if not isinstance(data, Data):
+            raise bad(f"{node_label(node)} has no data-path input")
+        index = int_list(idx, "indices", node)
+        if np.ndim(idx) != 0 or len(index) != 1:
+            raise bad(f"{node_label(node)} gathers {np.shape(idx)} indices from the data path; barenet imports "
+                      "the selection of one (last) time step")
+        if not -len(data.axes) <= axis < len(data.axes):
+            raise bad(f"{node_label(node)} gathers along axis {axis} of a {len(data.axes)}-d tensor")
+        axis %= len(data.axes)
+        if data.axes[axis] is None and index[0] in (0, -1):  # the one entry of a size-1 axis: a squeeze
+            return self._data(data.shape, data.axes[:axis] + data.axes[axis + 1:])
+        return self._last_step(data, axis, index[0], node, keep=False)
+
+    def _Slice(self, node, inputs, attrs):
+        x = inputs[0]
+        shape = list(x.onnx_shape)
+        index = slice_index(shape, *slice_arguments(node, inputs, attrs, self.opset), node)
+        changed = [k for k, (d, s) in enumerate(zip(shape, index, strict=True))
+                   if d is not BATCH and range(*s.indices(d)) != range(d)]
+        if not changed:
+            return self._data(x.shape, x.axes)
+        if len(changed) == 1:
+            k = changed[0]
+            picked = range(*index[k].indices(shape[k]))
+            if len(picked) == 1:
+                return self._last_step(x, k, picked[0], node, keep=True)
+        raise bad(f"{node_label(node)} slices the data path; barenet imports only the selection of the last "
+                  "time step of a recurrent layer's output")
+
+    def _Transpose(self, node, inputs, attrs):
+        x = inputs[0]
+        perm = attrs.get("perm", list(range(len(x.axes)))[::-1])
+        if sorted(perm) != list(range(len(x.axes))):
+            raise bad(f"{node_label(node)} has perm {perm}, not a permutation of {len(x.axes)} axes")
+        return self._data(x.shape, tuple(x.axes[p] for p in perm))
+
+    def _Identity(self, node, inputs, attrs):
+        x = inputs[0]
+        return self._data(x.shape, x.axes)
+
+    def _Dropout(self, node, inputs, attrs):
+        x = inputs[0]
+        if len(node.output) > 1 and node.output[1] and self.uses.get(node.output[1]):
+            raise bad(f"{node_label(node)} outputs its mask; barenet imports inference-mode Dropout only")
+        if len(inputs) > 2 and inputs[2] is not None and np.any(self._const(inputs[2], "training_mode", node)):
+            raise bad(f"{node_label(node)} is in training mode; export the model in eval mode")
+        if self.opset >= 12:
+            rate = float(self._const(inputs[1], "ratio", node, (0,))) if len(inputs) > 1 and \
+                inputs[1] is not None else 0.5
+        else:
+            rate = attrs.get("ratio", 0.5)
+        if not 0.0 <= rate < 1.0:
+            raise bad(f"{node_label(node)} has ratio {rate}; expected a value in [0, 1)")
+        return self._add(L.Dropout(rate), x, out_axes=x.axes) if rate > 0 else self._data(x.shape, x.axes)
+
+    def _Flatten(self, node, inputs, attrs):
+        x = inputs[0]
+        shape = list(x.onnx_shape)
+        axis = attrs.get("axis", 1)
+        if not -len(shape) <= axis <= len(shape):
+            raise bad(f"{node_label(node)} has axis {axis} for a {len(shape)}-d tensor")
+        axis %= len(shape) + 1
+        first = shape[:axis]
+        if BATCH in first and all(d is BATCH or d == 1 for d in first):
+            target = [BATCH, -1]
+        elif BATCH not in first:
+            target = [int(np.prod(first, dtype=object)), -1]
+        else:
+            raise bad(f"{node_label(node)} flattens {shape} at axis {axis}, merging the batch axis with others")
+        return self._reshape(x, target, 0, node)
+
+    def _Reshape(self, node, inputs, attrs):
+        target = inputs[1]
+        if not isinstance(target, np.ndarray) or target.ndim != 1 or target.dtype.kind not in "iuO":
+            raise bad(f"{node_label(node)} reshapes the data path to a shape that is not a constant vector")
+        return self._reshape(inputs[0], list(target), attrs.get("allowzero", 0), node)
+
+    def _Squeeze(self, node, inputs, attrs):
+        x = inputs[0]
+        shape = list(x.onnx_shape)
+        axes = self.folder._axes(node, inputs, attrs)
+        if axes is None:
+            axes = [k for k, d in enumerate(shape) if d == 1]
+        if any(not -len(shape) <= a < len(shape) or shape[a] != 1 for a in axes):
+            raise bad(f"{node_label(node)} squeezes axes {axes} of {shape}; only size-1 axes can go")
+        drop = {a % len(shape) for a in axes}
+        return self._reshape(x, [d for k, d in enumerate(shape) if k not in drop], 0, node)
+
+    def _Unsqueeze(self, node, inputs, attrs):
+        x = inputs[0]
+        shape = list(x.onnx_shape)
+        axes = self.folder._axes(node, inputs, attrs)
+        rank = len(shape) + len(axes or [])
+        if not axes or any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+            raise bad(f"{node_label(node)} has axes {axes} for a {len(shape)}-d tensor")
+        new, it = [], iter(shape)
+        where = {a % rank for a in axes}
+        for k in range(rank):
+            new.append(1 if k in where else next(it))
+        return self._reshape(x, new, 0, node)
+
+    def _reshape(self, x: Data, target: list[Any], allowzero: int, node: Any) -> Data:
+        """Reshape the data path to ``target`` (ONNX semantics): relabel when only size-1 axes move, else
+        reshape each sample with a layer."""
+        src = list(x.onnx_shape)
+        dst = resolve_shape(src, target, allowzero, node)
+        mapped = [(d, a) for d, a in zip(src, x.axes, strict=True) if a is not None]
+        if all(d is BATCH or d != 1 for d, _ in mapped) and [d for d, _ in mapped] == [d for d in dst if d != 1]:
+            it = iter(a for _, a in mapped)
+            return self._data(x.shape, tuple(None if d == 1 else next(it) for d in dst))
+        return self._to_batch_major(x, dst, node)
+
+    def _to_batch_major(self, x: Data, dst: list[Any], node: Any) -> Data:
+        order = [a for a in x.axes if a is not None]
+        lead = dst.index(BATCH) if BATCH in dst else -1
+        if order != list(range(len(order))) or lead < 0 or any(d != 1 for d in dst[:lead]):
+            where = node_label(node) if node is not None else "the graph output"
+            raise bad(f"{where} needs the data path as {list(dst)}, which would move the batch axis or reorder "
+                      f"axes (it is {list(x.onnx_shape)}); barenet's Sequential cannot express that")
+        sample = tuple(int(d) for d in dst[lead + 1:])
+        axes = tuple([None] * lead + list(range(len(sample) + 1)))
+        if sample == x.shape:
+            return self._data(x.shape, axes)
+        if int(np.prod(sample, dtype=object)) != int(np.prod(x.shape, dtype=object)):
+            raise bad(f"cannot reshape samples of shape {x.shape} to {sample}")
+        layer = L.Flatten() if len(sample) == 1 else L.Reshape(sample)
+        out = self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1))), out_axes=axes)
+        self.head = out
+        return out
+
+
+class _ShapeView:
+    """Stands for a data-path tensor where only its shape is read (``Shape``)."""
+
+    def __init__(self, shape: tuple[Any, ...]) -> None:
+        self.shape = shape
+
+
+def _blocks(a: np.ndarray, order: list[int]) -> np.ndarray:
+    """Reorder the gate blocks of ``a`` along axis 0."""
+    parts = np.split(a, len(order), axis=0)
+    return np.concatenate([parts[k] for k in order], axis=0)
+
+
+def _is_zero(x: Any) -> bool:
+    if isinstance(x, Filled):
+        return bool(x.value == 0)
+    return isinstance(x, np.ndarray) and x.dtype != object and not np.any(x)

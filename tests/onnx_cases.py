@@ -1,0 +1,140 @@
+"""Small PyTorch networks exported to ONNX, shared by the ONNX import tests, the fuzz test and bench/fuzz_onnx.py.
+
+Each builder returns ``(module, example_input)`` with the module in eval mode and its batch-norm statistics
+set away from their defaults, so that folding them matters. Sizes are small so that exporting is quick.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+BATCH, TIME, FEATURES, HIDDEN, CLASSES = 3, 7, 5, 6, 4
+
+
+def _randomize_batchnorm(net) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+
+
+def mlp():
+    """Linear - BatchNorm1d - ReLU - Dropout - Linear - Tanh - Linear - Softmax on 5 features."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
+                        nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, CLASSES), nn.Softmax(dim=1))
+    _randomize_batchnorm(net)
+    return net.eval(), torch.randn(BATCH, FEATURES)
+
+
+def cnn():
+    """The Fashion-MNIST CNN of bench/cnn_fashion.py with fewer channels: two conv blocks with BatchNorm2d."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(4, 8, 3, bias=False), nn.BatchNorm2d(8), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 6 * 6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+    _randomize_batchnorm(net)
+    return net.eval(), torch.rand(BATCH, 1, 28, 28)
+
+
+class LastStep:
+    """Factory of ``rnn -> last time step -> Linear`` classifiers (batch_first)."""
+
+    @staticmethod
+    def build(kind: str, embedding: int | None = None):
+        import torch
+        from torch import nn
+
+        class Classifier(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(embedding, FEATURES) if embedding else None
+                self.rnn = getattr(nn, kind)(FEATURES, HIDDEN, batch_first=True)
+                self.fc = nn.Linear(HIDDEN, CLASSES)
+
+            def forward(self, x):
+                if self.embed is not None:
+                    x = self.embed(x)
+                out, _ = self.rnn(x)
+                return self.fc(out[:, -1])
+
+        torch.manual_seed(0)
+        net = Classifier().eval()
+        if embedding:
+            return net, torch.randint(0, embedding, (BATCH, TIME))
+        return net, torch.randn(BATCH, TIME, FEATURES)
+
+
+def lstm():
+    return LastStep.build("LSTM")
+
+
+def gru():
+    return LastStep.build("GRU")
+
+
+def rnn():
+    return LastStep.build("RNN")
+
+
+def embedding_gru():
+    return LastStep.build("GRU", embedding=11)
+
+
+def pooling_cnn():
+    """Conv (bias, stride 2) - AvgPool - Sigmoid - Conv - LeakyReLU - global average pool - Linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.AvgPool2d(2), nn.Sigmoid(),
+                        nn.Conv2d(4, 6, 3, padding=1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(6, 3))
+    return net.eval(), torch.rand(BATCH, 2, 16, 16)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "gru": gru, "rnn": rnn, "embedding_gru": embedding_gru,
+          "pooling_cnn": pooling_cnn}
+
+
+def export(name: str, path: Path, exporter: str = "legacy"):
+    """Export model ``name`` to ``path`` with ``exporter``: ``"dynamo"`` (torch's default), ``"legacy"``,
+    or ``"legacy-unfolded"`` (no constant folding, so BatchNormalization nodes stay). Returns
+    ``(module, example_input)``."""
+    import torch
+
+    net, x = MODELS[name]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False, input_names=["x"],
+                              dynamic_shapes=({0: batch},), verbose=False)
+        else:
+            torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                              do_constant_folding=exporter == "legacy")
+    return net, x
+
+
+def torch_predict(net, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return net(torch.from_numpy(x)).numpy()

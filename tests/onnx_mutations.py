@@ -1,0 +1,264 @@
+"""Mutations of real exported ONNX files, and the contract every mutated file must meet on import.
+
+Used by tests/test_onnx_fuzz.py (driven by hypothesis) and bench/fuzz_onnx.py (driven by a seeded NumPy
+generator, thousands of cases). A mutation draws its choices from a :class:`Choices` source so that both
+drivers share one list of mutations:
+
+* byte level: flip, overwrite, insert or delete bytes; truncate;
+* field level, on the parsed model: dims of an initializer set to huge or negative values, its raw bytes
+  replaced, an ``external_data`` reference to a local path (``/etc/passwd``, ``../secret``), a node input
+  rewired to a later node's output (a cycle), an operator renamed to an unknown or to another known one,
+  an unknown domain, another opset version, attribute values made huge, negative or empty, the graph
+  input's dims changed, a node removed.
+
+The contract (:func:`check_import`): ``bn.import_onnx`` either returns a model or raises a ``BarenetError``,
+within ``seconds`` and ``megabytes`` of Python-tracked memory, and never opens a file other than the one given.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import barenet as bn
+
+HUGE = [2**31 - 1, 2**40, 2**62, -1, -(2**40), 0, 10**9]
+OPS = ["Cos", "If", "Loop", "Scan", "Relu", "Gemm", "LSTM", "GRU", "Conv", "Softmax", "Reshape", "Gather",
+       "Concat", "Expand", "ConstantOfShape", "Slice", "Flatten", "MaxPool", "BatchNormalization", ""]
+LOCAL_PATHS = ["/etc/passwd", "../secret.bin", "/proc/self/mem", "weights.bin", "/dev/zero"]
+
+
+class Choices:
+    """A source of choices: ``pick(n)`` an int in ``[0, n)``, ``raw(n)`` ``n`` bytes."""
+
+    def __init__(self, pick: Callable[[int], int], raw: Callable[[int], bytes]) -> None:
+        self.pick = pick
+        self.raw = raw
+
+    def one(self, seq):
+        return seq[self.pick(len(seq))]
+
+    @classmethod
+    def from_rng(cls, rng: np.random.Generator) -> Choices:
+        return cls(lambda n: int(rng.integers(n)) if n > 0 else 0, lambda n: rng.bytes(n))
+
+
+# --------------------------------------------------------------------- byte mutations
+def _flip(data: bytes, c: Choices) -> bytes:
+    b = bytearray(data)
+    for _ in range(1 + c.pick(8)):
+        i = c.pick(len(b))
+        b[i] ^= 1 << c.pick(8)
+    return bytes(b)
+
+
+def _overwrite(data: bytes, c: Choices) -> bytes:
+    i = c.pick(len(data))
+    chunk = c.raw(1 + c.pick(16))
+    return data[:i] + chunk + data[i + len(chunk):]
+
+
+def _insert(data: bytes, c: Choices) -> bytes:
+    i = c.pick(len(data) + 1)
+    return data[:i] + c.raw(1 + c.pick(32)) + data[i:]
+
+
+def _delete(data: bytes, c: Choices) -> bytes:
+    i = c.pick(len(data))
+    return data[:i] + data[i + 1 + c.pick(64):]
+
+
+def _truncate(data: bytes, c: Choices) -> bytes:
+    return data[:c.pick(len(data))]
+
+
+# --------------------------------------------------------------------- field mutations
+def _initializer(model, c: Choices):
+    inits = model.graph.initializer
+    return inits[c.pick(len(inits))] if len(inits) else None
+
+
+def _node(model, c: Choices):
+    nodes = model.graph.node
+    return nodes[c.pick(len(nodes))] if len(nodes) else None
+
+
+def _huge_dims(model, c: Choices) -> None:
+    t = _initializer(model, c)
+    if t is not None and len(t.dims):
+        t.dims[c.pick(len(t.dims))] = c.one(HUGE)
+
+
+def _raw_bytes(model, c: Choices) -> None:
+    t = _initializer(model, c)
+    if t is not None:
+        t.raw_data = c.raw(c.pick(4 * len(t.raw_data) + 9))
+
+
+def _external(model, c: Choices) -> None:
+    t = _initializer(model, c)
+    if t is None:
+        return
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", c.one(LOCAL_PATHS)
+    if c.pick(2):
+        t.data_location = 1
+        t.ClearField("raw_data")
+
+
+def _cycle(model, c: Choices) -> None:
+    nodes = model.graph.node
+    if len(nodes) < 2:
+        return
+    i = c.pick(len(nodes) - 1)
+    j = i + 1 + c.pick(len(nodes) - i - 1)
+    if len(nodes[i].input) and len(nodes[j].output):
+        nodes[i].input[c.pick(len(nodes[i].input))] = nodes[j].output[0]
+
+
+def _op(model, c: Choices) -> None:
+    n = _node(model, c)
+    if n is not None:
+        n.op_type = c.one(OPS)
+
+
+def _domain(model, c: Choices) -> None:
+    n = _node(model, c)
+    if n is not None:
+        n.domain = c.one(["com.example", "ai.onnx.ml", "com.microsoft", "ai.onnx", "pkg.onnxscript.torch_lib"])
+
+
+def _opset(model, c: Choices) -> None:
+    if len(model.opset_import):
+        model.opset_import[0].version = c.one([1, 7, 9, 11, 13, 15, 18, 25, 10_000, -3])
+    if c.pick(3) == 0:
+        extra = model.opset_import.add()
+        extra.domain, extra.version = c.one(["com.example", "ai.onnx.ml", ""]), 1
+
+
+def _attribute(model, c: Choices) -> None:
+    n = _node(model, c)
+    if n is None or not len(n.attribute):
+        return
+    a = n.attribute[c.pick(len(n.attribute))]
+    if len(a.ints):
+        a.ints[c.pick(len(a.ints))] = c.one(HUGE)
+    elif a.type == 2:
+        a.i = c.one(HUGE)
+    elif a.type == 1:
+        a.f = c.one([float("nan"), float("inf"), -1.0, 0.0, 1e30])
+    elif a.type == 3:
+        a.s = c.one([b"", b"SAME_LOWER", b"reverse", b"bidirectional", b"\xff\xfe"])
+    elif a.type == 4:
+        a.t.dims.append(c.one(HUGE))
+
+
+def _input_dims(model, c: Choices) -> None:
+    inputs = model.graph.input
+    if not len(inputs):
+        return
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims):
+        d = dims[c.pick(len(dims))]
+        if c.pick(3) == 0:
+            d.dim_param = "n"
+        else:
+            d.dim_value = c.one(HUGE)
+
+
+def _remove_node(model, c: Choices) -> None:
+    nodes = model.graph.node
+    if len(nodes):
+        del nodes[c.pick(len(nodes))]
+
+
+BYTE_MUTATIONS = [_flip, _overwrite, _insert, _delete, _truncate]
+FIELD_MUTATIONS = [_huge_dims, _raw_bytes, _external, _cycle, _op, _domain, _opset, _attribute, _input_dims,
+                   _remove_node]
+
+
+def mutate(data: bytes, c: Choices) -> tuple[bytes, str]:
+    """One to three mutations of the serialized model ``data``, all byte-level (a third of the cases) or all
+    field-level (so that most cases still parse and reach the deeper checks); returns the new bytes and the
+    mutations' names."""
+    import onnx
+
+    names = []
+    byte_level = c.pick(3) == 0
+    model = None
+    if not byte_level:
+        model = onnx.ModelProto()
+        model.ParseFromString(data)
+    for _ in range(1 + c.pick(3)):
+        m = c.one(BYTE_MUTATIONS if byte_level else FIELD_MUTATIONS)
+        if byte_level:
+            data = m(data, c) if data else data
+        else:
+            m(model, c)
+        names.append(m.__name__.lstrip("_"))
+    return (data if byte_level else model.SerializeToString()), "+".join(names)
+
+
+@dataclass
+class Outcome:
+    imported: bool
+    seconds: float
+    peak_mb: float
+    error: str | None
+
+
+class _NoOtherFiles:
+    """Fails the case if anything opens a file other than ``allowed`` while it is active."""
+
+    def __init__(self, allowed: Path) -> None:
+        self.allowed = str(allowed)
+        self.opened: list[str] = []
+
+    def __enter__(self):
+        self._open = builtins.open
+
+        def guarded(file, *args, **kwargs):
+            if isinstance(file, (str, Path)) and str(file) != self.allowed:
+                self.opened.append(str(file))
+            return self._open(file, *args, **kwargs)
+
+        builtins.open = guarded
+        return self
+
+    def __exit__(self, *exc):
+        builtins.open = self._open
+
+
+def check_import(path: Path, *, seconds: float = 5.0, megabytes: float = 200.0) -> Outcome:
+    """Import ``path`` and check the contract in the module docstring; raise ``AssertionError`` if broken."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    imported, error = False, None
+    try:
+        with _NoOtherFiles(path) as guard:
+            try:
+                model = bn.import_onnx(path)
+                imported = True
+            except bn.BarenetError as exc:
+                error = str(exc)
+            if imported and int(np.prod(model.input_shape)) <= 10**5:
+                X = np.random.default_rng(0).integers(0, 2, size=(2, *model.input_shape)).astype(model.dtype)
+                try:
+                    out = model.predict(X)
+                    assert out.shape[0] == 2
+                except bn.BarenetError:
+                    pass
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert not guard.opened, f"import opened other files: {guard.opened}"
+    assert elapsed < seconds, f"import took {elapsed:.2f} s"
+    assert peak < megabytes, f"import peaked at {peak:.0f} MB"
+    return Outcome(imported, elapsed, peak, error)

@@ -1,0 +1,323 @@
+"""bn.import_onnx: graphs exported by PyTorch (both exporters) predict what PyTorch predicts, save, load and
+fine-tune; hand-built graphs check the operator mappings and every refusal.
+
+Reference: the PyTorch module that was exported, run on the same float32 inputs (its outputs must match
+barenet's to 1e-5). ``dynamo`` is torch.onnx's default exporter, ``legacy`` the TorchScript one
+(``dynamo=False``), ``legacy-unfolded`` the same without constant folding, so that BatchNormalization
+nodes stay in the graph instead of being folded into the Conv/Gemm before them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import barenet as bn
+from barenet.errors import ModelFileError
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+import onnx_cases as oc  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+TOLERANCE = 1e-5
+EXPORTS = [(m, e) for m in ("mlp", "cnn", "lstm", "gru") for e in ("dynamo", "legacy", "legacy-unfolded")]
+EXPORTS += [("rnn", "legacy"), ("embedding_gru", "legacy"), ("pooling_cnn", "legacy")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``(name, exporter) -> (path, torch module, example input)``, each exported once, on first use."""
+    cache: dict[tuple[str, str], tuple] = {}
+    folder = tmp_path_factory.mktemp("onnx")
+
+    def get(name: str, exporter: str):
+        if (name, exporter) not in cache:
+            path = folder / f"{name}-{exporter}.onnx"
+            net, x = oc.export(name, path, exporter)
+            cache[name, exporter] = (path, net, x.numpy())
+        return cache[name, exporter]
+
+    return get
+
+
+def _inputs(x: np.ndarray, n: int = 9) -> np.ndarray:
+    """``n`` samples like ``x`` (a batch size the export never saw)."""
+    rng = np.random.default_rng(3)
+    if x.dtype.kind in "iu":
+        return rng.integers(0, int(x.max()) + 1, size=(n, *x.shape[1:])).astype(x.dtype)
+    if x.min() >= 0:
+        return rng.random((n, *x.shape[1:]), dtype=np.float32)
+    return rng.standard_normal((n, *x.shape[1:]), dtype=np.float32)
+
+
+@pytest.mark.parametrize(("name", "exporter"), EXPORTS, ids=[f"{m}-{e}" for m, e in EXPORTS])
+def test_predictions_equal_pytorch(exported, name, exporter):
+    path, net, x = exported(name, exporter)
+    model = bn.import_onnx(path)
+    X = _inputs(x)
+    got, want = model.predict(X), oc.torch_predict(net, X)
+    assert got.shape == want.shape and got.dtype == np.float32
+    diff = float(np.abs(got - want).max())
+    print(f"\n{name} ({exporter}): largest difference {diff:.2e}")
+    assert diff <= TOLERANCE
+
+
+def test_layers_of_the_imported_cnn(exported):
+    """Batch norm folded into the convolutions; the ReLU after the Linear fused into its Dense."""
+    path, _, _ = exported("cnn", "legacy-unfolded")
+    kinds = [type(layer).__name__ for layer in bn.import_onnx(path).layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "ReLU", "Conv2D", "MaxPooling2D", "ReLU", "Flatten", "Dense", "Dense"]
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_saved_and_loaded_model_predicts_the_same(exported, tmp_path, name):
+    path, _, x = exported(name, "legacy")
+    model = bn.import_onnx(path)
+    bn.save(model, tmp_path / "m.barenet")
+    loaded = bn.load(tmp_path / "m.barenet")
+    X = _inputs(x)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.metadata["imported_from"]["format"] == "onnx"
+
+
+@pytest.mark.parametrize("name", ["cnn", "gru", "mlp"])
+def test_imported_model_fine_tunes(exported, name):
+    """compile + fit lowers the loss on a small labelled set, and the weights move."""
+    path, _, x = exported(name, "legacy-unfolded")
+    model = bn.import_onnx(path)
+    X = _inputs(x, 48)
+    y = np.random.default_rng(5).integers(0, model.output_shape[-1], size=len(X))
+    softmax_out = name == "mlp"
+    loss = bn.losses.CategoricalCrossentropy(from_logits=not softmax_out)
+    model.compile(loss=loss, optimizer=bn.optimizers.Adam(0.01))
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(X, y, epochs=8, batch_size=16, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+# --------------------------------------------------------------------- hand-built graphs
+def _save(tmp_path, nodes, inits, x_shape, y_shape=None, *, opset=17, name="g.onnx", elem=TensorProto.FLOAT,
+          **model_kwargs):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", elem, ["batch", *x_shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], **model_kwargs)
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_matmul_add_and_activations_match_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.standard_normal((4, 6)).astype(np.float32), "b1": rng.standard_normal(6).astype(np.float32),
+             "w2": rng.standard_normal((6, 3)).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["b1", "h"], ["hb"]),
+             helper.make_node("Elu", ["hb"], ["e"], alpha=0.7), helper.make_node("Identity", ["e"], ["i"]),
+             helper.make_node("Sigmoid", ["i"], ["s"]), helper.make_node("MatMul", ["s", "w2"], ["z"]),
+             helper.make_node("LeakyRelu", ["z"], ["y"], alpha=0.2)]
+    path = _save(tmp_path, nodes, inits, [4])
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((7, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Sigmoid", "Dense"]
+    assert model.layers[0].activation.kind == "elu" and model.layers[2].activation.kind == "leaky_relu"
+
+
+def test_reduce_mean_over_height_and_width_is_a_global_average_pool(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    inits = {"w": rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "axes": np.array([-1, 2])}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c", "axes"], ["m"]), helper.make_node("Flatten", ["m"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [2, 5, 6], opset=18)
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((4, 2, 5, 6)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "GlobalAveragePooling2D"]
+
+
+def test_nhwc_graph_transposed_to_nchw_keeps_channels_last_layers(tmp_path):
+    """NHWC input -> Transpose -> Conv, BatchNormalization, Relu, MaxPool -> Transpose back -> Flatten -> Gemm:
+    the transposes cancel, the layers run channels-last, the batch norm stays a layer."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(2)
+    f32 = np.float32
+    inits = {"w": rng.standard_normal((4, 3, 3, 3)).astype(f32), "b": rng.standard_normal(4).astype(f32),
+             "g": rng.random(4).astype(f32) + 0.5, "beta": rng.standard_normal(4).astype(f32),
+             "mean": rng.standard_normal(4).astype(f32), "var": rng.random(4).astype(f32) + 0.5,
+             "d": rng.standard_normal((2, 3 * 3 * 4)).astype(f32)}
+    nodes = [helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "g", "beta", "mean", "var"], ["n"], epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Transpose", ["p"], ["nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["nhwc"], ["f"]), helper.make_node("Gemm", ["f", "d"], ["y"], transB=1)]
+    path = _save(tmp_path, nodes, inits, [6, 6, 3])
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((5, 6, 6, 3)).astype(f32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-5)
+    kinds = [(type(layer).__name__, getattr(layer, "data_format", None)) for layer in model.layers]
+    assert kinds == [("Conv2D", "channels_last"), ("BatchNormalization", None), ("ReLU", None),
+                     ("MaxPooling2D", "channels_last"), ("Flatten", None), ("Dense", None)]
+
+
+def test_lstm_final_state_with_its_direction_axis_gathered_away(tmp_path):
+    """Y_h (1, batch, units) -> Gather(axis=0, index 0) -> Gemm: the last state, no sequence kept."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(6)
+    f32, units = np.float32, 3
+    inits = {"W": rng.standard_normal((1, 4 * units, 2)).astype(f32),
+             "R": rng.standard_normal((1, 4 * units, units)).astype(f32),
+             "B": rng.standard_normal((1, 8 * units)).astype(f32), "zero": np.array(0),
+             "d": rng.standard_normal((units, 2)).astype(f32)}
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["t", "W", "R", "B"], ["", "h"], hidden_size=units),
+             helper.make_node("Gather", ["h", "zero"], ["last"], axis=0),
+             helper.make_node("Gemm", ["last", "d"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [5, 2])
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((4, 5, 2)).astype(f32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+    assert not model.layers[0].return_sequences
+
+
+def test_float64_graph_gives_a_float64_model(tmp_path):
+    w = np.arange(6.0).reshape(2, 3)
+    path = _save(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["y"], alpha=0.5)], {"w": w}, [2],
+                 elem=TensorProto.DOUBLE)
+    model = bn.import_onnx(path)
+    assert model.dtype == np.float64
+    np.testing.assert_array_equal(model.predict(np.ones((1, 2))), [[1.5, 2.5, 3.5]])
+
+
+REFUSALS = {
+    "unknown operator": ([helper.make_node("Cos", ["x"], ["y"], name="cosine")], {},
+                         r"operator 'Cos' \('Cos' node 'cosine'\) has no barenet counterpart"),
+    "unknown domain": ([helper.make_node("Relu", ["x"], ["y"], domain="com.example")], {},
+                       r"'Relu' node 'y' is in operator domain 'com.example'"),
+    "cycle": ([helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("Relu", ["a"], ["c"]),
+               helper.make_node("Relu", ["c"], ["y"])], {}, "the graph has a cycle"),
+    "branch": ([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
+                helper.make_node("Add", ["a", "b"], ["y"])], {}, "combines two data-path tensors"),
+    "dangling input": ([helper.make_node("Relu", ["nowhere"], ["y"])], {}, "reads value 'nowhere', which no"),
+    "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
+    "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
+                                    r"attribute 'alpha' of 'LeakyRelu' node 'y' has ONNX attribute type 7; expected 1"),
+    "softmax over features of a sequence's time axis":
+        ([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {}, "barenet's Softmax works over the last axis"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusals_name_the_problem(tmp_path, case):
+    nodes, inits, message = REFUSALS[case]
+    path = _save(tmp_path, nodes, inits, [3, 4])
+    with pytest.raises(ModelFileError, match=message):
+        bn.import_onnx(path)
+
+
+def _tensor_model(tmp_path, edit):
+    """A one-Gemm model whose weight initializer is changed by ``edit(tensor)`` before saving."""
+    w = np.ones((4, 2), dtype=np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    edit(graph.initializer[0])
+    path = tmp_path / "t.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return path
+
+
+def _external(tensor):
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="/etc/passwd")
+
+
+def _external_entry_only(tensor):
+    tensor.external_data.add(key="location", value="../../secret.bin")
+
+
+def _huge_dims(tensor):
+    tensor.ClearField("dims")
+    tensor.dims.extend([2**31, 2**31])
+
+
+def _short_data(tensor):
+    tensor.raw_data = tensor.raw_data[:-4]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_external, "refers to external data"), (_external_entry_only, "refers to external data"),
+    (_huge_dims, "declares dims .* more than the"), (_short_data, r"declares dims \[4, 2\] \(32 bytes"),
+], ids=["external-etc-passwd", "external-entry", "huge-dims", "short-data"])
+def test_hostile_initializers_are_refused_before_allocation(tmp_path, edit, message):
+    with pytest.raises(ModelFileError, match=message):
+        bn.import_onnx(_tensor_model(tmp_path, edit))
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        bn.import_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\xff\x00 not protobuf \x08" * 10)
+    with pytest.raises(ModelFileError, match="not a valid ONNX file|holds no ONNX graph"):
+        bn.import_onnx(tmp_path / "junk.onnx")
+    big = _tensor_model(tmp_path, lambda t: None)
+    with pytest.raises(ModelFileError, match="more than the 10-byte limit"):
+        bn.import_onnx(big, max_bytes=10)
+
+
+def test_unknown_opset_and_functions_are_refused(tmp_path):
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], {}, [3], opset=10_000)
+    with pytest.raises(ModelFileError, match="opset 10000"):
+        bn.import_onnx(path)
+    model = onnx.load(str(_save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], {}, [3])))
+    model.functions.append(helper.make_function("local", "f", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                                                [helper.make_opsetid("", 17)]))
+    (tmp_path / "f.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModelFileError, match="local function"):
+        bn.import_onnx(tmp_path / "f.onnx")
+
+
+def test_error_when_onnx_is_missing(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(bn.errors.ConfigError, match=r'pip install "barenet\[onnx\]"'):
+        bn.import_onnx("whatever.onnx")
+
+
+def test_huge_input_shapes_are_refused_before_building(tmp_path):
+    """64 M values per sample would make pooling layers allocate hundreds of MB at build time."""
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], {}, [1, 8192, 8192])
+    with pytest.raises(ModelFileError, match=r"per-sample shape \(1, 8192, 8192\) is outside barenet's limits"):
+        bn.import_onnx(path)
+
+
+def test_many_folded_constants_cannot_add_up_to_a_huge_allocation(tmp_path):
+    """Each ConstantOfShape makes 2**20 values (within the per-tensor budget of a small file); five of them
+    exceed the total budget and are refused before the fifth is kept."""
+    shape = np.array([1024, 1024])
+    nodes = [helper.make_node("ConstantOfShape", ["s"], [f"c{k}"]) for k in range(5)]
+    nodes.append(helper.make_node("Relu", ["x"], ["y"]))
+    path = _save(tmp_path, nodes, {"s": shape}, [3])
+    with pytest.raises(ModelFileError, match="brings the folded constants to 5242880 elements"):
+        bn.import_onnx(path)
