@@ -28,6 +28,7 @@ Run::
     python bench/rnn_sequence.py                          # LSTM and GRU, 4 epochs, 5 turns
     python bench/rnn_sequence.py --threads 1              # one thread per framework: steadier when busy
     python bench/rnn_sequence.py --cells lstm --repeats 1 --epochs 2   # quick check
+    python bench/rnn_sequence.py --profile --threads 1   # where barenet's time per step goes
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -70,8 +72,8 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------- one framework, one run
-def train_barenet(cell: str, X, y, X_test, y_test, epochs: int, seed: int) -> tuple[list[float], float]:
-    """Train; return the wall-clock time at the end of each epoch (from the start) and test accuracy."""
+def train_barenet(cell: str, X, y, X_test, y_test, epochs: int, seed: int) -> tuple[list[tuple[float, float]], float]:
+    """Train; return (wall-clock, CPU) seconds from the start at the end of each epoch, and test accuracy."""
     import barenet as bn
 
     recurrent = (bn.layers.LSTM(UNITS, input_shape=(TIME, FEATURES)) if cell == "lstm"
@@ -81,20 +83,20 @@ def train_barenet(cell: str, X, y, X_test, y_test, epochs: int, seed: int) -> tu
 
     class EpochClock(bn.callbacks.Callback):
         def __init__(self) -> None:
-            self.ends: list[float] = []
+            self.ends: list[tuple[float, float]] = []
 
         def on_epoch_end(self, epoch, logs=None):
-            self.ends.append(time.perf_counter() - start)
+            self.ends.append((time.perf_counter() - start, time.process_time() - cpu_start))
 
     clock = EpochClock()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[clock])
     accuracy = float(np.mean(model.predict(X_test).argmax(axis=1) == y_test))
     return clock.ends, accuracy
 
 
 def train_torch(cell: str, X, y, X_test, y_test, epochs: int, seed: int, *, fused: bool,
-                compiled: bool) -> tuple[list[float], float]:
+                compiled: bool) -> tuple[list[tuple[float, float]], float]:
     import torch
     from torch import nn
 
@@ -117,7 +119,7 @@ def train_torch(cell: str, X, y, X_test, y_test, epochs: int, seed: int, *, fuse
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     generator = torch.Generator().manual_seed(seed)
     n, ends = len(Xt), []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for i in range(0, n, BATCH):
@@ -126,7 +128,7 @@ def train_torch(cell: str, X, y, X_test, y_test, epochs: int, seed: int, *, fuse
             loss = loss_fn(forward(Xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
-        ends.append(time.perf_counter() - start)
+        ends.append((time.perf_counter() - start, time.process_time() - cpu_start))
     with torch.no_grad():
         predicted = net(torch.from_numpy(X_test)).argmax(dim=1).numpy()
     return ends, float(np.mean(predicted == y_test))
@@ -142,7 +144,8 @@ def worker(framework: str, cell: str, epochs: int, n_train: int, seed: int) -> N
     else:
         ends, accuracy = train_torch(cell, X, y, X_test, y_test, epochs, seed, fused=framework != "torch",
                                      compiled=framework == "torch-compile")
-    print(json.dumps({"framework": framework, "cell": cell, "epoch_ends": ends, "n_train": n_train,
+    print(json.dumps({"framework": framework, "cell": cell, "epoch_ends": [wall for wall, _ in ends],
+                      "epoch_cpu_ends": [cpu for _, cpu in ends], "n_train": n_train,
                       "accuracy": accuracy, "peak_rss_mb": peak_rss_mb()}))
 
 
@@ -154,11 +157,108 @@ def run_child(framework: str, cell: str, epochs: int, n_train: int, seed: int, t
     return run_worker(os.path.abspath(__file__), framework, args, env)
 
 
+# --------------------------------------------------------------------- per-step profile
+def profile(cell: str, turns: int) -> None:
+    """Print where one barenet training step's time goes, per time step, on the benchmark's shapes.
+
+    Forward and backward of the recurrent layer are timed whole, then their pieces alone on the same
+    arrays: the recurrent products, the step kernels (compiled and NumPy reference), the one-shot
+    products before and after the time loop. Whole-layer times are taken with the compiled kernels
+    and with the NumPy references patched in, turn by turn in this one process; CPU time, best of 3
+    per turn, median over turns.
+    """
+    import barenet.layers.recurrent as layer_module
+    from barenet.kernels import recurrent as kernels
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
+    g = rng.standard_normal((BATCH, UNITS)).astype(np.float32)
+    layer = layer_module.LSTM(UNITS) if cell == "lstm" else layer_module.GRU(UNITS, reset_after=True)
+    layer.build((TIME, FEATURES), rng, "float32")
+    names = ("lstm_forward", "lstm_backward") if cell == "lstm" else ("gru_forward", "gru_backward")
+    compiled = {name: getattr(kernels, name) for name in names}
+    reference = {name: getattr(kernels, f"{name}_reference") for name in names}
+
+    def per_step(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            fn()
+            best = min(best, time.process_time() - start)
+        return best / TIME * 1e6
+
+    def pieces() -> dict[str, float]:
+        layer.forward(x, training=True)
+        A, H, U, W = layer._A, layer._H, layer.params["recurrent_kernel"], layer.params["kernel"]
+        width = A.shape[-1]
+        hu, dz, dh = np.empty((BATCH, width), np.float32), np.ones((BATCH, width), np.float32), np.empty_like(H[0])
+        flat_dz = np.ones((TIME * BATCH, width), np.float32)
+        xt = layer._xt
+        b_x = layer.params["bias"][0] if cell == "gru" else layer.params["bias"]
+        row = {"forward": per_step(lambda: layer.forward(x, training=True)),
+               "backward": per_step(lambda: layer.backward(g)),
+               "h U": per_step(lambda: [np.matmul(H[t], U, out=hu) for t in range(TIME)]),
+               "dz U^T": per_step(lambda: [np.matmul(dz, U.T, out=dh) for _ in range(TIME)]),
+               "x W + b (all steps)": per_step(lambda: layer_module._input_projection(xt, W, b_x)),
+               "dU, dW (all steps)": per_step(lambda: (H[:-1].reshape(-1, UNITS).T @ flat_dz,
+                                                       xt.reshape(-1, FEATURES).T @ flat_dz))}
+        for form, table in (("compiled", compiled), ("reference", reference)):
+            kf, kb = (table[name] for name in names)
+            args_f = _kernel_args(cell, layer, forward=True)
+            args_b = _kernel_args(cell, layer, forward=False)
+            row[f"step kernel forward ({form})"] = per_step(lambda kf=kf, a=args_f: [kf(*a) for _ in range(TIME)])
+            row[f"step kernel backward ({form})"] = per_step(lambda kb=kb, a=args_b: [kb(*a) for _ in range(TIME)])
+        return row
+
+    rows: dict[str, list[float]] = {}
+    for _ in range(turns):
+        for form, table in (("compiled", compiled), ("reference", reference)):
+            for name, fn in table.items():
+                setattr(layer_module.kernels, name, fn)
+            for key, value in pieces().items():
+                if key in ("forward", "backward"):
+                    key = f"layer {key} ({form} kernels)"
+                elif form == "reference":
+                    continue
+                rows.setdefault(key, []).append(value)
+    for name, fn in compiled.items():
+        setattr(layer_module.kernels, name, fn)
+    print(f"\nbarenet {cell.upper()}({UNITS}) per time step, batch {BATCH}, {FEATURES} features, {TIME} steps, "
+          f"float32, {os.environ.get('OPENBLAS_NUM_THREADS', 'default')} BLAS thread(s); "
+          f"CPU us, median of {turns} turn(s)")
+    for key, values in rows.items():
+        print(f"  {key:<40} {statistics.median(values):8.1f}")
+
+
+def _kernel_args(cell: str, layer, *, forward: bool) -> list[np.ndarray]:
+    """Arguments of one step kernel, copied from the layer's cached arrays of its last forward pass."""
+    A, H = layer._A, layer._H
+    width = A.shape[-1]
+    a = A[-1].copy()
+    d = np.full_like(H[0], 0.1)
+    if cell == "lstm":
+        C, tc = layer._C, layer._tanh_C
+        if forward:
+            return [a, np.zeros((BATCH, width), np.float32), C[-2].copy(), *(np.empty_like(H[0]) for _ in range(3))]
+        return [a, C[-2].copy(), tc[-1].copy(), d, d.copy(), d.copy(), np.empty((BATCH, width), np.float32)]
+    if forward:
+        return [a, np.zeros((BATCH, width), np.float32), layer.params["bias"][1].copy(), H[-2].copy(),
+                np.empty_like(H[0]), np.empty_like(H[0])]
+    return [a, H[-2].copy(), layer._aux[-1].copy(), d, d.copy(), d.copy(), np.empty((BATCH, width), np.float32),
+            np.empty((BATCH, width), np.float32)]
+
+
 # --------------------------------------------------------------------- report
-def rate(result: dict) -> float:
-    """Training samples/s over the epochs after the first."""
-    ends = result["epoch_ends"]
+def rate(result: dict, clock: str = "epoch_ends") -> float:
+    """Training samples/s over the epochs after the first, by the wall clock or (``epoch_cpu_ends``) CPU time."""
+    ends = result[clock]
     return result["n_train"] * (len(ends) - 1) / (ends[-1] - ends[0])
+
+
+def cpu_rate(result: dict) -> float:
+    """Training samples per CPU second (all threads); on a busy machine this moves less than the wall clock."""
+    return rate(result, "epoch_cpu_ends")
 
 
 def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
@@ -167,11 +267,13 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     for framework, results in runs.items():
         table[framework] = {
             "samples_per_s": statistics.median(rate(r) for r in results),
+            "samples_per_cpu_s": statistics.median(cpu_rate(r) for r in results),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "accuracy": statistics.median(r["accuracy"] for r in results),
         }
         if ours is not None and framework != "barenet":
             table[framework]["barenet_x"] = median_turn_ratio(ours, results, rate)
+            table[framework]["barenet_x_cpu"] = median_turn_ratio(ours, results, cpu_rate)
             table[framework]["barenet_x_range"] = [min(rate(a) / rate(b) for a, b in zip(ours, results, strict=True)),
                                                    max(rate(a) / rate(b) for a, b in zip(ours, results, strict=True))]
     return table
@@ -182,17 +284,18 @@ def print_table(cell: str, table: dict[str, dict[str, float]], epochs: int, n_tr
     print(f"\n{cell.upper()}({UNITS}) over {TIME} steps x {FEATURES} features -> Dense {N_CLASSES}, batch {BATCH}, "
           f"Adam, float32; {n_train} sequences x {epochs} epochs (speed over epochs 2..{epochs}), "
           f"median of {repeats} turn(s), {os.cpu_count()} CPU cores, {threads or 'default'} thread(s)")
-    header = (f"{'framework':<14} {'samples/s':>10} {'peak RSS MB':>11} {'test acc':>8} {'barenet x':>9} "
-              f"{'per turn':>13}")
+    header = (f"{'framework':<14} {'samples/s':>10} {'per CPU s':>10} {'peak RSS MB':>11} {'test acc':>8} "
+              f"{'barenet x':>9} {'per turn':>13} {'x by CPU':>8}")
     print(header)
     print("-" * len(header))
     for name, row in table.items():
         ratio = f"{row['barenet_x']:.2f}" if "barenet_x" in row else ""
         spread = "{:.2f}-{:.2f}".format(*row["barenet_x_range"]) if "barenet_x_range" in row else ""
-        print(f"{name:<14} {row['samples_per_s']:>10,.0f} {row['peak_rss_mb']:>11.0f} {row['accuracy']:>8.4f} "
-              f"{ratio:>9} {spread:>13}")
+        by_cpu = f"{row['barenet_x_cpu']:.2f}" if "barenet_x_cpu" in row else ""
+        print(f"{name:<14} {row['samples_per_s']:>10,.0f} {row['samples_per_cpu_s']:>10,.0f} "
+              f"{row['peak_rss_mb']:>11.0f} {row['accuracy']:>8.4f} {ratio:>9} {spread:>13} {by_cpu:>8}")
     print("(barenet x: median over turns of barenet's samples/s over the peer's in the same turn; "
-          "per turn: its lowest and highest)")
+          "per turn: its lowest and highest; x by CPU: the same with samples per CPU second)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS/OpenMP threads of every framework (default: their own choice, all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true",
+                        help="print barenet's per-time-step profile (compiled and NumPy reference kernels) instead")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.epochs < 2 or min(args.repeats, args.n_train, args.threads or 1) < 1:
@@ -213,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if not cells or set(cells) - set(CELLS):
         parser.error(f"--cells takes a comma-separated subset of {','.join(CELLS)}, got {args.cells!r}")
+    if args.profile:
+        if args.threads is not None and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
+            again = [sys.executable, os.path.abspath(__file__), *(sys.argv[1:] if argv is None else argv)]
+            return subprocess.run(again, env=env, check=False).returncode
+        for cell in cells:
+            profile(cell, args.repeats)
+        return 0
     if args.worker:
         worker(args.worker, cells[0], args.epochs, args.n_train, args.seed)
         return 0
@@ -227,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_child(framework, cell, args.epochs, args.n_train, args.seed + repeat, args.threads)
                 runs[framework].append(result)
                 print(f"[{cell} {repeat + 1}/{args.repeats}] {framework:<14} {rate(result):>8,.0f} samples/s  "
+                      f"{cpu_rate(result):>8,.0f} per CPU s  "
                       f"acc {result['accuracy']:.4f}  RSS {result['peak_rss_mb']:.0f} MB", flush=True)
         print_table(cell, summarize(runs), args.epochs, args.n_train, args.repeats, args.threads)
     return 0

@@ -8,6 +8,9 @@ All three share one layout and one life cycle (:class:`Recurrent`):
   on the previous hidden state, ``bias`` is added once; gate blocks are laid side by side along the last axis;
 * the input projection :math:`x_t W + b` of every time step is one matrix product before the loop; the only
   Python loop is over time steps, everything inside it is vectorized over the batch;
+* inside the loop, the product :math:`h_{t-1} U` writes into a preallocated buffer and the rest of an LSTM or
+  GRU (``reset_after``) step, forward and backward, is one call to :mod:`barenet.kernels.recurrent` (compiled
+  for float32 when numba is installed), so nothing is allocated per step;
 * internally arrays are time-major ``(time, batch, ...)`` so that each step reads contiguous memory.
 
 Initial state
