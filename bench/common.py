@@ -23,9 +23,10 @@ def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[s
     unknown = sorted(set(frameworks) - set(known))
     if unknown:
         parser.error(f"unknown frameworks {unknown}; choose from {list(known)}")
-    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+    torch_rows = [f for f in frameworks if f == "torch" or f.startswith("torch-")]
+    if torch_rows and importlib.util.find_spec("torch") is None:
         print("PyTorch is not installed: skipping it")
-        frameworks.remove("torch")
+        frameworks = [f for f in frameworks if f not in torch_rows]
     return frameworks
 
 
