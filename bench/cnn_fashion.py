@@ -80,6 +80,9 @@ def load_data(limit: int | None):
 # --------------------------------------------------------------------- one framework, one run
 def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     example = load_example()
+    # Untimed warm-up on a throwaway model: loads the compiled kernels from numba's disk cache (a few
+    # seconds once per process, compiled on the very first start), as torch-compile compiles untimed.
+    example.build_model(seed).fit(X[:2 * BATCH], y[:2 * BATCH], epochs=1, batch_size=BATCH, verbose=0)
     model = example.build_model(seed, LEARNING_RATE, decay_steps=example.steps_per_run(len(X), epochs))
     start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
