@@ -16,8 +16,9 @@ Three kernels, each in a NumPy form (the reference) and a compiled form:
     :math:`\partial L/\partial x`, :math:`\partial L/\partial \gamma`, :math:`\partial L/\partial \beta`.
 
 The compiled forms read the input twice in the forward pass (statistics, then normalization) and twice
-in the backward pass (two per-channel sums, then the input gradient), accumulating in float64 with
-one thread per block of ``outer``.
+in the backward pass (two per-channel sums, then the input gradient), accumulating in float64. They run on one
+thread: on a machine of a few cores, numba's parallel loops competed with the BLAS threads of the
+convolutions and made a training step several times slower.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import numpy as np
 from ._jit import NUMBA_ENABLED, njit
 
 if NUMBA_ENABLED:
-    import numba
     from numba import prange
 else:  # the compiled forms are never built; prange is only named in their source
     prange = range
@@ -128,8 +128,8 @@ def backward_reference(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: 
 
 # --------------------------------------------------------------------------- compiled forms
 def _blocks(outer: int) -> int:
-    """Blocks of ``outer`` handed to threads: a few per thread, for balance."""
-    return max(1, min(outer, 4 * numba.get_num_threads()))
+    """Blocks of ``outer`` whose partial sums are added separately (float64 partial sums, short chains)."""
+    return max(1, min(outer, 8))
 
 
 # Two loop orders: rows ``(outer, channels)`` with the channels innermost when ``inner = 1`` (channels-last
@@ -253,7 +253,7 @@ def _planes_input_gradient(g, x, mean, a, k, b):
     return dx
 
 
-_COMPILED = {name: njit(parallel=True)(kernel) for name, kernel in (
+_COMPILED = {name: njit()(kernel) for name, kernel in (
     ("rows_sums", _rows_sums), ("planes_sums", _planes_sums), ("rows_affine", _rows_affine),
     ("planes_affine", _planes_affine), ("rows_gradient_sums", _rows_gradient_sums),
     ("planes_gradient_sums", _planes_gradient_sums), ("rows_input_gradient", _rows_input_gradient),

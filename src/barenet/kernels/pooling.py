@@ -102,8 +102,8 @@ def average_backward_reference(g: np.ndarray, image_shape: tuple[int, ...], pool
 
 
 # --------------------------------------------------------------------------- compiled forms
-# One thread per image; each loop nest visits every output pixel once, its window's taps inside the
-# image, and the channels innermost (contiguous in channels-last data).
+# One thread (see barenet.kernels.normalization); each loop nest visits every output pixel once, its window's
+# taps inside the image, and the channels innermost (contiguous in channels-last data).
 
 
 def _max_forward(x, ph, pw, sh, sw, top, left, out, arg):
@@ -205,11 +205,11 @@ def _average_backward(g, ph, pw, sh, sw, top, left, scale, dx):
                             dx[b, r, s, ch] += g[b, p, q, ch] * f
 
 
-_max_forward_fast = njit(parallel=True)(_max_forward)
-_max_forward_2x2_fast = njit(parallel=True)(_max_forward_2x2)
-_max_backward_fast = njit(parallel=True)(_max_backward)
-_average_forward_fast = njit(parallel=True)(_average_forward)
-_average_backward_fast = njit(parallel=True)(_average_backward)
+_max_forward_fast = njit()(_max_forward)
+_max_forward_2x2_fast = njit()(_max_forward_2x2)
+_max_backward_fast = njit()(_max_backward)
+_average_forward_fast = njit()(_average_forward)
+_average_backward_fast = njit()(_average_backward)
 
 
 def max_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads) -> tuple[np.ndarray, np.ndarray]:
