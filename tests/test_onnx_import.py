@@ -213,6 +213,8 @@ REFUSALS = {
     "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
     "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
                                     r"attribute 'alpha' of 'LeakyRelu' node 'y' has ONNX attribute type 7; expected 1"),
+    "data path as a shape": ([helper.make_node("Reshape", ["s", "x"], ["y"])], {"s": np.ones(12, np.float32)},
+                             "takes the data path as input 1, where an ONNX Reshape expects a constant"),
     "softmax over features of a sequence's time axis":
         ([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {}, "barenet's Softmax works over the last axis"),
 }
