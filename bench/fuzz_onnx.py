@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=5.0, help="per-case time bound")
     parser.add_argument("--megabytes", type=float, default=200.0, help="per-case bound on traced memory")
+    parser.add_argument("--save-broken", type=Path, help="folder to keep the files that break the contract in")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +69,9 @@ def main() -> int:
                 outcome = om.check_import(path, seconds=args.seconds, megabytes=args.megabytes)
             except Exception as exc:  # a broken contract: report it, keep going
                 broken.append(f"case {case} ({names}): {type(exc).__name__}: {exc}")
+                if args.save_broken:
+                    args.save_broken.mkdir(parents=True, exist_ok=True)
+                    (args.save_broken / f"case{case}.onnx").write_bytes(data)
                 continue
             slowest, peak = max(slowest, outcome.seconds), max(peak, outcome.peak_mb)
             if outcome.imported:
