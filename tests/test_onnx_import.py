@@ -323,3 +323,11 @@ def test_many_folded_constants_cannot_add_up_to_a_huge_allocation(tmp_path):
     path = _save(tmp_path, nodes, {"s": shape}, [3])
     with pytest.raises(ModelFileError, match="brings the folded constants to 5242880 elements"):
         bn.import_onnx(path)
+
+
+def test_tensor_attribute_without_its_tensor_is_refused(tmp_path):
+    constant = helper.make_node("Constant", [], ["c"])
+    constant.attribute.add(name="value", type=onnx.AttributeProto.TENSOR)  # type says tensor, none stored
+    path = _save(tmp_path, [constant, helper.make_node("Relu", ["x"], ["y"])], {}, [3])
+    with pytest.raises(ModelFileError, match="attribute 'value' of 'Constant' node 'c' has ONNX data type 0"):
+        bn.import_onnx(path)
