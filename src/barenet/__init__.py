@@ -14,12 +14,12 @@ from .errors import BarenetError
 from .gradcheck import gradcheck
 from .io import load, save
 from .models import History, Sequential
-from .onnx import import_onnx
+from .onnx import export_onnx, import_onnx
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BarenetError", "History", "Sequential", "callbacks", "errors", "functional", "gradcheck", "initializers",
     "layers", "losses", "metrics", "optimizers",
-    "datasets", "import_onnx", "load", "save",
+    "datasets", "export_onnx", "import_onnx", "load", "save",
 ]

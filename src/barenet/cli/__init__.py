@@ -1,4 +1,4 @@
-"""The ``barenet`` command: train, predict, evaluate, summary, tune and demo.
+"""The ``barenet`` command: train, predict, evaluate, summary, tune, export and demo.
 
 Exit status: 0 on success; 2 for bad input (a missing or unreadable file, an unknown column or
 option value, unusable data, a file that is not a barenet model, an output that exists without
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--scheduler", help="address of a dask.distributed scheduler to run the folds on")
 
+    from .export import add_parser as add_export
+
+    add_export(sub)
+
     demo = sub.add_parser("demo", help="train a small network on scikit-learn's digits and report test accuracy")
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
@@ -117,6 +121,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_summary(args)
     if args.command == "tune":
         from .tune import run
+
+        return run(args)
+    if args.command == "export":
+        from .export import run
 
         return run(args)
     from ..demo import run

@@ -1,0 +1,47 @@
+"""Which function writes which layer: ``layer class -> converter``.
+
+A converter ``convert(layer, graph, x) -> y`` appends the nodes and initializers that compute the built
+``layer``'s inference-mode forward pass on the tensor named ``x`` (laid out as the layer takes it, batch
+first) and returns the name of the output tensor (laid out as the layer returns it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..layers.base import Layer
+from .graph import Graph, OnnxExportError
+
+Converter = Callable[[Any, Graph, str], str]
+_CONVERTERS: dict[type[Layer], Converter] = {}
+
+
+def converts(*classes: type[Layer]) -> Callable[[Converter], Converter]:
+    """Decorator: register ``fn`` as the converter of exactly these classes (not their subclasses,
+    whose ``forward`` may differ)."""
+    def decorate(fn: Converter) -> Converter:
+        for cls in classes:
+            _CONVERTERS[cls] = fn
+        return fn
+    return decorate
+
+
+def converter_for(layer: Layer) -> Converter:
+    """The converter of ``type(layer)``, or :class:`OnnxExportError` naming the layer."""
+    try:
+        return _CONVERTERS[type(layer)]
+    except KeyError:
+        known = sorted(cls.__name__ for cls in _CONVERTERS)
+        raise OnnxExportError(f"layer {type(layer).__qualname__} ({layer.describe()}, from module "
+                              f"{type(layer).__module__}) has no ONNX form; exportable layers are {known}") from None
+
+
+def convert(layer: Layer, graph: Graph, x: str) -> str:
+    """Append ``layer`` to ``graph`` on input ``x``; return the output tensor's name."""
+    return converter_for(layer)(layer, graph, x)
+
+
+def supported_layers() -> list[str]:
+    """Names of the layer classes that can be exported."""
+    return sorted(cls.__name__ for cls in _CONVERTERS)
