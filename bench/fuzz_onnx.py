@@ -1,10 +1,11 @@
 """The long fuzz run of ``bn.import_onnx``: thousands of mutated real exported ONNX files.
 
 Each case takes one of the files PyTorch exports for the import tests (an MLP, the Fashion-MNIST CNN, an LSTM,
-a GRU and an Embedding+GRU classifier), applies one to three mutations (tests/onnx_mutations.py: byte flips,
-truncation, insertion, huge dims, external-data references to local paths, cycles, unknown operators and
-domains, edited attributes ...), and imports it. The contract: a model or a ``BarenetError``, within the time
-and memory bounds, and no other file opened. The CI share of this is tests/test_onnx_fuzz.py.
+a GRU and an Embedding+GRU classifier) or barenet's own exporter writes (a channels-last CNN), applies one to
+three mutations (tests/onnx_mutations.py: byte flips, truncation, insertion, huge dims, external-data
+references to local paths, cycles, unknown operators and domains, edited attributes ...), and imports it.
+The contract: a model or a ``BarenetError``, within the time and memory bounds, and no other file opened.
+The CI share of this is tests/test_onnx_fuzz.py.
 
 Run::
 
@@ -56,6 +57,8 @@ def main() -> int:
         for name, exporter in SEEDS:
             oc.export(name, folder / f"{name}.onnx", exporter)
             seeds.append((folder / f"{name}.onnx").read_bytes())
+        oc.export_barenet_cnn(folder / "barenet_cnn.onnx")
+        seeds.append((folder / "barenet_cnn.onnx").read_bytes())
         rng = np.random.default_rng(args.seed)
         choices = om.Choices.from_rng(rng)
         imported, refused, broken = 0, collections.Counter(), []
