@@ -273,7 +273,7 @@ def test_tune_prints_a_ranked_table(tmp_path):
     rows = [line.split() for line in lines[header + 2:header + 4]]
     assert [r[0] for r in rows] == ["1", "2"] and {r[4] for r in rows} == {"4", "8,4"}
     assert float(rows[0][1]) >= float(rows[1][1])
-    assert lines[-1].startswith("best: {'hidden_layer_sizes'")
+    assert lines[-1].startswith("best: --layers ")
 
 
 def test_tune_on_a_dask_scheduler(tmp_path):
