@@ -215,7 +215,7 @@ def test_identifier_and_unit_columns_are_named_and_can_be_left_out(tmp_path):
     result = cli("train", data, "--target", "temp_max", "--epochs", "1", "--drop", "date,wind",
                  "--out", tmp_path / "b.barenet")
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
-    assert "3 input features" in result.stdout  # precipitation, temp_min and the 3 weather labels
+    assert "5 input features" in result.stdout  # precipitation, temp_min and the 3 weather labels
     assert [c["name"] for c in bn.load(tmp_path / "b.barenet").metadata["preprocessing"]["columns"]] == [
         "precipitation", "temp_min", "weather"]
     result = cli("train", data, "--target", "temp_max", "--epochs", "1", "--features", "temp_min,precipitation",
