@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -254,12 +255,17 @@ def test_ctrl_c_saves_the_best_model_and_exits_130(tmp_path):
     stdout = "".join(lines) + stdout
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert "training interrupted; saved the model of epoch" in stdout
+    told = re.search(r"training interrupted; saved the model of epoch (\d+) ", stdout)
+    assert told, stdout
     loaded = bn.load(model)
     epochs_done = len(loaded.metadata["history"]["loss"])
     assert 1 <= epochs_done < 1000
     metrics = json.loads((Path(f"{model}.report") / "metrics.json").read_text())
     assert metrics["interrupted"] is True and metrics["epochs_run"] == epochs_done
+    # the epoch the user is told about is the one saved, and one the record holds
+    kept = int(told.group(1))
+    assert metrics["kept_epoch"] == loaded.metadata["fit"]["kept_epoch"] == kept <= epochs_done
+    assert metrics["kept_logs"]["val_loss"] == min(loaded.metadata["history"]["val_loss"])
 
 
 def test_tune_prints_a_ranked_table(tmp_path):
@@ -273,7 +279,7 @@ def test_tune_prints_a_ranked_table(tmp_path):
     rows = [line.split() for line in lines[header + 2:header + 4]]
     assert [r[0] for r in rows] == ["1", "2"] and {r[4] for r in rows} == {"4", "8,4"}
     assert float(rows[0][1]) >= float(rows[1][1])
-    assert lines[-3].startswith("best: {'hidden_layer_sizes'")
+    assert lines[-3].startswith("best: --layers ")
 
 
 def test_tune_on_a_dask_scheduler(tmp_path):

@@ -283,15 +283,15 @@ def test_latin1_and_semicolon_csv_files_get_a_hint(tmp_path):
 def test_tune_prints_a_train_command_that_runs(tmp_path):
     data = tmp_path / "my flowers.csv"
     flowers(60).to_csv(data, index=False)
-    result = cli("tune", data, "--target", "species", "--grid", "layers=4|6 lr=0.01 activation=logistic",
-                 "--cv", "2", "--epochs", "2", "--seed", "7")
+    result = cli("tune", data, "--target", "species", "--grid", "layers=4|6 lr=0.01 activation=sigmoid",
+                 "--cv", "2", "--epochs", "2", "--seed", "7", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-2] == "train it on the whole table with:"
     words = shlex.split(lines[-1])
-    best = "4" if "'hidden_layer_sizes': (4,)" in lines[-3] else "6"
-    assert words == ["barenet", "train", str(data), "--target", "species", "--layers", best, "--lr", "0.01",
-                     "--activation", "sigmoid", "--epochs", "2", "--scale", "standard", "--seed", "7", "--out",
+    best = "4" if lines[-3].startswith("best: --layers 4 ") else "6"
+    assert words == ["barenet", "train", str(data), "--target", "species", "--layers", best, "--activation",
+                     "sigmoid", "--epochs", "2", "--batch-size", "16", "--lr", "0.01", "--seed", "7", "--out",
                      "model.barenet"]
     words[-1] = str(tmp_path / "model.barenet")
     trained = cli(*words[1:])

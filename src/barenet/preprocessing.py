@@ -17,6 +17,10 @@ Rules
   as numbers is taken to be a numeric column with typos, and is refused with the first bad value.
 * Numeric feature columns may not have missing values. Categorical columns may: a missing value,
   like a category unseen in training, encodes as all zeros.
+* A text column whose values are nearly all distinct (more than :data:`IDENTIFIER_SHARE` of its rows
+  and more than :data:`MAX_AUTO_CLASSES` values, e.g. dates or names) or that holds numbers with units
+  (``"4.7 m/s"``) is still one-hot encoded, with a :class:`ColumnWarning` naming it: such a column
+  becomes one input per distinct value that a network can memorize rows with but not generalize from.
 * ``task="auto"`` picks classification when the target is non-numeric, boolean, or integer-valued
   with at most :data:`MAX_AUTO_CLASSES` distinct values; otherwise regression.
 * Regression targets are standardized for training (:meth:`encode_target`) and restored by
@@ -26,6 +30,8 @@ Rules
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +44,21 @@ MAX_AUTO_CLASSES = 20
 SCALERS = ("standard", "minmax", "none")
 TASKS = ("auto", "classification", "regression")
 FORMAT_VERSION = 1
+#: A text column with more distinct values than this share of its rows looks like an identifier.
+IDENTIFIER_SHARE = 0.9
+#: A number followed by a unit: ``"4.7 m/s"``, ``"12km"``, ``"30 %"``.
+_NUMBER_WITH_UNIT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[^\d\s.,;:+-][^\d]*")
+
+
+class ColumnWarning(UserWarning):
+    """A feature column that is encoded as asked but is probably not what the user meant to train on.
+
+    ``column`` is the column's name.
+    """
+
+    def __init__(self, message: str, column: str) -> None:
+        super().__init__(message)
+        self.column = column
 
 Table = Mapping[str, np.ndarray]
 
@@ -114,17 +135,35 @@ def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False
     return out
 
 
-def infer_task(values: np.ndarray) -> str:
-    """``"classification"`` or ``"regression"`` by the rule in the module docstring."""
+def infer_task(values: np.ndarray, name: str = "target") -> str:
+    """``"classification"`` or ``"regression"`` by the rule in the module docstring; ``name`` is the
+    column's name for error messages."""
     values = np.asarray(values)
     if values.dtype.kind == "b":
         return "classification"
-    numbers = numeric_values("target", values, allow_missing=True)
+    numbers = numeric_values(name, values, allow_missing=True)
     if numbers is None:
         return "classification"
     present = numbers[~np.isnan(numbers)]
     integral = bool(np.all(present == np.round(present)))
     return "classification" if integral and len(np.unique(present)) <= MAX_AUTO_CLASSES else "regression"
+
+
+def _warn_if_suspicious(name: str, present: list[Any], categories: list[str]) -> None:
+    """Issue a :class:`ColumnWarning` for a text column that looks like an identifier or like numbers
+    with units (the rules are in the module docstring)."""
+    with_units = [v for v in present if isinstance(v, str) and _NUMBER_WITH_UNIT.fullmatch(v)]
+    if present and len(with_units) * 10 >= len(present) * 9:
+        warnings.warn(ColumnWarning(
+            f"column {name!r} holds numbers with units such as {with_units[0]!r}, so it is encoded as text "
+            f"({len(categories)} one-hot inputs); strip the units to use it as numbers, or leave it out",
+            name), stacklevel=3)
+    elif len(categories) > MAX_AUTO_CLASSES and len(categories) > IDENTIFIER_SHARE * len(present):
+        warnings.warn(ColumnWarning(
+            f"column {name!r} has {len(categories)} distinct values in {len(present)} rows, like an identifier "
+            f"or a date; one-hot encoded it becomes {len(categories)} inputs that let the network memorize rows "
+            "instead of learning: leave it out, or turn it into numbers (e.g. day of year) first", name),
+            stacklevel=3)
 
 
 class TablePreprocessor:
@@ -186,7 +225,9 @@ class TablePreprocessor:
     def _fit_column(self, name: str, values: np.ndarray) -> dict[str, Any]:
         numbers = numeric_values(name, values)
         if numbers is None:
-            categories = sorted({_category(v) for v in values.tolist() if not _is_missing(v)})
+            present = [v for v in values.tolist() if not _is_missing(v)]
+            categories = sorted({_category(v) for v in present})
+            _warn_if_suspicious(name, present, categories)
             return {"name": name, "kind": "categorical", "categories": categories}
         if self.scale == "standard":
             center, spread = float(numbers.mean()), float(numbers.std())
@@ -201,7 +242,7 @@ class TablePreprocessor:
         if missing:
             raise DataError(f"target column {self.target!r} has {len(missing)} missing values (first in row "
                             f"{missing[0]}); expected a value in every row")
-        task = infer_task(values) if self.task == "auto" else self.task
+        task = infer_task(values, self.target) if self.task == "auto" else self.task
         if task == "classification":
             labels = [_to_json_scalar(v) for v in values.tolist()]
             classes = sorted(set(labels), key=lambda c: (isinstance(c, str), c))
@@ -270,24 +311,28 @@ class TablePreprocessor:
                 blocks.append(onehot)
         return np.hstack(blocks).astype(dtype) if blocks else np.zeros((0, 0), dtype)
 
-    def encode_target(self, values: Sequence[Any] | np.ndarray) -> np.ndarray:
-        """Class indices ``(n,)`` int64 for classification, standardized floats ``(n,)`` for regression."""
+    def encode_target(self, values: Sequence[Any] | np.ndarray, column: str | None = None) -> np.ndarray:
+        """Class indices ``(n,)`` int64 for classification, standardized floats ``(n,)`` for regression.
+
+        ``column`` names the column ``values`` come from in error messages (default: the target's name).
+        """
         self._require_fitted()
+        column = self.target if column is None else column
         values = np.asarray(values)
         missing = [i for i, v in enumerate(values.tolist()) if _is_missing(v)]
         if missing:
-            raise DataError(f"target column {self.target!r} has {len(missing)} missing values (first in row "
+            raise DataError(f"target column {column!r} has {len(missing)} missing values (first in row "
                             f"{missing[0]}); expected a value in every row")
         if self.classes is None:
-            numbers = numeric_values(self.target, values)
+            numbers = numeric_values(column, values)
             if numbers is None:
-                raise DataError(f"target column {self.target!r} holds text; this regression model needs numbers")
+                raise DataError(f"target column {column!r} holds text; this regression model needs numbers")
             return (numbers - self.target_center) / self.target_scale
         index = {c: j for j, c in enumerate(self.classes)}
         labels = [_to_json_scalar(v) for v in values.tolist()]
         unknown = sorted({str(v) for v in labels if v not in index})
         if unknown:
-            raise DataError(f"target column {self.target!r} has labels {preview(unknown)} the model was not "
+            raise DataError(f"target column {column!r} has labels {preview(unknown)} the model was not "
                             f"trained on; it knows {preview(self.classes)}")
         return np.array([index[v] for v in labels], dtype=np.int64)
 

@@ -4,7 +4,8 @@ Exit status: 0 on success; 2 for bad input (a missing or unreadable file, an unk
 option value, unusable data, a file that is not a barenet model, an output that exists without
 ``--force`` or cannot be written, a package of the ``cli`` extra that is not installed), reported as
 one ``barenet: error: ...`` line on stderr; 130 when ``train`` was interrupted with Ctrl-C (the best
-model so far is saved).
+model so far is saved); 1 when ``train`` diverged before any epoch ended with finite values (nothing is
+written).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import BarenetError
-from ..preprocessing import SCALERS, TASKS
-from .values import finite_number, seed
+from .values import seed
 
 USAGE_ERROR = 2
 
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import ACTIVATIONS, OPTIMIZERS
+    from .fitting import add_training_options
 
     parser = _Parser(prog="barenet", description="Neural networks from scratch on NumPy.")
     parser.add_argument("--version", action="version", version=f"barenet {__version__}")
@@ -39,25 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a network on a CSV, Parquet or .npz table and save it")
     train.add_argument("data", help="training table: .csv, .parquet or .npz")
-    train.add_argument("--target", required=True, help="name of the column to predict")
     train.add_argument("--out", required=True, help="model file to write")
-    train.add_argument("--layers", default="64,32", help="hidden layer sizes, comma-separated (default 64,32)")
-    train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    train.add_argument("--task", choices=TASKS, default="auto",
-                       help="auto: classification for text, boolean or integer targets with <= 20 distinct values")
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    train.add_argument("--lr", type=finite_number, default=1e-3, help="learning rate")
-    train.add_argument("--l2", type=finite_number, default=0.0, help="L2 penalty on kernels")
-    train.add_argument("--dropout", type=finite_number, default=0.0, help="dropout rate after hidden layers")
-    train.add_argument("--batch-norm", action="store_true", help="batch normalization before each activation")
-    train.add_argument("--val-split", type=finite_number, default=0.2,
-                       help="fraction of rows held out for validation (shuffled, stratified); 0 for none")
-    train.add_argument("--early-stopping", type=int, default=0, metavar="N",
-                       help="stop after N epochs without improvement and keep the best weights")
-    train.add_argument("--scale", choices=SCALERS, default="standard", help="scaling of numeric columns")
-    train.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default 0)")
+    add_training_options(train)
     train.add_argument("--report", help="report folder (default: MODEL.report)")
     train.add_argument("--force", action="store_true", help="overwrite the model file and report folder")
 
@@ -71,22 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="score a model on a labelled table and write a report")
     evaluate.add_argument("model")
     evaluate.add_argument("data")
-    evaluate.add_argument("--target", required=True)
+    evaluate.add_argument("--target", help="column of true values (default: the column the model was trained on)")
+    evaluate.add_argument("--allow-other-target", action="store_true",
+                          help="score against --target although the model was trained on another column")
     evaluate.add_argument("--report", help="report folder (default: MODEL.evaluation)")
     evaluate.add_argument("--force", action="store_true", help="overwrite the report folder")
 
     summary = sub.add_parser("summary", help="print the layers, output shapes and parameter counts of a model")
     summary.add_argument("model")
 
-    tune = sub.add_parser("tune", help="grid search with cross-validation over the scikit-learn estimators")
+    tune = sub.add_parser("tune", help="grid search with cross-validation over the training options")
     tune.add_argument("data")
-    tune.add_argument("--target", required=True)
-    tune.add_argument("--grid", required=True, help='e.g. "layers=64|128,64 lr=0.001|0.01"')
+    tune.add_argument("--grid", required=True, help='e.g. "layers=64|128,64 lr=0.001|0.01"; keys are the '
+                      "training options below, each candidate is trained as 'barenet train' trains it")
     tune.add_argument("--cv", type=int, default=3, help="cross-validation folds (default 3)")
-    tune.add_argument("--epochs", type=int, default=50, help="max_iter of each fit (default 50)")
-    tune.add_argument("--task", choices=TASKS, default="auto")
-    tune.add_argument("--scale", choices=SCALERS, default="standard")
-    tune.add_argument("--seed", type=seed, default=0)
+    add_training_options(tune)
     tune.add_argument("--scheduler", help="address of a dask.distributed scheduler to run the folds on")
 
     from .export import add_parser as add_export

@@ -11,9 +11,9 @@ from ..errors import ConfigError, DataError, ModelFileError
 from ..models import Sequential
 from ..preprocessing import TablePreprocessor, preview
 from .data import read_table, write_table
+from .fitting import finite_outputs, prediction_targets
 from .paths import check_output_file, check_report_folder
 from .report import REPORT_FILES, classification_metrics, regression_metrics, write_report
-from .train import prediction_targets
 
 
 def load_model(path: str) -> Sequential:
@@ -40,13 +40,40 @@ def load_with_preprocessing(path: str) -> tuple[Sequential, TablePreprocessor]:
         raise ModelFileError(f"model file {path!r} has unreadable preprocessing metadata: {exc}") from None
 
 
+def checked_outputs(model: Sequential, X: np.ndarray, path: str) -> np.ndarray:
+    """``model.predict(X)``; a model whose outputs are NaN or infinite raises :class:`ModelFileError`."""
+    outputs = finite_outputs(model, X)
+    if outputs is None:
+        with np.errstate(all="ignore"):
+            bad = ~np.isfinite(model.predict(X)).reshape(len(X), -1).all(axis=1)
+        raise ModelFileError(f"model file {path!r} gives NaN or infinite outputs for {int(bad.sum())} of {len(X)} "
+                             f"rows (first: row {int(np.flatnonzero(bad)[0])}); its weights are unusable (training "
+                             "diverged?): train it again, e.g. with a smaller --lr")
+    return outputs
+
+
+def target_column(args: argparse.Namespace, prep: TablePreprocessor, table: dict) -> str:
+    """The column ``evaluate`` scores against: the model's target, or ``--target`` when it is allowed."""
+    target = prep.target if args.target is None else args.target
+    if target != prep.target and not args.allow_other_target:
+        raise ConfigError(f"the model was trained to predict column {prep.target!r}, not {target!r}; leave out "
+                          "--target to use the model's, or add --allow-other-target to score against "
+                          f"{target!r} anyway")
+    if target not in table:
+        what = "the model's target column" if target == prep.target else "a column"
+        raise DataError(f"no column named {target!r} ({what}); the columns are {preview(list(table), 40)}"
+                        + ("; pass --target COLUMN --allow-other-target to score against another column"
+                           if target == prep.target else ""))
+    return target
+
+
 def run_predict(args: argparse.Namespace) -> int:
     out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     model, prep = load_with_preprocessing(args.model)
     if args.proba and prep.classes is None:
         raise ConfigError("--proba needs a classification model; this model does regression")
     table = read_table(args.data)
-    outputs = model.predict(prep.transform(table, dtype=model.dtype))
+    outputs = checked_outputs(model, prep.transform(table, dtype=model.dtype), args.model)
     columns: dict[str, np.ndarray] = {prep.target: prep.decode_target(outputs)}
     if args.proba:
         for j, label in enumerate(prep.classes):
@@ -59,14 +86,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES)
     model, prep = load_with_preprocessing(args.model)
     table = read_table(args.data)
-    if args.target not in table:
-        raise DataError(f"no column named {args.target!r}; the columns are {preview(list(table), 40)}")
+    target = target_column(args, prep, table)
     X = prep.transform(table, dtype=model.dtype)
-    y = prep.encode_target(table[args.target])
-    y_true, y_pred = prediction_targets(model, prep, X, y)
-    header = {"task": prep.task, "target": args.target, "data": str(args.data)}
+    y = prep.encode_target(table[target], column=target)
+    y_true, y_pred = prediction_targets(checked_outputs(model, X, args.model), prep, y)
+    header = {"task": prep.task, "target": target, "data": str(args.data)}
     write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
-                 plot_split="evaluation", classes=prep.classes, target=args.target, header=header)
+                 plot_split="evaluation", classes=prep.classes, target=target, header=header)
     if prep.classes is not None:
         m = classification_metrics(y_true, y_pred, prep.classes)
         print(f"{m['samples']} samples: accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "

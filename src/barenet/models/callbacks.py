@@ -65,7 +65,9 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     With ``restore_best_weights=True`` the model gets back the weights of its best epoch when
-    training stops (or ends), so the returned model is the best one seen.
+    training stops (or ends), so the returned model is the best one seen. After training,
+    ``best_epoch`` is that epoch (0-based, -1 when no epoch had a finite ``monitor``), ``best_logs``
+    its figures (``None`` likewise) and ``stopped_epoch`` the epoch that ended training (or ``None``).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = -1
+        self.best_logs: dict[str, float] | None = None
         self.best_weights: list[np.ndarray] | None = None
         self.stopped_epoch: int | None = None
         self._is_better = _better(self.mode, self.min_delta)
@@ -96,6 +99,7 @@ class EarlyStopping(Callback):
         current = _monitored(logs, self.monitor, "EarlyStopping")
         if math.isfinite(current) and self._is_better(current, self.best):
             self.best, self.best_epoch, self.wait = current, epoch, 0
+            self.best_logs = dict(logs)
             if self.restore_best_weights:
                 self.best_weights = [w.copy() for w in self.model.get_weights()]
             return
