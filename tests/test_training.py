@@ -238,3 +238,13 @@ def test_compile_documents_every_name_it_accepts():
             assert f'"{name}"' in doc, name
     for section in ("Returns", "Raises"):
         assert section in bn.Sequential.fit.__doc__
+
+
+def test_restored_best_weights_are_the_kept_epoch_of_the_history():
+    X = RNG.standard_normal((40, 2))
+    model = bn.Sequential([Dense(8, activation="tanh", input_dim=2), Dense(1)], seed=0)
+    model.compile("mse", bn.optimizers.SGD(0.5))
+    stopper = bn.callbacks.EarlyStopping("val_loss", patience=2, restore_best_weights=True)
+    history = model.fit(X, X[:, 0] * 3, epochs=40, validation_split=0.25, verbose=0, callbacks=[stopper])
+    assert history.kept_epoch == stopper.best_epoch == int(np.argmin(history.history["val_loss"]))
+    assert history.kept_epoch < history.epoch[-1]

@@ -111,6 +111,9 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            history = getattr(self.model, "history", None)
+            if history is not None:
+                history.kept_epoch = self.best_epoch
 
 
 class TerminateOnNaN(Callback):
