@@ -14,6 +14,10 @@ float32, pixels scaled to [0, 1], for ``--epochs`` epochs, each in a child proce
 its peak resident memory is its own. With ``--repeats R`` the frameworks take turns R times (so drifts
 in machine load hit both alike) and the table quotes medians.
 
+Rows: ``barenet``; ``torch``, PyTorch as configured by default; ``torch-fast``, PyTorch's fastest CPU
+configuration measured here (``Adam(fused=True)`` and the ``channels_last`` memory format);
+``torch-compile`` (opt-in), the same under ``torch.compile``.
+
 Reported per framework: seconds per epoch (wall clock) and CPU seconds per epoch (all threads; on a
 machine shared with other jobs this moves less than the wall clock), training samples/s, peak RSS and
 test accuracy on the 10,000 test images; for barenet also the ratio of its epoch time to PyTorch's.
@@ -23,9 +27,11 @@ Run::
     python bench/cnn_fashion.py                      # 12 epochs, full training set
     python bench/cnn_fashion.py --epochs 1 --limit 6000
     python bench/cnn_fashion.py --threads 1          # on a machine busy with other jobs
+    python bench/cnn_fashion.py --epochs 1 --limit 3000 --repeats 5 --frameworks barenet,torch-fast,torch-compile
+    python bench/cnn_fashion.py --profile 20         # barenet's time per layer in one step
 
 On a machine whose cores are busy with other jobs, multithreaded BLAS slows down badly (its threads
-wait for each other); ``--threads 1`` gives both frameworks one thread each for a fairer comparison.
+wait for each other); ``--threads 1`` gives every framework one thread (BLAS, numba, OpenMP) for a fairer comparison.
 """
 
 from __future__ import annotations
@@ -45,7 +51,11 @@ from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker
 BATCH = 128
 LEARNING_RATE = 1e-3
 DROPOUT = 0.5
-FRAMEWORKS = ("barenet", "torch")
+#: barenet; PyTorch as configured by default (channels-first, Adam); PyTorch's fastest CPU configuration
+#: (Adam(fused=True), channels_last memory format); the same under torch.compile (opt-in: it compiles
+#: with a C++ compiler at start, which the epoch time does not count).
+FRAMEWORKS = ("barenet", "torch", "torch-fast", "torch-compile")
+DEFAULT_FRAMEWORKS = ("barenet", "torch", "torch-fast")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fashion_cnn.py"
 
 
@@ -70,6 +80,9 @@ def load_data(limit: int | None):
 # --------------------------------------------------------------------- one framework, one run
 def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     example = load_example()
+    # Untimed warm-up on a throwaway model: loads the compiled kernels from numba's disk cache (a few
+    # seconds once per process, compiled on the very first start), as torch-compile compiles untimed.
+    example.build_model(seed).fit(X[:2 * BATCH], y[:2 * BATCH], epochs=1, batch_size=BATCH, verbose=0)
     model = example.build_model(seed, LEARNING_RATE, decay_steps=example.steps_per_run(len(X), epochs))
     start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
@@ -89,19 +102,30 @@ def torch_network():
     )
 
 
-def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
+def train_torch(X, y, X_test, y_test, epochs: int, seed: int, fast: bool = False,
+                compile: bool = False) -> tuple[float, float, float]:
+    """PyTorch's training loop; ``fast``: fused Adam and channels_last tensors; ``compile``: also
+    ``torch.compile`` of the network (one untimed warm-up step pays for the compilation)."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
     net = torch_network()
-    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    layout = torch.channels_last if fast else torch.contiguous_format
+    net = net.to(memory_format=layout)
+    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, fused=fast)
     # The same cosine from LEARNING_RATE to 0 over the run as barenet's CosineDecay, one step per batch.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * -(-len(X) // BATCH))
     loss_fn = nn.CrossEntropyLoss()
     Xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))  # PyTorch is channels-first
     yt = torch.from_numpy(y)
     generator = torch.Generator().manual_seed(seed)
+    model = torch.compile(net) if compile else net
+    if compile:  # compile outside the timed epochs, then restore the initial weights
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        loss_fn(model(Xt[:BATCH].contiguous(memory_format=layout)), yt[:BATCH]).backward()
+        net.load_state_dict(state)
+        optimizer.zero_grad(set_to_none=True)
     start, cpu_start = time.perf_counter(), time.process_time()
     net.train()
     for _ in range(epochs):
@@ -109,7 +133,7 @@ def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, fl
         for i in range(0, len(Xt), BATCH):
             idx = order[i:i + BATCH]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss = loss_fn(model(Xt[idx].contiguous(memory_format=layout)), yt[idx])
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -117,11 +141,55 @@ def train_torch(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, fl
     net.eval()
     with torch.no_grad():
         Xs = torch.from_numpy(np.ascontiguousarray(X_test.transpose(0, 3, 1, 2)))
-        predicted = torch.cat([net(Xs[i:i + 1000]).argmax(dim=1) for i in range(0, len(Xs), 1000)]).numpy()
+        predicted = torch.cat([net(Xs[i:i + 1000].contiguous(memory_format=layout)).argmax(dim=1)
+                               for i in range(0, len(Xs), 1000)]).numpy()
     return seconds, cpu, float(np.mean(predicted == y_test))
 
 
-TRAINERS = {"barenet": train_barenet, "torch": train_torch}
+TRAINERS = {"barenet": train_barenet, "torch": train_torch,
+            "torch-fast": lambda *a: train_torch(*a, fast=True),
+            "torch-compile": lambda *a: train_torch(*a, fast=True, compile=True)}
+
+
+def profile_barenet(steps: int, seed: int) -> None:
+    """Print where one barenet training step spends its time: forward and backward of each layer (ms,
+    median over ``steps`` steps on batches of real images, after one warm-up step), loss and optimizer."""
+    example = load_example()
+    X, y, _, _ = load_data(BATCH * (steps + 1))
+    model = example.build_model(seed, LEARNING_RATE)
+    model.build()
+    layers, loss, optimizer = model.layers, model.loss, model.optimizer
+    y = loss.prepare_targets(y, model.output_shape, model.dtype)
+    params, grads = model.parameters(), model.gradients()
+    timings: dict[str, list[float]] = {}
+
+    def timed(key, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
+        return out
+
+    for step in range(steps + 1):
+        x, target = X[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH]
+        for i, layer in enumerate(layers[:-1]):
+            x = timed((i, "forward"), layer.forward, x, training=True)
+        logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
+        _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
+        grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
+        for i in range(len(layers) - 2, -1, -1):
+            grad = timed((i, "backward"), layers[i].backward, grad)
+        timed(("optimizer", ""), optimizer.step, params, grads)
+        if step == 0:
+            timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)
+    ms = {key: statistics.median(values) for key, values in timings.items()}
+    print(f"one training step of batch {BATCH}, median of {steps} steps, ms")
+    print(f"{'layer':<40} {'forward':>8} {'backward':>8}")
+    for i, layer in enumerate(layers):
+        print(f"{i:>2} {layer.describe()[:37]:<37} {ms[(i, 'forward')]:>8.2f} {ms[(i, 'backward')]:>8.2f}")
+    print(f"{'loss (fused softmax cross-entropy)':<40} {ms[('loss', '')]:>8.2f}")
+    print(f"{'optimizer':<40} {ms[('optimizer', '')]:>8.2f}")
+    total = sum(ms.values())
+    print(f"{'total':<40} {total:>8.2f}")
 
 
 def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
@@ -134,8 +202,8 @@ def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
 
 def run_child(framework: str, epochs: int, limit: int | None, seed: int, threads: int | None) -> dict:
     env = dict(os.environ)
-    if threads is not None:  # read by OpenBLAS (NumPy) and OpenMP (PyTorch) when the child starts
-        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    if threads is not None:  # read by OpenBLAS (NumPy), numba and OpenMP (PyTorch) when the child starts
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
     args = ["--epochs", str(epochs), "--seed", str(seed)]
     if limit is not None:
         args += ["--limit", str(limit)]
@@ -153,10 +221,11 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "accuracy": statistics.median(r["accuracy"] for r in results),
         }
-    if "barenet" in runs and "torch" in runs:  # epoch-time ratios, turn by turn
-        for key in ("seconds", "cpu_seconds"):
-            table["barenet"][f"{key}_vs_torch"] = median_turn_ratio(runs["barenet"], runs["torch"],
-                                                                   lambda r, key=key: r[key] / r["epochs"])
+    for peer in (f for f in runs if f.startswith("torch")):  # epoch-time ratios, turn by turn
+        if "barenet" in runs:
+            for key in ("seconds", "cpu_seconds"):
+                table["barenet"][f"{key}_vs_{peer}"] = median_turn_ratio(runs["barenet"], runs[peer],
+                                                                        lambda r, key=key: r[key] / r["epochs"])
     return table
 
 
@@ -164,17 +233,19 @@ def print_table(table: dict[str, dict[str, float]], epochs: int, n_train: int, r
                 threads: int | None) -> None:
     print(f"\nCNN on Fashion-MNIST: {n_train} training images, {epochs} epoch(s), batch {BATCH}, float32, "
           f"median of {repeats} run(s), {os.cpu_count()} CPU cores, {threads or 'default'} thread(s)")
-    header = (f"{'framework':<10} {'s/epoch':>8} {'CPU s/epoch':>11} {'samples/s':>10} {'peak RSS MB':>11} "
+    header = (f"{'framework':<13} {'s/epoch':>8} {'CPU s/epoch':>11} {'samples/s':>10} {'peak RSS MB':>11} "
               f"{'test acc':>8}")
     print(header)
     print("-" * len(header))
     for name, row in table.items():
-        print(f"{name:<10} {row['seconds_per_epoch']:>8.2f} {row['cpu_per_epoch']:>11.2f} "
+        print(f"{name:<13} {row['seconds_per_epoch']:>8.2f} {row['cpu_per_epoch']:>11.2f} "
               f"{row['samples_per_s']:>10,.0f} {row['peak_rss_mb']:>11.0f} {row['accuracy']:>8.4f}")
     ours = table.get("barenet", {})
-    if "seconds_vs_torch" in ours:
-        print(f"\nbarenet / PyTorch epoch time (median over turns): {ours['seconds_vs_torch']:.2f} "
-              f"(wall clock), {ours['cpu_seconds_vs_torch']:.2f} (CPU time)")
+    print()
+    for peer in (f for f in table if f.startswith("torch")):
+        if f"seconds_vs_{peer}" in ours:
+            print(f"barenet / {peer} epoch time (median of per-turn ratios): {ours[f'seconds_vs_{peer}']:.2f} "
+                  f"(wall clock), {ours[f'cpu_seconds_vs_{peer}']:.2f} (CPU time)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,15 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="train on the first N training images only (default: all 60,000)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per framework, taking turns (median quoted)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma-separated subset of barenet,torch (torch is skipped if not installed)")
+    parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),
+                        help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default "
+                             f"{','.join(DEFAULT_FRAMEWORKS)}; PyTorch rows are skipped if it is not installed)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS/OpenMP threads of both frameworks (default: their own choice, all cores)")
+                        help="BLAS/numba/OpenMP threads of every framework (default: their own choice, all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="instead of the comparison, print barenet's time per layer over STEPS steps")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.epochs, args.repeats, args.limit or 1, args.threads or 1) < 1:
         parser.error("--epochs, --repeats, --limit and --threads must be >= 1")
+    if args.profile:
+        profile_barenet(args.profile, args.seed)
+        return 0
     if args.worker:
         worker(args.worker, args.epochs, args.limit, args.seed)
         return 0
@@ -203,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         for framework in frameworks:
             result = run_child(framework, args.epochs, args.limit, args.seed + repeat, args.threads)
             runs[framework].append(result)
-            print(f"[{repeat + 1}/{args.repeats}] {framework:<8} {result['seconds'] / args.epochs:7.2f} s/epoch  "
+            print(f"[{repeat + 1}/{args.repeats}] {framework:<13} {result['seconds'] / args.epochs:7.2f} s/epoch  "
                   f"CPU {result['cpu_seconds'] / args.epochs:7.2f} s/epoch  acc {result['accuracy']:.4f}  "
                   f"RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     table = summarize(runs)

@@ -24,7 +24,7 @@ def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[s
     unknown = sorted(set(frameworks) - set(known))
     if unknown:
         parser.error(f"unknown frameworks {unknown}; choose from {list(known)}")
-    torch_rows = [f for f in frameworks if f.startswith("torch")]  # "torch", "torch-fused" ...
+    torch_rows = [f for f in frameworks if f == "torch" or f.startswith("torch-")]  # "torch", "torch-fused" ...
     if torch_rows and importlib.util.find_spec("torch") is None:
         print("PyTorch is not installed: skipping it")
         frameworks = [f for f in frameworks if f not in torch_rows]

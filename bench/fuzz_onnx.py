@@ -1,10 +1,11 @@
 """The long fuzz run of ``bn.import_onnx``: thousands of mutated real exported ONNX files.
 
 Each case takes one of the files PyTorch exports for the import tests (an MLP, the Fashion-MNIST CNN, an LSTM,
-a GRU and an Embedding+GRU classifier), applies one to three mutations (tests/onnx_mutations.py: byte flips,
-truncation, insertion, huge dims, external-data references to local paths, cycles, unknown operators and
-domains, edited attributes ...), and imports it. The contract: a model or a ``BarenetError``, within the time
-and memory bounds, and no other file opened. The CI share of this is tests/test_onnx_fuzz.py.
+a GRU and an Embedding+GRU classifier) or barenet's own exporter writes (a channels-last CNN), applies one to
+three mutations (tests/onnx_mutations.py: byte flips, truncation, insertion, huge dims, external-data
+references to local paths, cycles, unknown operators and domains, edited attributes ...), and imports it.
+The contract: a model or a ``BarenetError``, within the time and memory bounds, and no other file opened.
+The CI share of this is tests/test_onnx_fuzz.py.
 
 Run::
 
@@ -47,6 +48,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=5.0, help="per-case time bound")
     parser.add_argument("--megabytes", type=float, default=200.0, help="per-case bound on traced memory")
+    parser.add_argument("--save-broken", type=Path, help="folder to keep the files that break the contract in")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,6 +57,8 @@ def main() -> int:
         for name, exporter in SEEDS:
             oc.export(name, folder / f"{name}.onnx", exporter)
             seeds.append((folder / f"{name}.onnx").read_bytes())
+        oc.export_barenet_cnn(folder / "barenet_cnn.onnx")
+        seeds.append((folder / "barenet_cnn.onnx").read_bytes())
         rng = np.random.default_rng(args.seed)
         choices = om.Choices.from_rng(rng)
         imported, refused, broken = 0, collections.Counter(), []
@@ -68,6 +72,9 @@ def main() -> int:
                 outcome = om.check_import(path, seconds=args.seconds, megabytes=args.megabytes)
             except Exception as exc:  # a broken contract: report it, keep going
                 broken.append(f"case {case} ({names}): {type(exc).__name__}: {exc}")
+                if args.save_broken:
+                    args.save_broken.mkdir(parents=True, exist_ok=True)
+                    (args.save_broken / f"case{case}.onnx").write_bytes(data)
                 continue
             slowest, peak = max(slowest, outcome.seconds), max(peak, outcome.peak_mb)
             if outcome.imported:

@@ -113,6 +113,18 @@ MODELS = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "gru": gru, "rnn": rnn, "embeddi
           "pooling_cnn": pooling_cnn}
 
 
+def export_barenet_cnn(path: Path) -> None:
+    """A channels-last barenet CNN with batch norm, written by barenet's own exporter (its graph transposes
+    NHWC to NCHW around each image operator)."""
+    import barenet as bn
+
+    L = bn.layers
+    model = bn.Sequential([L.Conv2D(3, 3, padding="same", input_shape=(8, 8, 2)), L.BatchNormalization(),
+                           L.MaxPooling2D(2), L.ReLU(), L.Flatten(), L.Dense(4, activation="softmax")], seed=0)
+    model.build()
+    bn.export_onnx(model, path)
+
+
 def export(name: str, path: Path, exporter: str = "legacy"):
     """Export model ``name`` to ``path`` with ``exporter``: ``"dynamo"`` (torch's default), ``"legacy"``,
     or ``"legacy-unfolded"`` (no constant folding, so BatchNormalization nodes stay). Returns

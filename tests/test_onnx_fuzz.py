@@ -24,6 +24,8 @@ def seeds(tmp_path_factory):
         path = folder / f"{name}.onnx"
         oc.export(name, path, exporter)
         out.append(path.read_bytes())
+    oc.export_barenet_cnn(folder / "barenet_cnn.onnx")
+    out.append((folder / "barenet_cnn.onnx").read_bytes())
     return out
 
 

@@ -213,6 +213,8 @@ REFUSALS = {
     "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
     "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
                                     r"attribute 'alpha' of 'LeakyRelu' node 'y' has ONNX attribute type 7; expected 1"),
+    "data path as a shape": ([helper.make_node("Reshape", ["s", "x"], ["y"])], {"s": np.ones(12, np.float32)},
+                             "takes the data path as input 1, where an ONNX Reshape expects a constant"),
     "softmax over features of a sequence's time axis":
         ([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {}, "barenet's Softmax works over the last axis"),
 }
@@ -301,7 +303,7 @@ def test_error_when_onnx_is_missing(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    with pytest.raises(bn.errors.ConfigError, match=r'pip install "barenet\[onnx\]"'):
+    with pytest.raises(bn.onnx.MissingOnnxError, match=r'ONNX import needs .* pip install "barenet\[onnx\]"'):
         bn.import_onnx("whatever.onnx")
 
 
@@ -321,3 +323,50 @@ def test_many_folded_constants_cannot_add_up_to_a_huge_allocation(tmp_path):
     path = _save(tmp_path, nodes, {"s": shape}, [3])
     with pytest.raises(ModelFileError, match="brings the folded constants to 5242880 elements"):
         bn.import_onnx(path)
+
+
+def test_tensor_attribute_without_its_tensor_is_refused(tmp_path):
+    constant = helper.make_node("Constant", [], ["c"])
+    constant.attribute.add(name="value", type=onnx.AttributeProto.TENSOR)  # type says tensor, none stored
+    path = _save(tmp_path, [constant, helper.make_node("Relu", ["x"], ["y"])], {}, [3])
+    with pytest.raises(ModelFileError, match="attribute 'value' of 'Constant' node 'c' has ONNX data type 0"):
+        bn.import_onnx(path)
+
+
+# --------------------------------------------------------------------- barenet -> ONNX -> barenet
+def _roundtrip_models():
+    L = bn.layers
+    return {
+        "mlp": lambda: bn.Sequential([L.Dense(12, activation="relu", input_dim=5), L.BatchNormalization(),
+                                      L.Dropout(0.2), L.Dense(6, activation="tanh"), L.Dense(3, activation="softmax")],
+                                     seed=1),
+        "cnn": lambda: bn.Sequential([L.Conv2D(4, 3, padding="same", use_bias=False, input_shape=(12, 12, 1)),
+                                      L.BatchNormalization(), L.MaxPooling2D(2), L.ReLU(),
+                                      L.Conv2D(6, 3, activation="relu"), L.AveragePooling2D(2), L.Flatten(),
+                                      L.Dense(10)], seed=1),
+        "lstm": lambda: bn.Sequential([L.LSTM(6, input_shape=(7, 4)), L.Dense(3, activation="softmax")], seed=1),
+        "gru": lambda: bn.Sequential([L.GRU(5, return_sequences=True, input_shape=(7, 4)), L.GRU(4, reset_after=False),
+                                      L.Dense(2)], seed=1),
+        "embedding-gru": lambda: bn.Sequential([L.Embedding(20, 4, input_length=6), L.GRU(5), L.Dense(3)], seed=1),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_roundtrip_models()))
+def test_barenet_to_onnx_to_barenet_keeps_weights_and_predictions(tmp_path, name):
+    model = _roundtrip_models()[name]()
+    model.build()
+    rng = np.random.default_rng(4)
+    for layer in model.layers:  # move every weight and statistic away from its initial value
+        for arrays in (layer.params, layer.buffers):
+            for key, value in arrays.items():
+                value[...] = rng.uniform(0.5, 1.5, value.shape) if "variance" in key else \
+                    rng.normal(0, 0.5, value.shape)
+    bn.export_onnx(model, tmp_path / "m.onnx")
+    back = bn.import_onnx(tmp_path / "m.onnx")
+    for a, b in zip(model.get_weights(), back.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if name == "embedding-gru":
+        X = rng.integers(0, 20, size=(9, 6)).astype(np.float32)
+    else:
+        X = rng.normal(size=(9, *model.input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))

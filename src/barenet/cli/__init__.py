@@ -2,8 +2,9 @@
 
 Exit status: 0 on success; 2 for bad input (a missing or unreadable file, an unknown column or
 option value, unusable data, a file that is not a barenet model, an output that exists without
-``--force``), reported as one ``barenet: error: ...`` line on stderr; 130 when ``train`` was
-interrupted with Ctrl-C (the best model so far is saved).
+``--force`` or cannot be written, a package of the ``cli`` extra that is not installed), reported as
+one ``barenet: error: ...`` line on stderr; 130 when ``train`` was interrupted with Ctrl-C (the best
+model so far is saved).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--early-stopping", type=int, default=0, metavar="N",
                        help="stop after N epochs without improvement and keep the best weights")
     train.add_argument("--scale", choices=SCALERS, default="standard", help="scaling of numeric columns")
-    train.add_argument("--seed", type=seed, default=0)
+    train.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default 0)")
     train.add_argument("--report", help="report folder (default: MODEL.report)")
     train.add_argument("--force", action="store_true", help="overwrite the model file and report folder")
 

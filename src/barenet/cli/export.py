@@ -26,15 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..onnx.export import check_opset, to_onnx
     from ..onnx.table import table_to_onnx
-    from .data import check_writable
     from .inference import load_model
+    from .paths import check_output_file, write_file
 
-    out = check_writable(args.out, args.force, "ONNX file")
+    out = check_output_file(args.out, args.force, "ONNX file")
     check_opset(args.opset)  # before reading the model: a missing onnx package or a bad opset is said first
     model = load_model(args.model)
     with_table = not args.network_only and "preprocessing" in (model.metadata or {})
     proto = table_to_onnx(model, opset=args.opset) if with_table else to_onnx(model, opset=args.opset)
-    out.write_bytes(proto.SerializeToString())
+    data = proto.SerializeToString()
+    write_file(out, lambda path: path.write_bytes(data), "ONNX file")
     names = ", ".join(i.name for i in proto.graph.input)
     outputs = ", ".join(o.name for o in proto.graph.output)
     print(f"wrote {out} (opset {proto.opset_import[0].version}; inputs: {names}; outputs: {outputs})")

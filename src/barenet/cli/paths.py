@@ -153,7 +153,10 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    _fsync(path.parent)
+    try:
+        _fsync(path.parent)  # makes the rename durable where the platform lets a folder be opened
+    except OSError:
+        pass
     return result
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from ..errors import ConfigError, ShapeError
+from ..kernels import pooling as kernels
 from .base import register
 from .conv import ImageLayer, normalize_pair, resolve_padding
 
@@ -57,22 +58,10 @@ class Pooling2D(ImageLayer):
         super().build(input_shape, rng, dtype)
         h, w, _ = self.image_shape(self.input_shape)
         self._pads = resolve_padding(self.padding, (h, w), self.pool_size, self.strides, (1, 1))
-        oh, ow, _ = self.image_shape(self.output_shape)
-        self._out_hw = (oh, ow)
-        # When windows do not overlap, each input pixel gets the gradient of at most one output.
-        self._overlap = self.strides[0] < self.pool_size[0] or self.strides[1] < self.pool_size[1]
 
-    def taps(self):
-        """``(i, j, rows, cols)`` per window offset; ``x[:, rows, cols]`` is a strided view of the padded
-        image holding tap ``(i, j)`` of every window (see :func:`barenet.functional.window_slices`)."""
-        return F.window_slices(self.pool_size, self.strides, (1, 1), self._out_hw)
-
-    def scatter(self, dxp: np.ndarray, rows: slice, cols: slice, a: np.ndarray, b: np.ndarray) -> None:
-        """``dxp[:, rows, cols] += a * b``, written in place when windows do not overlap."""
-        if self._overlap:
-            dxp[:, rows, cols] += a * b
-        else:
-            np.multiply(a, b, out=dxp[:, rows, cols])
+    def _image_shape(self, x: np.ndarray) -> tuple[int, int, int, int]:
+        """``(batch, height, width, channels)`` of a batch in this layer's layout."""
+        return (len(x), *self.image_shape(self.input_shape))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
@@ -88,32 +77,20 @@ class MaxPooling2D(Pooling2D):
     :math:`y_{n,p,q,c} = \max_{i,j} \tilde x_{n,\, p s_h + i,\, q s_w + j,\, c}`. The gradient of each output
     goes to the one input that won its window (the first in row-major order on a tie, as in PyTorch),
     so :math:`\partial L/\partial x` is a scatter of :math:`\partial L/\partial y` to the winners. The
-    backward pass walks the ``ph * pw`` window taps in order: each tap equal to its window's maximum takes
-    the gradient still pending for that window and clears it, so later ties get nothing.
+    forward pass records each window's winning tap (:mod:`barenet.kernels.pooling`), so the backward
+    pass compares nothing.
     """
 
     def forward(self, x, *, training=False):
         self.check_input(x)
-        x = self.to_last(x)
-        pad_value = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
-        xp = F.pad_spatial(x, self._pads, pad_value)
-        out = None
-        for _, _, rows, cols in self.taps():
-            out = xp[:, rows, cols].copy() if out is None else np.maximum(out, xp[:, rows, cols], out=out)
-        self._xp, self._out = xp, out
+        out, self._winners = kernels.max_forward(self.to_last(x), self.pool_size, self.strides, self._pads)
+        self._shape = self._image_shape(x)
         return self.from_last(out)
 
     def backward(self, grad):
-        pending = np.array(self.to_last(grad))  # gradient not yet given to a window's winner
-        xp, out = self._xp, self._out
-        dxp = np.zeros(xp.shape, dtype=grad.dtype)
-        last = self.pool_size[0] * self.pool_size[1] - 1
-        for k, (_, _, rows, cols) in enumerate(self.taps()):
-            hit = xp[:, rows, cols] == out
-            self.scatter(dxp, rows, cols, pending, hit)
-            if k < last:
-                np.multiply(pending, ~hit, out=pending)  # later ties get nothing
-        return self.from_last(_crop(dxp, self._pads))
+        dx = kernels.max_backward(self.to_last(grad), self._winners, self._shape, self.pool_size, self.strides,
+                                  self._pads)
+        return self.from_last(dx)
 
 
 @register
@@ -130,27 +107,22 @@ class AveragePooling2D(Pooling2D):
     def build(self, input_shape, rng, dtype="float32"):
         super().build(input_shape, rng, dtype)
         h, w, _ = self.image_shape(self.input_shape)
+        out_hw = self.image_shape(self.output_shape)[:2]
         rows, cols = (window_counts(n, k, s, pad[0], o) for n, k, s, pad, o in
-                      zip((h, w), self.pool_size, self.strides, self._pads, self._out_hw, strict=True))
-        count = np.outer(rows, cols).astype(self.dtype)[None, :, :, None]
-        self._scale = 1 / count  # (1, oh, ow, 1): 1 / pixels inside each window
+                      zip((h, w), self.pool_size, self.strides, self._pads, out_hw, strict=True))
+        self._scale = (1 / np.outer(rows, cols)).astype(self.dtype)  # (oh, ow): 1 / pixels inside each window
 
     def forward(self, x, *, training=False):
         self.check_input(x)
-        xp = F.pad_spatial(self.to_last(x), self._pads)
-        self._padded_shape = xp.shape
-        out = None
-        for _, _, rows, cols in self.taps():
-            out = xp[:, rows, cols].copy() if out is None else np.add(out, xp[:, rows, cols], out=out)
-        out *= self._scale
+        self._shape = self._image_shape(x)
+        out = kernels.average_forward(self.to_last(x), self.pool_size, self.strides, self._pads,
+                                      self._scale.astype(x.dtype, copy=False))
         return self.from_last(out)
 
     def backward(self, grad):
-        g = self.to_last(grad)
-        dxp = np.zeros(self._padded_shape, dtype=grad.dtype)
-        for _, _, rows, cols in self.taps():
-            self.scatter(dxp, rows, cols, g, self._scale)
-        return self.from_last(_crop(dxp, self._pads))
+        dx = kernels.average_backward(self.to_last(grad), self._shape, self.pool_size, self.strides, self._pads,
+                                      self._scale.astype(grad.dtype, copy=False))
+        return self.from_last(dx)
 
 
 @register
@@ -187,7 +159,3 @@ def window_counts(size: int, pool: int, stride: int, pad_before: int, out: int) 
     start = np.arange(out, dtype=np.int64) * stride - pad_before
     return np.minimum(start + pool, size) - np.maximum(start, 0)
 
-
-def _crop(x: np.ndarray, pads) -> np.ndarray:
-    (top, bottom), (left, right) = pads
-    return x[:, top:x.shape[1] - bottom, left:x.shape[2] - right, :]

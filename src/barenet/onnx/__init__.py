@@ -1,5 +1,5 @@
-"""ONNX interchange: barenet models as ONNX graphs that onnxruntime (or any ONNX runtime) can serve, and
-barenet models built from ONNX graphs other frameworks export.
+"""ONNX interchange: barenet models as ONNX graphs that onnxruntime (or any ONNX runtime) can serve, and ONNX
+graphs trained elsewhere as barenet models.
 
 Needs the optional ``onnx`` package (``pip install "barenet[onnx]"``), imported only when a function
 here is called, so ``import barenet`` works without it.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
 from .export import export_onnx, model_metadata, to_onnx
 from .graph import DEFAULT_OPSET, MIN_OPSET, MissingOnnxError, OnnxExportError
 from .registry import converts, supported_layers
@@ -19,21 +18,20 @@ if TYPE_CHECKING:
     from ..models import Sequential
 
 
-def require_onnx() -> None:
-    """Raise a :class:`~barenet.errors.ConfigError` saying how to install ``onnx`` when it is missing."""
+def import_onnx(path: str | os.PathLike, **kwargs) -> Sequential:
+    """Build a barenet model from an ONNX file; see :func:`barenet.onnx.importer.import_onnx`.
+
+    Raises :class:`MissingOnnxError` saying how to install ``onnx`` when it is missing.
+    """
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ConfigError('ONNX support needs the onnx package: pip install "barenet[onnx]"') from None
-
-
-def import_onnx(path: str | os.PathLike, **kwargs) -> Sequential:
-    """Build a barenet model from an ONNX file; see :func:`barenet.onnx.importer.import_onnx`."""
-    require_onnx()
+        raise MissingOnnxError('ONNX import needs the onnx package; install it with pip install "barenet[onnx]"') \
+            from None
     from .importer import import_onnx as run
 
     return run(path, **kwargs)
 
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MissingOnnxError", "OnnxExportError", "converts", "export_onnx",
-           "import_onnx", "model_metadata", "require_onnx", "supported_layers", "to_onnx"]
+           "import_onnx", "model_metadata", "supported_layers", "to_onnx"]

@@ -191,7 +191,7 @@ def _check_node(node: Any, supported_ops: frozenset[str], budget: int) -> None:
                       "subgraphs")
         if attr.HasField("sparse_tensor") or len(attr.sparse_tensors):
             raise bad(f"{node_label(node)} carries a sparse tensor in attribute {attr.name!r}")
-        if attr.HasField("t"):
+        if attr.HasField("t") or attr.type == 4:  # a TENSOR attribute whose tensor is missing is empty, not valid
             check_tensor(attr.t, f"attribute {attr.name!r} of {node_label(node)}", budget)
         if len(attr.tensors):
             raise bad(f"{node_label(node)} carries a list of tensors in attribute {attr.name!r}")

@@ -229,6 +229,11 @@ class _Translator:
                           "layer")
             if sum(isinstance(x, Data) for x in inputs) > 1:
                 raise bad(f"{node_label(node)} combines two data-path tensors; barenet's Sequential is a chain")
+            where = {"Gather": (0, 1), "Add": (0, 1)}.get(node.op_type, (0,))
+            if not any(isinstance(inputs[k], Data) for k in where):
+                raise bad(f"{node_label(node)} takes the data path as input "
+                          f"{next(k for k, v in enumerate(inputs) if v is on_path[0])}, where "
+                          f"an ONNX {node.op_type} expects a constant")
             self._consume(on_path[0], node)
             outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
             outs = outs if isinstance(outs, list) else [outs]

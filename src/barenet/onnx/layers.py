@@ -218,7 +218,7 @@ def _average_pool(layer: L.AveragePooling2D, g: Graph, x: str) -> str:
     total = taps[0]
     for tap in taps[1:]:
         total = g.op("Add", [total, tap])
-    y = g.op("Mul", [total, g.const(layer._scale, "inverse_count")])
+    y = g.op("Mul", [total, g.const(layer._scale[None, :, :, None], "inverse_count")])  # (1, oh, ow, 1)
     return _from_last(layer, g, y)
 
 
