@@ -290,7 +290,8 @@ def test_tune_prints_a_train_command_that_runs(tmp_path):
     assert lines[-2] == "train it on the whole table with:"
     words = shlex.split(lines[-1])
     best = "4" if lines[-3].startswith("best: --layers 4 ") else "6"
-    assert words == ["barenet", "train", str(data), "--target", "species", "--layers", best, "--activation",
+    assert words == ["barenet", "train", str(data), "--target", "species", "--task", "classification", "--layers",
+                     best, "--activation",
                      "sigmoid", "--epochs", "2", "--batch-size", "16", "--lr", "0.01", "--seed", "7", "--out",
                      "model.barenet"]
     words[-1] = str(tmp_path / "model.barenet")

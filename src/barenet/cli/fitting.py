@@ -299,7 +299,7 @@ class Fitted:
 
 def _divergence(snapshot: Snapshot, model: Sequential, terminate: TerminateOnNaN) -> tuple[int | None, str]:
     """The 0-based epoch where training diverged (or ``None``) and what was seen there."""
-    candidates = [snapshot.diverged_at, getattr(model, "diverged_at_epoch", None)]
+    candidates = [snapshot.diverged_at, getattr(getattr(model, "history", None), "diverged_at", None)]
     stopped = getattr(terminate, "terminated_at", None)
     if stopped is not None:
         candidates.append(stopped[0])

@@ -129,6 +129,10 @@ class TerminateOnNaN(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def say(self, text: str) -> None:
+        """Write one line to this callback's stream (stderr by default)."""
+        print(text, file=self._stream or sys.stderr)
+
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss", 0.0)
         if not math.isfinite(loss):

@@ -75,8 +75,10 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     history = History({"epochs": epochs, "batch_size": bs, "samples": n, "steps": math.ceil(n / bs)})
     model.history = history
     callbacks = list(callbacks or [])
-    if not any(isinstance(c, TerminateOnNaN) for c in callbacks):
-        callbacks.append(TerminateOnNaN())
+    terminate = next((c for c in callbacks if isinstance(c, TerminateOnNaN)), None)
+    if terminate is None:  # always on; it also says when training diverged
+        terminate = TerminateOnNaN()
+        callbacks.append(terminate)
     if verbose:
         callbacks.append(ProgressBar(verbose=verbose))
     for cb in callbacks:
@@ -99,8 +101,8 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
                     history.append(epoch, logs)
                     kept_text = ("its weights from before training" if history.kept_epoch is None
                                  else f"the weights of epoch {history.kept_epoch + 1}")
-                    print(f"barenet: training diverged at epoch {epoch + 1} (loss {logs['loss']:.4g}); the model "
-                          f"keeps {kept_text}", file=sys.stderr)
+                    terminate.say(f"barenet: training diverged at epoch {epoch + 1} (loss {logs['loss']:.4g}); the "
+                                  f"model keeps {kept_text}")
                     break
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in evaluate_arrays(model, *val).items()})
