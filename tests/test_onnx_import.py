@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import barenet as bn
 from barenet.errors import ModelFileError
@@ -20,6 +22,7 @@ from barenet.errors import ModelFileError
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 import onnx_cases as oc  # noqa: E402
+import onnx_mutations as om  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -410,24 +413,25 @@ def test_bidirectional_round_trip_keeps_merge_weights_and_predictions(tmp_path, 
 
 
 class _BidirectionalNet(torch.nn.Module if torch else object):
-    """A bidirectional LSTM classifier on its two final states, or a bidirectional GRU's whole sequence."""
+    """A bidirectional LSTM classifier on its two final states, a bidirectional GRU's whole sequence, or that of
+    two stacked bidirectional LSTMs."""
 
     def __init__(self, cell: str) -> None:
         super().__init__()
         self.cell = cell
-        rnn = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
-        self.rnn = rnn(3, 4, batch_first=True, bidirectional=True)
+        rnn = torch.nn.GRU if cell == "gru" else torch.nn.LSTM
+        self.rnn = rnn(3, 4, num_layers=2 if cell == "stacked" else 1, batch_first=True, bidirectional=True)
         self.head = torch.nn.Linear(8, 2)
 
     def forward(self, x):
         y, h = self.rnn(x)
-        if self.cell == "gru":
+        if self.cell != "lstm":
             return y  # (batch, time, 2*hidden): written as Transpose + Reshape of Y
         h = h[0]
         return torch.softmax(self.head(torch.cat([h[-2], h[-1]], dim=1)), dim=1)  # Gathers + Concat of Y_h
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "stacked"])
 def test_pytorch_bidirectional_legacy_export_predicts_the_same(tmp_path, cell):
     torch.manual_seed(0)
     net = _BidirectionalNet(cell).eval()
@@ -438,8 +442,9 @@ def test_pytorch_bidirectional_legacy_export_predicts_the_same(tmp_path, cell):
         torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     model = bn.import_onnx(path)
-    assert isinstance(model.layers[0], bn.layers.Bidirectional) and model.layers[0].merge_mode == "concat"
-    assert model.layers[0].return_sequences == (cell == "gru")
+    assert [type(layer).__name__ for layer in model.layers] == \
+        {"lstm": ["Bidirectional", "Dense"], "gru": ["Bidirectional"], "stacked": ["Bidirectional"] * 2}[cell]
+    assert model.layers[0].merge_mode == "concat" and model.layers[0].return_sequences == (cell != "lstm")
     X = np.random.default_rng(8).standard_normal((7, 5, 3), dtype=np.float32)
     got, want = model.predict(X), oc.torch_predict(net, X)
     assert got.shape == want.shape
@@ -510,3 +515,43 @@ def test_bidirectional_sum_of_hand_built_graph_matches_onnxruntime(tmp_path):
     X = np.random.default_rng(10).standard_normal((6, 4, 2), dtype=np.float32)
     want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
     np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def bidirectional_seeds(tmp_path_factory):
+    """Serialized bidirectional graphs: barenet's concat of sequences and ave of final states, PyTorch's LSTM."""
+    folder = tmp_path_factory.mktemp("bidirectional")
+    L = bn.layers
+    out = []
+    for inner, mode in ((L.LSTM(3, return_sequences=True), "concat"), (L.GRU(2), "ave")):
+        model = bn.Sequential([L.Bidirectional(inner, mode, input_shape=(4, 2))], seed=1)
+        model.build()
+        bn.export_onnx(model, folder / "b.onnx")
+        out.append((folder / "b.onnx").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_BidirectionalNet("lstm").eval(), (torch.zeros(2, 5, 3),), str(folder / "t.onnx"),
+                          dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    out.append((folder / "t.onnx").read_bytes())
+    for k, seed in enumerate(out):  # the unmutated files import; their kernels are loaded before the fuzzing
+        path = folder / f"{k}.onnx"
+        path.write_bytes(seed)
+        model = bn.import_onnx(path)
+        model.predict(np.zeros((2, *model.input_shape), model.dtype))
+        assert om.check_import(path).imported
+    return out
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_bidirectional_files_end_in_barenet_errors(bidirectional_seeds, tmp_path, data):
+    """Mutations of bidirectional graphs import or end in barenet's errors, in bounded time and memory."""
+    choices = om.Choices(lambda n: data.draw(st.integers(0, max(n - 1, 0))),
+                         lambda n: data.draw(st.binary(min_size=n, max_size=n)))
+    mutated, _ = om.mutate(bidirectional_seeds[choices.pick(len(bidirectional_seeds))], choices)
+    path = tmp_path / "case.onnx"
+    path.write_bytes(mutated)
+    om.check_import(path)
