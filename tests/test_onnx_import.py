@@ -9,8 +9,12 @@ nodes stay in the graph instead of being folded into the Conv/Gemm before them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import barenet as bn
 from barenet.errors import ModelFileError
@@ -18,6 +22,7 @@ from barenet.errors import ModelFileError
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 import onnx_cases as oc  # noqa: E402
+import onnx_mutations as om  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -370,3 +375,183 @@ def test_barenet_to_onnx_to_barenet_keeps_weights_and_predictions(tmp_path, name
     else:
         X = rng.normal(size=(9, *model.input_shape)).astype(np.float32)
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
+
+
+# --------------------------------------------------------------------- bidirectional recurrent nodes
+BIDIRECTIONAL = [(cell, mode, seq) for cell in ("lstm", "gru", "rnn") for mode in ("concat", "sum", "mul", "ave")
+                 for seq in (True, False)]
+
+
+@pytest.mark.parametrize(("cell", "mode", "seq"), BIDIRECTIONAL,
+                         ids=[f"{c}-{m}-{'seq' if s else 'last'}" for c, m, s in BIDIRECTIONAL])
+def test_bidirectional_round_trip_keeps_merge_weights_and_predictions(tmp_path, cell, mode, seq):
+    """barenet's exporter writes one direction="bidirectional" node, Gathers each direction and merges them;
+    the import gives back the same Bidirectional layer, bit for bit."""
+    L = bn.layers
+    inner = {"lstm": lambda: L.LSTM(3, return_sequences=seq),
+             "gru": lambda: L.GRU(3, return_sequences=seq, reset_after=True),
+             "rnn": lambda: L.SimpleRNN(3, activation="relu", return_sequences=seq)}[cell]()
+    model = bn.Sequential([L.Bidirectional(inner, mode, input_shape=(4, 2)), L.Dense(2)], seed=1)
+    model.build()
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        for value in layer.params.values():
+            value[...] = rng.normal(0, 0.5, value.shape)
+    bn.export_onnx(model, tmp_path / "m.onnx")
+    back = bn.import_onnx(tmp_path / "m.onnx")
+    bi = back.layers[0]
+    assert isinstance(bi, L.Bidirectional) and type(bi.forward_layer) is type(inner)
+    assert bi.merge_mode == mode and bi.return_sequences == seq
+    def inner_config(layer):  # unit_forget_bias only initializes; the imported biases are set as they are
+        return {k: v for k, v in layer.forward_layer.get_config().items() if k not in ("unit_forget_bias", "name")}
+
+    assert inner_config(bi) == inner_config(model.layers[0])
+    for a, b in zip(model.get_weights(), back.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    X = rng.normal(size=(5, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+
+
+class _BidirectionalNet(torch.nn.Module if torch else object):
+    """A bidirectional LSTM classifier on its two final states, a bidirectional GRU's whole sequence, or that of
+    two stacked bidirectional LSTMs."""
+
+    def __init__(self, cell: str) -> None:
+        super().__init__()
+        self.cell = cell
+        rnn = torch.nn.GRU if cell == "gru" else torch.nn.LSTM
+        self.rnn = rnn(3, 4, num_layers=2 if cell == "stacked" else 1, batch_first=True, bidirectional=True)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        y, h = self.rnn(x)
+        if self.cell != "lstm":
+            return y  # (batch, time, 2*hidden): written as Transpose + Reshape of Y
+        h = h[0]
+        return torch.softmax(self.head(torch.cat([h[-2], h[-1]], dim=1)), dim=1)  # Gathers + Concat of Y_h
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "stacked"])
+def test_pytorch_bidirectional_legacy_export_predicts_the_same(tmp_path, cell):
+    torch.manual_seed(0)
+    net = _BidirectionalNet(cell).eval()
+    x = torch.zeros(2, 5, 3)
+    path = tmp_path / "bi.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == \
+        {"lstm": ["Bidirectional", "Dense"], "gru": ["Bidirectional"], "stacked": ["Bidirectional"] * 2}[cell]
+    assert model.layers[0].merge_mode == "concat" and model.layers[0].return_sequences == (cell != "lstm")
+    X = np.random.default_rng(8).standard_normal((7, 5, 3), dtype=np.float32)
+    got, want = model.predict(X), oc.torch_predict(net, X)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+
+
+def _bidirectional_graph(after: list, *, direction="bidirectional", output="Y") -> tuple[list, dict]:
+    """x (batch, 4, 2) -> Transpose -> RNN(direction, 3 units) named 'birnn' -> ``after`` -> y."""
+    dirs = 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(9)
+    inits = {"W": rng.standard_normal((dirs, 3, 2)).astype(np.float32),
+             "R": rng.standard_normal((dirs, 3, 3)).astype(np.float32),
+             "zero": np.array(0), "one": np.array(1), "scale": np.array(0.7, np.float32)}
+    outputs = ["Y", ""] if output == "Y" else ["", "Y"]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("RNN", ["t", "W", "R"], outputs, hidden_size=3, direction=direction, name="birnn"),
+             *after]
+    return nodes, inits
+
+
+_FORWARD = helper.make_node("Gather", ["Y", "zero"], ["f"], axis=0)
+_BACKWARD = helper.make_node("Gather", ["Y", "one"], ["b"], axis=0)
+BIDIRECTIONAL_REFUSALS = {
+    "reverse only": (dict(direction="reverse", output="Y_h", after=[helper.make_node("Squeeze", ["Y"], ["y"])]),
+                     "'RNN' node 'birnn' runs direction='reverse'"),
+    "directions never merged": (dict(output="Y", after=[helper.make_node("Identity", ["Y"], ["y"])]),
+                                r"the two directions of .*'birnn'.* are never merged"),
+    "one direction only": (dict(output="Y_h", after=[helper.make_node("Gather", ["Y", "zero"], ["y"], axis=0)]),
+                           "are never merged"),
+    "a layer on one direction": (dict(output="Y_h", after=[
+        _FORWARD, _BACKWARD, helper.make_node("Relu", ["f"], ["r"]), helper.make_node("Add", ["r", "b"], ["y"])]),
+        r"works on one direction of .*'birnn'"),
+    "backward before forward": (dict(output="Y_h", after=[
+        _FORWARD, _BACKWARD, helper.make_node("Concat", ["b", "f"], ["y"], axis=1)]),
+        r"concatenates the directions of .*'birnn'.* order \[1, 0\]"),
+    "concat over the batch": (dict(output="Y_h", after=[
+        _FORWARD, _BACKWARD, helper.make_node("Concat", ["f", "b"], ["y"], axis=0)]),
+        "along axis 0"),
+    "one direction twice": (dict(output="Y_h", after=[
+        _FORWARD, helper.make_node("Identity", ["f"], ["g"]), helper.make_node("Identity", ["f"], ["h"]),
+        helper.make_node("Add", ["g", "h"], ["y"])]), r"reads direction 0 of .*'birnn'.* a second time"),
+    "a direction merged with itself": (dict(output="Y_h", after=[
+        _FORWARD, _BACKWARD, helper.make_node("Add", ["f", "f"], ["y"])]),
+        r"'Add' node 'y' combines two data-path tensors other than by merging the two directions of .*'birnn'"),
+    "scaled sum": (dict(output="Y_h", after=[
+        _FORWARD, _BACKWARD, helper.make_node("Add", ["f", "b"], ["s"]),
+        helper.make_node("Mul", ["s", "scale"], ["y"])]), "multiplies the data path"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BIDIRECTIONAL_REFUSALS))
+def test_bidirectional_refusals_name_the_node(tmp_path, case):
+    kwargs, message = BIDIRECTIONAL_REFUSALS[case]
+    nodes, inits = _bidirectional_graph(**kwargs)
+    path = _save(tmp_path, nodes, inits, [4, 2])
+    with pytest.raises(ModelFileError, match=message):
+        bn.import_onnx(path)
+
+
+def test_bidirectional_sum_of_hand_built_graph_matches_onnxruntime(tmp_path):
+    """Y_h of a bidirectional RNN, both directions gathered and added: Bidirectional(SimpleRNN, "sum")."""
+    ort = pytest.importorskip("onnxruntime")
+    nodes, inits = _bidirectional_graph([_FORWARD, _BACKWARD, helper.make_node("Add", ["b", "f"], ["y"])],
+                                        output="Y_h")
+    path = _save(tmp_path, nodes, inits, [4, 2])
+    model = bn.import_onnx(path)
+    assert model.layers[0].merge_mode == "sum" and not model.layers[0].return_sequences
+    X = np.random.default_rng(10).standard_normal((6, 4, 2), dtype=np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def bidirectional_seeds(tmp_path_factory):
+    """Serialized bidirectional graphs: barenet's concat of sequences and ave of final states, PyTorch's LSTM."""
+    folder = tmp_path_factory.mktemp("bidirectional")
+    L = bn.layers
+    out = []
+    for inner, mode in ((L.LSTM(3, return_sequences=True), "concat"), (L.GRU(2), "ave")):
+        model = bn.Sequential([L.Bidirectional(inner, mode, input_shape=(4, 2))], seed=1)
+        model.build()
+        bn.export_onnx(model, folder / "b.onnx")
+        out.append((folder / "b.onnx").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_BidirectionalNet("lstm").eval(), (torch.zeros(2, 5, 3),), str(folder / "t.onnx"),
+                          dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    out.append((folder / "t.onnx").read_bytes())
+    for k, seed in enumerate(out):  # the unmutated files import; their kernels are loaded before the fuzzing
+        path = folder / f"{k}.onnx"
+        path.write_bytes(seed)
+        model = bn.import_onnx(path)
+        model.predict(np.zeros((2, *model.input_shape), model.dtype))
+        assert om.check_import(path).imported
+    return out
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_bidirectional_files_end_in_barenet_errors(bidirectional_seeds, tmp_path, data):
+    """Mutations of bidirectional graphs import or end in barenet's errors, in bounded time and memory."""
+    choices = om.Choices(lambda n: data.draw(st.integers(0, max(n - 1, 0))),
+                         lambda n: data.draw(st.binary(min_size=n, max_size=n)))
+    mutated, _ = om.mutate(bidirectional_seeds[choices.pick(len(bidirectional_seeds))], choices)
+    path = tmp_path / "case.onnx"
+    path.write_bytes(mutated)
+    om.check_import(path)

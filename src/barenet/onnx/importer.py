@@ -17,6 +17,10 @@ tensor feeds the next operator only (shape computations may read it too). Along 
   (ONNX LSTM ``i, o, f, c`` -> barenet ``i, f, c, o``; GRU ``z, r, h`` is barenet's order; the two ONNX biases
   are summed, or kept apart for GRU with ``linear_before_reset=1``, barenet's ``reset_after=True``);
   taking the last time step (``Gather``/``Slice`` at -1, or the ``Y_h`` output) sets ``return_sequences=False``;
+  a ``direction="bidirectional"`` node becomes :class:`~barenet.layers.Bidirectional` around that layer, its
+  ``merge_mode`` read from the operators that join the two directions: ``Concat`` over the feature axis (or a
+  ``Transpose`` + ``Reshape`` that folds the direction axis into the features, as PyTorch writes it) is
+  ``"concat"``, ``Add`` is ``"sum"`` (``"ave"`` when a ``Mul`` by 0.5 follows), ``Mul`` is ``"mul"``;
 * ``Gather`` of a constant table by the integer input becomes :class:`~barenet.layers.Embedding`;
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten`` on the data path only relabel axes
   when they move size-1 axes or undo one another (the time-major dance around recurrent operators), and
@@ -34,7 +38,7 @@ barenet does not have. A transpose permutes that list; nothing is computed until
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +65,7 @@ LAYER_OPS = frozenset({
     "Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax", "LeakyRelu", "Elu", "Gelu", "Conv",
     "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
+    "Concat", "Mul",
 })
 SUPPORTED_OPS = LAYER_OPS | FOLDABLE
 #: (fewest, most) inputs of each operator; the fewest must all be given.
@@ -75,19 +80,30 @@ MAX_SAMPLE_ELEMENTS = 1 << 24
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 _RNN_DEFAULTS = {"RNN": ["tanh"], "LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
+#: The label of a bidirectional recurrent node's direction axis (size 2) in :attr:`Data.axes`.
+DIR = -1
+#: Operators that may move a bidirectional node's output (or one direction of it) before the merge.
+_BIDIRECTIONAL_MOVES = frozenset({"Transpose", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Gather"})
 
 
 @dataclass(frozen=True)
 class Data:
-    """A tensor on the data path: barenet per-sample ``shape`` and, per ONNX axis, the barenet axis."""
+    """A tensor on the data path: barenet per-sample ``shape`` and, per ONNX axis, the barenet axis.
+
+    Between a bidirectional recurrent node and the operator that merges its directions, ``shape`` is one
+    direction's output; the node's output has an axis labelled :data:`DIR`, and ``half`` is the direction
+    (0 forward, 1 backward) of a tensor taken from it.
+    """
 
     shape: tuple[int, ...]
     axes: tuple[int | None, ...]
     serial: int
+    half: int | None = None
 
     @property
     def onnx_shape(self) -> tuple[Any, ...]:
-        return tuple(BATCH if a == 0 else 1 if a is None else self.shape[a - 1] for a in self.axes)
+        return tuple(BATCH if a == 0 else 1 if a is None else 2 if a == DIR else self.shape[a - 1]
+                     for a in self.axes)
 
     @property
     def plain(self) -> bool:
@@ -138,6 +154,7 @@ class _Translator:
         self.serial = 0
         self.uses: dict[str, int] = {}
         self.dtype = np.dtype("float32")
+        self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
 
     # ----------------------------------------------------------------- driver
     def run(self, order: list[Any]) -> Sequential:
@@ -160,6 +177,9 @@ class _Translator:
         for node in order:
             self._node(node)
         out = self.values[graph.output[0].name]
+        if self.pending is not None:
+            raise bad(f"the two directions of {self.pending.label} are never merged into one tensor (Concat, Add, "
+                      "Mul); barenet's Bidirectional gives one output")
         if not isinstance(out, Data) or out is not self.head:
             raise bad(f"graph output {graph.output[0].name!r} is not the end of the data path from the input "
                       f"{inputs[0].name!r}")
@@ -227,15 +247,18 @@ class _Translator:
             if node.op_type not in LAYER_OPS:
                 raise bad(f"{node_label(node)} computes on the data path, where barenet has no {node.op_type!r} "
                           "layer")
-            if sum(isinstance(x, Data) for x in inputs) > 1:
-                raise bad(f"{node_label(node)} combines two data-path tensors; barenet's Sequential is a chain")
-            where = {"Gather": (0, 1), "Add": (0, 1)}.get(node.op_type, (0,))
-            if not any(isinstance(inputs[k], Data) for k in where):
-                raise bad(f"{node_label(node)} takes the data path as input "
-                          f"{next(k for k, v in enumerate(inputs) if v is on_path[0])}, where "
-                          f"an ONNX {node.op_type} expects a constant")
-            self._consume(on_path[0], node)
-            outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
+            if self.pending is not None:
+                outs = self._bidirectional_step(node, inputs, attrs, on_path)
+            else:
+                if sum(isinstance(x, Data) for x in inputs) > 1:
+                    raise bad(f"{node_label(node)} combines two data-path tensors; barenet's Sequential is a chain")
+                where = {"Gather": (0, 1), "Add": (0, 1), "Mul": (0, 1)}.get(node.op_type, (0,))
+                if not any(isinstance(inputs[k], Data) for k in where):
+                    raise bad(f"{node_label(node)} takes the data path as input "
+                              f"{next(k for k, v in enumerate(inputs) if v is on_path[0])}, where "
+                              f"an ONNX {node.op_type} expects a constant")
+                self._consume(on_path[0], node)
+                outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
             outs = outs if isinstance(outs, list) else [outs]
             for o in outs:
                 if isinstance(o, Data):
@@ -545,9 +568,11 @@ class _Translator:
             raise bad(f"{node_label(node)} (layout={layout}) needs the model input's sequences as "
                       f"{'(time, batch, features)' if layout == 0 else '(batch, time, features)'}; the data path "
                       f"here is {list(x.onnx_shape)}")
-        if attrs.get("direction", "forward") != "forward":
-            raise bad(f"{node_label(node)} runs direction={attrs['direction']!r}; barenet imports forward "
-                      "recurrent operators")
+        direction = attrs.get("direction", "forward")
+        if direction not in ("forward", "bidirectional"):
+            raise bad(f"{node_label(node)} runs direction={direction!r}; barenet imports forward and "
+                      "bidirectional recurrent operators")
+        dirs = 2 if direction == "bidirectional" else 1
         for name in ("clip", "activation_alpha", "activation_beta"):
             if name in attrs:
                 raise bad(f"{node_label(node)} sets {name}, which barenet's {op} layer does not have")
@@ -558,16 +583,15 @@ class _Translator:
         r = self._weights(inputs[2], "R", node, (3,))
         units = attrs.get("hidden_size", r.shape[-1])
         features = x.shape[1]
-        if w.shape != (1, gates * units, features) or r.shape != (1, gates * units, units) or units < 1:
-            raise bad(f"{node_label(node)} has W {w.shape} and R {r.shape}; expected (1, {gates}*{units}, "
-                      f"{features}) and (1, {gates}*{units}, {units})")
+        if w.shape != (dirs, gates * units, features) or r.shape != (dirs, gates * units, units) or units < 1:
+            raise bad(f"{node_label(node)} has W {w.shape} and R {r.shape}; expected ({dirs}, {gates}*{units}, "
+                      f"{features}) and ({dirs}, {gates}*{units}, {units})")
         if len(inputs) > 3 and inputs[3] is not None:
             b = self._weights(inputs[3], "B", node, (2,))
-            if b.shape != (1, 2 * gates * units):
-                raise bad(f"{node_label(node)} has B {b.shape}; expected (1, {2 * gates * units})")
-            wb, rb = b[0, :gates * units], b[0, gates * units:]
+            if b.shape != (dirs, 2 * gates * units):
+                raise bad(f"{node_label(node)} has B {b.shape}; expected ({dirs}, {2 * gates * units})")
         else:
-            wb = rb = np.zeros(gates * units, dtype=self.dtype)
+            b = np.zeros((dirs, 2 * gates * units), dtype=self.dtype)
         if len(inputs) > 4 and inputs[4] is not None:
             raise bad(f"{node_label(node)} takes sequence_lens; barenet runs every sequence to its full length")
         for k in range(5, len(inputs)):
@@ -575,41 +599,130 @@ class _Translator:
                 what = {5: "initial_h", 6: "initial_c", 7: "P (peepholes)"}.get(k, f"input {k}")
                 raise bad(f"{node_label(node)} has a non-zero {what}; barenet imports recurrent layers that "
                           "start from zeros, without peepholes")
-        acts = [a.lower() for a in attrs.get("activations", _RNN_DEFAULTS[op])]
+        acts = [a.lower() for a in attrs.get("activations", _RNN_DEFAULTS[op] * dirs)]
+        per_direction = len(acts) // dirs
+        if len(acts) % dirs or acts[:per_direction] * dirs != acts:
+            raise bad(f"{node_label(node)} uses activations {attrs['activations']}; barenet's Bidirectional runs "
+                      "the same activations both ways")
+        acts = acts[:per_direction]
         activation = "tanh"
         if op == "RNN" and len(acts) == 1 and acts[0] in ("tanh", "relu", "sigmoid"):
             activation = acts[0]
         elif acts != _RNN_DEFAULTS[op]:
             raise bad(f"{node_label(node)} uses activations {attrs['activations']}; barenet's {op} uses "
                       f"{_RNN_DEFAULTS[op]}")
-        W, R = w[0], r[0]
-        if op == "LSTM":  # ONNX blocks i, o, f, c -> barenet i, f, c, o
-            order = [0, 2, 3, 1]
-            W, R, wb, rb = (_blocks(a, order) for a in (W, R, wb, rb))
-            layer = L.LSTM(units, return_sequences=True, unit_forget_bias=False)
-            bias = wb + rb
-        elif op == "GRU":  # z, r, h: barenet's order already
-            reset_after = bool(attrs.get("linear_before_reset", 0))
-            layer = L.GRU(units, return_sequences=True, reset_after=reset_after)
-            bias = np.stack([wb, rb]) if reset_after else wb + rb
-        else:
-            layer = L.SimpleRNN(units, activation=activation, return_sequences=True)
-            bias = wb + rb
         uses = [bool(name and (self.uses.get(name) or name == self.graph.output[0].name)) for name in node.output]
         uses += [False] * (3 - len(uses))
         if uses[2] or (uses[0] and uses[1]):
             raise bad(f"{node_label(node)} feeds on its cell state or on two of its outputs; barenet imports "
                       "recurrent operators used through Y or Y_h alone")
-        if uses[1]:
-            layer.return_sequences = False
-            axes = (None, 0, 1) if layout == 0 else (0, None, 1)
+        reset_after = bool(attrs.get("linear_before_reset", 0))
+        if op == "LSTM":
+            layer = L.LSTM(units, return_sequences=not uses[1], unit_forget_bias=False)
+        elif op == "GRU":
+            layer = L.GRU(units, return_sequences=not uses[1], reset_after=reset_after)
         else:
-            axes = (1, None, 0, 2) if layout == 0 else (0, 1, None, 2)
-        out = self._add(layer, self._data(x.shape, (0, 1, 2)), out_axes=axes,
-                        kernel=W.T, recurrent_kernel=R.T, bias=bias)
+            layer = L.SimpleRNN(units, activation=activation, return_sequences=not uses[1])
+        arrays = [_recurrent_arrays(op, w[d], r[d], b[d], reset_after) for d in range(dirs)]
+        # ONNX outputs: Y (time, dirs, batch, units) or Y_h (dirs, batch, units); batch first with layout=1
+        if uses[1]:
+            axes = (DIR, 0, 1) if layout == 0 else (0, DIR, 1)
+        else:
+            axes = (1, DIR, 0, 2) if layout == 0 else (0, 1, DIR, 2)
+        x = self._data(x.shape, (0, 1, 2))
+        if dirs == 1:
+            out = self._add(layer, x, out_axes=tuple(None if a == DIR else a for a in axes), **arrays[0])
+        else:
+            bi = L.Bidirectional(layer, merge_mode="concat")  # the merge is read from the operators that follow
+            named = {f"{prefix}_{k}": v for prefix, a in zip(("forward", "backward"), arrays, strict=True)
+                     for k, v in a.items()}
+            self._add(bi, x, **named)
+            out = self._data(layer.compute_output_shape(x.shape), axes)
+            self.pending = _Unmerged(bi, node_label(node), out)
         return [None, out] if uses[1] else [out, None]
 
     _RNN = _LSTM = _GRU = _recurrent
+
+    def _bidirectional_step(self, node, inputs, attrs, on_path: list[Data]) -> list[Any]:
+        """A node between a bidirectional recurrent node and the merge of its two directions.
+
+        Before the merge the node's output (with its direction axis) and each direction taken from it
+        (``Gather`` on that axis) may only be moved about; each is read once, but for the one ``Gather``
+        per direction. The merge is a ``Concat``/``Add``/``Mul`` of the two directions, or a ``Reshape`` that
+        folds the direction axis into the features right after it (concatenation).
+        """
+        p = self.pending
+        if len(on_path) == 2:
+            return [self._merge(node, inputs, attrs)]
+        x = on_path[0]
+        refuse = (f"{node_label(node)} works on one direction of {p.label} before the two are merged; barenet's "
+                  "Bidirectional merges them right after the recurrence (concat, sum, mul or ave)")
+        if node.op_type not in _BIDIRECTIONAL_MOVES or x is not inputs[0]:
+            raise bad(refuse)
+        if x.half is None:
+            gathers = node.op_type == "Gather" and p.reads == len(p.picked) and len(p.picked) < 2
+            if x is not p.both or (p.reads and not gathers):
+                raise bad(f"{node_label(node)} reads the output of {p.label} that another operator also reads; "
+                          "barenet takes it once, or once per direction")
+            p.reads += 1
+        elif x is not p.tips[x.half]:
+            raise bad(f"{node_label(node)} reads direction {x.half} of {p.label} a second time; barenet's "
+                      "Sequential is a chain without branches")
+        n_layers = len(self.layers)
+        outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
+        if len(self.layers) != n_layers:
+            raise bad(refuse)
+        if self.pending is None:  # a Reshape concatenated the directions
+            return [outs]
+        if x.half is not None:
+            outs = replace(outs, half=x.half)
+            p.tips[x.half] = outs
+        elif outs.half is not None:
+            p.picked.add(outs.half)
+            p.tips[outs.half] = outs
+        else:
+            p.both, p.reads = outs, 0
+        return [outs]
+
+    def _merge(self, node, inputs, attrs) -> Data:
+        """Join the two directions of the pending bidirectional node: set its ``merge_mode``."""
+        p = self.pending
+        halves = [x for x in inputs if isinstance(x, Data)]
+        if (node.op_type not in ("Concat", "Add", "Mul") or len(inputs) != 2 or {h.half for h in halves} != {0, 1}
+                or any(h is not p.tips[h.half] for h in halves) or halves[0].axes != halves[1].axes):
+            raise bad(f"{node_label(node)} combines two data-path tensors other than by merging the two directions "
+                      f"of {p.label} (Concat over the features, Add or Mul of both, each read once)")
+        first = halves[0]
+        if node.op_type == "Concat":
+            axis = attrs.get("axis")
+            rank = len(first.axes)
+            if axis is None or not -rank <= axis < rank or first.axes[axis % rank] != len(first.shape) \
+                    or first.half != 0:
+                raise bad(f"{node_label(node)} concatenates the directions of {p.label} along axis {axis} "
+                          f"(ONNX shape {list(first.onnx_shape)}) in the order {[h.half for h in halves]}; barenet "
+                          "concatenates the forward then the backward direction along the features")
+            p.layer.merge_mode = "concat"
+            shape = (*first.shape[:-1], 2 * first.shape[-1])
+        else:
+            p.layer.merge_mode = "sum" if node.op_type == "Add" else "mul"
+            shape = first.shape
+        self.pending = None
+        return self._data(shape, first.axes)
+
+    def _Concat(self, node, inputs, attrs):
+        raise bad(f"{node_label(node)} concatenates the data path with something else; barenet imports Concat only "
+                  "as the merge of a bidirectional recurrent node's two directions")
+
+    def _Mul(self, node, inputs, attrs):
+        x = inputs[0] if isinstance(inputs[0], Data) else inputs[1]
+        other = inputs[1] if x is inputs[0] else inputs[0]
+        bi = self._last_open((L.Bidirectional,), x)
+        if bi is None or bi.merge_mode != "sum" or not isinstance(other, np.ndarray) or other.dtype == object \
+                or other.size != 1 or other.ndim > len(x.axes) or float(other.reshape(-1)[0]) != 0.5:
+            raise bad(f"{node_label(node)} multiplies the data path; barenet imports Mul only as the merge of a "
+                      "bidirectional recurrent node's directions, or as the 0.5 of their average after their Add")
+        bi.merge_mode = "ave"
+        return self._data(x.shape, x.axes)
 
     def _last_step(self, x: Data, axis: int, index: int, node: Any, keep: bool) -> Data:
         """Select the last time step of a recurrent layer's sequence output along ONNX ``axis``."""
@@ -651,6 +764,10 @@ class _Translator:
         if not -len(data.axes) <= axis < len(data.axes):
             raise bad(f"{node_label(node)} gathers along axis {axis} of a {len(data.axes)}-d tensor")
         axis %= len(data.axes)
+        if data.axes[axis] == DIR:
+            if not -2 <= index[0] < 2:
+                raise bad(f"{node_label(node)} takes direction {index[0]} of {self.pending.label}, which has two")
+            return replace(self._data(data.shape, data.axes[:axis] + data.axes[axis + 1:]), half=index[0] % 2)
         if data.axes[axis] is None and index[0] in (0, -1):  # the one entry of a size-1 axis: a squeeze
             return self._data(data.shape, data.axes[:axis] + data.axes[axis + 1:])
         return self._last_step(data, axis, index[0], node, keep=False)
@@ -748,6 +865,13 @@ class _Translator:
         reshape each sample with a layer."""
         src = list(x.onnx_shape)
         dst = resolve_shape(src, target, allowzero, node)
+        if DIR in x.axes:
+            k = x.axes.index(DIR)
+            units = len(x.shape)
+            if k + 1 < len(x.axes) and x.axes[k + 1] == units and dst == src[:k] + [2 * src[k + 1]] + src[k + 2:]:
+                self.pending.layer.merge_mode = "concat"
+                self.pending = None
+                return self._data((*x.shape[:-1], 2 * x.shape[-1]), x.axes[:k] + x.axes[k + 1:])
         mapped = [(d, a) for d, a in zip(src, x.axes, strict=True) if a is not None]
         if all(d is BATCH or d != 1 for d, _ in mapped) and [d for d, _ in mapped] == [d for d in dst if d != 1]:
             it = iter(a for _, a in mapped)
@@ -773,11 +897,39 @@ class _Translator:
         return out
 
 
+@dataclass
+class _Unmerged:
+    """A bidirectional recurrent node whose two directions are not merged yet."""
+
+    layer: L.Bidirectional
+    label: str
+    both: Data  # its output, with the direction axis, as moved so far
+    reads: int = 0  # operators that read ``both``
+    picked: set[int] = field(default_factory=set)  # directions taken from it
+    tips: dict[int, Data] = field(default_factory=dict)  # each direction, as moved so far
+
+
 class _ShapeView:
     """Stands for a data-path tensor where only its shape is read (``Shape``)."""
 
     def __init__(self, shape: tuple[Any, ...]) -> None:
         self.shape = shape
+
+
+def _recurrent_arrays(op: str, w: np.ndarray, r: np.ndarray, b: np.ndarray,
+                      reset_after: bool) -> dict[str, np.ndarray]:
+    """One direction's ONNX ``W : (gates*units, features)``, ``R : (gates*units, units)`` and
+    ``B : (2*gates*units,)`` as barenet's ``kernel``, ``recurrent_kernel`` and ``bias``.
+
+    LSTM blocks go from ONNX's ``i, o, f, c`` to barenet's ``i, f, c, o``; GRU's ``z, r, h`` is barenet's order.
+    The input and recurrent biases are summed, except for GRU with ``reset_after``, which keeps them as two rows.
+    """
+    wb, rb = np.split(b, 2)
+    if op == "LSTM":
+        order = [0, 2, 3, 1]
+        w, r, wb, rb = (_blocks(a, order) for a in (w, r, wb, rb))
+    bias = np.stack([wb, rb]) if op == "GRU" and reset_after else wb + rb
+    return {"kernel": w.T, "recurrent_kernel": r.T, "bias": bias}
 
 
 def _blocks(a: np.ndarray, order: list[int]) -> np.ndarray:
