@@ -150,6 +150,16 @@ class Sequential:
         self._pack_parameters()
         self.built = True
 
+    def build_for(self, X: Any) -> None:
+        """Build an unbuilt model from its first layer's declared input shape or, lacking one, from the
+        samples of ``X`` (what ``fit`` and ``compute_gradients`` do before their first batch)."""
+        if self.built:
+            return
+        if self.layers and self.layers[0].input_shape is None:
+            self.build(self.check_inputs(X).shape[1:])
+        else:
+            self.build()
+
     def _pack_parameters(self) -> None:
         """Move every layer's parameters into one contiguous array and their gradients into another.
 
@@ -496,8 +506,7 @@ class Sequential:
             the first layer takes integer ids).
         """
         self.require_compiled("compute_gradients")
-        if not self.built:
-            self.build(self.check_inputs(X).shape[1:] if self.layers[0].input_shape is None else None)
+        self.build_for(X)
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
         w = validation.check_sample_weight(sample_weight, len(X), self.dtype)

@@ -56,12 +56,7 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     validation_split = validation.check_fraction(validation_split, "validation_split")
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    if not model.built:
-        first = model.layers[0] if model.layers else None
-        if first is not None and first.input_shape is None:
-            model.build(model.check_inputs(X).shape[1:])
-        else:
-            model.build()
+    model.build_for(X)
     X = model.check_inputs(X)
     y = model.check_targets(y, len(X))
     w = validation.check_sample_weight(sample_weight, len(X), model.dtype)
