@@ -169,18 +169,19 @@ def profile_barenet(steps: int, seed: int) -> None:
         timings.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
         return out
 
-    for step in range(steps + 1):
-        x, target = X[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH]
-        for i, layer in enumerate(layers[:-1]):
-            x = timed((i, "forward"), layer.forward, x, training=True)
-        logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
-        _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
-        grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
-        for i in range(len(layers) - 2, -1, -1):
-            grad = timed((i, "backward"), layers[i].backward, grad)
-        timed(("optimizer", ""), optimizer.step, params, grads)
-        if step == 0:
-            timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)
+    with model._engine():  # as in fit: batches split across barenet's threads, BLAS on one
+        for step in range(steps + 1):
+            x, target = X[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH]
+            for i, layer in enumerate(layers[:-1]):
+                x = timed((i, "forward"), layer.forward, x, training=True)
+            logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
+            _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
+            grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
+            for i in range(len(layers) - 2, -1, -1):
+                grad = timed((i, "backward"), layers[i].backward, grad)
+            timed(("optimizer", ""), optimizer.step, params, grads)
+            if step == 0:
+                timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)
     ms = {key: statistics.median(values) for key, values in timings.items()}
     print(f"one training step of batch {BATCH}, median of {steps} steps, ms")
     print(f"{'layer':<40} {'forward':>8} {'backward':>8}")

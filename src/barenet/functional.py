@@ -180,7 +180,7 @@ def sliding_windows(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[
 
 
 def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
-           dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+           dilation: tuple[int, int] = (1, 1), out: np.ndarray | None = None) -> np.ndarray:
     r"""Unfold the windows of ``x : (batch, height, width, channels)`` into the rows of a matrix.
 
     Returns
@@ -188,6 +188,7 @@ def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int]
     ``cols : (batch * out_height * out_width, kh * kw * channels)``, same dtype as ``x``, row-major over
     ``(batch, out_height, out_width)`` and ``(kh, kw, channels)``. A convolution with a kernel
     ``W : (kh, kw, channels, filters)`` is then one matrix product ``cols @ W.reshape(-1, filters)``.
+    Written into ``out`` (C-contiguous, that shape and dtype) when it is given.
 
     Notes
     -----
@@ -196,16 +197,20 @@ def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int]
     """
     windows = sliding_windows(x, kernel_size, strides, dilation)
     n, oh, ow, kh, kw, c = windows.shape
+    if out is None:
+        out = np.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    cols = out.reshape(windows.shape)
     if c >= 8:
-        return windows.reshape(n * oh * ow, kh * kw * c)
-    cols = np.empty(windows.shape, dtype=x.dtype)
+        np.copyto(cols, windows)
+        return out
     for i, j, rows, cols_ in window_slices(kernel_size, strides, dilation, (oh, ow)):
         cols[:, :, :, i, j, :] = x[:, rows, cols_, :]
-    return cols.reshape(n * oh * ow, kh * kw * c)
+    return out
 
 
 def col2im(taps: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size: tuple[int, int],
-           strides: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+           strides: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+           out: np.ndarray | None = None) -> np.ndarray:
     r"""Adjoint of :func:`im2col`: add each window entry back to the pixel it was read from.
 
     Parameters
@@ -221,13 +226,17 @@ def col2im(taps: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size
     -------
     ``(batch, height, width, channels)``; pixels covered by several windows receive the sum, pixels
     covered by none receive zero. One strided addition per kernel tap, :math:`k_h k_w` in all; with the
-    tap-major layout each addition reads a contiguous block.
+    tap-major layout each addition reads a contiguous block. Written into ``out`` (any array of
+    ``image_shape``, its previous values overwritten) when it is given.
     """
     n, h, w, c = image_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
     oh, ow = conv_output_length(h, kh, sh, dh), conv_output_length(w, kw, sw, dw)
     taps = taps.reshape(kh, kw, n, oh, ow, c)
-    out = np.zeros(image_shape, dtype=taps.dtype)
+    if out is None:
+        out = np.zeros(image_shape, dtype=taps.dtype)
+    else:
+        out[...] = 0
     for i, j, rows, cols in window_slices(kernel_size, strides, dilation, (oh, ow)):
         out[:, rows, cols, :] += taps[i, j]
     return out

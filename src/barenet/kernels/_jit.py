@@ -22,7 +22,8 @@ NUMBA_ENABLED: bool = numba is not None
 
 
 def njit(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any] | None]:
-    """``numba.njit(*args, cache=True, **kwargs)`` when compiled kernels are enabled.
+    """``numba.njit(*args, cache=True, nogil=True, **kwargs)`` when compiled kernels are enabled (without
+    the GIL, so that :mod:`barenet.threads` runs them on several slices at once).
 
     Returns a decorator that gives the compiled function, or ``None`` when they are not, so a module
     writes ``fast = njit(...)(kernel)`` and picks ``fast or reference``.
@@ -31,6 +32,6 @@ def njit(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
     def decorate(function: Callable[..., Any]) -> Callable[..., Any] | None:
         if not NUMBA_ENABLED:
             return None
-        return numba.njit(*args, cache=True, **kwargs)(function)
+        return numba.njit(*args, **{"cache": True, "nogil": True, **kwargs})(function)
 
     return decorate

@@ -16,15 +16,17 @@ Three kernels, each in a NumPy form (the reference) and a compiled form:
     :math:`\partial L/\partial x`, :math:`\partial L/\partial \gamma`, :math:`\partial L/\partial \beta`.
 
 The compiled forms read the input twice in the forward pass (statistics, then normalization) and twice
-in the backward pass (two per-channel sums, then the input gradient), accumulating in float64. They run on one
-thread: on a machine of a few cores, numba's parallel loops competed with the BLAS threads of the
-convolutions and made a training step several times slower.
+in the backward pass (two per-channel sums, then the input gradient), accumulating in float64. Each is
+a one-thread loop nest run on slices of ``outer`` at once by :mod:`barenet.threads` (numba's own
+parallel loops competed with the BLAS threads of the convolutions and made a training step several
+times slower on a machine of a few cores).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import threads
 from ._jit import NUMBA_ENABLED, njit
 
 if NUMBA_ENABLED:
@@ -174,25 +176,21 @@ def _planes_sums(x, shift, blocks):
     return s, ss
 
 
-def _rows_affine(x, mean, a, b):
+def _rows_affine(x, mean, a, b, y):
     """``y = (x - mean) * a + b`` per channel, ``mean, a, b : (channels,)`` in ``x``'s dtype."""
     outer, channels = x.shape
-    y = np.empty_like(x)
     for o in prange(outer):
         for c in range(channels):
             y[o, c] = (x[o, c] - mean[c]) * a[c] + b[c]
-    return y
 
 
-def _planes_affine(x, mean, a, b):
+def _planes_affine(x, mean, a, b, y):
     """:func:`_rows_affine` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    y = np.empty_like(x)
     for o in prange(outer):
         for c in range(channels):
             for i in range(inner):
                 y[o, c, i] = (x[o, c, i] - mean[c]) * a[c] + b[c]
-    return y
 
 
 def _rows_gradient_sums(g, x, mean, blocks):
@@ -232,25 +230,21 @@ def _planes_gradient_sums(g, x, mean, blocks):
     return sg, sgx
 
 
-def _rows_input_gradient(g, x, mean, a, k, b):
+def _rows_input_gradient(g, x, mean, a, k, b, dx):
     """``dx = g * a + (x - mean) * k + b`` per channel."""
     outer, channels = x.shape
-    dx = np.empty_like(g)
     for o in prange(outer):
         for c in range(channels):
             dx[o, c] = g[o, c] * a[c] + (x[o, c] - mean[c]) * k[c] + b[c]
-    return dx
 
 
-def _planes_input_gradient(g, x, mean, a, k, b):
+def _planes_input_gradient(g, x, mean, a, k, b, dx):
     """:func:`_rows_input_gradient` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    dx = np.empty_like(g)
     for o in prange(outer):
         for c in range(channels):
             for i in range(inner):
                 dx[o, c, i] = g[o, c, i] * a[c] + (x[o, c, i] - mean[c]) * k[c] + b[c]
-    return dx
 
 
 _COMPILED = {name: njit()(kernel) for name, kernel in (
@@ -269,14 +263,35 @@ def _compiled(name: str, *arrays: np.ndarray):
     return _COMPILED[f"planes_{name}"], arrays
 
 
+def _slices(x: np.ndarray) -> list[slice]:
+    """Slices of ``outer`` for the threads of :mod:`barenet.threads`."""
+    return threads.parts(x.shape[0], x[0].size if x.shape[0] else 1)
+
+
+def _split_sums(name: str, *arrays: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``kernel(*arrays, vector, blocks)`` for the sums kernel ``name``, on slices of ``outer`` at once; its
+    per-block sums added up, float64 ``(channels,)`` each."""
+    kernel, arrays = _compiled(name, *arrays)
+    slices = _slices(arrays[0])
+    blocks = max(1, _blocks(arrays[0].shape[0]) // len(slices))
+    results = threads.run(lambda rows: kernel(*(a[rows] for a in arrays), vector, blocks), slices)
+    return tuple(np.concatenate(r).sum(axis=0) for r in zip(*results, strict=True))
+
+
+def _split_map(name: str, *arrays: np.ndarray, vectors: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """``kernel(*arrays, *vectors, out)`` for the element-wise kernel ``name``, on slices of ``outer`` at once;
+    ``out`` is a new C-contiguous array of the input's shape."""
+    kernel, (*arrays, out) = _compiled(name, *arrays, out)
+    threads.run(lambda rows: kernel(*(a[rows] for a in arrays), *vectors, out[rows]), _slices(arrays[0]))
+
+
 def moments_fast(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Compiled :func:`moments_reference`: one pass, float64 sums of ``x - x[0, :, 0]`` (the shift keeps
     the variance exact when the mean is large against the spread)."""
     m = x.shape[0] * x.shape[2]
     shift = x[0, :, 0].astype(np.float64)
-    kernel, (xk,) = _compiled("sums", x)
-    s, ss = kernel(xk, shift, _blocks(x.shape[0]))
-    s, ss = s.sum(axis=0) / m, ss.sum(axis=0) / m
+    s, ss = _split_sums("sums", x, vector=shift)
+    s, ss = s / m, ss / m
     mean = shift + s
     var = np.maximum(ss - s * s, 0.0)
     return mean.astype(x.dtype), var.astype(x.dtype)
@@ -287,8 +302,9 @@ def normalize_fast(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: 
     """Compiled :func:`normalize_reference`: one pass, ``y = (x - mean) * a + beta`` with
     ``a = gamma / sigma``."""
     a = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
-    kernel, (xk,) = _compiled("affine", x)
-    return kernel(xk, mean.astype(x.dtype), a, beta.astype(x.dtype)).reshape(x.shape)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _split_map("affine", x, vectors=(mean.astype(x.dtype), a, beta.astype(x.dtype)), out=y)
+    return y
 
 
 def backward_fast(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray,
@@ -297,10 +313,9 @@ def backward_fast(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.nd
     :math:`\partial L/\partial x = g a + (x - \mu) k + b` with per-channel :math:`a = \gamma\sigma^{-1}`,
     :math:`k = -a \sigma^{-1} \tfrac1m \sum g\hat x` and :math:`b = -a \tfrac1m \sum g`
     (:math:`k = b = 0` at inference)."""
-    kernel, (gk, xk) = _compiled("gradient_sums", g, x)
-    sg, sgx = kernel(gk, xk, mean.astype(np.float64), _blocks(x.shape[0]))
+    sg, sgx = _split_sums("gradient_sums", g, x, vector=mean.astype(np.float64))
     inv = inv_std.astype(np.float64)
-    dbeta, dgamma = sg.sum(axis=0), sgx.sum(axis=0) * inv
+    dbeta, dgamma = sg, sgx * inv
     a = gamma.astype(np.float64) * inv
     if training:
         m = x.shape[0] * x.shape[2]
@@ -308,8 +323,9 @@ def backward_fast(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.nd
         b = -a * dbeta / m
     else:
         k = b = np.zeros_like(a)
-    kernel, (gk, xk) = _compiled("input_gradient", g, x)
-    dx = kernel(gk, xk, mean.astype(g.dtype), a.astype(g.dtype), k.astype(g.dtype), b.astype(g.dtype)).reshape(g.shape)
+    dx = np.empty(g.shape, dtype=g.dtype)
+    _split_map("input_gradient", g, x, out=dx, vectors=(mean.astype(g.dtype), a.astype(g.dtype),
+                                                        k.astype(g.dtype), b.astype(g.dtype)))
     return dx, dgamma.astype(g.dtype), dbeta.astype(g.dtype)
 
 

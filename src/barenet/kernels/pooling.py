@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .. import threads
 from ._jit import NUMBA_ENABLED, njit
 
 if NUMBA_ENABLED:
@@ -102,8 +103,9 @@ def average_backward_reference(g: np.ndarray, image_shape: tuple[int, ...], pool
 
 
 # --------------------------------------------------------------------------- compiled forms
-# One thread (see barenet.kernels.normalization); each loop nest visits every output pixel once, its window's
-# taps inside the image, and the channels innermost (contiguous in channels-last data).
+# One-thread loop nests, run on slices of the batch at once by barenet.threads (see
+# barenet.kernels.normalization); each visits every output pixel once, its window's taps inside the
+# image, and the channels innermost (contiguous in channels-last data).
 
 
 def _max_forward(x, ph, pw, sh, sw, top, left, out, arg):
@@ -164,6 +166,23 @@ def _max_backward(g, arg, pw, sh, sw, top, left, dx):
                     dx[b, p * sh + k // pw - top, q * sw + k % pw - left, ch] += g[b, p, q, ch]
 
 
+def _max_backward_2x2(g, arg, dx, zero):
+    """:func:`_max_backward` for 2x2 windows at stride 2 without padding: every pixel of a window is
+    written (the gradient to the winner, ``zero`` of ``g``'s type to the others), so ``dx`` need not be
+    zeroed first."""
+    n, oh, ow, c = g.shape
+    for b in prange(n):
+        for p in range(oh):
+            for q in range(ow):
+                for ch in range(c):
+                    k = arg[b, p, q, ch]
+                    v = g[b, p, q, ch]
+                    dx[b, 2 * p, 2 * q, ch] = v if k == 0 else zero
+                    dx[b, 2 * p, 2 * q + 1, ch] = v if k == 1 else zero
+                    dx[b, 2 * p + 1, 2 * q, ch] = v if k == 2 else zero
+                    dx[b, 2 * p + 1, 2 * q + 1, ch] = v if k == 3 else zero
+
+
 def _average_forward(x, ph, pw, sh, sw, top, left, scale, out):
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
@@ -208,8 +227,22 @@ def _average_backward(g, ph, pw, sh, sw, top, left, scale, dx):
 _max_forward_fast = njit()(_max_forward)
 _max_forward_2x2_fast = njit()(_max_forward_2x2)
 _max_backward_fast = njit()(_max_backward)
+_max_backward_2x2_fast = njit()(_max_backward_2x2)
 _average_forward_fast = njit()(_average_forward)
 _average_backward_fast = njit()(_average_backward)
+
+
+def _halving(pool: Pair, strides: Pair, pads: Pads) -> bool:
+    """2x2 windows at stride 2 without padding, the case with unrolled kernels."""
+    return pool == strides == (2, 2) and not any(pads[0]) and not any(pads[1])
+
+
+def _by_batch(kernel, *arrays: np.ndarray, args: tuple = ()) -> None:
+    """``kernel(*slices of arrays, *args)`` over slices of the batch at once (:mod:`barenet.threads`);
+    every array's first axis is the batch."""
+    n = arrays[0].shape[0]
+    threads.run(lambda batch: kernel(*(a[batch] for a in arrays), *args),
+                threads.parts(n, max(a[0].size for a in arrays) if n else 1))
 
 
 def max_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads) -> tuple[np.ndarray, np.ndarray]:
@@ -217,33 +250,52 @@ def max_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads) -> tu
     oh, ow = output_size(x.shape[1:3], pool, strides, pads)
     out = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=_arg_dtype(pool))
-    if pool == strides == (2, 2) and not any(pads[0]) and not any(pads[1]):
-        _max_forward_2x2_fast(x, out, arg)
+    if _halving(pool, strides, pads):
+        _by_batch(lambda x, out, arg: _max_forward_2x2_fast(x, out, arg), x, out, arg)
     else:
-        _max_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], out, arg)
+        _by_batch(lambda x, out, arg: _max_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], out, arg),
+                  x, out, arg)
     return out, arg
 
 
 def max_backward_fast(g: np.ndarray, arg: np.ndarray, image_shape: tuple[int, ...], pool: Pair, strides: Pair,
                       pads: Pads) -> np.ndarray:
-    """Compiled :func:`max_backward_reference`: one scatter into a zeroed gradient."""
-    dx = np.zeros(image_shape, dtype=g.dtype)
-    _max_backward_fast(g, arg, pool[1], *strides, pads[0][0], pads[1][0], dx)
+    """Compiled :func:`max_backward_reference`: one scatter of the gradient to the winners (for 2x2
+    windows at stride 2, one pass writing every pixel, with no zeroing first)."""
+    g = np.ascontiguousarray(g)
+    if _halving(pool, strides, pads):
+        dx = np.empty(image_shape, dtype=g.dtype)
+        _, oh, ow, _ = g.shape
+        dx[:, 2 * oh:] = 0  # a last row or column that no window covers
+        dx[:, :, 2 * ow:] = 0
+        _by_batch(_max_backward_2x2_fast, g, arg, dx, args=(g.dtype.type(0),))
+        return dx
+
+    def scatter(g, arg, dx):
+        dx[...] = 0
+        _max_backward_fast(g, arg, pool[1], *strides, pads[0][0], pads[1][0], dx)
+
+    dx = np.empty(image_shape, dtype=g.dtype)
+    _by_batch(scatter, g, arg, dx)
     return dx
 
 
 def average_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads, scale: np.ndarray) -> np.ndarray:
     """Compiled :func:`average_forward_reference`."""
     out = np.empty((x.shape[0], *scale.shape, x.shape[3]), dtype=x.dtype)
-    _average_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], scale, out)
+    _by_batch(lambda x, out: _average_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], scale, out), x, out)
     return out
 
 
 def average_backward_fast(g: np.ndarray, image_shape: tuple[int, ...], pool: Pair, strides: Pair, pads: Pads,
                           scale: np.ndarray) -> np.ndarray:
     """Compiled :func:`average_backward_reference`."""
-    dx = np.zeros(image_shape, dtype=g.dtype)
-    _average_backward_fast(g, *pool, *strides, pads[0][0], pads[1][0], scale, dx)
+    def spread(g, dx):
+        dx[...] = 0
+        _average_backward_fast(g, *pool, *strides, pads[0][0], pads[1][0], scale, dx)
+
+    dx = np.empty(image_shape, dtype=g.dtype)
+    _by_batch(spread, np.ascontiguousarray(g), dx)
     return dx
 
 

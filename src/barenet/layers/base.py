@@ -91,6 +91,9 @@ class Layer:
     has_training_mode: ClassVar[bool] = False
     #: Whether the layer takes integer indices (a first layer then gets ``int64`` inputs, never floats).
     takes_indices: ClassVar[bool] = False
+    #: Whether the layer's work is large and not one matrix product, so that a model holding it trains on
+    #: barenet's threads with BLAS on one thread (:mod:`barenet.threads`).
+    splits_batch: ClassVar[bool] = False
 
     def __init__(self, *, input_shape: tuple[int, ...] | None = None, name: str | None = None) -> None:
         self.name = name

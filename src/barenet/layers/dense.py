@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, threads
 from ..errors import ConfigError, ShapeError
 from ..kernels import activation as kernels
 from . import activations
@@ -81,28 +81,60 @@ class Dense(activations.Activated, Layer):
             self.add_param("bias", self.bias_initializer((self.units,), fan_in, self.units, rng, self.dtype))
         self.activation.build(self.output_shape, rng, dtype)
 
+    # Inside barenet.threads.engine the products run on several threads: z = xW + b and dx = g W^T on
+    # slices of the batch's rows (db = sum(g) added over the slices), dW = x^T g in blocks of columns.
     def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         """:math:`z = xW + b`, before the activation."""
         self.check_input(x)
         self._x = x
-        z = x @ self.params["kernel"]
-        if self.use_bias:
-            z += self.params["bias"]
-        return z
+        return self._product(x, relu=False)
+
+    def _product(self, x: np.ndarray, relu: bool) -> np.ndarray:
+        """:math:`xW + b`, or :math:`\\max(xW + b, 0)` with ``relu`` (one pass: ``kernels.bias_relu``)."""
+        kernel = self.params["kernel"]
+        x2 = x.reshape(-1, x.shape[-1])
+        z = np.empty((x2.shape[0], self.units), dtype=np.result_type(x2, kernel))
+
+        def part(rows: slice) -> None:
+            np.matmul(x2[rows], kernel, out=z[rows])
+            if relu:
+                kernels.bias_relu(z[rows], self.params["bias"])
+            elif self.use_bias:
+                z[rows] += self.params["bias"]
+
+        threads.run(part, threads.parts(len(x2), kernel.size))
+        return z.reshape(*x.shape[:-1], self.units)
 
     def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
         """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
-        if self.use_bias:
-            np.sum(grad.reshape(-1, self.units), axis=0, out=self.grads["bias"])
-        return self._backward_products(grad)
+        return self._backward(grad, relu=False)
 
-    def _backward_products(self, grad: np.ndarray) -> np.ndarray | None:
-        """The kernel gradient :math:`x^\\top g` and the input gradient :math:`g W^\\top` (when needed)."""
+    def _backward(self, grad: np.ndarray, relu: bool) -> np.ndarray | None:
+        """The kernel gradient :math:`x^\\top g`, the bias gradient :math:`\\sum g` and the input gradient
+        :math:`g W^\\top` (when needed), with ``g = grad`` or, with ``relu``, ``grad * [y > 0]``
+        (``kernels.relu_bias_backward``, one pass)."""
         x = self._x.reshape(-1, self._x.shape[-1])
-        np.matmul(x.T, grad.reshape(-1, self.units), out=self.grads["kernel"])
-        if not self.input_grad_needed:
-            return None
-        return grad @ self.params["kernel"].T
+        grad = np.ascontiguousarray(grad).reshape(-1, self.units)
+        kernel = self.params["kernel"]
+        y = self._y.reshape(-1, self.units) if relu else None
+        dz = np.empty(grad.shape, dtype=grad.dtype) if relu else grad
+        dx = np.empty(x.shape, dtype=grad.dtype) if self.input_grad_needed else None
+
+        def part(rows: slice) -> np.ndarray | None:
+            if relu:
+                dbias = np.empty(self.units, dtype=grad.dtype)
+                kernels.relu_bias_backward(grad[rows], y[rows], dz[rows], dbias)
+            else:
+                dbias = dz[rows].sum(axis=0) if self.use_bias else None
+            if dx is not None:
+                np.matmul(dz[rows], kernel.T, out=dx[rows])
+            return dbias
+
+        dbiases = threads.run(part, threads.parts(len(x), kernel.size))
+        if self.use_bias:
+            np.sum(dbiases, axis=0, out=self.grads["bias"])
+        threads.matmul_tn(x, dz, out=self.grads["kernel"])
+        return None if dx is None else dx.reshape(*self._x.shape[:-1], x.shape[-1])
 
     # Bias + ReLU in one pass each way (kernels.activation): the usual hidden layer.
     def _fuses_relu(self) -> bool:
@@ -113,18 +145,13 @@ class Dense(activations.Activated, Layer):
             return super().forward(x, training=training)
         self.check_input(x)
         self._x = x
-        y = x @ self.params["kernel"]
-        kernels.bias_relu(y.reshape(-1, self.units), self.params["bias"])
-        self._y = y
-        return y
+        self._y = self._product(x, relu=True)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if not self._fuses_relu():
             return super().backward(grad)
-        g = np.empty(self._y.shape, dtype=self._y.dtype)
-        kernels.relu_bias_backward(np.ascontiguousarray(grad).reshape(-1, self.units),
-                                   self._y.reshape(-1, self.units), g.reshape(-1, self.units), self.grads["bias"])
-        return self._backward_products(g)
+        return self._backward(grad, relu=True)
 
     def get_config(self):
         return {

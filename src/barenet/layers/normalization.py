@@ -46,6 +46,7 @@ class BatchNormalization(Layer):
     """
 
     has_training_mode = True
+    splits_batch = True
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ The training loop lives in :mod:`barenet.models.training` and the checks of user
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
+from .. import threads
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..layers import Dense, Layer, layer_class
 from ..layers.activations import Activation
@@ -407,6 +409,11 @@ class Sequential:
         return np.empty((n, *self.output_shape), dtype=self.dtype), False
 
     # ----------------------------------------------------------------- training and inference
+    def _engine(self) -> AbstractContextManager[None]:
+        """The block in which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients`` run: batches split
+        across :mod:`barenet.threads` when a layer's ``splits_batch`` says so (images, recurrences)."""
+        return threads.engine(any(layer.splits_batch for layer in self.layers))
+
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data: tuple | None = None, validation_split: float = 0.0,
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
@@ -459,10 +466,11 @@ class Sequential:
         past :data:`barenet.models.training.DIVERGENCE_FACTOR` times the first epoch's, or a non-finite weight),
         and on Ctrl-C, keeping the weights of the last completed epoch (``model.interrupted`` is then True).
         """
-        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, validation_split=validation_split,
-                            class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
-                            verbose=verbose)
+        with self._engine():
+            return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                                validation_data=validation_data, validation_split=validation_split,
+                                class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
+                                verbose=verbose)
 
     def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
         """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``."""
@@ -470,7 +478,9 @@ class Sequential:
         self.require_built("evaluate")
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
-        return training.evaluate_arrays(self, X, y, validation.check_sample_weight(sample_weight, len(X), self.dtype))
+        with self._engine():
+            return training.evaluate_arrays(self, X, y,
+                                            validation.check_sample_weight(sample_weight, len(X), self.dtype))
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
@@ -480,7 +490,8 @@ class Sequential:
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)
-        out = [self.forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
+        with self._engine():
+            out = [self.forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
         return np.concatenate(out) if len(out) > 1 else out[0]
 
     def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True
@@ -514,7 +525,8 @@ class Sequential:
         takes_ids = getattr(first, "takes_indices", False)
         first.input_grad_needed = not takes_ids
         try:
-            value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True)
+            with self._engine():
+                value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True)
         finally:
             first.input_grad_needed = False
         return Gradients(value, {k: g.copy() for k, g in self.gradients().items()}, grad_input)

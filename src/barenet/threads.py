@@ -1,0 +1,180 @@
+"""barenet's own threads: a batch's samples split across the cores.
+
+A layer's work on a batch is the same work on every sample, so the layers split the batch into one
+slice per thread and run their kernels (NumPy products and ufuncs, the compiled kernels) on the
+slices at once; all of those release Python's GIL while they compute. Parameter gradients are summed
+over the slices (or, for a dense layer's kernel, computed in blocks of columns).
+
+This happens inside :func:`engine`, which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients``
+of a :class:`~barenet.Sequential` enter for models with a layer whose work is large and not a single
+matrix product (:attr:`barenet.layers.Layer.splits_batch`: convolutions with their column copies,
+batch normalization, pooling, the time loops of recurrent layers). Inside it the BLAS library (the
+matrix products' own thread pool) runs on one thread: after a product, BLAS's idle threads keep
+spinning for a while and take the cores from the element-wise kernels that follow. On a two-core
+machine one CNN layer's forward and backward (convolution, batch normalization) took 95 ms with two
+BLAS threads and 45 ms with two barenet threads of one BLAS thread each (112 ms on one thread).
+Models of dense layers only keep BLAS's own threads: there the step is nearly all products, which
+BLAS's threads share out faster than Python threads can be handed work (about 90 microseconds a
+hand-over measured on that machine).
+
+The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
+``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it.
+With one thread nothing is split. With more, results differ from the one-thread results by float
+rounding only (sums taken in another order), and are the same from run to run for the same number
+of threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+import numpy as np
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+#: A split is not worth a thread hand-off (tens of microseconds) below this many values (or multiply-adds) of work.
+MIN_WORK = 1 << 18
+
+_state = threading.local()  # .depth: enabled engine() blocks entered; .inside: this thread runs a part
+_lock = threading.Lock()
+_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_owner: tuple[int, int] = (0, 0)  # (process id, workers) the pool was made for
+
+
+def _default_threads() -> int:
+    for name in ("BARENET_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
+            if n < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Threads barenet splits a batch across (see the module docstring)."""
+    global _threads
+    if _threads is None:
+        _threads = _default_threads()
+    return _threads
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` threads from now on; ``None`` goes back to the default from the environment."""
+    global _threads
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ConfigError(f"the number of threads must be a positive integer or None, got {n!r}")
+    _threads = n
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The pool of ``workers`` helper threads (the calling thread is the other one); made anew after a
+    fork, whose child has none of its parent's threads."""
+    global _pool, _pool_owner
+    with _lock:
+        if _pool is None or _pool_owner != (os.getpid(), workers):
+            if _pool is not None and _pool_owner[0] == os.getpid():
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="barenet")
+            _pool_owner = (os.getpid(), workers)
+        return _pool
+
+
+def active() -> bool:
+    """Whether work is split across threads here: inside an enabled :func:`engine` with more than one
+    thread, and not already inside a part."""
+    return getattr(_state, "depth", 0) > 0 and not getattr(_state, "inside", False) and get_num_threads() > 1
+
+
+def parts(n: int, work_per_row: int = 1) -> list[slice]:
+    """Slices ``[start, stop)`` covering ``range(n)`` in order, one per thread when splitting pays.
+
+    ``work_per_row`` is the number of values one row costs (for example the elements a layer reads
+    per sample); with less than :data:`MIN_WORK` in all, or when not :func:`active`, the one slice
+    ``slice(0, n)`` is returned.
+    """
+    k = min(get_num_threads(), n, max(1, n * work_per_row // MIN_WORK)) if active() else 1
+    bounds = [n * i // k for i in range(k + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+def _run_inside(function: Callable[[slice], T], part: slice) -> T:
+    _state.inside = True
+    try:
+        return function(part)
+    finally:
+        _state.inside = False
+
+
+def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
+    """``[function(s) for s in slices]``, the slices at once on barenet's threads.
+
+    The calling thread runs the first slice itself. Every slice has finished when this returns or
+    raises (an exception in a slice, or an interrupt while waiting, is raised after all are done), so
+    no thread still writes into the arrays afterwards.
+    """
+    if len(slices) == 1:
+        return [function(slices[0])]
+    pool = _executor(len(slices) - 1)
+    futures: list[Future[T]] = []
+    try:
+        futures = [pool.submit(_run_inside, function, s) for s in slices[1:]]
+        first = _run_inside(function, slices[0])
+        return [first, *(f.result() for f in futures)]
+    finally:
+        wait(futures)
+
+
+_controller = None
+
+
+def _blas_controller():
+    """threadpoolctl's handle on the thread pools loaded in this process, looked up once (it reads the
+    list of loaded libraries): NumPy's BLAS, loaded before barenet, is among them."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
+@contextlib.contextmanager
+def engine(enabled: bool = True) -> Iterator[None]:
+    """Within this block (with ``enabled`` and more than one thread) the layers split batches across the
+    threads and BLAS runs on one thread of its own (restored on leaving); otherwise nothing changes.
+    Nests: an inner block keeps the outer one's choice."""
+    depth = getattr(_state, "depth", 0)
+    splitting = depth > 0 or (enabled and get_num_threads() > 1)
+    limit = contextlib.nullcontext()
+    if splitting and depth == 0:
+        limit = _blas_controller().limit(limits=1, user_api="blas")
+    with limit:
+        _state.depth = depth + 1 if splitting else 0
+        try:
+            yield
+        finally:
+            _state.depth = depth
+
+
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = a.T @ b`` for ``a : (m, k)``, ``b : (m, n)``, ``out : (k, n)`` (a weight gradient, the ``m``
+    samples summed over), each thread computing a block of the ``n`` columns from all ``m`` rows, so that
+    nothing is added up afterwards."""
+    run(lambda cols: np.matmul(a.T, b[:, cols], out=out[:, cols]), parts(b.shape[1], a.size))
+    return out

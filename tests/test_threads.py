@@ -1,0 +1,222 @@
+"""barenet's own threads (barenet.threads): the batch split across threads gives the one-thread results.
+
+Every layer that splits its batch is run on the same data with one thread and with several (the work
+threshold lowered so that even these small batches are split), forward and backward, and must agree to
+float rounding; training a small CNN with two threads must reproduce itself exactly and stay within
+rounding of one thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import barenet as bn
+from barenet import threads
+from barenet.errors import ConfigError
+
+L = bn.layers
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Split every batch (threshold 1 value) across ``n`` threads inside :func:`threads.engine`."""
+    monkeypatch.setattr(threads, "MIN_WORK", 1)
+    previous = threads.get_num_threads()
+
+    def use(n: int):
+        threads.set_num_threads(n)
+        return threads.engine()
+
+    yield use
+    threads.set_num_threads(previous)
+
+
+def _blas_threads() -> list[int]:
+    """Threads of NumPy's BLAS (the one barenet's products use)."""
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and f"{os.sep}numpy" in lib["filepath"]]
+
+
+# --------------------------------------------------------------------------- the primitives
+def test_parts_cover_the_rows_in_order(split):
+    with split(3):
+        for n in (1, 2, 3, 10, 128):
+            slices = threads.parts(n)
+            assert len(slices) == min(3, n)
+            assert [i for s in slices for i in range(s.start, s.stop)] == list(range(n))
+    assert threads.parts(128) == [slice(0, 128)]  # outside the engine nothing is split
+
+
+def test_small_work_is_not_split():
+    threads.set_num_threads(2)
+    try:
+        with threads.engine():
+            assert threads.parts(4, 10) == [slice(0, 4)]
+            assert len(threads.parts(64, threads.MIN_WORK)) == 2
+    finally:
+        threads.set_num_threads(None)
+
+
+def test_run_returns_results_in_order_and_waits_for_every_part_before_raising(split):
+    finished = threading.Event()
+
+    def part(rows: slice):
+        if rows.start == 0:
+            raise ValueError("first part fails")
+        time.sleep(0.2)
+        finished.set()
+        return rows.start
+
+    with split(2):
+        assert threads.run(lambda rows: rows.start, threads.parts(4)) == [0, 2]
+        with pytest.raises(ValueError, match="first part fails"):
+            threads.run(part, threads.parts(4))
+        assert finished.is_set()  # the other thread had finished before the error reached the caller
+
+
+def test_a_split_inside_a_part_runs_in_that_thread(split):
+    with split(2):
+        inner = threads.run(lambda rows: threads.parts(8), threads.parts(8))
+    assert inner == [[slice(0, 8)], [slice(0, 8)]]
+
+
+def test_the_thread_count_is_checked_and_read_from_the_environment(monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="positive integer"):
+            bn.set_num_threads(bad)
+    try:
+        monkeypatch.setenv("BARENET_NUM_THREADS", "3")
+        bn.set_num_threads(None)
+        assert bn.get_num_threads() == 3
+        monkeypatch.setenv("BARENET_NUM_THREADS", "many")
+        bn.set_num_threads(None)
+        with pytest.raises(ConfigError, match="BARENET_NUM_THREADS must be a positive integer, got 'many'"):
+            bn.get_num_threads()
+    finally:
+        monkeypatch.delenv("BARENET_NUM_THREADS")
+        bn.set_num_threads(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_threads_of_its_own(split):
+    with split(2):
+        threads.run(lambda rows: None, threads.parts(4))  # the parent's pool exists
+        pid = os.fork()
+        if pid == 0:  # child: the parent's pool threads do not exist here
+            try:
+                ok = threads.run(lambda rows: rows.start, threads.parts(4)) == [0, 2]
+            finally:
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --------------------------------------------------------------------------- layers: threads = one thread
+LAYERS = {
+    "conv same": (lambda: L.Conv2D(6, 3, padding="same"), (9, 9, 2)),
+    "conv valid relu": (lambda: L.Conv2D(5, 3, activation="relu"), (8, 8, 4)),
+    "conv strided dilated": (lambda: L.Conv2D(4, (3, 2), strides=2, dilation_rate=(1, 2), padding=1), (11, 10, 3)),
+    "conv channels_first": (lambda: L.Conv2D(4, 3, data_format="channels_first", use_bias=False), (3, 7, 7)),
+    "batchnorm images": (lambda: L.BatchNormalization(), (6, 6, 5)),
+    "batchnorm axis 1": (lambda: L.BatchNormalization(axis=1), (5, 6, 6)),
+    "batchnorm features": (lambda: L.BatchNormalization(), (7,)),
+    "max pool": (lambda: L.MaxPooling2D(2), (8, 8, 3)),
+    "max pool odd": (lambda: L.MaxPooling2D(2), (7, 9, 3)),
+    "max pool overlapping": (lambda: L.MaxPooling2D(3, strides=2, padding="same"), (9, 9, 2)),
+    "average pool": (lambda: L.AveragePooling2D(3, strides=2, padding="same"), (9, 8, 2)),
+    "relu": (lambda: L.ReLU(), (5, 5, 3)),
+    "dense relu": (lambda: L.Dense(7, activation="relu"), (9,)),
+    "dense linear on sequences": (lambda: L.Dense(6), (4, 5)),
+    "lstm": (lambda: L.LSTM(6, return_sequences=True), (5, 3)),
+    "gru": (lambda: L.GRU(5), (6, 4)),
+    "gru before reset": (lambda: L.GRU(5, reset_after=False, return_sequences=True), (4, 3)),
+    "simple rnn": (lambda: L.SimpleRNN(4), (5, 3)),
+    "bidirectional lstm": (lambda: L.Bidirectional(L.LSTM(4, return_sequences=True)), (5, 3)),
+}
+
+
+def _run_layer(make, sample_shape, dtype, x, g):
+    layer = make()
+    layer.build(sample_shape, np.random.default_rng(1), dtype)
+    layer.input_grad_needed = True
+    y = layer.forward(x, training=True)
+    dx = layer.backward(g)
+    return y, dx, {k: v.copy() for k, v in layer.grads.items()}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_give_the_one_thread_results_on_several_threads(name, dtype, split):
+    make, sample_shape = LAYERS[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((13, *sample_shape)).astype(dtype)
+    probe = make()
+    probe.build(sample_shape, np.random.default_rng(1), dtype)
+    g = rng.standard_normal((13, *probe.output_shape)).astype(dtype)
+    with split(1):
+        one = _run_layer(make, sample_shape, dtype, x, g)
+    for n in (2, 3):
+        with split(n):
+            many = _run_layer(make, sample_shape, dtype, x, g)
+        tol = 2e-5 if dtype == "float32" else 1e-12
+        for a, b in zip(one[:2], many[:2], strict=True):
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        assert one[2].keys() == many[2].keys()
+        for key in one[2]:
+            np.testing.assert_allclose(many[2][key], one[2][key], rtol=tol, atol=tol, err_msg=key)
+
+
+# --------------------------------------------------------------------------- a model
+def _cnn(seed=0):
+    model = bn.Sequential([L.Conv2D(4, 3, padding="same", use_bias=False, input_shape=(10, 10, 1)),
+                           L.BatchNormalization(), L.MaxPooling2D(2), L.ReLU(), L.Flatten(),
+                           L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")], seed=seed)
+    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(0.01))
+    return model
+
+
+def test_training_on_threads_repeats_itself_and_matches_one_thread(split):
+    rng = np.random.default_rng(0)
+    X = rng.random((96, 10, 10, 1), dtype=np.float32)
+    y = rng.integers(0, 3, 96)
+    weights = {}
+    for n, run in ((1, 0), (2, 0), (2, 1)):
+        threads.set_num_threads(n)
+        model = _cnn()
+        model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+        weights[n, run] = model.get_weights()
+    for a, b in zip(weights[2, 0], weights[2, 1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(weights[1, 0], weights[2, 0], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+class _BlasSeen(bn.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen = _blas_threads()
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
+def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains():
+    before = _blas_threads()
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 40)
+    threads.set_num_threads(2)
+    try:
+        cnn, seen_cnn = _cnn(), _BlasSeen()
+        cnn.fit(X, y, epochs=1, callbacks=[seen_cnn], verbose=0)
+        mlp = bn.Sequential([L.Dense(8, activation="relu", input_dim=100), L.Dense(3, activation="softmax")])
+        mlp.compile(loss="categorical_crossentropy", optimizer="adam")
+        seen_mlp = _BlasSeen()
+        mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
+    finally:
+        threads.set_num_threads(None)
+    assert seen_cnn.seen == [1] * len(before)
+    assert seen_mlp.seen == before  # dense layers only: BLAS keeps its own threads
+    assert _blas_threads() == before
