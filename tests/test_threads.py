@@ -133,11 +133,6 @@ LAYERS = {
     "relu": (lambda: L.ReLU(), (5, 5, 3)),
     "dense relu": (lambda: L.Dense(7, activation="relu"), (9,)),
     "dense linear on sequences": (lambda: L.Dense(6), (4, 5)),
-    "lstm": (lambda: L.LSTM(6, return_sequences=True), (5, 3)),
-    "gru": (lambda: L.GRU(5), (6, 4)),
-    "gru before reset": (lambda: L.GRU(5, reset_after=False, return_sequences=True), (4, 3)),
-    "simple rnn": (lambda: L.SimpleRNN(4), (5, 3)),
-    "bidirectional lstm": (lambda: L.Bidirectional(L.LSTM(4, return_sequences=True)), (5, 3)),
 }
 
 

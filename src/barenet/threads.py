@@ -8,14 +8,16 @@ over the slices (or, for a dense layer's kernel, computed in blocks of columns).
 This happens inside :func:`engine`, which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients``
 of a :class:`~barenet.Sequential` enter for models with a layer whose work is large and not a single
 matrix product (:attr:`barenet.layers.Layer.splits_batch`: convolutions with their column copies,
-batch normalization, pooling, the time loops of recurrent layers). Inside it the BLAS library (the
+batch normalization, pooling). Inside it the BLAS library (the
 matrix products' own thread pool) runs on one thread: after a product, BLAS's idle threads keep
 spinning for a while and take the cores from the element-wise kernels that follow. On a two-core
 machine one CNN layer's forward and backward (convolution, batch normalization) took 95 ms with two
 BLAS threads and 45 ms with two barenet threads of one BLAS thread each (112 ms on one thread).
 Models of dense layers only keep BLAS's own threads: there the step is nearly all products, which
 BLAS's threads share out faster than Python threads can be handed work (about 90 microseconds a
-hand-over measured on that machine).
+hand-over measured on that machine). So do recurrent layers: each thread running the time loop of its
+samples made an LSTM slower (0.87x against 0.96x PyTorch's speed), the threads' per-step Python work
+waiting for each other's GIL.
 
 The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
 ``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it.

@@ -41,8 +41,6 @@ class Bidirectional(Layer):
     :math:`g \odot y^b` and :math:`g \odot y^f`; the input gradient is the sum of both paths.
     """
 
-    splits_batch = True
-
     def __init__(self, layer: Recurrent, merge_mode: str = "concat", **kwargs: Any) -> None:
         if not isinstance(layer, Recurrent):
             raise ConfigError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got {type(layer).__name__}")

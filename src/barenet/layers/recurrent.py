@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import functional as F
-from .. import initializers, threads
+from .. import initializers
 from ..errors import ConfigError, ShapeError
 from ..kernels import recurrent as kernels
 from . import activations
@@ -53,12 +53,6 @@ def _input_projection(xt: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarra
     return out.reshape(T, B, W.shape[1])
 
 
-def _batch_slices(layer: Recurrent, batch: int, steps: int) -> list[slice]:
-    """Slices of the batch for the threads of :mod:`barenet.threads`: every sample's recurrence is its
-    own, so each thread runs all the time steps of its samples."""
-    return threads.parts(batch, steps * layer.params["recurrent_kernel"].size)
-
-
 class Recurrent(Layer):
     """Base class of the recurrent layers; subclasses implement :meth:`_run` and :meth:`_backprop`.
 
@@ -74,7 +68,6 @@ class Recurrent(Layer):
         Weight penalty :math:`\\lambda(\\|W\\|^2 + \\|U\\|^2)` added to the loss.
     """
 
-    splits_batch = True
     #: Number of gate blocks in the kernels (1 for SimpleRNN, 4 for LSTM, 3 for GRU).
     gates: ClassVar[int] = 1
     #: Names of the state arrays carried between steps.
@@ -344,15 +337,11 @@ class LSTM(Recurrent):
         H = np.empty((T + 1, B, n), dtype=self.dtype)
         C = np.empty_like(H)
         tanh_C = np.empty_like(H[1:])
+        hu = np.empty((B, 4 * n), dtype=self.dtype)
         H[0], C[0] = states
-
-        def steps(b: slice) -> None:
-            hu = np.empty((b.stop - b.start, 4 * n), dtype=self.dtype)
-            for t in range(T):
-                np.matmul(H[t, b], U, out=hu)
-                kernels.lstm_forward(A[t, b], hu, C[t, b], C[t + 1, b], tanh_C[t, b], H[t + 1, b])
-
-        threads.run(steps, _batch_slices(self, B, T))
+        for t in range(T):
+            np.matmul(H[t], U, out=hu)
+            kernels.lstm_forward(A[t], hu, C[t], C[t + 1], tanh_C[t], H[t + 1])
         self._A, self._H, self._C, self._tanh_C = A, H, C, tanh_C
         return H
 
@@ -366,13 +355,9 @@ class LSTM(Recurrent):
         dZ = np.empty_like(A)
         dh = np.zeros_like(dH[0])  # dz_{t+1} U^T: what reaches h_t through the next step
         dc = np.zeros_like(dh)
-
-        def steps(b: slice) -> None:
-            for t in range(A.shape[0] - 1, -1, -1):
-                kernels.lstm_backward(A[t, b], C[t, b], tanh_C[t, b], dH[t, b], dh[b], dc[b], dZ[t, b])
-                np.matmul(dZ[t, b], U.T, out=dh[b])
-
-        threads.run(steps, _batch_slices(self, A.shape[1], A.shape[0]))
+        for t in range(A.shape[0] - 1, -1, -1):
+            kernels.lstm_backward(A[t], C[t], tanh_C[t], dH[t], dh, dc, dZ[t])
+            np.matmul(dZ[t], U.T, out=dh)
         flat = dZ.reshape(-1, 4 * n)
         np.matmul(H[:-1].reshape(-1, n).T, flat, out=self.grads["recurrent_kernel"])
         np.sum(flat, axis=0, out=self.grads["bias"])
@@ -433,13 +418,10 @@ class GRU(Recurrent):
         # u^h (reset_after) or r * h_{t-1} (before-reset form): what the backward pass needs per step
         aux = np.empty_like(H[1:])
         if self.reset_after:
-            def steps(s: slice) -> None:
-                hu = np.empty((s.stop - s.start, 3 * n), dtype=self.dtype)
-                for t in range(T):
-                    np.matmul(H[t, s], U, out=hu)
-                    kernels.gru_forward(A[t, s], hu, b[1], H[t, s], aux[t, s], H[t + 1, s])
-
-            threads.run(steps, _batch_slices(self, xt.shape[1], T))
+            hu = np.empty((xt.shape[1], 3 * n), dtype=self.dtype)
+            for t in range(T):
+                np.matmul(H[t], U, out=hu)
+                kernels.gru_forward(A[t], hu, b[1], H[t], aux[t], H[t + 1])
         else:
             for t in range(T):
                 a, h = A[t], H[t]
@@ -461,13 +443,9 @@ class GRU(Recurrent):
         dh = np.zeros_like(dH[0])
         if self.reset_after:
             dhz = np.zeros_like(dh)  # dh_{t+1} z_{t+1}: what reaches h_t directly; dh holds du_{t+1} U^T
-
-            def steps(s: slice) -> None:
-                for t in range(A.shape[0] - 1, -1, -1):
-                    kernels.gru_backward(A[t, s], H[t, s], aux[t, s], dH[t, s], dh[s], dhz[s], dXW[t, s], dHU[t, s])
-                    np.matmul(dHU[t, s], U.T, out=dh[s])
-
-            threads.run(steps, _batch_slices(self, A.shape[1], A.shape[0]))
+            for t in range(A.shape[0] - 1, -1, -1):
+                kernels.gru_backward(A[t], H[t], aux[t], dH[t], dh, dhz, dXW[t], dHU[t])
+                np.matmul(dHU[t], U.T, out=dh)
             dh += dhz
         else:
             for t in range(A.shape[0] - 1, -1, -1):
