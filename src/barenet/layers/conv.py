@@ -16,8 +16,8 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
-#: Values of im2col columns a convolution unfolds at a time (a few samples' worth, about 2 MB in float32):
-#: small enough to be multiplied while still in cache. Unfolding the whole batch at once and keeping the
+#: Values of im2col columns and outputs a convolution handles at a time (a few samples' worth, about 2 MB
+#: in float32): small enough to be multiplied while still in cache. Unfolding the whole batch at once and keeping the
 #: columns for backward was about 1.3 times slower on the example CNN's second convolution (one thread).
 CHUNK_VALUES = 1 << 19
 
@@ -205,7 +205,8 @@ class Conv2D(activations.Activated, ImageLayer):
         self.activation.build(self.output_shape, rng, dtype)
 
     def _chunks(self, batch: slice, per_sample: int) -> list[slice]:
-        """``batch`` cut into runs of samples whose columns take about :data:`CHUNK_VALUES` values."""
+        """``batch`` cut into runs of samples whose columns and outputs (``per_sample`` values each) take
+        about :data:`CHUNK_VALUES` values."""
         step = max(1, CHUNK_VALUES // per_sample)
         return [slice(i, min(i + step, batch.stop)) for i in range(batch.start, batch.stop, step)]
 
@@ -224,7 +225,7 @@ class Conv2D(activations.Activated, ImageLayer):
         z = np.empty((n, oh * ow, self.filters), dtype=np.result_type(xp, kernel))
 
         def part(batch: slice) -> None:
-            for chunk in self._chunks(batch, oh * ow * kernel.shape[0]):
+            for chunk in self._chunks(batch, oh * ow * (kernel.shape[0] + self.filters)):
                 cols = F.im2col(xp[chunk], self.kernel_size, self.strides, self.dilation_rate)
                 zc = z[chunk].reshape(-1, self.filters)
                 np.matmul(cols, kernel, out=zc)
@@ -250,7 +251,7 @@ class Conv2D(activations.Activated, ImageLayer):
 
         def part(batch: slice) -> tuple[np.ndarray, np.ndarray | None]:
             dkernel = np.zeros((kh * kw * c, self.filters), dtype=g.dtype)
-            for chunk in self._chunks(batch, g.shape[1] * kh * kw * c):
+            for chunk in self._chunks(batch, g.shape[1] * (kh * kw * c + self.filters)):
                 cols = F.im2col(xp[chunk], self.kernel_size, self.strides, self.dilation_rate)
                 gc = g[chunk].reshape(-1, self.filters)
                 dkernel += cols.T @ gc
