@@ -21,6 +21,7 @@ import numpy as np
 
 from . import functional as F
 from .errors import ConfigError, DataError
+from .kernels import loss as loss_kernels
 
 _EPS = 1e-7
 
@@ -263,7 +264,13 @@ class CategoricalCrossentropy(Loss):
         return -y_true / p / _rows_per_sample(y_pred)
 
     def fused(self, logits, y_true, sample_weight=None):
-        # The training hot path: few, mostly in-place operations on (batch, classes) arrays.
+        # The training hot path. Integer labels without weights or smoothing: one compiled pass per row
+        # (barenet.kernels.loss); otherwise few, mostly in-place operations on (batch, classes) arrays.
+        if y_true.dtype.kind in "iu" and sample_weight is None and not self.label_smoothing:
+            z = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
+            probs, grad = np.empty_like(z), np.empty_like(z)
+            value = loss_kernels.softmax_cross_entropy(z, y_true.reshape(-1), probs, grad)
+            return float(value), grad.reshape(logits.shape), probs.reshape(logits.shape)
         n, rows = logits.shape[0], _rows_per_sample(logits)
         y_true = self.smooth(y_true, logits)
         logp, probs = F.log_softmax_and_softmax(logits)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..kernels import dropout as kernels
 from .base import Layer, register
 
 
@@ -15,8 +16,10 @@ class Dropout(Layer):
     r"""Zero each input with probability ``rate`` during training and scale the rest by :math:`1/(1-p)`.
 
     At inference (``training=False``) it is the identity, so no rescaling is needed there.
-    The mask is drawn from the generator the model hands to :meth:`build`; set ``layer.rng``
-    to a fresh seeded generator before each call to get the same mask again (as gradient checks do).
+    The mask is drawn from the generator the model hands to :meth:`build` (one float32 uniform per
+    input, kept where it is below ``1 - rate``); set ``layer.rng`` to a fresh seeded generator before each
+    call to get the same mask again (as gradient checks do). Both directions are one pass each
+    (:mod:`barenet.kernels.dropout`).
 
     Shapes: any ``(batch, ...)`` to the same shape.
     """
@@ -33,13 +36,20 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        keep = 1.0 - self.rate
-        self._mask = (self.rng.random(x.shape, dtype=np.float32) < keep).astype(x.dtype)
-        self._mask *= x.dtype.type(1.0 / keep)
-        return x * self._mask
+        x = np.ascontiguousarray(x)
+        u = self.rng.random(x.shape, dtype=np.float32)
+        self._mask = np.empty(x.shape, dtype=bool)
+        y = np.empty_like(x)
+        kernels.forward(x.reshape(-1), u.reshape(-1), 1.0 - self.rate, y.reshape(-1), self._mask.reshape(-1))
+        return y
 
     def backward(self, grad):
-        return grad if self._mask is None else grad * self._mask
+        if self._mask is None:
+            return grad
+        dx = np.empty(self._mask.shape, dtype=grad.dtype)
+        kernels.backward(np.ascontiguousarray(grad).reshape(-1), self._mask.reshape(-1), 1.0 - self.rate,
+                         dx.reshape(-1))
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
