@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker
+from common import choose_frameworks, median_turn_ratio, peak_rss_mb, profile_step, run_worker
 
 BATCH = 128
 LEARNING_RATE = 1e-3
@@ -152,45 +152,12 @@ TRAINERS = {"barenet": train_barenet, "torch": train_torch,
 
 
 def profile_barenet(steps: int, seed: int) -> None:
-    """Print where one barenet training step spends its time: forward and backward of each layer (ms,
-    median over ``steps`` steps on batches of real images, after one warm-up step), loss and optimizer."""
+    """Print where one barenet training step spends its time (:func:`common.profile_step`), on batches of
+    real images."""
     example = load_example()
     X, y, _, _ = load_data(BATCH * (steps + 1))
     model = example.build_model(seed, LEARNING_RATE)
-    model.build()
-    layers, loss, optimizer = model.layers, model.loss, model.optimizer
-    y = loss.prepare_targets(y, model.output_shape, model.dtype)
-    params, grads = model.parameters(), model.gradients()
-    timings: dict[str, list[float]] = {}
-
-    def timed(key, fn, *args, **kwargs):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
-        return out
-
-    with model._engine():  # as in fit: batches split across barenet's threads, BLAS on one
-        for step in range(steps + 1):
-            x, target = X[step * BATCH:(step + 1) * BATCH], y[step * BATCH:(step + 1) * BATCH]
-            for i, layer in enumerate(layers[:-1]):
-                x = timed((i, "forward"), layer.forward, x, training=True)
-            logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
-            _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
-            grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
-            for i in range(len(layers) - 2, -1, -1):
-                grad = timed((i, "backward"), layers[i].backward, grad)
-            timed(("optimizer", ""), optimizer.step, params, grads)
-            if step == 0:
-                timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)
-    ms = {key: statistics.median(values) for key, values in timings.items()}
-    print(f"one training step of batch {BATCH}, median of {steps} steps, ms")
-    print(f"{'layer':<40} {'forward':>8} {'backward':>8}")
-    for i, layer in enumerate(layers):
-        print(f"{i:>2} {layer.describe()[:37]:<37} {ms[(i, 'forward')]:>8.2f} {ms[(i, 'backward')]:>8.2f}")
-    print(f"{'loss (fused softmax cross-entropy)':<40} {ms[('loss', '')]:>8.2f}")
-    print(f"{'optimizer':<40} {ms[('optimizer', '')]:>8.2f}")
-    total = sum(ms.values())
-    print(f"{'total':<40} {total:>8.2f}")
+    profile_step(model, X, y, BATCH, steps)
 
 
 def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:

@@ -14,6 +14,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 
@@ -67,3 +68,43 @@ def median_turn_ratio(ours: list[dict], theirs: list[dict], value: Callable[[dic
     a ratio of the two medians would mix moments.
     """
     return statistics.median(value(a) / value(b) for a, b in zip(ours, theirs, strict=True))
+
+
+def profile_step(model, X, y, batch: int, steps: int) -> None:
+    """Print where one training step of the compiled ``model`` spends its time: forward and backward of each
+    layer (ms, median over ``steps`` steps of ``batch`` rows of ``X, y``, after one warm-up step), the loss
+    and the optimizer, on the threads ``fit`` would use."""
+    model.build()
+    layers, loss, optimizer = model.layers, model.loss, model.optimizer
+    y = loss.prepare_targets(y, model.output_shape, model.dtype)
+    params, grads = model.parameters(), model.gradients()
+    timings: dict[str, list[float]] = {}
+
+    def timed(key, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
+        return out
+
+    with model._engine():  # as in fit: batches split across barenet's threads, BLAS on one
+        for step in range(steps + 1):
+            x, target = X[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
+            for i, layer in enumerate(layers[:-1]):
+                x = timed((i, "forward"), layer.forward, x, training=True)
+            logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
+            _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
+            grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
+            for i in range(len(layers) - 2, -1, -1):
+                grad = timed((i, "backward"), layers[i].backward, grad)
+            timed(("optimizer", ""), optimizer.step, params, grads)
+            if step == 0:
+                timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)
+    ms = {key: statistics.median(values) for key, values in timings.items()}
+    print(f"one training step of batch {batch}, median of {steps} steps, ms")
+    print(f"{'layer':<40} {'forward':>8} {'backward':>8}")
+    for i, layer in enumerate(layers):
+        print(f"{i:>2} {layer.describe()[:37]:<37} {ms[(i, 'forward')]:>8.2f} {ms[(i, 'backward')]:>8.2f}")
+    print(f"{'loss (fused softmax cross-entropy)':<40} {ms[('loss', '')]:>8.2f}")
+    print(f"{'optimizer':<40} {ms[('optimizer', '')]:>8.2f}")
+    total = sum(ms.values())
+    print(f"{'total':<40} {total:>8.2f}")

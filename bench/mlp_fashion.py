@@ -31,6 +31,7 @@ Run::
 
     python bench/mlp_fashion.py                 # 10 epochs, 5 repeats
     python bench/mlp_fashion.py --epochs 2 --repeats 5 --threads 1
+    python bench/mlp_fashion.py --profile 200   # barenet's time per layer in one step
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import time
 import warnings
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker, thread_env
+from common import choose_frameworks, median_turn_ratio, peak_rss_mb, profile_step, run_worker, thread_env
 
 HIDDEN = (256, 128)
 N_CLASSES = 10
@@ -85,13 +86,14 @@ def flops_per_sample(n_inputs: int) -> int:
 
 
 # --------------------------------------------------------------------- one framework, one run
-def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+def barenet_model(n_inputs: int, seed: int):
+    """The network in barenet, compiled with Adam and categorical cross-entropy."""
     import barenet as bn
 
     # He initialization suits ReLU layers (Glorot's, the Dense default, ends 10 epochs about 0.004 lower here).
     model = bn.Sequential(
         [
-            bn.layers.Dense(HIDDEN[0], activation="relu", input_dim=X.shape[1], kernel_initializer="he_uniform"),
+            bn.layers.Dense(HIDDEN[0], activation="relu", input_dim=n_inputs, kernel_initializer="he_uniform"),
             bn.layers.Dense(HIDDEN[1], activation="relu", kernel_initializer="he_uniform"),
             bn.layers.Dense(N_CLASSES, activation="softmax"),
         ],
@@ -99,6 +101,12 @@ def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, 
         dtype="float32",
     )
     model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(LEARNING_RATE))
+    return model
+
+
+def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+
+    model = barenet_model(X.shape[1], seed)
     start = time.perf_counter()
     model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
     seconds = time.perf_counter() - start
@@ -264,12 +272,18 @@ def main(argv: list[str] | None = None) -> int:
                              "is not installed)")
     parser.add_argument("--threads", type=int, help="cap every framework's threads at this many (default: no cap)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="instead of the comparison, print barenet's time per layer in a step (median of STEPS)")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--epochs, --repeats and --threads must be >= 1")
     if args.worker:
         worker(args.worker, args.epochs, args.seed, args.threads)
+        return 0
+    if args.profile:
+        X, y, _, _ = load_data()
+        profile_step(barenet_model(X.shape[1], args.seed), X, y, BATCH, args.profile)
         return 0
 
     frameworks = choose_frameworks(parser, args.frameworks, FRAMEWORKS)
