@@ -9,6 +9,7 @@ rounding of one thread.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -215,3 +216,41 @@ def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains():
     assert seen_cnn.seen == [1] * len(before)
     assert seen_mlp.seen == before  # dense layers only: BLAS keeps its own threads
     assert _blas_threads() == before
+
+
+class _SaveEpochs(bn.callbacks.Callback):
+    """Copies of the weights before training and after every epoch."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+        self.weights = [self._copy()]
+
+    def _copy(self):
+        return [w.copy() for w in self.target.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self._copy())
+
+
+def test_ctrl_c_while_slices_run_keeps_a_completed_epoch_and_the_threads_usable(split):
+    """A SIGINT from a timer lands wherever training is (often while the main thread waits for a slice):
+    fit stops with the weights of the last completed epoch, and the threads train again afterwards."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((256, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 256)
+    with split(2):
+        model = _cnn()
+        saved = _SaveEpochs(model)
+        timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            history = model.fit(X, y, epochs=500, batch_size=16, callbacks=[saved], verbose=0)
+        finally:
+            timer.cancel()
+            timer.join()
+        assert model.interrupted
+        kept = saved.weights[len(history.epoch)]
+        for a, b in zip(model.get_weights(), kept, strict=True):
+            np.testing.assert_array_equal(a, b)
+        model.fit(X[:32], y[:32], epochs=1, batch_size=16, verbose=0)
+        assert all(np.isfinite(w).all() for w in model.get_weights())

@@ -139,11 +139,11 @@ def _blocks(outer: int) -> int:
 # innermost loop is long and contiguous.
 
 
-def _rows_sums(x, shift, blocks):
-    """Per-block, per-channel sums of ``x - shift`` and of its square, float64 ``(blocks, channels)``."""
+def _rows_sums(x, shift, s, ss):
+    """Per-block, per-channel sums of ``x - shift`` and of its square, into float64 ``s, ss : (blocks, channels)``
+    (zeros on entry)."""
     outer, channels = x.shape
-    s = np.zeros((blocks, channels))
-    ss = np.zeros((blocks, channels))
+    blocks = s.shape[0]
     for b in prange(blocks):
         acc = np.zeros(channels)
         acc2 = np.zeros(channels)
@@ -154,14 +154,12 @@ def _rows_sums(x, shift, blocks):
                 acc2[c] += v * v
         s[b] = acc
         ss[b] = acc2
-    return s, ss
 
 
-def _planes_sums(x, shift, blocks):
+def _planes_sums(x, shift, s, ss):
     """:func:`_rows_sums` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    s = np.zeros((blocks, channels))
-    ss = np.zeros((blocks, channels))
+    blocks = s.shape[0]
     for b in prange(blocks):
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
             for c in range(channels):
@@ -173,7 +171,6 @@ def _planes_sums(x, shift, blocks):
                     acc2 += v * v
                 s[b, c] += acc
                 ss[b, c] += acc2
-    return s, ss
 
 
 def _rows_affine(x, mean, a, b, y):
@@ -193,11 +190,11 @@ def _planes_affine(x, mean, a, b, y):
                 y[o, c, i] = (x[o, c, i] - mean[c]) * a[c] + b[c]
 
 
-def _rows_gradient_sums(g, x, mean, blocks):
-    """Per-block, per-channel sums of ``g`` and ``g * (x - mean)``, float64 ``(blocks, channels)``."""
+def _rows_gradient_sums(g, x, mean, sg, sgx):
+    """Per-block, per-channel sums of ``g`` and ``g * (x - mean)``, into float64 ``sg, sgx : (blocks, channels)``
+    (zeros on entry)."""
     outer, channels = x.shape
-    sg = np.zeros((blocks, channels))
-    sgx = np.zeros((blocks, channels))
+    blocks = sg.shape[0]
     for b in prange(blocks):
         acc = np.zeros(channels)
         acc2 = np.zeros(channels)
@@ -208,14 +205,12 @@ def _rows_gradient_sums(g, x, mean, blocks):
                 acc2[c] += gv * (x[o, c] - mean[c])
         sg[b] = acc
         sgx[b] = acc2
-    return sg, sgx
 
 
-def _planes_gradient_sums(g, x, mean, blocks):
+def _planes_gradient_sums(g, x, mean, sg, sgx):
     """:func:`_rows_gradient_sums` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    sg = np.zeros((blocks, channels))
-    sgx = np.zeros((blocks, channels))
+    blocks = sg.shape[0]
     for b in prange(blocks):
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
             for c in range(channels):
@@ -227,7 +222,6 @@ def _planes_gradient_sums(g, x, mean, blocks):
                     acc2 += gv * (x[o, c, i] - mean[c])
                 sg[b, c] += acc
                 sgx[b, c] += acc2
-    return sg, sgx
 
 
 def _rows_input_gradient(g, x, mean, a, k, b, dx):
@@ -268,14 +262,23 @@ def _slices(x: np.ndarray) -> list[slice]:
     return threads.parts(x.shape[0], x[0].size if x.shape[0] else 1)
 
 
-def _split_sums(name: str, *arrays: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``kernel(*arrays, vector, blocks)`` for the sums kernel ``name``, on slices of ``outer`` at once; its
-    per-block sums added up, float64 ``(channels,)`` each."""
+def _split_sums(name: str, *arrays: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``kernel(*arrays, vector, first, second)`` for the sums kernel ``name`` on slices of ``outer`` at once,
+    each slice filling its own blocks of the float64 per-block sums; returns each sum added up,
+    ``(channels,)``. The kernels write into given arrays rather than return new ones: numba hands back a
+    new array through a Python call, in which a Ctrl-C surfaces as a ``SystemError``."""
     kernel, arrays = _compiled(name, *arrays)
     slices = _slices(arrays[0])
-    blocks = max(1, _blocks(arrays[0].shape[0]) // len(slices))
-    results = threads.run(lambda rows: kernel(*(a[rows] for a in arrays), vector, blocks), slices)
-    return tuple(np.concatenate(r).sum(axis=0) for r in zip(*results, strict=True))
+    per_slice = max(1, _blocks(arrays[0].shape[0]) // len(slices))
+    first, second = np.zeros((2, len(slices) * per_slice, arrays[0].shape[1]))
+    index = {rows.start: k for k, rows in enumerate(slices)}
+
+    def part(rows: slice) -> None:
+        blocks = slice(index[rows.start] * per_slice, (index[rows.start] + 1) * per_slice)
+        kernel(*(a[rows] for a in arrays), vector, first[blocks], second[blocks])
+
+    threads.run(part, slices)
+    return first.sum(axis=0), second.sum(axis=0)
 
 
 def _split_map(name: str, *arrays: np.ndarray, vectors: tuple[np.ndarray, ...], out: np.ndarray) -> None:
