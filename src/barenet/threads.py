@@ -142,6 +142,14 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
         wait(futures)
 
 
+def by_rows(function: Callable[..., object], *arrays: np.ndarray) -> None:
+    """``function(*(a[rows] for a in arrays))`` on slices of the arrays' first axis at once (the batch, of
+    the same length in each), one slice per thread when splitting pays; the work of a row is the largest
+    array's row. For kernels that write into one of the arrays."""
+    n = len(arrays[0])
+    run(lambda rows: function(*(a[rows] for a in arrays)), parts(n, max(a[0].size for a in arrays) if n else 1))
+
+
 _controller = None
 
 

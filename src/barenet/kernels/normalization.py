@@ -257,18 +257,14 @@ def _compiled(name: str, *arrays: np.ndarray):
     return _COMPILED[f"planes_{name}"], arrays
 
 
-def _slices(x: np.ndarray) -> list[slice]:
-    """Slices of ``outer`` for the threads of :mod:`barenet.threads`."""
-    return threads.parts(x.shape[0], x[0].size if x.shape[0] else 1)
-
-
 def _split_sums(name: str, *arrays: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``kernel(*arrays, vector, first, second)`` for the sums kernel ``name`` on slices of ``outer`` at once,
     each slice filling its own blocks of the float64 per-block sums; returns each sum added up,
     ``(channels,)``. The kernels write into given arrays rather than return new ones: numba hands back a
     new array through a Python call, in which a Ctrl-C surfaces as a ``SystemError``."""
     kernel, arrays = _compiled(name, *arrays)
-    slices = _slices(arrays[0])
+    outer = arrays[0].shape[0]
+    slices = threads.parts(outer, arrays[0][0].size if outer else 1)
     per_slice = max(1, _blocks(arrays[0].shape[0]) // len(slices))
     first, second = np.zeros((2, len(slices) * per_slice, arrays[0].shape[1]))
     index = {rows.start: k for k, rows in enumerate(slices)}
@@ -284,8 +280,8 @@ def _split_sums(name: str, *arrays: np.ndarray, vector: np.ndarray) -> tuple[np.
 def _split_map(name: str, *arrays: np.ndarray, vectors: tuple[np.ndarray, ...], out: np.ndarray) -> None:
     """``kernel(*arrays, *vectors, out)`` for the element-wise kernel ``name``, on slices of ``outer`` at once;
     ``out`` is a new C-contiguous array of the input's shape."""
-    kernel, (*arrays, out) = _compiled(name, *arrays, out)
-    threads.run(lambda rows: kernel(*(a[rows] for a in arrays), *vectors, out[rows]), _slices(arrays[0]))
+    kernel, arrays = _compiled(name, *arrays, out)
+    threads.by_rows(lambda *rows: kernel(*rows[:-1], *vectors, rows[-1]), *arrays)
 
 
 def moments_fast(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -237,24 +237,16 @@ def _halving(pool: Pair, strides: Pair, pads: Pads) -> bool:
     return pool == strides == (2, 2) and not any(pads[0]) and not any(pads[1])
 
 
-def _by_batch(kernel, *arrays: np.ndarray, args: tuple = ()) -> None:
-    """``kernel(*slices of arrays, *args)`` over slices of the batch at once (:mod:`barenet.threads`);
-    every array's first axis is the batch."""
-    n = arrays[0].shape[0]
-    threads.run(lambda batch: kernel(*(a[batch] for a in arrays), *args),
-                threads.parts(n, max(a[0].size for a in arrays) if n else 1))
-
-
 def max_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads) -> tuple[np.ndarray, np.ndarray]:
     """Compiled :func:`max_forward_reference`: one pass over the input, no padded copy."""
     oh, ow = output_size(x.shape[1:3], pool, strides, pads)
     out = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     arg = np.empty(out.shape, dtype=_arg_dtype(pool))
     if _halving(pool, strides, pads):
-        _by_batch(lambda x, out, arg: _max_forward_2x2_fast(x, out, arg), x, out, arg)
+        threads.by_rows(_max_forward_2x2_fast, x, out, arg)
     else:
-        _by_batch(lambda x, out, arg: _max_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], out, arg),
-                  x, out, arg)
+        threads.by_rows(lambda x, out, arg: _max_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], out, arg),
+                        x, out, arg)
     return out, arg
 
 
@@ -268,7 +260,8 @@ def max_backward_fast(g: np.ndarray, arg: np.ndarray, image_shape: tuple[int, ..
         _, oh, ow, _ = g.shape
         dx[:, 2 * oh:] = 0  # a last row or column that no window covers
         dx[:, :, 2 * ow:] = 0
-        _by_batch(_max_backward_2x2_fast, g, arg, dx, args=(g.dtype.type(0),))
+        zero = g.dtype.type(0)
+        threads.by_rows(lambda g, arg, dx: _max_backward_2x2_fast(g, arg, dx, zero), g, arg, dx)
         return dx
 
     def scatter(g, arg, dx):
@@ -276,14 +269,15 @@ def max_backward_fast(g: np.ndarray, arg: np.ndarray, image_shape: tuple[int, ..
         _max_backward_fast(g, arg, pool[1], *strides, pads[0][0], pads[1][0], dx)
 
     dx = np.empty(image_shape, dtype=g.dtype)
-    _by_batch(scatter, g, arg, dx)
+    threads.by_rows(scatter, g, arg, dx)
     return dx
 
 
 def average_forward_fast(x: np.ndarray, pool: Pair, strides: Pair, pads: Pads, scale: np.ndarray) -> np.ndarray:
     """Compiled :func:`average_forward_reference`."""
     out = np.empty((x.shape[0], *scale.shape, x.shape[3]), dtype=x.dtype)
-    _by_batch(lambda x, out: _average_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], scale, out), x, out)
+    threads.by_rows(lambda x, out: _average_forward_fast(x, *pool, *strides, pads[0][0], pads[1][0], scale, out),
+                    x, out)
     return out
 
 
@@ -295,7 +289,7 @@ def average_backward_fast(g: np.ndarray, image_shape: tuple[int, ...], pool: Pai
         _average_backward_fast(g, *pool, *strides, pads[0][0], pads[1][0], scale, dx)
 
     dx = np.empty(image_shape, dtype=g.dtype)
-    _by_batch(spread, np.ascontiguousarray(g), dx)
+    threads.by_rows(spread, np.ascontiguousarray(g), dx)
     return dx
 
 

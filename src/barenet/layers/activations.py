@@ -56,22 +56,13 @@ class ReLU(Activation):
     # Both directions on slices of the batch at once (barenet.threads): after a convolution the maps are large.
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         self._x = x
-        self._y = y = np.empty(x.shape, dtype=x.dtype)
-
-        def part(rows: slice) -> None:
-            np.maximum(x[rows], 0, out=y[rows])
-
-        threads.run(part, threads.parts(len(x), x[0].size if len(x) else 1))
-        return y
+        self._y = np.empty(x.shape, dtype=x.dtype)
+        threads.by_rows(lambda x, y: np.maximum(x, 0, out=y), x, self._y)
+        return self._y
 
     def backward(self, grad):
-        y = self._y
-        dz = np.empty(np.broadcast_shapes(grad.shape, y.shape), dtype=np.result_type(grad, y))
-
-        def part(rows: slice) -> None:
-            np.multiply(grad[rows], y[rows] > 0, out=dz[rows])
-
-        threads.run(part, threads.parts(len(dz), dz[0].size if len(dz) else 1))
+        dz = np.empty(np.broadcast_shapes(grad.shape, self._y.shape), dtype=np.result_type(grad, self._y))
+        threads.by_rows(lambda g, y, dz: np.multiply(g, y > 0, out=dz), grad, self._y, dz)
         return dz
 
 

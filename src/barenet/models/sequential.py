@@ -411,7 +411,8 @@ class Sequential:
     # ----------------------------------------------------------------- training and inference
     def _engine(self) -> AbstractContextManager[None]:
         """The block in which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients`` run: batches split
-        across :mod:`barenet.threads` when a layer's ``splits_batch`` says so (images, recurrences)."""
+        across :mod:`barenet.threads` when a layer's ``splits_batch`` says so (convolution, pooling, batch
+        normalization)."""
         return threads.engine(any(layer.splits_batch for layer in self.layers))
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
