@@ -74,6 +74,8 @@ def profile_step(model, X, y, batch: int, steps: int) -> None:
     """Print where one training step of the compiled ``model`` spends its time: forward and backward of each
     layer (ms, median over ``steps`` steps of ``batch`` rows of ``X, y``, after one warm-up step), the loss
     and the optimizer, on the threads ``fit`` would use."""
+    from barenet.layers import Cache
+
     model.build()
     layers, loss, optimizer = model.layers, model.loss, model.optimizer
     y = loss.prepare_targets(y, model.output_shape, model.dtype)
@@ -89,13 +91,15 @@ def profile_step(model, X, y, batch: int, steps: int) -> None:
     with model._engine():  # as in fit: batches split across barenet's threads, BLAS on one
         for step in range(steps + 1):
             x, target = X[step * batch:(step + 1) * batch], y[step * batch:(step + 1) * batch]
+            caches = [Cache(input_grad=i > 0) for i in range(len(layers))]
             for i, layer in enumerate(layers[:-1]):
-                x = timed((i, "forward"), layer.forward, x, training=True)
-            logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True)
+                x = timed((i, "forward"), layer.forward, x, training=True, cache=caches[i])
+            logits = timed((len(layers) - 1, "forward"), layers[-1].forward_logits, x, training=True,
+                           cache=caches[-1])
             _, grad, _ = timed(("loss", ""), loss.fused, logits, target, None)
-            grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad)
+            grad = timed((len(layers) - 1, "backward"), layers[-1].backward_logits, grad, caches[-1])
             for i in range(len(layers) - 2, -1, -1):
-                grad = timed((i, "backward"), layers[i].backward, grad)
+                grad = timed((i, "backward"), layers[i].backward, grad, caches[i])
             timed(("optimizer", ""), optimizer.step, params, grads)
             if step == 0:
                 timings.clear()  # the warm-up step pays for first-touch allocations (and compilation)

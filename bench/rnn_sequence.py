@@ -189,15 +189,16 @@ def profile(cell: str, turns: int) -> None:
         return best / TIME * 1e6
 
     def pieces() -> dict[str, float]:
-        layer.forward(x, training=True)
-        A, H, U, W = layer._A, layer._H, layer.params["recurrent_kernel"], layer.params["kernel"]
+        cache = layer_module.Cache()
+        layer.forward(x, training=True, cache=cache)
+        A, H, U, W = cache["A"], cache["H"], layer.params["recurrent_kernel"], layer.params["kernel"]
         width = A.shape[-1]
         hu, dz, dh = np.empty((BATCH, width), np.float32), np.ones((BATCH, width), np.float32), np.empty_like(H[0])
         flat_dz = np.ones((TIME * BATCH, width), np.float32)
-        xt = layer._xt
+        xt = cache["xt"]
         b_x = layer.params["bias"][0] if cell == "gru" else layer.params["bias"]
         row = {"forward": per_step(lambda: layer.forward(x, training=True)),
-               "backward": per_step(lambda: layer.backward(g)),
+               "backward": per_step(lambda: layer.backward(g, cache)),
                "h U": per_step(lambda: [np.matmul(H[t], U, out=hu) for t in range(TIME)]),
                "dz U^T": per_step(lambda: [np.matmul(dz, U.T, out=dh) for _ in range(TIME)]),
                "x W + b (all steps)": per_step(lambda: layer_module._input_projection(xt, W, b_x)),

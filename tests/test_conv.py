@@ -24,7 +24,7 @@ import pytest
 import barenet as bn
 import barenet.functional as F
 from barenet.errors import ConfigError, ShapeError
-from barenet.layers import AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPooling2D
+from barenet.layers import AveragePooling2D, Cache, Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPooling2D
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [  # kernel_size, strides, dilation
@@ -122,9 +122,10 @@ def test_conv2d_by_hand():
     layer.params["bias"][:] = 10
     x = np.arange(1, 10, dtype=float).reshape(1, 3, 3, 1)
     # top-left window [[1, 2], [4, 5]] -> 1 + 4 + 12 + 20 = 37
-    assert layer.forward(x)[0, :, :, 0].tolist() == [[47, 57], [77, 87]]
+    c = Cache()
+    assert layer.forward(x, cache=c)[0, :, :, 0].tolist() == [[47, 57], [77, 87]]
     # Each input pixel collects the kernel entries it met: the corner 1 met only the weight 1.
-    dx = layer.backward(np.ones((1, 2, 2, 1)))
+    dx = layer.backward(np.ones((1, 2, 2, 1)), c)
     assert dx[0, :, :, 0].tolist() == [[1, 3, 2], [4, 10, 6], [3, 7, 4]]
     assert layer.grads["kernel"][:, :, 0, 0].tolist() == [[12, 16], [24, 28]]
     assert layer.grads["bias"].tolist() == [4]
@@ -138,10 +139,12 @@ def test_channels_first_gives_the_transposed_result_of_channels_last():
     last.build((7, 6, 3), np.random.default_rng(0), "float64")
     first.build((3, 7, 6), np.random.default_rng(0), "float64")
     assert first.output_shape == (5, 4, 3) and last.output_shape == (4, 3, 5)
-    y_last, y_first = last.forward(x), first.forward(x.transpose(0, 3, 1, 2))
+    c_last, c_first = Cache(), Cache()
+    y_last, y_first = last.forward(x, cache=c_last), first.forward(x.transpose(0, 3, 1, 2), cache=c_first)
     np.testing.assert_allclose(y_first, y_last.transpose(0, 3, 1, 2))
     g = rng.standard_normal(y_last.shape)
-    np.testing.assert_allclose(first.backward(g.transpose(0, 3, 1, 2)), last.backward(g).transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(first.backward(g.transpose(0, 3, 1, 2), c_first),
+                               last.backward(g, c_last).transpose(0, 3, 1, 2))
     np.testing.assert_allclose(first.grads["kernel"], last.grads["kernel"])
 
 
@@ -149,8 +152,9 @@ def test_conv2d_keeps_float32():
     layer = Conv2D(3, 3, padding="same", activation="relu")
     layer.build((5, 5, 2), np.random.default_rng(0), "float32")
     x = np.random.default_rng(1).random((2, 5, 5, 2), dtype=np.float32)
-    y = layer.forward(x, training=True)
-    assert y.dtype == np.float32 and layer.backward(np.ones_like(y)).dtype == np.float32
+    c = Cache()
+    y = layer.forward(x, training=True, cache=c)
+    assert y.dtype == np.float32 and layer.backward(np.ones_like(y), c).dtype == np.float32
 
 
 def test_conv2d_kernel_initializer_uses_receptive_field_fans():
@@ -167,8 +171,9 @@ def test_max_pooling_by_hand_and_ties_go_to_the_first_maximum():
     layer = MaxPooling2D(2)
     layer.build((2, 4, 1), np.random.default_rng(0), "float64")
     x = np.array([[1, 5, 2, 2], [3, 5, 0, 1]], dtype=float).reshape(1, 2, 4, 1)
-    assert layer.forward(x)[0, :, :, 0].tolist() == [[5, 2]]
-    dx = layer.backward(np.array([10.0, 20.0]).reshape(1, 1, 2, 1))
+    c = Cache()
+    assert layer.forward(x, cache=c)[0, :, :, 0].tolist() == [[5, 2]]
+    dx = layer.backward(np.array([10.0, 20.0]).reshape(1, 1, 2, 1), c)
     # Both windows hold a tie (5, 5 and 2, 2); the first in row-major order takes the whole gradient.
     assert dx[0, :, :, 0].tolist() == [[0, 10, 20, 0], [0, 0, 0, 0]]
 
@@ -184,8 +189,9 @@ def test_overlapping_max_pooling_adds_the_gradient_of_every_window_a_pixel_wins(
     layer = MaxPooling2D(2, strides=1)
     layer.build((3, 3, 1), np.random.default_rng(0), "float64")
     x = np.array([[0, 1, 0], [2, 9, 3], [0, 4, 0]], dtype=float).reshape(1, 3, 3, 1)
-    assert layer.forward(x)[0, :, :, 0].tolist() == [[9, 9], [9, 9]]
-    dx = layer.backward(np.ones((1, 2, 2, 1)))
+    c = Cache()
+    assert layer.forward(x, cache=c)[0, :, :, 0].tolist() == [[9, 9], [9, 9]]
+    dx = layer.backward(np.ones((1, 2, 2, 1)), c)
     assert dx[0, :, :, 0].tolist() == [[0, 0, 0], [0, 4, 0], [0, 0, 0]]
 
 
@@ -194,8 +200,9 @@ def test_average_pooling_same_padding_averages_only_pixels_inside():
     layer.build((3, 3, 1), np.random.default_rng(0), "float64")
     x = np.arange(1, 10, dtype=float).reshape(1, 3, 3, 1)
     # windows {1,2,4,5}, {3,6}, {7,8}, {9}
-    assert layer.forward(x)[0, :, :, 0].tolist() == [[3, 4.5], [7.5, 9]]
-    dx = layer.backward(np.ones((1, 2, 2, 1)))
+    c = Cache()
+    assert layer.forward(x, cache=c)[0, :, :, 0].tolist() == [[3, 4.5], [7.5, 9]]
+    dx = layer.backward(np.ones((1, 2, 2, 1)), c)
     assert dx[0, :, :, 0].tolist() == [[0.25, 0.25, 0.5], [0.25, 0.25, 0.5], [0.5, 0.5, 1]]
 
 
@@ -267,10 +274,11 @@ def test_pooling_drops_rows_that_do_not_fill_a_window_and_passes_them_no_gradien
     layer = AveragePooling2D(2)
     layer.build((5, 5, 2), np.random.default_rng(0), "float32")
     x = np.random.default_rng(0).random((3, 5, 5, 2), dtype=np.float32)
-    y = layer.forward(x)
+    c = Cache()
+    y = layer.forward(x, cache=c)
     assert y.shape == (3, 2, 2, 2) and y.dtype == np.float32
     np.testing.assert_allclose(y, x[:, :4, :4].reshape(3, 2, 2, 2, 2, 2).mean(axis=(2, 4)), rtol=1e-6)
-    dx = layer.backward(np.ones_like(y))
+    dx = layer.backward(np.ones_like(y), c)
     assert dx.dtype == np.float32
     assert not dx[:, 4, :].any() and not dx[:, :, 4].any() and np.all(dx[:, :4, :4] == 0.25)
 
@@ -281,7 +289,7 @@ def test_global_average_pooling_by_hand():
     x = np.arange(12, dtype=float).reshape(1, 2, 2, 3)  # channel 0 holds 0..5, channel 1 holds 6..11
     assert layer.output_shape == (2,)
     assert layer.forward(x).tolist() == [[2.5, 8.5]]
-    assert np.all(layer.backward(np.array([[6.0, 12.0]])) == np.array([1.0, 2.0])[:, None, None])
+    assert np.all(layer.backward(np.array([[6.0, 12.0]]), Cache()) == np.array([1.0, 2.0])[:, None, None])
 
 
 # ----------------------------------------------------------------- bad arguments and inputs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from barenet.layers import AveragePooling2D, Conv2D, MaxPooling2D
+from barenet.layers import AveragePooling2D, Cache, Conv2D, MaxPooling2D
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -26,9 +26,10 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def run_both(layer, x: np.ndarray, torch_fn, seed: int = 0):
     """Forward and backward (with the same random upstream gradient) in both; returns the pairs to compare."""
-    y = layer.forward(x, training=True)
+    c = Cache()
+    y = layer.forward(x, training=True, cache=c)
     g = np.random.default_rng(seed).standard_normal(y.shape)
-    dx = layer.backward(g)
+    dx = layer.backward(g, c)
     xt = to_torch(x)
     yt = torch_fn(xt)
     yt.backward(torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2))))

@@ -69,8 +69,8 @@ def test_l2_penalty_is_in_the_loss_and_its_gradient():
 class _WrongDense(Dense):
     """A deliberately broken layer: its bias gradient is off by a factor of 2."""
 
-    def backward_logits(self, grad):
-        out = super().backward_logits(grad)
+    def backward_logits(self, grad, cache):
+        out = super().backward_logits(grad, cache)
         self.grads["bias"] *= 2
         return out
 

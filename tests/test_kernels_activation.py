@@ -5,6 +5,7 @@ import pytest
 
 import barenet as bn
 from barenet.kernels import activation
+from barenet.layers import Cache
 
 numba = pytest.importorskip("numba")
 BIAS_RELU = numba.njit(error_model="numpy")(activation._bias_relu)
@@ -44,9 +45,11 @@ def test_dense_relu_fused_equals_dense_then_relu(sample_shape):
         layer.build(sample_shape, np.random.default_rng(2), "float64")
     relu.build(split.output_shape, np.random.default_rng(2), "float64")
     np.testing.assert_array_equal(fused.params["bias"], split.params["bias"])
-    y = fused.forward(x, training=True)
-    np.testing.assert_allclose(y, relu.forward(split.forward(x)), rtol=1e-15)
+    c_fused, c_split, c_relu = Cache(), Cache(), Cache()
+    y = fused.forward(x, training=True, cache=c_fused)
+    np.testing.assert_allclose(y, relu.forward(split.forward(x, cache=c_split), cache=c_relu), rtol=1e-15)
     grad = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(fused.backward(grad), split.backward(relu.backward(grad)), rtol=1e-13)
+    np.testing.assert_allclose(fused.backward(grad, c_fused), split.backward(relu.backward(grad, c_relu), c_split),
+                               rtol=1e-13)
     for name in ("kernel", "bias"):
         np.testing.assert_allclose(fused.grads[name], split.grads[name], rtol=1e-13)

@@ -10,6 +10,7 @@ import barenet as bn
 from barenet.kernels import NUMBA_ENABLED
 from barenet.kernels import dropout as dropout_kernels
 from barenet.kernels import loss as loss_kernels
+from barenet.layers import Cache
 
 needs_numba = pytest.mark.skipif(not NUMBA_ENABLED, reason="numba not installed or BARENET_NUMBA=0")
 
@@ -82,10 +83,11 @@ def test_dropout_layer_keeps_its_meaning():
     layer = bn.layers.Dropout(0.25)
     layer.build((6, 5), np.random.default_rng(0))
     x = np.random.default_rng(2).standard_normal((40, 6, 5)).astype(np.float32)
-    y = layer.forward(x, training=True)
+    c = Cache()
+    y = layer.forward(x, training=True, cache=c)
     kept = y != 0
     assert 0.65 < kept.mean() < 0.85
     np.testing.assert_allclose(y[kept], x[kept] / np.float32(0.75), rtol=1e-6)
     g = np.ones_like(x)
-    np.testing.assert_array_equal(layer.backward(g) != 0, kept)
+    np.testing.assert_array_equal(layer.backward(g, c) != 0, kept)
     assert layer.forward(x, training=False) is x

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from barenet.kernels import recurrent as K
-from barenet.layers import GRU, LSTM
+from barenet.layers import GRU, LSTM, Cache
 from barenet.layers import recurrent as recurrent_module
 
 # (batch, units): one sample and one unit, odd sizes, and the benchmark's size.
@@ -130,9 +130,10 @@ def _layer(kind, return_sequences, seed=0):
 
 
 def _run(layer, x, g, states):
-    y = layer.forward(x, training=True, initial_state=states)
-    dx = layer.backward(g)
-    state_grads = layer.initial_state_grad
+    c = Cache()
+    y = layer.forward(x, training=True, initial_state=states, cache=c)
+    dx = layer.backward(g, c)
+    state_grads = c["initial_state_grad"]
     state_grads = [] if state_grads is None else [state_grads] if isinstance(state_grads, np.ndarray) else state_grads
     return [y, dx, *(layer.grads[k].copy() for k in ("kernel", "recurrent_kernel", "bias")), *state_grads]
 
@@ -149,7 +150,6 @@ def test_float32_layers_give_the_same_results_on_either_kernel_form(kind, return
         parts = [rng.standard_normal((4, 16)).astype(np.float32) for _ in kind.state_names]
         states = parts[0] if len(parts) == 1 else tuple(parts)
     layer = _layer(kind, return_sequences)
-    layer.input_grad_needed = True
     compiled = _run(layer, x, g, states)
     for name in PAIRS:
         monkeypatch.setattr(recurrent_module.kernels, name, PAIRS[name][1])

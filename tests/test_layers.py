@@ -38,6 +38,7 @@ from barenet.layers import (
     AveragePooling2D,
     BatchNormalization,
     Bidirectional,
+    Cache,
     Conv2D,
     Dense,
     Dropout,
@@ -159,8 +160,8 @@ def _reset_rng(layer: Layer, case: Case) -> Callable[[], None] | None:
 def test_gradients_match_finite_differences(case):
     layer = _built(case)
     result = bn.gradcheck(layer, _input(case), training=case.training, before_forward=_reset_rng(layer, case),
-                          check_input=layer.input_grad_needed)
-    assert set(result.errors) == {"input", *layer.params} - ({"input"} if not layer.input_grad_needed else set())
+                          check_input=not layer.takes_indices)
+    assert set(result.errors) == {"input", *layer.params} - ({"input"} if layer.takes_indices else set())
     assert result.max_error < 1e-6, result
 
 
@@ -207,10 +208,11 @@ def test_repr_names_the_class_and_its_arguments(case):
 def test_float32_in_float32_out(case):
     layer = _built(case, dtype="float32")
     x = _input(case, dtype="float32")
-    y = layer.forward(x, training=case.training)
+    c = Cache()
+    y = layer.forward(x, training=case.training, cache=c)
     assert y.dtype == np.float32
-    dx = layer.backward(np.ones_like(y))
-    assert dx is None if not layer.input_grad_needed else dx.dtype == np.float32
+    dx = layer.backward(np.ones_like(y), c)
+    assert dx is None if layer.takes_indices else dx.dtype == np.float32
     for key in layer.params:
         assert layer.params[key].dtype == np.float32
         assert layer.grads[key].dtype == np.float32 and layer.grads[key].shape == layer.params[key].shape
@@ -234,10 +236,84 @@ def test_wrong_input_shape_names_the_layer(case):
 def test_backward_does_not_touch_parameters(case):
     layer = _built(case)
     before = {k: v.copy() for k, v in layer.params.items()}
-    y = layer.forward(_input(case), training=case.training)
-    layer.backward(np.ones_like(y))
+    c = Cache()
+    y = layer.forward(_input(case), training=case.training, cache=c)
+    layer.backward(np.ones_like(y), c)
     for key, value in before.items():
         np.testing.assert_array_equal(layer.params[key], value)
+
+
+def _attributes(layer: Layer) -> dict[str, object]:
+    """Every attribute of ``layer`` and its sublayers, arrays by identity (``grads``, ``buffers`` and the
+    generator are the model's state, which training updates by design)."""
+    from barenet.layers.base import _layer_tree
+
+    return {f"{i}.{key}": id(value) if isinstance(value, np.ndarray) else repr(value)
+            for i, sub in enumerate(_layer_tree(layer)) for key, value in vars(sub).items()
+            if key not in ("grads", "buffers", "rng")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_call_keeps_nothing_on_the_layer(case):
+    """The contract: forward and backward leave the layer object as it was (the call's arrays live in the
+    cache), and inference without a cache allocates nothing that outlives the call."""
+    layer = _built(case)
+    before = _attributes(layer)
+    c = Cache()
+    y = layer.forward(_input(case), training=case.training, cache=c)
+    assert _attributes(layer) == before
+    layer.backward(np.ones_like(y), c)
+    assert _attributes(layer) == before
+    layer.forward(_input(case), training=False)
+    assert _attributes(layer) == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_two_interleaved_calls_backpropagate_each_its_own_input(case):
+    """Two calls in flight at once (one layer used twice in a network, or two threads): each backward
+    uses its own call's cache, so the gradients are those of separate calls."""
+    layer = _built(case)
+    x1, x2 = _input(case), _input(case) * 0.5 + 0.25
+    if layer.takes_indices:
+        x2 = (_input(case) + 1) % case.token_ids
+    reset = _reset_rng(layer, case) or (lambda: None)
+
+    def alone(x):
+        reset()
+        c = Cache()
+        y = layer.forward(x, training=case.training, cache=c)
+        dx = layer.backward(np.ones_like(y), c)
+        return y, dx, {k: g.copy() for k, g in layer.grads.items()}
+
+    y1, dx1, g1 = alone(x1)
+    y2, dx2, g2 = alone(x2)
+    reset()
+    c1, c2 = Cache(), Cache()
+    layer.forward(x1, training=case.training, cache=c1)
+    reset()
+    layer.forward(x2, training=case.training, cache=c2)
+    for c, dx, g in ((c1, dx1, g1), (c2, dx2, g2)):
+        got = layer.backward(np.ones_like(y1), c)
+        if dx is not None:
+            np.testing.assert_array_equal(got, dx)
+        for key in g:
+            np.testing.assert_array_equal(layer.grads[key], g[key])
+
+
+class _OldStyle(Layer):
+    def forward(self, x, *, training=False):
+        self._x = x
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+def test_a_layer_written_to_the_old_contract_is_refused_with_what_to_change():
+    with pytest.raises(ConfigError, match=r"_OldStyle\(\) implements the old layer contract.*"
+                                          r"forward\(self, x, \*, training=False, cache=None\).*"
+                                          r"backward\(self, grad, cache\)"):
+        bn.Sequential([Dense(2, input_dim=3), _OldStyle()])
 
 
 # ----------------------------------------------------------------- layer-specific behaviour
@@ -283,11 +359,12 @@ def test_dropout_scales_kept_units_and_is_identity_at_inference():
     layer = Dropout(0.25)
     layer.build((1000,), np.random.default_rng(0), "float64")
     x = np.ones((20, 1000))
-    y = layer.forward(x, training=True)
+    c = Cache()
+    y = layer.forward(x, training=True, cache=c)
     kept = y != 0
     np.testing.assert_allclose(y[kept], 1 / 0.75)
     assert abs(kept.mean() - 0.75) < 0.01
-    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), y)  # the gradient uses the same mask
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x), c), y)  # the gradient uses the same mask
     assert layer.forward(x, training=False) is x
     with pytest.raises(ConfigError, match=r"Dropout rate must be in \[0, 1\), got 1.0"):
         Dropout(1.0)
@@ -366,13 +443,14 @@ def test_random_flip_mirrors_about_half_the_training_images_and_none_at_inferenc
     model.build()
     layer = model.layers[0]
     x = np.random.default_rng(0).standard_normal((400, 4, 5, 2))
-    y = layer.forward(x, training=True)
+    c = Cache()
+    y = layer.forward(x, training=True, cache=c)
     same = np.all(y == x, axis=(1, 2, 3))
     mirrored = np.all(y == x[:, :, ::-1], axis=(1, 2, 3))
     assert np.all(same ^ mirrored)  # each image is either left alone or mirrored left to right
     assert 150 < mirrored.sum() < 250
     g = np.random.default_rng(1).standard_normal(x.shape)
-    dx = layer.backward(g)
+    dx = layer.backward(g, c)
     np.testing.assert_array_equal(dx[mirrored], g[mirrored][:, :, ::-1])
     np.testing.assert_array_equal(dx[same], g[same])
     assert layer.forward(x, training=False) is x

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import barenet as bn
-from barenet.layers import BatchNormalization, Conv2D
+from barenet.layers import BatchNormalization, Cache, Conv2D
 
 torch = pytest.importorskip("torch")
 
@@ -36,8 +36,9 @@ def test_channels_first_cnn_with_batchnorm_axis_1_matches_torch_batchnorm2d():
         net[1].weight.copy_(torch.from_numpy(norm.params["gamma"]))
         net[1].bias.copy_(torch.from_numpy(norm.params["beta"]))
 
-    y = model.forward(x, training=True)
-    model.backward(upstream)
+    cache = Cache(input_grad=True)  # a first layer skips its input gradient in training; ask for it here
+    y = model.forward(x, training=True, cache=cache)
+    dx = model.backward(upstream, cache)
     xt = torch.from_numpy(x).requires_grad_(True)
     yt = net(xt)
     yt.backward(torch.from_numpy(upstream))
@@ -47,8 +48,6 @@ def test_channels_first_cnn_with_batchnorm_axis_1_matches_torch_batchnorm2d():
     np.testing.assert_allclose(norm.grads["beta"], net[1].bias.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(conv.grads["kernel"], net[0].weight.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-9,
                                atol=1e-12)
-    conv.input_grad_needed = True  # a first layer skips its input gradient in training; ask for it here
-    dx = conv.backward(norm.backward(upstream))
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
 
     m = 5 * 7 * 6

@@ -16,7 +16,7 @@ import pytest
 import barenet as bn
 from barenet.errors import ConfigError, DataError, ShapeError
 from barenet.gradcheck import numerical_gradient, relative_error
-from barenet.layers import GRU, LSTM, Bidirectional, Dense, Embedding, SimpleRNN
+from barenet.layers import GRU, LSTM, Bidirectional, Cache, Dense, Embedding, SimpleRNN
 
 H = 1e-5
 FEATURES, UNITS, BATCH = 2, 3, 2
@@ -52,12 +52,13 @@ def test_gradients_through_time_match_finite_differences(name, time, return_sequ
     assert set(result.errors) == {"input", "kernel", "recurrent_kernel", "bias"}
     assert result.max_error < 1e-6, result
 
-    r = rng.standard_normal(layer.forward(x).shape)
-    layer.backward(r.copy())
+    c = Cache()
+    r = rng.standard_normal(layer.forward(x, cache=c).shape)
+    layer.backward(r.copy(), c)
     if not with_state:
-        assert layer.initial_state_grad is None
+        assert c["initial_state_grad"] is None
         return
-    for state, grad in zip(states, _parts(layer.initial_state_grad), strict=True):
+    for state, grad in zip(states, _parts(c["initial_state_grad"]), strict=True):
         numeric = numerical_gradient(lambda: float(np.sum(layer.forward(x) * r)), state, H)
         assert relative_error(grad, numeric) < 1e-6
 
@@ -77,12 +78,13 @@ def test_a_state_shared_by_the_batch_gets_the_summed_gradient(name):
     x = np.random.default_rng(3).standard_normal((4, 3, FEATURES))
     shared = [np.linspace(-0.5, 0.5, UNITS) for _ in layer.state_names]
     g = np.random.default_rng(4).standard_normal((4, 3, UNITS))
-    y_shared = layer.forward(x, initial_state=_as_state(shared))
-    layer.backward(g)
-    grad_shared = _parts(layer.initial_state_grad)
-    y_full = layer.forward(x, initial_state=_as_state([np.tile(s, (4, 1)) for s in shared]))
-    layer.backward(g)
-    grad_full = _parts(layer.initial_state_grad)
+    c_shared, c_full = Cache(), Cache()
+    y_shared = layer.forward(x, initial_state=_as_state(shared), cache=c_shared)
+    layer.backward(g, c_shared)
+    grad_shared = _parts(c_shared["initial_state_grad"])
+    y_full = layer.forward(x, initial_state=_as_state([np.tile(s, (4, 1)) for s in shared]), cache=c_full)
+    layer.backward(g, c_full)
+    grad_full = _parts(c_full["initial_state_grad"])
     np.testing.assert_array_equal(y_shared, y_full)
     for a, b in zip(grad_shared, grad_full, strict=True):
         assert a.shape == (UNITS,) and b.shape == (4, UNITS)
@@ -93,13 +95,14 @@ def test_a_state_shared_by_the_batch_gets_the_summed_gradient(name):
 def test_final_state_lets_a_sequence_be_processed_in_chunks(name):
     layer = _built(LAYERS[name], 6, True)
     x = np.random.default_rng(5).standard_normal((3, 6, FEATURES))
-    whole = layer.forward(x)
-    final = layer.final_state
+    c_whole, c_first, c_second = Cache(), Cache(), Cache()
+    whole = layer.forward(x, cache=c_whole)
+    final = c_whole["final_state"]
     half = _built(LAYERS[name], 3, True)
-    first = half.forward(x[:, :3])
-    second = half.forward(x[:, 3:], initial_state=half.final_state)
+    first = half.forward(x[:, :3], cache=c_first)
+    second = half.forward(x[:, 3:], initial_state=c_first["final_state"], cache=c_second)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12)
-    for a, b in zip(_parts(final), _parts(half.final_state), strict=True):
+    for a, b in zip(_parts(final), _parts(c_second["final_state"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     np.testing.assert_array_equal(whole[:, -1], _parts(final)[0])
 
@@ -134,10 +137,11 @@ def test_lstm_one_step_by_hand():
     layer.params["recurrent_kernel"][...] = 0.0
     layer.params["bias"][...] = 0.0
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    y = layer.forward(np.array([[[0.5]]]), initial_state=(np.zeros(1), np.array([2.0])))
+    cache = Cache()
+    y = layer.forward(np.array([[[0.5]]]), initial_state=(np.zeros(1), np.array([2.0])), cache=cache)
     c = sig(1.0) * 2.0 + sig(0.5) * np.tanh(1.5)
     np.testing.assert_allclose(y, [[sig(2.0) * np.tanh(c)]], rtol=1e-14)
-    np.testing.assert_allclose(layer.final_state[1], [[c]], rtol=1e-14)
+    np.testing.assert_allclose(cache["final_state"][1], [[c]], rtol=1e-14)
 
 
 def test_gru_one_step_by_hand_in_both_reset_forms():
@@ -208,10 +212,11 @@ def test_embedding_looks_up_rows_and_scatters_gradients_with_repeats():
     layer.build((3,), np.random.default_rng(0), "float64")
     table = layer.params["embeddings"]
     ids = np.array([[0, 4, 0], [2, 2, 2]], dtype=float)  # what a model passes after casting
-    y = layer.forward(ids)
+    c = Cache()
+    y = layer.forward(ids, cache=c)
     np.testing.assert_array_equal(y, table[[[0, 4, 0], [2, 2, 2]]])
     g = np.arange(12, dtype=float).reshape(2, 3, 2)
-    assert layer.backward(g) is None
+    assert layer.backward(g, c) is None
     expected = np.zeros((5, 2))
     expected[0] = g[0, 0] + g[0, 2]
     expected[4] = g[0, 1]

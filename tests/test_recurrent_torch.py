@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from barenet.layers import GRU, LSTM, SimpleRNN
+from barenet.layers import GRU, LSTM, Cache, SimpleRNN
 
 torch = pytest.importorskip("torch")
 
@@ -86,14 +86,16 @@ def test_outputs_and_gradients_match_torch(name, return_sequences, with_state):
     out = out if return_sequences else out[:, -1]
     (out * torch.tensor(r)).sum().backward()
 
-    y = layer.forward(x, initial_state=None if states is None else (states[0] if n_states == 1 else tuple(states)))
+    c = Cache()
+    y = layer.forward(x, initial_state=None if states is None else (states[0] if n_states == 1 else tuple(states)),
+                      cache=c)
     np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-5, atol=1e-12)
-    dx = layer.backward(r)
+    dx = layer.backward(r, c)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-5, atol=1e-12)
     for key, expected in _torch_grads(layer, module).items():
         np.testing.assert_allclose(layer.grads[key], expected, rtol=1e-5, atol=1e-12, err_msg=key)
     if with_state:
-        got = layer.initial_state_grad
+        got = c["initial_state_grad"]
         got = [got] if n_states == 1 else list(got)
         for g, s in zip(got, st, strict=True):
             np.testing.assert_allclose(g, s.grad.numpy()[0], rtol=1e-5, atol=1e-12)

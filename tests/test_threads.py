@@ -140,9 +140,9 @@ LAYERS = {
 def _run_layer(make, sample_shape, dtype, x, g):
     layer = make()
     layer.build(sample_shape, np.random.default_rng(1), dtype)
-    layer.input_grad_needed = True
-    y = layer.forward(x, training=True)
-    dx = layer.backward(g)
+    cache = L.Cache()
+    y = layer.forward(x, training=True, cache=cache)
+    dx = layer.backward(g, cache)
     return y, dx, {k: v.copy() for k, v in layer.grads.items()}
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ConfigError
-from .layers.base import Layer
+from .layers.base import Cache, Layer
 
 
 @dataclass
@@ -120,11 +120,9 @@ def _check_layer(layer, x, h, seed, training, check_input, reset) -> GradcheckRe
         return float(np.sum(layer.forward(x, training=training) * r))
 
     reset()
-    layer.forward(x, training=training)
-    was_needed = layer.input_grad_needed
-    layer.input_grad_needed = True
-    dx = layer.backward(r.copy())
-    layer.input_grad_needed = was_needed
+    cache = Cache(input_grad=check_input)
+    layer.forward(x, training=training, cache=cache)
+    dx = layer.backward(r.copy(), cache)
     analytic = {name: g.copy() for name, g in layer.grads.items()}
     result = GradcheckResult()
     if check_input:

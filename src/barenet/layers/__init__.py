@@ -2,7 +2,7 @@
 
 from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .augmentation import RandomFlip
-from .base import Layer, layer_class, register
+from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
 from .dense import Dense
@@ -14,8 +14,9 @@ from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
 
 __all__ = [
-    "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout", "ELU", "Flatten", "GELU",
+    "Activation", "AveragePooling2D", "BatchNormalization", "Cache", "Conv2D", "Dense", "Dropout", "ELU", "Flatten",
+    "GELU",
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
-    "Sigmoid", "Softmax", "Tanh", "layer_class", "register",
+    "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
 ]

@@ -1,7 +1,7 @@
 r"""Activation layers: element-wise nonlinearities (and softmax over the last axis).
 
-Each caches what its derivative needs. For an element-wise :math:`y = f(z)` the backward
-pass is :math:`\partial L/\partial z = \partial L/\partial y \odot f'(z)`.
+Each stores in the call's cache what its derivative needs (the input ``x`` or the output ``y``). For an
+element-wise :math:`y = f(z)` the backward pass is :math:`\partial L/\partial z = \partial L/\partial y \odot f'(z)`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from .. import functional as F
 from .. import threads
 from ..errors import ConfigError
-from .base import Layer, register
+from .base import Cache, Layer, register
 
 
 class Activation(Layer):
@@ -21,10 +21,11 @@ class Activation(Layer):
 
     kind: ClassVar[str] = ""
 
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        self._x = x
-        self._y = self.function(x)
-        return self._y
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
+        y = self.function(x)
+        if cache is not None:
+            cache["x"], cache["y"] = x, y
+        return y
 
     def function(self, x: np.ndarray) -> np.ndarray:
         """The activation itself, without caching."""
@@ -40,7 +41,7 @@ class Linear(Activation):
     def function(self, x):
         return x
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         return grad
 
 
@@ -54,15 +55,17 @@ class ReLU(Activation):
         return F.relu(x)
 
     # Both directions on slices of the batch at once (barenet.threads): after a convolution the maps are large.
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        self._x = x
-        self._y = np.empty(x.shape, dtype=x.dtype)
-        threads.by_rows(lambda x, y: np.maximum(x, 0, out=y), x, self._y)
-        return self._y
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
+        y = np.empty(x.shape, dtype=x.dtype)
+        threads.by_rows(lambda x, y: np.maximum(x, 0, out=y), x, y)
+        if cache is not None:
+            cache["y"] = y
+        return y
 
-    def backward(self, grad):
-        dz = np.empty(np.broadcast_shapes(grad.shape, self._y.shape), dtype=np.result_type(grad, self._y))
-        threads.by_rows(lambda g, y, dz: np.multiply(g, y > 0, out=dz), grad, self._y, dz)
+    def backward(self, grad, cache):
+        y = cache["y"]
+        dz = np.empty(np.broadcast_shapes(grad.shape, y.shape), dtype=np.result_type(grad, y))
+        threads.by_rows(lambda g, y, dz: np.multiply(g, y > 0, out=dz), grad, y, dz)
         return dz
 
 
@@ -79,8 +82,8 @@ class LeakyReLU(Activation):
     def function(self, x):
         return F.leaky_relu(x, self.alpha)
 
-    def backward(self, grad):
-        return np.where(self._x > 0, grad, grad * grad.dtype.type(self.alpha))
+    def backward(self, grad, cache):
+        return np.where(cache["x"] > 0, grad, grad * grad.dtype.type(self.alpha))
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -99,8 +102,8 @@ class ELU(Activation):
     def function(self, x):
         return F.elu(x, self.alpha)
 
-    def backward(self, grad):
-        return np.where(self._x > 0, grad, grad * (self._y + grad.dtype.type(self.alpha)))
+    def backward(self, grad, cache):
+        return np.where(cache["x"] > 0, grad, grad * (cache["y"] + grad.dtype.type(self.alpha)))
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -115,8 +118,8 @@ class GELU(Activation):
     def function(self, x):
         return F.gelu(x)
 
-    def backward(self, grad):
-        return grad * F.gelu_grad(self._x)
+    def backward(self, grad, cache):
+        return grad * F.gelu_grad(cache["x"])
 
 
 @register
@@ -128,8 +131,8 @@ class Sigmoid(Activation):
     def function(self, x):
         return F.sigmoid(x)
 
-    def backward(self, grad):
-        y = self._y
+    def backward(self, grad, cache):
+        y = cache["y"]
         return grad * y * (1 - y)
 
 
@@ -142,8 +145,8 @@ class Tanh(Activation):
     def function(self, x):
         return np.tanh(x)
 
-    def backward(self, grad):
-        y = self._y
+    def backward(self, grad, cache):
+        y = cache["y"]
         return grad * (1 - y * y)
 
 
@@ -163,8 +166,8 @@ class Softmax(Activation):
     def function(self, x):
         return F.softmax(x, axis=-1)
 
-    def backward(self, grad):
-        y = self._y
+    def backward(self, grad, cache):
+        y = cache["y"]
         return y * (grad - np.sum(grad * y, axis=-1, keepdims=True))
 
 
@@ -213,11 +216,12 @@ class Activated:
 
     activation: Activation
 
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        return self.activation.forward(self.forward_logits(x, training=training), training=training)
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
+        z = self.forward_logits(x, training=training, cache=cache)
+        return self.activation.forward(z, training=training, cache=None if cache is None else cache.child("activation"))
 
-    def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        return self.backward_logits(self.activation.backward(grad))
+    def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
+        return self.backward_logits(self.activation.backward(grad, cache["activation"]), cache)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]):

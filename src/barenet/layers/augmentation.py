@@ -46,29 +46,31 @@ class RandomFlip(ImageLayer):
         if mode not in FLIP_MODES:
             raise ConfigError(f"RandomFlip mode must be one of {sorted(FLIP_MODES)}, got {mode!r}")
         self.mode = mode
-        self._flipped: list[tuple[int, np.ndarray]] = []
 
     def compute_output_shape(self, input_shape):
         self.image_shape(input_shape)  # checks that samples are images
         return tuple(input_shape)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
-        self._flipped = []
         if not training:
             return x
         out = np.array(self.to_last(x))
+        flipped = []
         for axis in FLIP_MODES[self.mode]:
             chosen = np.flatnonzero(self.rng.random(len(out)) < 0.5)
             out[chosen] = np.flip(out[chosen], axis=axis)
-            self._flipped.append((axis, chosen))
+            flipped.append((axis, chosen))
+        if cache is not None:
+            cache["flipped"] = flipped
         return self.from_last(out)
 
-    def backward(self, grad):
-        if not self._flipped:
+    def backward(self, grad, cache):
+        flipped = cache.get("flipped")
+        if not flipped:
             return grad
         g = np.array(self.to_last(grad))
-        for axis, chosen in reversed(self._flipped):
+        for axis, chosen in reversed(flipped):
             g[chosen] = np.flip(g[chosen], axis=axis)
         return self.from_last(g)
 

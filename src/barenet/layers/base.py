@@ -14,14 +14,30 @@ Its life cycle:
 1. ``build(input_shape, rng, dtype)`` creates the parameters once the input shape is known.
    ``input_shape`` excludes the batch axis: ``(features,)`` for vectors,
    ``(height, width, channels)`` for images, ``(time, features)`` for sequences.
-2. ``forward(x, *, training)`` maps ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``
-   and caches only what ``backward`` needs.
-3. ``backward(grad)`` takes dLoss/dOutput of the last ``forward`` and returns dLoss/dInput
-   (or ``None`` when ``input_grad_needed`` is False, as for a network's first layer). It writes
-   into the ``grads`` arrays in place (the model hands the same arrays to the optimizer at every
-   step) and never touches ``params``: only an optimizer updates parameters.
+2. ``forward(x, *, training=False, cache=None)`` maps ``x : (batch, *input_shape)`` to
+   ``(batch, *output_shape)``. A call keeps nothing on the layer object: when a backward pass will
+   follow, the caller hands in a fresh :class:`Cache` and ``forward`` stores in it what ``backward``
+   needs (its input, a mask, batch statistics ...); at inference ``cache`` is ``None`` and nothing is
+   kept, so a prediction holds no memory after it returns, and several threads, or several places of
+   one network, can call the same layer at once.
+3. ``backward(grad, cache)`` takes dLoss/dOutput of the call that filled ``cache`` and returns
+   dLoss/dInput (or ``None`` when ``cache.input_grad`` is False, as for a network's first layer).
+   It writes the parameter gradients into the ``grads`` arrays in place (the model hands the same
+   arrays to the optimizer at every step) and never touches ``params``: only an optimizer updates
+   parameters.
 4. ``get_config()`` returns the JSON-serializable constructor arguments, so
    ``type(layer).from_config(layer.get_config())`` rebuilds an equivalent (unbuilt) layer.
+
+For example::
+
+    cache = Cache()
+    y = layer.forward(x, training=True, cache=cache)
+    dx = layer.backward(dy, cache)      # fills layer.grads, returns dLoss/dx
+
+The state a layer does keep between calls is the model's, not a call's: parameters and their
+gradients, running statistics updated in training mode (``buffers``), and the random generator of
+layers that draw (Dropout). Training one model from two threads at once is therefore not supported;
+predicting with it from any number of threads is.
 
 Which parameters are weights: a parameter whose name ends in ``kernel`` (Dense and Conv2D ``kernel``,
 the recurrent layers' ``kernel`` and ``recurrent_kernel``, Bidirectional's ``forward_kernel`` ...) or is
@@ -31,7 +47,9 @@ the recurrent layers' ``kernel`` and ``recurrent_kernel``, Bidirectional's ``for
 
 A new layer is a subclass that implements ``build`` (if it has parameters), ``forward``,
 ``backward``, ``compute_output_shape`` (if it changes the shape) and ``get_config``, and adds
-itself to the registry with :func:`register`.
+itself to the registry with :func:`register`. A layer written to the contract of barenet 0.1
+(``forward(x, *, training)`` caching on ``self``, ``backward(grad)``) is refused when a model is built,
+with a message saying what to change (:func:`check_contract`).
 
 Parameters belong to the model once it is built: :class:`~barenet.Sequential` moves every layer's
 parameters and gradients into one packed array each (see :meth:`Layer.move_parameters`), so that the
@@ -54,6 +72,7 @@ without drawing them. A layer that allocates its weights any other way overrides
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -68,6 +87,48 @@ _REGISTRY: dict[str, type[Layer]] = {}
 
 #: Name endings of the parameters that weight decay and the L2 penalty apply to (see :meth:`Layer.decays`).
 DECAYED_NAME_ENDINGS = ("kernel", "embeddings")
+
+
+class Cache(dict):
+    """What one call of a layer keeps for its backward pass (a dict; the layer chooses the keys).
+
+    The caller makes one per call and hands the same object to ``backward``. ``input_grad`` says whether
+    the caller wants dLoss/dInput back (``False`` for a network's first layer, whose input is data);
+    a layer made of sublayers gives each its own cache with :meth:`child`.
+    """
+
+    def __init__(self, *, input_grad: bool = True) -> None:
+        super().__init__()
+        self.input_grad = bool(input_grad)
+
+    def child(self, key: str, *, input_grad: bool | None = None) -> Cache:
+        """A new cache stored under ``key`` for a sublayer's call (``input_grad`` defaults to this one's)."""
+        sub = Cache(input_grad=self.input_grad if input_grad is None else input_grad)
+        self[key] = sub
+        return sub
+
+
+def check_contract(layer: Layer) -> None:
+    """Raise a :class:`ConfigError` when ``layer``'s class implements the 0.1 contract.
+
+    That contract (``forward(x, *, training)`` keeping the call's arrays on ``self``, ``backward(grad)``)
+    let two threads, or two places of one network, overwrite each other's arrays; the message says what
+    to change.
+    """
+    cls = type(layer)
+    forward = inspect.signature(cls.forward).parameters
+    backward = [p for p in inspect.signature(cls.backward).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_cache = "cache" in forward or any(p.kind is p.VAR_KEYWORD for p in forward.values())
+    if takes_cache and len(backward) >= 3:
+        return
+    raise ConfigError(
+        f"{layer.describe()} implements the old layer contract: forward(x, *, training) keeping the call's "
+        f"arrays on self, backward(grad). A layer call now keeps nothing on the layer: write "
+        f"forward(self, x, *, training=False, cache=None), storing what backward needs in cache (a dict, "
+        f"cache[...] = ...; None at inference, when nothing is to be kept), and backward(self, grad, cache), "
+        f"reading it back from cache. See barenet.layers.base"
+    )
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -104,7 +165,6 @@ class Layer:
         self.buffers: dict[str, np.ndarray] = {}
         self.built = False
         self.dtype: np.dtype = np.dtype("float32")
-        self.input_grad_needed = True
 
     # ----------------------------------------------------------------- life cycle
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = "float32") -> None:
@@ -145,13 +205,19 @@ class Layer:
         """Shape of one output sample given the shape of one input sample (default: unchanged)."""
         return tuple(input_shape)
 
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """Map ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``."""
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
+        """Map ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``; with a ``cache``, store in it
+        what :meth:`backward` needs."""
         raise NotImplementedError
 
-    def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        """Given dLoss/dOutput of the last ``forward``, fill ``grads`` and return dLoss/dInput."""
+    def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
+        """Given dLoss/dOutput of the call that filled ``cache``, fill ``grads`` and return dLoss/dInput
+        (``None`` when ``cache.input_grad`` is False)."""
         raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        """``layer(x)``: :meth:`forward` in inference mode by default, keeping nothing."""
+        return self.forward(x, training=training)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments as JSON-serializable values."""

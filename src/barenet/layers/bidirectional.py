@@ -88,11 +88,13 @@ class Bidirectional(Layer):
     def _reverse(self, y: np.ndarray) -> np.ndarray:
         return y[:, ::-1] if self.return_sequences else y
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
-        self._yf = self.forward_layer.forward(x, training=training)
-        self._yb = self._reverse(self.backward_layer.forward(x[:, ::-1], training=training))
-        yf, yb = self._yf, self._yb
+        yf = self.forward_layer.forward(x, training=training, cache=None if cache is None else cache.child("forward"))
+        yb = self._reverse(self.backward_layer.forward(x[:, ::-1], training=training,
+                                                       cache=None if cache is None else cache.child("backward")))
+        if cache is not None and self.merge_mode == "mul":
+            cache["yf"], cache["yb"] = yf, yb
         if self.merge_mode == "concat":
             return np.concatenate([yf, yb], axis=-1)
         if self.merge_mode == "sum":
@@ -101,21 +103,19 @@ class Bidirectional(Layer):
             return yf * yb
         return (yf + yb) * self.dtype.type(0.5)
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         if self.merge_mode == "concat":
             n = self.forward_layer.units
             gf, gb = grad[..., :n], grad[..., n:]
         elif self.merge_mode == "sum":
             gf = gb = grad
         elif self.merge_mode == "mul":
-            gf, gb = grad * self._yb, grad * self._yf
+            gf, gb = grad * cache["yb"], grad * cache["yf"]
         else:
             gf = gb = grad * self.dtype.type(0.5)
-        for sub in (self.forward_layer, self.backward_layer):
-            sub.input_grad_needed = self.input_grad_needed
-        dxf = self.forward_layer.backward(np.ascontiguousarray(gf))
-        dxb = self.backward_layer.backward(np.ascontiguousarray(self._reverse(gb)))
-        if not self.input_grad_needed:
+        dxf = self.forward_layer.backward(np.ascontiguousarray(gf), cache["forward"])
+        dxb = self.backward_layer.backward(np.ascontiguousarray(self._reverse(gb)), cache["backward"])
+        if not cache.input_grad:
             return None
         return dxf + dxb[:, ::-1]
 

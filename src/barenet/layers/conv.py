@@ -10,7 +10,7 @@ from .. import functional as F
 from .. import initializers, threads
 from ..errors import ConfigError, ShapeError
 from . import activations
-from .base import Layer, register
+from .base import Cache, Layer, register
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -189,7 +189,6 @@ class Conv2D(activations.Activated, ImageLayer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.use_bias = bool(use_bias)
         self.l2 = float(l2)
-        self._xp: np.ndarray | None = None
 
     def compute_output_shape(self, input_shape):
         h, w, _ = self.image_shape(input_shape)
@@ -220,7 +219,7 @@ class Conv2D(activations.Activated, ImageLayer):
         step = max(1, CHUNK_VALUES // per_sample)
         return [slice(i, min(i + step, batch.stop)) for i in range(batch.start, batch.stop, step)]
 
-    def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward_logits(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
         """:math:`z = x \\star W + b`, before the activation; same layout as the input.
 
         Each thread of :mod:`barenet.threads` takes a slice of the batch and, a few samples at a time,
@@ -228,7 +227,8 @@ class Conv2D(activations.Activated, ImageLayer):
         """
         self.check_input(x)
         xp = F.pad_spatial(self.to_last(x), self._pads)
-        self._xp = xp
+        if cache is not None:
+            cache["xp"] = xp
         n = x.shape[0]
         oh, ow, _ = self.image_shape(self.output_shape)
         kernel = self.params["kernel"].reshape(-1, self.filters)
@@ -245,19 +245,19 @@ class Conv2D(activations.Activated, ImageLayer):
         threads.run(part, threads.parts(n, kernel.size * oh * ow))
         return self.from_last(z.reshape(n, oh, ow, self.filters))
 
-    def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
+    def backward_logits(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         """Backward from :math:`\\partial L/\\partial z`, skipping the activation.
 
         Each thread takes a slice of the batch and, a few samples at a time, unfolds them again and adds
         their share of :math:`X_{col}^\\top G` and of the bias gradient (summed over the threads
         afterwards), and computes their input gradient.
         """
-        xp = self._xp
+        xp = cache["xp"]
         n = xp.shape[0]
         g = np.ascontiguousarray(self.to_last(grad)).reshape(n, -1, self.filters)
         kh, kw, c, _ = self.params["kernel"].shape
         taps_kernel = self.params["kernel"].reshape(kh * kw, c, self.filters).transpose(0, 2, 1)
-        dxp = np.empty(xp.shape, dtype=g.dtype) if self.input_grad_needed else None
+        dxp = np.empty(xp.shape, dtype=g.dtype) if cache.input_grad else None
 
         def part(batch: slice) -> tuple[np.ndarray, np.ndarray | None]:
             dkernel = np.zeros((kh * kw * c, self.filters), dtype=g.dtype)

@@ -10,7 +10,7 @@ from .. import initializers, threads
 from ..errors import ConfigError, ShapeError
 from ..kernels import activation as kernels
 from . import activations
-from .base import Layer, register
+from .base import Cache, Layer, register
 
 
 @register
@@ -83,10 +83,11 @@ class Dense(activations.Activated, Layer):
 
     # Inside barenet.threads.engine the products run on several threads: z = xW + b and dx = g W^T on
     # slices of the batch's rows (db = sum(g) added over the slices), dW = x^T g in blocks of columns.
-    def forward_logits(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward_logits(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
         """:math:`z = xW + b`, before the activation."""
         self.check_input(x)
-        self._x = x
+        if cache is not None:
+            cache["x"] = x
         return self._product(x, relu=False)
 
     def _product(self, x: np.ndarray, relu: bool) -> np.ndarray:
@@ -105,20 +106,21 @@ class Dense(activations.Activated, Layer):
         threads.run(part, threads.parts(len(x2), kernel.size))
         return z.reshape(*x.shape[:-1], self.units)
 
-    def backward_logits(self, grad: np.ndarray) -> np.ndarray | None:
+    def backward_logits(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
-        return self._backward(grad, relu=False)
+        return self._backward(grad, cache, relu=False)
 
-    def _backward(self, grad: np.ndarray, relu: bool) -> np.ndarray | None:
+    def _backward(self, grad: np.ndarray, cache: Cache, relu: bool) -> np.ndarray | None:
         """The kernel gradient :math:`x^\\top g`, the bias gradient :math:`\\sum g` and the input gradient
         :math:`g W^\\top` (when needed), with ``g = grad`` or, with ``relu``, ``grad * [y > 0]``
         (``kernels.relu_bias_backward``, one pass)."""
-        x = self._x.reshape(-1, self._x.shape[-1])
+        x_in = cache["x"]
+        x = x_in.reshape(-1, x_in.shape[-1])
         grad = np.ascontiguousarray(grad).reshape(-1, self.units)
         kernel = self.params["kernel"]
-        y = self._y.reshape(-1, self.units) if relu else None
+        y = cache["y"].reshape(-1, self.units) if relu else None
         dz = np.empty(grad.shape, dtype=grad.dtype) if relu else grad
-        dx = np.empty(x.shape, dtype=grad.dtype) if self.input_grad_needed else None
+        dx = np.empty(x.shape, dtype=grad.dtype) if cache.input_grad else None
 
         def part(rows: slice) -> np.ndarray | None:
             if relu:
@@ -134,24 +136,25 @@ class Dense(activations.Activated, Layer):
         if self.use_bias:
             np.sum(dbiases, axis=0, out=self.grads["bias"])
         threads.matmul_tn(x, dz, out=self.grads["kernel"])
-        return None if dx is None else dx.reshape(*self._x.shape[:-1], x.shape[-1])
+        return None if dx is None else dx.reshape(*x_in.shape[:-1], x.shape[-1])
 
     # Bias + ReLU in one pass each way (kernels.activation): the usual hidden layer.
     def _fuses_relu(self) -> bool:
         return self.use_bias and type(self.activation) is activations.ReLU
 
-    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
         if not self._fuses_relu():
-            return super().forward(x, training=training)
+            return super().forward(x, training=training, cache=cache)
         self.check_input(x)
-        self._x = x
-        self._y = self._product(x, relu=True)
-        return self._y
+        y = self._product(x, relu=True)
+        if cache is not None:
+            cache["x"], cache["y"] = x, y
+        return y
 
-    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+    def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         if not self._fuses_relu():
-            return super().backward(grad)
-        return self._backward(grad, relu=True)
+            return super().backward(grad, cache)
+        return self._backward(grad, cache, relu=True)
 
     def get_config(self):
         return {

@@ -32,23 +32,24 @@ class Dropout(Layer):
             raise ConfigError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         if not training or self.rate == 0.0:
-            self._mask = None
             return x
         x = np.ascontiguousarray(x)
         u = self.rng.random(x.shape, dtype=np.float32)
-        self._mask = np.empty(x.shape, dtype=bool)
+        mask = np.empty(x.shape, dtype=bool)
         y = np.empty_like(x)
-        kernels.forward(x.reshape(-1), u.reshape(-1), 1.0 - self.rate, y.reshape(-1), self._mask.reshape(-1))
+        kernels.forward(x.reshape(-1), u.reshape(-1), 1.0 - self.rate, y.reshape(-1), mask.reshape(-1))
+        if cache is not None:
+            cache["mask"] = mask
         return y
 
-    def backward(self, grad):
-        if self._mask is None:
+    def backward(self, grad, cache):
+        mask = cache.get("mask")
+        if mask is None:
             return grad
-        dx = np.empty(self._mask.shape, dtype=grad.dtype)
-        kernels.backward(np.ascontiguousarray(grad).reshape(-1), self._mask.reshape(-1), 1.0 - self.rate,
-                         dx.reshape(-1))
+        dx = np.empty(mask.shape, dtype=grad.dtype)
+        kernels.backward(np.ascontiguousarray(grad).reshape(-1), mask.reshape(-1), 1.0 - self.rate, dx.reshape(-1))
         return dx
 
     def get_config(self):

@@ -60,7 +60,6 @@ class Embedding(Layer):
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
-        self.input_grad_needed = False
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
@@ -87,15 +86,17 @@ class Embedding(Layer):
                             f" for input_dim={self.input_dim}")
         return x.astype(np.intp)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
-        self._idx = self.indices(x)
-        return self.params["embeddings"][self._idx]
+        idx = self.indices(x)
+        if cache is not None:
+            cache["idx"] = idx
+        return self.params["embeddings"][idx]
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         g = self.grads["embeddings"]
         g[...] = 0
-        np.add.at(g, self._idx.reshape(-1), grad.reshape(-1, self.output_dim))
+        np.add.at(g, cache["idx"].reshape(-1), grad.reshape(-1, self.output_dim))
         return None
 
     def get_config(self):

@@ -79,7 +79,7 @@ class BatchNormalization(Layer):
         shape = x.shape
         return x.reshape(int(np.prod(shape[:self._axis])), shape[self._axis], -1)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
         x3 = self._channel_view(x)
         if training:
@@ -96,12 +96,13 @@ class BatchNormalization(Layer):
         else:
             mean, var = self.buffers["moving_mean"], self.buffers["moving_variance"]
         inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
-        # Backward needs x, the statistics and the mode: x_hat is recomputed there, not stored.
-        self._cache = (x3, mean.astype(x.dtype), inv_std, training)
+        if cache is not None:  # backward needs x, the statistics and the mode: x_hat is recomputed there
+            cache["x3"], cache["mean"], cache["inv_std"], cache["training"] = (x3, mean.astype(x.dtype), inv_std,
+                                                                               training)
         return kernels.normalize(x3, mean, inv_std, self.params["gamma"], self.params["beta"]).reshape(x.shape)
 
-    def backward(self, grad):
-        x3, mean, inv_std, training = self._cache
+    def backward(self, grad, cache):
+        x3, mean, inv_std, training = cache["x3"], cache["mean"], cache["inv_std"], cache["training"]
         dx, dgamma, dbeta = kernels.backward(self._channel_view(grad), x3, mean, inv_std, self.params["gamma"],
                                              training)
         self.grads["gamma"][...] = dgamma

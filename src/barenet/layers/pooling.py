@@ -81,15 +81,16 @@ class MaxPooling2D(Pooling2D):
     pass compares nothing.
     """
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
-        out, self._winners = kernels.max_forward(self.to_last(x), self.pool_size, self.strides, self._pads)
-        self._shape = self._image_shape(x)
+        out, winners = kernels.max_forward(self.to_last(x), self.pool_size, self.strides, self._pads)
+        if cache is not None:
+            cache["winners"] = winners
         return self.from_last(out)
 
-    def backward(self, grad):
-        dx = kernels.max_backward(self.to_last(grad), self._winners, self._shape, self.pool_size, self.strides,
-                                  self._pads)
+    def backward(self, grad, cache):
+        dx = kernels.max_backward(self.to_last(grad), cache["winners"], self._image_shape(grad), self.pool_size,
+                                  self.strides, self._pads)
         return self.from_last(dx)
 
 
@@ -112,16 +113,15 @@ class AveragePooling2D(Pooling2D):
                       zip((h, w), self.pool_size, self.strides, self._pads, out_hw, strict=True))
         self._scale = (1 / np.outer(rows, cols)).astype(self.dtype)  # (oh, ow): 1 / pixels inside each window
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
-        self._shape = self._image_shape(x)
         out = kernels.average_forward(self.to_last(x), self.pool_size, self.strides, self._pads,
                                       self._scale.astype(x.dtype, copy=False))
         return self.from_last(out)
 
-    def backward(self, grad):
-        dx = kernels.average_backward(self.to_last(grad), self._shape, self.pool_size, self.strides, self._pads,
-                                      self._scale.astype(grad.dtype, copy=False))
+    def backward(self, grad, cache):
+        dx = kernels.average_backward(self.to_last(grad), self._image_shape(grad), self.pool_size, self.strides,
+                                      self._pads, self._scale.astype(grad.dtype, copy=False))
         return self.from_last(dx)
 
 
@@ -137,11 +137,11 @@ class GlobalAveragePooling2D(ImageLayer):
     def compute_output_shape(self, input_shape):
         return (self.image_shape(input_shape)[2],)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
         return self.to_last(x).mean(axis=(1, 2), dtype=x.dtype)
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         h, w, c = self.image_shape(self.input_shape)
         g = grad * grad.dtype.type(1 / (h * w))
         return self.from_last(np.broadcast_to(g[:, None, None, :], (len(grad), h, w, c)).copy())

@@ -17,10 +17,11 @@ Initial state
 -------------
 By default the state starts at zeros. Set ``layer.initial_state`` (or pass ``initial_state=`` to
 ``forward``) to start elsewhere: an array ``(batch, units)`` or ``(units,)`` (shared by every sample) for
-SimpleRNN and GRU, a pair ``(h0, c0)`` of such arrays for LSTM. After ``backward``,
-``layer.initial_state_grad`` holds :math:`\partial L/\partial(\text{initial state})` in the same structure and
-shapes (``None`` when the state started at zeros), and after ``forward`` ``layer.final_state`` holds the last
-state, so a long sequence can be processed in chunks.
+SimpleRNN and GRU, a pair ``(h0, c0)`` of such arrays for LSTM. A call given a ``cache`` leaves the last
+state in ``cache["final_state"]`` (``h`` ``(batch, units)``, or ``(h, c)`` for LSTM), so a long sequence can be
+processed in chunks; after ``backward``, ``cache["initial_state_grad"]`` holds
+:math:`\partial L/\partial(\text{initial state})` in the structure and shapes it was given (``None`` when the
+state started at zeros).
 
 Regularization
 --------------
@@ -39,9 +40,19 @@ from .. import initializers
 from ..errors import ConfigError, ShapeError
 from ..kernels import recurrent as kernels
 from . import activations
-from .base import Layer, register
+from .base import Cache, Layer, register
 
 StateLike = np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray]
+
+
+def _state_grads(d_states: list[np.ndarray], shapes: list[tuple[int, ...]] | None
+                 ) -> np.ndarray | tuple[np.ndarray, ...] | None:
+    """dLoss/d(initial state) in the shapes the state was given in (a shared ``(units,)`` state sums the
+    batch); ``None`` when the state started at zeros."""
+    if shapes is None:
+        return None
+    grads = tuple(d if shape == d.shape else d.sum(axis=0) for d, shape in zip(d_states, shapes, strict=True))
+    return grads[0] if len(grads) == 1 else grads
 
 
 def _input_projection(xt: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -100,10 +111,6 @@ class Recurrent(Layer):
         self.l2 = float(l2)
         #: Optional starting state; see the module docstring.
         self.initial_state: StateLike | None = None
-        #: dLoss/d(initial state) after ``backward`` (``None`` when the state started at zeros).
-        self.initial_state_grad: np.ndarray | tuple[np.ndarray, ...] | None = None
-        #: Last state after ``forward``: ``h`` ``(batch, units)``, or ``(h, c)`` for LSTM.
-        self.final_state: np.ndarray | tuple[np.ndarray, ...] | None = None
 
     # ----------------------------------------------------------------- shapes and parameters
     def compute_output_shape(self, input_shape):
@@ -123,54 +130,58 @@ class Recurrent(Layer):
         self.add_param("bias", self.bias_initializer(self.bias_shape(), n_in, width, rng, self.dtype))
 
     # ----------------------------------------------------------------- forward / backward
-    def forward(self, x: np.ndarray, *, training: bool = False, initial_state: StateLike | None = None) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None,
+                initial_state: StateLike | None = None) -> np.ndarray:
         """Run the recurrence over ``x : (batch, time, features)``.
 
-        ``initial_state`` overrides :attr:`initial_state` for this call.
+        ``initial_state`` overrides :attr:`initial_state` for this call; with a ``cache`` the last state is
+        left in ``cache["final_state"]``.
         """
         self.check_input(x)
         given = self.initial_state if initial_state is None else initial_state
-        states = self._initial_states(x.shape[0], given)
+        states, state_shapes = self._initial_states(x.shape[0], given)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))
-        self._xt = xt
-        H = self._run(xt, states)  # (time + 1, batch, units), H[0] the initial state
-        last = tuple(s[-1] for s in self._state_sequences(H))
-        self.final_state = last[0] if len(last) == 1 else last
+        H, saved = self._run(xt, states)  # H: (time + 1, batch, units), H[0] the initial state
+        if cache is not None:
+            last = tuple(s[-1] for s in self._state_sequences(H, saved))
+            cache.update(saved, xt=xt, H=H, state_shapes=state_shapes,
+                         final_state=last[0] if len(last) == 1 else last)
         return H[1:].transpose(1, 0, 2) if self.return_sequences else H[-1]
 
-    def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        xt = self._xt
+    def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
+        xt = cache["xt"]
         dH = np.zeros((xt.shape[0], xt.shape[1], self.units), dtype=self.dtype)
         if self.return_sequences:
             dH[...] = grad.transpose(1, 0, 2)
         else:
             dH[-1] = grad
-        dXW, d_states = self._backprop(dH)
+        dXW, d_states = self._backprop(dH, cache)
         np.matmul(xt.reshape(-1, xt.shape[-1]).T, dXW.reshape(-1, dXW.shape[-1]), out=self.grads["kernel"])
-        self._store_state_grads(d_states)
-        if not self.input_grad_needed:
+        cache["initial_state_grad"] = _state_grads(d_states, cache["state_shapes"])
+        if not cache.input_grad:
             return None
         return (dXW @ self.params["kernel"].T).transpose(1, 0, 2)
 
-    def _run(self, xt: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
-        """Forward over time-major ``xt : (time, batch, features)``; cache for backward; return ``H``."""
+    def _run(self, xt: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Forward over time-major ``xt : (time, batch, features)``: ``H`` and the arrays backward needs."""
         raise NotImplementedError
 
-    def _backprop(self, dH: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _backprop(self, dH: np.ndarray, cache: Cache) -> tuple[np.ndarray, list[np.ndarray]]:
         """From dLoss/dh_t ``(time, batch, units)`` (outputs only), fill the recurrent-kernel and bias
         gradients; return dLoss/d(xW + b) ``(time, batch, gates*units)`` and dLoss/d(initial states)."""
         raise NotImplementedError
 
-    def _state_sequences(self, H: np.ndarray) -> list[np.ndarray]:
+    def _state_sequences(self, H: np.ndarray, saved: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [H]
 
     # ----------------------------------------------------------------- initial state
-    def _initial_states(self, batch: int, given: StateLike | None) -> list[np.ndarray]:
+    def _initial_states(self, batch: int, given: StateLike | None
+                        ) -> tuple[list[np.ndarray], list[tuple[int, ...]] | None]:
+        """The starting states ``(batch, units)`` and the shapes they were given in (``None``: zeros)."""
         n = len(self.state_names)
         zeros = [np.zeros((batch, self.units), dtype=self.dtype) for _ in range(n)]
-        self._state_shapes: list[tuple[int, ...]] | None = None
         if given is None:
-            return zeros
+            return zeros, None
         parts = [given] if n == 1 and not isinstance(given, (tuple, list)) else list(given)
         if len(parts) != n:
             raise ConfigError(f"{self.describe()} takes {n} initial state array(s) ({', '.join(self.state_names)}), "
@@ -183,16 +194,7 @@ class Recurrent(Layer):
                                  f"or ({self.units},), got {a.shape}")
             out.append(np.broadcast_to(a, (batch, self.units)).copy())
             shapes.append(a.shape)
-        self._state_shapes = shapes
-        return out
-
-    def _store_state_grads(self, d_states: list[np.ndarray]) -> None:
-        if self._state_shapes is None:
-            self.initial_state_grad = None
-            return
-        grads = tuple(d if shape == d.shape else d.sum(axis=0) for d, shape in zip(d_states, self._state_shapes,
-                                                                                    strict=True))
-        self.initial_state_grad = grads[0] if len(grads) == 1 else grads
+        return out, shapes
 
     # ----------------------------------------------------------------- config
     def get_config(self):
@@ -255,18 +257,18 @@ class SimpleRNN(Recurrent):
             np.matmul(H[t], U, out=hu)
             XW[t] += hu  # XW now holds the pre-activations z_t
             H[t + 1] = self._activation.function(XW[t])
-        self._Z, self._H = XW, H
-        return H
+        return H, {"Z": XW}
 
-    def _backprop(self, dH):
+    def _backprop(self, dH, cache):
         U = self.params["recurrent_kernel"]
-        Z, H = self._Z, self._H
+        Z, H = cache["Z"], cache["H"]
         dZ = np.empty_like(Z)
         dh = np.zeros_like(dH[0])
         for t in range(Z.shape[0] - 1, -1, -1):
             dh += dH[t]
-            self._activation.forward(Z[t])
-            dZ[t] = self._activation.backward(dh)
+            step = Cache()
+            self._activation.forward(Z[t], cache=step)
+            dZ[t] = self._activation.backward(dh, step)
             dh = dZ[t] @ U.T
         flat = dZ.reshape(-1, self.units)
         np.matmul(H[:-1].reshape(-1, self.units).T, flat, out=self.grads["recurrent_kernel"])
@@ -342,15 +344,14 @@ class LSTM(Recurrent):
         for t in range(T):
             np.matmul(H[t], U, out=hu)
             kernels.lstm_forward(A[t], hu, C[t], C[t + 1], tanh_C[t], H[t + 1])
-        self._A, self._H, self._C, self._tanh_C = A, H, C, tanh_C
-        return H
+        return H, {"A": A, "C": C, "tanh_C": tanh_C}
 
-    def _state_sequences(self, H):
-        return [H, self._C]
+    def _state_sequences(self, H, saved):
+        return [H, saved["C"]]
 
-    def _backprop(self, dH):
+    def _backprop(self, dH, cache):
         U = self.params["recurrent_kernel"]
-        A, H, C, tanh_C = self._A, self._H, self._C, self._tanh_C
+        A, H, C, tanh_C = cache["A"], cache["H"], cache["C"], cache["tanh_C"]
         n = self.units
         dZ = np.empty_like(A)
         dh = np.zeros_like(dH[0])  # dz_{t+1} U^T: what reaches h_t through the next step
@@ -431,12 +432,11 @@ class GRU(Recurrent):
                 np.tanh(a[:, 2 * n:], out=a[:, 2 * n:])
                 z, hh = a[:, :n], a[:, 2 * n:]
                 np.add(hh, z * (h - hh), out=H[t + 1])
-        self._A, self._H, self._aux = A, H, aux
-        return H
+        return H, {"A": A, "aux": aux}
 
-    def _backprop(self, dH):
+    def _backprop(self, dH, cache):
         U = self.params["recurrent_kernel"]
-        A, H, aux = self._A, self._H, self._aux
+        A, H, aux = cache["A"], cache["H"], cache["aux"]
         n = self.units
         dXW = np.empty_like(A)
         dHU = np.empty_like(A) if self.reset_after else None

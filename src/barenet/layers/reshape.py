@@ -17,11 +17,11 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         return grad.reshape(grad.shape[0], *self.input_shape)
 
 
@@ -50,11 +50,11 @@ class Reshape(Layer):
             )
         return self.target_shape
 
-    def forward(self, x, *, training=False):
+    def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
         return x.reshape(x.shape[0], *self.output_shape)
 
-    def backward(self, grad):
+    def backward(self, grad, cache):
         return grad.reshape(grad.shape[0], *self.input_shape)
 
     def get_config(self):

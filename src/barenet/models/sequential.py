@@ -17,7 +17,7 @@ from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from .. import threads
 from ..errors import ConfigError, NotFittedError, ShapeError
-from ..layers import Dense, Layer, layer_class
+from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..rng import Seed, make_rng
 from . import training, validation
@@ -83,6 +83,7 @@ class Sequential:
         """Append a layer; on a built model it is built at once on the current output shape."""
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential takes Layer objects, got {type(layer).__name__}: {layer!r}")
+        check_contract(layer)
         if any(layer is other for other in self.layers):
             raise ConfigError(f"{layer.describe()} is already in the model; create a new layer to add another")
         if not self.built:
@@ -147,7 +148,6 @@ class Sequential:
             if not layer.built:
                 layer.build(shape, self.rng, self.dtype)
             shape = layer.output_shape
-        self.layers[0].input_grad_needed = False
         self.output_shape = shape
         self._pack_parameters()
         self.built = True
@@ -297,38 +297,50 @@ class Sequential:
         return (self.loss is not None and self.loss.fuses_with is not None and act is not None
                 and act.kind == self.loss.fuses_with and not getattr(self.loss, "from_logits", False))
 
-    def forward(self, x: np.ndarray, *, training: bool = False, logits: bool = False) -> np.ndarray:
-        """Run the stack on a checked batch; with ``logits=True`` stop before the final activation."""
-        for layer in self.layers[:-1]:
-            x = layer.forward(x, training=training)
-        last = self.layers[-1]
-        if not logits:
-            return last.forward(x, training=training)
-        return x if isinstance(last, Activation) else last.forward_logits(x, training=training)
+    def forward(self, x: np.ndarray, *, training: bool = False, logits: bool = False,
+                cache: Cache | None = None) -> np.ndarray:
+        """Run the stack on a checked batch; with ``logits=True`` stop before the final activation.
 
-    def backward(self, grad: np.ndarray, *, from_logits: bool = False) -> np.ndarray | None:
-        """Backpropagate dLoss/dOutput (or dLoss/dLogits) through the stack; returns dLoss/dInput
-        (``None`` unless the first layer's ``input_grad_needed``)."""
-        last = self.layers[-1]
-        if from_logits:
+        As for a layer (:mod:`barenet.layers.base`), a ``cache`` receives what :meth:`backward` needs, one
+        child cache per layer; without one nothing is kept.
+        """
+        def sub(i: int) -> Cache | None:  # the first layer's input gradient only when the caller wants it
+            return None if cache is None else cache.child(str(i), input_grad=cache.input_grad if i == 0 else True)
+
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer.forward(x, training=training, cache=sub(i))
+        last, i = self.layers[-1], len(self.layers) - 1
+        if cache is not None:
+            cache["logits"] = logits
+        if not logits:
+            return last.forward(x, training=training, cache=sub(i))
+        return x if isinstance(last, Activation) else last.forward_logits(x, training=training, cache=sub(i))
+
+    def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
+        """Backpropagate dLoss/dOutput (dLoss/dLogits when the forward call stopped at the logits) through the
+        stack, filling every layer's ``grads``; returns dLoss/dInput (``None`` unless ``cache.input_grad``)."""
+        last, i = self.layers[-1], len(self.layers) - 1
+        if cache["logits"]:
             if not isinstance(last, Activation):
-                grad = last.backward_logits(grad)
+                grad = last.backward_logits(grad, cache[str(i)])
         else:
-            grad = last.backward(grad)
-        for layer in reversed(self.layers[:-1]):
-            grad = layer.backward(grad)
+            grad = last.backward(grad, cache[str(i)])
+        for i in range(len(self.layers) - 2, -1, -1):
+            grad = self.layers[i].backward(grad, cache[str(i)])
         return grad
 
-    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, training: bool, need_grad: bool
-                       ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """Loss (with the L2 penalty), predictions and, when ``need_grad``, dLoss/dInput (gradients in the layers).
+    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, training: bool, need_grad: bool,
+                       input_grad: bool = False) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """Loss (with the L2 penalty), predictions and, when ``need_grad``, the gradients (in the layers) and,
+        with ``input_grad``, dLoss/dInput.
 
         Per-step weights ``w : (batch, steps)`` (class weights of sequence labels) weigh each step of a
         sequence output: the loss then sees every step as a sample of its own, which gives the same mean
         (each loss averages over steps) with each step's own weight.
         """
         fused = self._fusable()
-        out = self.forward(x, training=training, logits=fused)
+        cache = Cache(input_grad=input_grad) if need_grad else None
+        out = self.forward(x, training=training, logits=fused, cache=cache)
         shape = out.shape
         if w is not None and w.ndim == 2:
             out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *y.shape[2:]), w.reshape(-1)
@@ -339,7 +351,7 @@ class Sequential:
             value = self.loss(y_pred, y, w)
             grad = self.loss.gradient(y_pred, y, w) if need_grad else None
         y_pred = y_pred.reshape(shape)
-        grad_input = self.backward(grad.reshape(shape), from_logits=fused) if need_grad else None
+        grad_input = self.backward(grad.reshape(shape), cache) if need_grad else None
         return value + self._penalty(need_grad), y_pred, grad_input
 
     def _penalty(self, add_grads: bool) -> float:
@@ -522,14 +534,10 @@ class Sequential:
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
         w = validation.check_sample_weight(sample_weight, len(X), self.dtype)
-        first = self.layers[0]
-        takes_ids = getattr(first, "takes_indices", False)
-        first.input_grad_needed = not takes_ids
-        try:
-            with self._engine():
-                value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True)
-        finally:
-            first.input_grad_needed = False
+        takes_ids = self.layers[0].takes_indices
+        with self._engine():
+            value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True,
+                                                       input_grad=not takes_ids)
         return Gradients(value, {k: g.copy() for k, g in self.gradients().items()}, grad_input)
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, training: bool,
