@@ -449,6 +449,15 @@ def test_fashion_cnn_example_trains_and_prints_the_test_accuracy(tiny_fashion):
     assert 0.0 <= accuracy <= 1.0
 
 
+def test_fashion_resnet_example_trains_a_graph_and_prints_the_test_accuracy(tiny_fashion):
+    out = run_script(ROOT / "examples" / "fashion_resnet.py", "--epochs", "1", "--limit", "64", "--seed", "1",
+                     env=tiny_fashion)
+    assert "Fashion-MNIST: 64 training and 40 test images" in out
+    assert "Connected to" in out and "add_3 (Add)" in out and "Epoch 1/1" in out
+    accuracy = float(re.search(r"test accuracy: (\d\.\d{4})", out).group(1))
+    assert 0.0 <= accuracy <= 1.0
+
+
 def test_cnn_benchmark_reports_time_memory_and_accuracy(tiny_fashion):
     out = run_script(ROOT / "bench" / "cnn_fashion.py", "--epochs", "1", "--limit", "32", "--frameworks", "barenet",
                      env=tiny_fashion)

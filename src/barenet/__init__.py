@@ -13,14 +13,15 @@ from . import callbacks, datasets, errors, functional, initializers, layers, los
 from .errors import BarenetError
 from .gradcheck import gradcheck
 from .io import load, save
-from .models import History, Sequential
+from .models import History, Input, Model, Sequential
 from .onnx import export_onnx, import_onnx
 from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BarenetError", "History", "Sequential", "callbacks", "errors", "functional", "gradcheck", "initializers",
+    "BarenetError", "History", "Input", "Model", "Sequential", "callbacks", "errors", "functional", "gradcheck",
+    "initializers",
     "layers", "losses", "metrics", "optimizers",
     "datasets", "export_onnx", "import_onnx", "load", "save", "threads", "get_num_threads", "set_num_threads",
 ]

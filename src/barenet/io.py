@@ -71,7 +71,11 @@ _OPTIMIZER_DIR = "optimizer/"
 _ITERATIONS_MEMBER = "optimizer/iterations.npy"
 _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", "metadata"}
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
+_GRAPH_KEYS = {"name", "dtype", "seed", "layers", "inputs", "nodes", "outputs", "single_input", "single_output"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
+#: A graph model file may describe at most this many layer calls (nested models counted): a description of
+#: millions of parameterless layers fits in a small file, and each costs time to construct.
+MAX_GRAPH_NODES = 10_000
 _MAX_JSON_BYTES = 64 * 2**20
 #: A file's members may inflate to at most this many times the file's size (plus INFLATION_SLACK bytes).
 MAX_INFLATION = 32
@@ -150,12 +154,21 @@ def _describe(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         _require_finite(value, f"weight {key!r}", DataError, "the model has diverged; it is not saved")
         arrays[f"{_WEIGHTS_DIR}{key}.npy"] = value
     compile_section = None
-    if model.loss is not None and model.optimizer is not None:
+    output_losses = getattr(model, "output_losses", None)
+    if output_losses is not None and len(output_losses) > 1 and model.optimizer is not None:
+        compile_section = {
+            "loss": [losses_mod.serialize(loss) for loss in output_losses],
+            "optimizer": optimizers_mod.serialize(model.optimizer),
+            "metrics": [list(ms) for ms in model.output_metrics],
+            "loss_weights": list(model.loss_weights),
+        }
+    elif model.loss is not None and model.optimizer is not None:
         compile_section = {
             "loss": losses_mod.serialize(model.loss),
             "optimizer": optimizers_mod.serialize(model.optimizer),
             "metrics": list(model.metric_names),
         }
+    if compile_section is not None:
         for flat, value in model.optimizer.get_state().items():
             member = _ITERATIONS_MEMBER if flat == "iterations" else f"{_OPTIMIZER_DIR}{flat}.npy"
             arrays[member] = np.asarray(value)
@@ -285,7 +298,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     _check_inflation(archive, path, file_bytes)
     document = _read_document(archive, path)
     held = _array_bytes(archive)
-    plan = _plan(document["model"], path, held)
+    plan = _plan_graph(document["model"], path, held) if "nodes" in document["model"] else _plan(
+        document["model"], path, held)
     compile_section = document["compile"]
     settings = _compile_settings(compile_section, path) if compile_section is not None else None
 
@@ -314,7 +328,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     model = _build(document["model"], plan, path)
     if settings is not None:
         try:
-            model.compile(loss=settings[0], optimizer=settings[1], metrics=settings[2])
+            extra = {"loss_weights": compile_section["loss_weights"]} if "loss_weights" in compile_section else {}
+            model.compile(loss=settings[0], optimizer=settings[1], metrics=settings[2], **extra)
         except (BarenetError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: the saved compile settings are invalid: {exc}") from None
     targets = {f"{_WEIGHTS_DIR}{key}.npy": value for key, value in _model_arrays(model).items()}
@@ -392,6 +407,165 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
     return _Plan(layers, dtype, input_shape, shape, arrays, params)
 
 
+def _plan_graph(config: dict[str, Any], path: Path, held: int) -> _Plan:
+    """:func:`_plan` for a graph model (:class:`barenet.Model`): every reference, layer index and shape is
+    checked, and every layer dry-built, before anything is allocated; nested models are planned the same way."""
+    if config["dtype"] not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: 'model.dtype' is {config['dtype']!r:.60}; expected 'float32' or 'float64'")
+    dtype = np.dtype(config["dtype"])
+    budget = {"nodes": 0, "arrays": {}}
+    part = _GraphPlan(config, path, held, dtype, budget, "model")
+    arrays, params = {}, {}
+    for i, (layer_params, layer_buffers) in enumerate(part.shapes):
+        params.update({f"layers.{i}.{name}": s for name, s in layer_params.items()})
+        arrays.update({f"layers.{i}.{name}": s for name, s in [*layer_params.items(), *layer_buffers.items()]})
+    single_in = part.input_shapes[0] if len(part.input_shapes) == 1 else part.input_shapes
+    single_out = part.output_shapes[0] if len(part.output_shapes) == 1 else part.output_shapes
+    return _Plan(part.layers, dtype, single_in, single_out, arrays, params)
+
+
+class _GraphPlan:
+    """The checked plan of one graph description: ``layers`` (unbuilt; a nested model as its own plan),
+    ``shapes`` (per layer: parameter and buffer shapes by name) and the input and output sample shapes."""
+
+    def __init__(self, config: Any, path: Path, held: int, dtype: np.dtype, budget: dict[str, Any],
+                 where: str) -> None:
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{path}: {where} must be a JSON object")
+        _check_keys(config, _GRAPH_KEYS, f"'{where}'", path)
+        if config["dtype"] != dtype.name:
+            raise ModelFileError(f"{path}: {where} computes in {config['dtype']!r:.20}, its model in {dtype.name}")
+        specs, inputs, nodes, outputs = (config[k] for k in ("layers", "inputs", "nodes", "outputs"))
+        for key, value in (("layers", specs), ("inputs", inputs), ("nodes", nodes), ("outputs", outputs)):
+            if not isinstance(value, list) or not value:
+                raise ModelFileError(f"{path}: '{where}.{key}' must be a non-empty list")
+        for key in ("single_input", "single_output"):
+            if not isinstance(config[key], bool):
+                raise ModelFileError(f"{path}: '{where}.{key}' must be true or false")
+        budget["nodes"] += len(nodes) + len(specs)
+        if budget["nodes"] > MAX_GRAPH_NODES:
+            raise ModelFileError(f"{path}: the graph describes more than {MAX_GRAPH_NODES} layers and layer calls; "
+                                 f"barenet loads graphs of at most that many")
+        sample_limit = max(MIN_SAMPLE_BYTES, held)
+        produced: list[Any] = []  # the sample shape of each input, then of each node, in order
+        input_shapes = []
+        names: set[str] = set()
+        for j, spec in enumerate(inputs):
+            if not isinstance(spec, dict) or set(spec) != {"name", "shape", "integer"} or not isinstance(
+                    spec["name"], str) or not isinstance(spec["integer"], bool):
+                raise ModelFileError(f"{path}: '{where}.inputs[{j}]' must be {{'name': str, 'shape': [int], "
+                                     f"'integer': bool}}, got {spec!r:.200}")
+            shape = spec["shape"]
+            if not isinstance(shape, list) or not 1 <= len(shape) <= 8 or not all(_is_int(n) and n >= 1
+                                                                                  for n in shape):
+                raise ModelFileError(f"{path}: '{where}.inputs[{j}].shape' must be a list of 1 to 8 positive "
+                                     f"integers, got {shape!r:.100}")
+            if spec["name"] in names:
+                raise ModelFileError(f"{path}: {where} has two inputs named {spec['name']!r:.60}")
+            names.add(spec["name"])
+            _check_sample(tuple(shape), dtype, sample_limit, f"input {j}", path)
+            input_shapes.append(tuple(shape))
+        self.layers: list[Any] = []
+        layer_names: set[str] = set()
+        for i, spec in enumerate(specs):
+            if (not isinstance(spec, dict) or set(spec) != {"class", "config"} or not isinstance(spec["class"], str)
+                    or not isinstance(spec["config"], dict)):
+                raise ModelFileError(f"{path}: '{where}.layers[{i}]' must be {{'class': str, 'config': object}}")
+            name = spec["config"].get("name")
+            if not isinstance(name, str) or name in layer_names:
+                raise ModelFileError(f"{path}: '{where}.layers[{i}]' needs a name of its own, got {name!r:.60}")
+            layer_names.add(name)
+            if spec["class"] == "Model":
+                self.layers.append(_GraphPlan(spec["config"], path, held, dtype, budget, f"{where}.layers[{i}]"))
+                continue
+            try:
+                self.layers.append(layer_class(spec["class"]).from_config(spec["config"]))
+            except _CONFIG_ERRORS as exc:
+                raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {where} layer {i} "
+                                     f"({spec['class']!r:.60}): {exc}") from None
+        self.names = [spec["config"]["name"] for spec in specs]
+        self.shapes: list[Any] = [None] * len(specs)
+        called_on: list[Any] = [None] * len(specs)
+        refs_seen = 0
+        for k, node in enumerate(nodes):
+            if not isinstance(node, dict) or set(node) != {"layer", "inputs", "single"} or not isinstance(
+                    node["single"], bool) or not isinstance(node["inputs"], list) or not node["inputs"]:
+                raise ModelFileError(f"{path}: '{where}.nodes[{k}]' must be {{'layer': int, 'inputs': [refs], "
+                                     f"'single': bool}}, got {node!r:.200}")
+            i = node["layer"]
+            if not _is_int(i) or not 0 <= i < len(specs):
+                raise ModelFileError(f"{path}: '{where}.nodes[{k}]' calls layer {i!r:.30}; there are {len(specs)}")
+            refs_seen += len(node["inputs"])
+            if refs_seen > 4 * MAX_GRAPH_NODES:
+                raise ModelFileError(f"{path}: the graph's calls read more than {4 * MAX_GRAPH_NODES} tensors")
+            shapes = [self._resolve(ref, k, produced, input_shapes, path, where) for ref in node["inputs"]]
+            if node["single"] and len(shapes) != 1:
+                raise ModelFileError(f"{path}: '{where}.nodes[{k}]' is a one-input call with {len(shapes)} inputs")
+            shape = shapes[0] if node["single"] else shapes
+            layer = self.layers[i]
+            if called_on[i] is not None:
+                if called_on[i][0] != shape:
+                    raise ModelFileError(f"{path}: {where} layer {i} is called on {called_on[i][0]} and on {shape}; "
+                                         f"a shared layer takes inputs of one shape")
+                produced.append(called_on[i][1])
+                continue
+            try:
+                if isinstance(layer, _GraphPlan):
+                    given = layer.input_shapes[0] if len(layer.input_shapes) == 1 else layer.input_shapes
+                    if shape != given or len(layer.output_shapes) != 1:
+                        raise ModelFileError(f"{path}: nested model {where} layer {i} takes {given} with one "
+                                             f"output; called on {shape}")
+                    layer_params = {f"{n}.{p}": s for n, (ps, _) in zip(layer.names, layer.shapes, strict=True)
+                                    for p, s in layer.flat(ps).items()}
+                    layer_buffers = {f"{n}.{p}": s for n, (_, bs) in zip(layer.names, layer.shapes, strict=True)
+                                     for p, s in layer.flat(bs).items()}
+                    out = layer.output_shapes[0]
+                else:
+                    layer_params, layer_buffers, out = layer.dry_build(shape, dtype)
+            except ModelFileError:
+                raise
+            except _CONFIG_ERRORS as exc:
+                raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {where} node {k} (layer "
+                                     f"{i}, {specs[i]['class']!r:.60}): {exc}") from None
+            _check_sample(tuple(out), dtype, sample_limit, f"{where} node {k}'s output", path)
+            self.shapes[i] = (layer_params, layer_buffers)
+            budget["arrays"].update({(where, i, name): (s, dtype) for name, s in
+                                     [*layer_params.items(), *layer_buffers.items()]})
+            _check_budget({f"{key}": value for key, value in budget["arrays"].items()}, held, path)
+            called_on[i] = (shape, tuple(out))
+            produced.append(tuple(out))
+        unused = [i for i, c in enumerate(called_on) if c is None]
+        if unused:
+            raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called")
+        self.input_shapes = input_shapes
+        self.output_shapes = [self._resolve(ref, len(nodes), produced, input_shapes, path, where) for ref in outputs]
+        self.config = config
+
+    @staticmethod
+    def flat(shapes: dict[str, Any]) -> dict[str, Any]:
+        return shapes
+
+    @staticmethod
+    def _resolve(ref: Any, k: int, produced: list[Any], input_shapes: list[Any], path: Path, where: str) -> Any:
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("input", "node") and _is_int(ref[1])):
+            raise ModelFileError(f"{path}: {where} node {k} reads {ref!r:.60}; expected ['input', i] or ['node', j]")
+        pool = input_shapes if ref[0] == "input" else produced
+        if not 0 <= ref[1] < len(pool):
+            raise ModelFileError(f"{path}: {where} node {k} reads {ref[0]} {ref[1]}, which does not come before it "
+                                 f"(a missing tensor, or a cycle)")
+        return pool[ref[1]]
+
+
+def _build_graph(config: dict[str, Any], layers: list[Any]) -> Any:
+    """The graph model of a checked plan, its layers built with uninitialized weights."""
+    from .models.graph import graph_from_config
+
+    built = [_build_graph(part.config, part.layers) if isinstance(part, _GraphPlan) else part for part in layers]
+    plain = [layer for layer in built if isinstance(layer, Layer)]
+    with skip_initialization(plain):
+        return graph_from_config(config, built)
+
+
 def _check_sample(shape: tuple[int, ...], dtype: np.dtype, limit: int, what: str, path: Path) -> None:
     if not all(_is_int(n) and n >= 1 for n in shape):
         raise ModelFileError(f"{path}: {what} has sample shape {shape}; expected positive sizes")
@@ -404,10 +578,13 @@ def _check_sample(shape: tuple[int, ...], dtype: np.dtype, limit: int, what: str
 def _build(config: dict[str, Any], plan: _Plan, path: Path) -> Sequential:
     """The model of ``plan``, built with uninitialized weights (the file's arrays overwrite them)."""
     try:
-        with skip_initialization(plan.layers):
-            model = Sequential(plan.layers, seed=config["seed"], dtype=plan.dtype, name=config["name"])
-            if not model.built:
-                model.build(plan.input_shape)
+        if "nodes" in config:
+            model = _build_graph(config, plan.layers)
+        else:
+            with skip_initialization(plan.layers):
+                model = Sequential(plan.layers, seed=config["seed"], dtype=plan.dtype, name=config["name"])
+                if not model.built:
+                    model.build(plan.input_shape)
     except _CONFIG_ERRORS as exc:
         raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {exc}") from None
     built = {key: value.shape for key, value in _model_arrays(model).items()}
@@ -467,7 +644,7 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     model = document["model"]
     if not isinstance(model, dict):
         raise ModelFileError(f"{path}: 'model' must be a JSON object, got {type(model).__name__}")
-    _check_keys(model, _MODEL_KEYS, "'model'", path)
+    _check_keys(model, _GRAPH_KEYS if "nodes" in model else _MODEL_KEYS, "'model'", path)
     layers = model["layers"]
     if not isinstance(layers, list) or not layers:
         raise ModelFileError(f"{path}: 'model.layers' must be a non-empty list of layer descriptions")
@@ -480,7 +657,8 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         section = document["compile"]
         if not isinstance(section, dict):
             raise ModelFileError(f"{path}: 'compile' must be null or a JSON object")
-        _check_keys(section, _COMPILE_KEYS, "'compile'", path)
+        _check_keys(section, _COMPILE_KEYS | ({"loss_weights"} if "loss_weights" in section else set()),
+                    "'compile'", path)
     if not isinstance(document["metadata"], dict):
         raise ModelFileError(f"{path}: 'metadata' must be a JSON object, got {type(document['metadata']).__name__}")
     if document["rng"] is not None and not isinstance(document["rng"], dict):
@@ -501,17 +679,29 @@ def _check_keys(obj: dict[str, Any], keys: set[str], where: str, path: Path) -> 
 
 
 def _compile_settings(section: dict[str, Any], path: Path) -> tuple[Any, Any, list[str]]:
-    """The saved ``(loss, optimizer, metrics)``, checked and rebuilt (small objects, no weights)."""
+    """The saved ``(loss, optimizer, metrics)``, checked and rebuilt (small objects, no weights); a model with
+    several outputs has a list of losses, a list of metric lists and ``loss_weights``."""
     metrics = section["metrics"]
-    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+    several = isinstance(section["loss"], list)
+    names = [m for ms in metrics for m in ms] if several and isinstance(metrics, list) and all(
+        isinstance(ms, list) for ms in metrics) else metrics
+    if not isinstance(names, list) or not all(isinstance(m, str) for m in names):
         raise ModelFileError(f"{path}: 'compile.metrics' must be a list of metric names, got {metrics!r:.200}")
-    for what in ("loss", "optimizer"):
-        if not isinstance(section[what], dict):
-            raise ModelFileError(f"{path}: 'compile.{what}' must be a JSON object, got {section[what]!r:.200}")
+    losses = section["loss"] if several else [section["loss"]]
+    if not losses or len(losses) > MAX_GRAPH_NODES or not all(isinstance(loss, dict) for loss in losses):
+        raise ModelFileError(f"{path}: 'compile.loss' must be a JSON object or a list of them, got "
+                             f"{section['loss']!r:.200}")
+    if not isinstance(section["optimizer"], dict):
+        raise ModelFileError(f"{path}: 'compile.optimizer' must be a JSON object, got {section['optimizer']!r:.200}")
+    weights = section.get("loss_weights")
+    if weights is not None and (not several or not isinstance(weights, list) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+        raise ModelFileError(f"{path}: 'compile.loss_weights' must be a list of numbers, got {weights!r:.200}")
     try:
-        for name in metrics:
+        for name in names:
             metrics_mod.get(name)
-        return losses_mod.deserialize(section["loss"]), optimizers_mod.deserialize(section["optimizer"]), metrics
+        loss = [losses_mod.deserialize(item) for item in losses] if several else losses_mod.deserialize(losses[0])
+        return loss, optimizers_mod.deserialize(section["optimizer"]), metrics
     except _CONFIG_ERRORS as exc:
         raise ModelFileError(f"{path}: the saved compile settings are invalid: {exc}") from None
 

@@ -8,6 +8,7 @@ from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
+from .merge import Add, Average, Concatenate, Maximum, Merge, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
@@ -19,4 +20,5 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
+    "Add", "Average", "Concatenate", "Maximum", "Merge", "Multiply", "Subtract",
 ]

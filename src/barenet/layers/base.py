@@ -215,8 +215,13 @@ class Layer:
         (``None`` when ``cache.input_grad`` is False)."""
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
-        """``layer(x)``: :meth:`forward` in inference mode by default, keeping nothing."""
+    def __call__(self, x: Any, *, training: bool = False) -> Any:
+        """``layer(x)``: on symbolic tensors (:func:`barenet.Input` and what layers return from them), a node of
+        a graph (:mod:`barenet.models.graph`); on arrays, :meth:`forward` in inference mode by default."""
+        from ..models import graph
+
+        if graph.is_symbolic(x):
+            return graph.call_layer(self, x)
         return self.forward(x, training=training)
 
     def get_config(self) -> dict[str, Any]:

@@ -358,6 +358,9 @@ class Sequential:
         r"""L2 penalty :math:`\sum_{layers} \lambda \|W\|^2`; adds :math:`2\lambda W` to kernel gradients."""
         total = 0.0
         for layer in self.layers:
+            if isinstance(layer, Sequential):  # a model used as a layer: its own layers' penalties
+                total += layer._penalty(add_grads)
+                continue
             l2 = getattr(layer, "l2", 0.0)
             if not l2:
                 continue
@@ -409,6 +412,11 @@ class Sequential:
         ``y_true``, keyed by name (with ``prefix``)."""
         task, k = self.task, self.output_shape[-1]
         return {prefix + name: metrics_mod.get(name)(y_true, y_pred, task, n_classes=k) for name in self.metric_names}
+
+    @property
+    def records_predictions(self) -> bool:
+        """Whether an epoch keeps its predictions for :meth:`metric_logs` (there are metrics to compute)."""
+        return bool(self.metric_names)
 
     def prediction_buffer(self, n: int) -> tuple[np.ndarray, bool]:
         """An array to collect ``n`` samples' predictions for the metrics, and whether it holds labels.

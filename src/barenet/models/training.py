@@ -146,7 +146,7 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
     """One pass over the training set in mini-batches of ``bs``; returns the epoch's loss and metrics."""
     n = len(X)
     order = model.rng.permutation(n) if shuffle else None
-    preds, as_labels = model.prediction_buffer(n) if model.metric_names else (None, False)
+    preds, as_labels = model.prediction_buffer(n) if model.records_predictions else (None, False)
     # Built once per epoch (the arrays are updated in place), not at every step.
     params, grads = model.parameters(), model.gradients()
     total, seen = 0.0, 0

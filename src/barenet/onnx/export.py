@@ -50,6 +50,30 @@ def network(model: Any, g: Graph, x: str, *, ids: bool = False) -> str:
     return x
 
 
+def graph_network(model: Any, g: Graph, xs: list[str]) -> list[str]:
+    """Append the calls of a graph :class:`~barenet.Model` to ``g`` on the input tensors ``xs``; return the
+    output tensors' names. A merge layer's converter gets the list of its inputs' names; a nested model is
+    written out in place, once per call."""
+    from ..models.graph import Model
+
+    for layer in model.layers:
+        if not isinstance(layer, Model):
+            converter_for(layer)  # refuse before building anything
+    names = {t.key: x for t, x in zip(model.inputs, xs, strict=True)}
+    integer = {t.key for t, spec in zip(model.inputs, model.input_specs, strict=True) if spec.takes_indices}
+    for node in model.nodes:
+        args = [names[t.key] for t in node.inputs]
+        layer = node.layer
+        if isinstance(layer, Embedding) and node.inputs[0].key not in integer:
+            args = [g.op("Cast", [args[0]], to=g.onnx.TensorProto.INT64)]
+        if isinstance(layer, Model):
+            y = graph_network(layer, g, args)[0]
+        else:
+            y = convert(layer, g, args[0] if node.single else args)
+        names[node.output.key] = y
+    return [names[t.key] for t in model.outputs]
+
+
 def model_metadata(model: Any) -> dict[str, str]:
     """The ``metadata_props`` of an exported model, all JSON or plain strings.
 
@@ -61,7 +85,8 @@ def model_metadata(model: Any) -> dict[str, str]:
     from .. import __version__, losses
 
     meta = {"barenet_version": __version__, "dtype": model.dtype.name}
-    if model.loss is not None:
+    if model.loss is not None and getattr(model, "output_losses", [None]) is not None and len(
+            getattr(model, "outputs", [None])) == 1:
         meta["task"] = model.task
         meta["loss"] = json.dumps(losses.serialize(model.loss))
     notes = model.metadata or {}
@@ -122,6 +147,8 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
         raise NotFittedError("the model is not built; build or fit it before exporting it to ONNX")
     g = Graph(model.dtype, opset)
     onnx = g.onnx
+    if hasattr(model, "nodes"):
+        return _graph_to_onnx(model, g)
     ids = isinstance(model.layers[0], Embedding)
     elem = onnx.TensorProto.INT64 if ids else g.elem_type
     x = g.reserve("input")
@@ -131,6 +158,24 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
     inputs = [onnx.helper.make_tensor_value_info(x, elem, ["batch", *model.input_shape])]
     outputs = [onnx.helper.make_tensor_value_info(out, g.elem_type, ["batch", *model.output_shape])]
     return finish(g, model, inputs, outputs, [out], model.name or "barenet")
+
+
+def _graph_to_onnx(model: Any, g: Graph) -> Any:
+    """:func:`to_onnx` of a graph model: one ONNX input per model input (named as they are), one output per
+    model output (``output`` for a single one, else the names of the layers making them)."""
+    onnx = g.onnx
+    xs = [g.reserve(name) for name in model.input_names]
+    ys = graph_network(model, g, xs)
+    out_names = ["output"] if len(ys) == 1 else model.output_names
+    outs = [g.reserve(name) for name in out_names]
+    for y, out in zip(ys, outs, strict=True):
+        g.op("Identity", [y], out_names=[out])
+    inputs = [onnx.helper.make_tensor_value_info(x, onnx.TensorProto.INT64 if spec.takes_indices else g.elem_type,
+                                                 ["batch", *spec.input_shape])
+              for x, spec in zip(xs, model.input_specs, strict=True)]
+    outputs = [onnx.helper.make_tensor_value_info(out, g.elem_type, ["batch", *t.sample_shape])
+               for out, t in zip(outs, model.outputs, strict=True)]
+    return finish(g, model, inputs, outputs, outs, model.name or "barenet")
 
 
 def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None) -> None:

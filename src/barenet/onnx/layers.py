@@ -229,3 +229,24 @@ def _global_average_pool(layer: L.GlobalAveragePooling2D, g: Graph, x: str) -> s
         return g.op("Flatten", [g.op("GlobalAveragePool", [_to_first(layer, g, x)])], axis=1)
     axes = [1, 2] if layer.data_format == "channels_last" else [2, 3]
     return g.op("ReduceMean", [x, g.ints(axes, "axes")], keepdims=0)
+
+
+@converts(L.Add, L.Subtract, L.Multiply, L.Maximum)
+def _merge(layer, g: Graph, xs: list[str]) -> str:
+    op = {L.Add: "Add", L.Subtract: "Sub", L.Multiply: "Mul", L.Maximum: "Max"}[type(layer)]
+    if op == "Max":
+        return g.op("Max", list(xs))
+    y = xs[0]
+    for x in xs[1:]:
+        y = g.op(op, [y, x])
+    return y
+
+
+@converts(L.Average)
+def _average(layer: L.Average, g: Graph, xs: list[str]) -> str:
+    return g.op("Mul", [g.op("Sum", list(xs)), g.const(np.array(1 / len(xs), dtype=layer.dtype))])
+
+
+@converts(L.Concatenate)
+def _concatenate(layer: L.Concatenate, g: Graph, xs: list[str]) -> str:
+    return g.op("Concat", list(xs), axis=layer._sample_axis(len(layer.output_shape)) + 1)
