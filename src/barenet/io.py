@@ -488,10 +488,11 @@ class _GraphPlan:
         called_on: list[Any] = [None] * len(specs)
         refs_seen = 0
         for k, node in enumerate(nodes):
-            if not isinstance(node, dict) or set(node) != {"layer", "inputs", "single"} or not isinstance(
-                    node["single"], bool) or not isinstance(node["inputs"], list) or not node["inputs"]:
+            if not isinstance(node, dict) or not {"layer", "inputs", "single"} <= set(node) <= {
+                    "layer", "inputs", "single", "options"} or not isinstance(node["single"], bool) or not isinstance(
+                    node["inputs"], list) or not node["inputs"] or not isinstance(node.get("options", {}), dict):
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' must be {{'layer': int, 'inputs': [refs], "
-                                     f"'single': bool}}, got {node!r:.200}")
+                                     f"'single': bool[, 'options': object]}}, got {node!r:.200}")
             i = node["layer"]
             if not _is_int(i) or not 0 <= i < len(specs):
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' calls layer {i!r:.30}; there are {len(specs)}")

@@ -72,9 +72,12 @@ class SymbolicTensor:
 class Node:
     """One call of a layer in a graph (or an input, when ``layer`` is None)."""
 
-    def __init__(self, layer: Layer | None, inputs: list[SymbolicTensor], *, single: bool, name: str) -> None:
+    def __init__(self, layer: Layer | None, inputs: list[SymbolicTensor], *, single: bool, name: str,
+                 options: dict[str, Any] | None = None) -> None:
         self.layer = layer
         self.inputs = inputs
+        #: Keyword arguments of the call other than tensors (``use_causal_mask=True``), JSON values.
+        self.options = dict(options or {})
         #: Whether the layer was called on one tensor (it then gets an array, else a list of arrays).
         self.single = single
         self.name = name
@@ -114,9 +117,11 @@ def is_symbolic(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, SymbolicTensor) for v in value)
 
 
-def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor]) -> SymbolicTensor:
+def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor],
+               options: dict[str, Any] | None = None) -> SymbolicTensor:
     """Record ``layer(inputs)`` on symbolic tensors and return the symbolic output (what ``Layer.__call__``
-    does with symbolic arguments)."""
+    does with symbolic arguments). ``options`` are the call's other keyword arguments, handed to the layer's
+    ``forward`` and ``compute_output_shape`` at every run."""
     check_contract(layer)
     single = isinstance(inputs, SymbolicTensor)
     tensors = [inputs] if single else list(inputs)
@@ -131,8 +136,8 @@ def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor]) 
         if single and layer.input_shape is not None and tuple(layer.input_shape) != shapes:
             raise ShapeError(f"{layer.describe()} was declared with input shape {layer.input_shape}, called on "
                              f"a tensor of shape {(None, *shapes)}")
-        out_shape = layer.compute_output_shape(shapes)
-    node = Node(layer, tensors, single=single, name=layer.name or _snake(type(layer).__name__))
+        out_shape = layer.compute_output_shape(shapes, **(options or {}))
+    node = Node(layer, tensors, single=single, name=layer.name or _snake(type(layer).__name__), options=options)
     node.output = SymbolicTensor(out_shape, node)
     return node.output
 
@@ -502,7 +507,7 @@ class Model(Sequential):
             if node.output.key in stop:
                 y = arg if isinstance(layer, Activation) else layer.forward_logits(arg, training=training, cache=sub)
             else:
-                y = layer.forward(arg, training=training, cache=sub)
+                y = layer.forward(arg, training=training, cache=sub, **node.options)
             values[node.output.key] = y
             if cache is None:
                 for t in node.inputs:
@@ -692,7 +697,8 @@ class Model(Sequential):
             "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
             "inputs": [{"name": t.name, "shape": list(t.sample_shape), "integer": t.integer} for t in self.inputs],
             "nodes": [{"layer": index[id(node.layer)], "inputs": [source[t.key] for t in node.inputs],
-                       "single": node.single} for node in self.nodes],
+                       "single": node.single, **({"options": node.options} if node.options else {})}
+                      for node in self.nodes],
             "outputs": [source[t.key] for t in self.outputs],
             "single_input": self.single_input,
             "single_output": self.single_output,
@@ -801,7 +807,10 @@ def graph_from_config(config: dict[str, Any], layers: list[Layer], cls: type[Mod
         single = bool(spec.get("single", True))
         if single and len(tensors) != 1:
             raise ConfigError(f"node {k} is a single-input call with {len(tensors)} inputs")
-        made.append(call_layer(layers[i], tensors[0] if single else tensors))
+        options = spec.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"node {k} has options {options!r}; expected an object")
+        made.append(call_layer(layers[i], tensors[0] if single else tensors, options))
     outputs = [resolve(r, len(made)) for r in config["outputs"]]
     model = cls(inputs[0] if config.get("single_input", True) and len(inputs) == 1 else inputs,
                 outputs[0] if config.get("single_output", True) and len(outputs) == 1 else outputs,
