@@ -10,6 +10,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .position import PositionEmbedding, SinusoidalPositionEncoding, TokenAndPositionEmbedding
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
 
@@ -19,4 +20,5 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
+    "PositionEmbedding", "SinusoidalPositionEncoding", "TokenAndPositionEmbedding",
 ]
