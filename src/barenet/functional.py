@@ -1,4 +1,4 @@
-"""Pure math: activations, their derivatives and numerically stable softmax forms.
+"""Pure math: activations, their derivatives, numerically stable softmax forms and attention.
 
 Every function takes and returns NumPy arrays and keeps the input dtype. Layers call these;
 nothing here holds state. In the stable forms an ``exp`` of a very negative shifted value rounds to 0,
@@ -9,6 +9,9 @@ which is the intended result, so those underflows are silenced (they would raise
 from __future__ import annotations
 
 import numpy as np
+
+# Attention lives in its own module (it calls compiled kernels and threads); it is part of this API.
+from .attention import scaled_dot_product_attention, scaled_dot_product_attention_backward  # noqa: F401
 
 _GELU_C = np.sqrt(2.0 / np.pi)
 

@@ -11,6 +11,7 @@ from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Maximum, Merge, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .position import PositionEmbedding, SinusoidalPositionEncoding, TokenAndPositionEmbedding
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
 
@@ -21,4 +22,5 @@ __all__ = [
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
     "Add", "Average", "Concatenate", "Maximum", "Merge", "Multiply", "Subtract",
+    "PositionEmbedding", "SinusoidalPositionEncoding", "TokenAndPositionEmbedding",
 ]

@@ -11,6 +11,24 @@ from ..errors import ConfigError, DataError
 from .base import Layer, register
 
 
+def token_indices(layer: Layer, x: np.ndarray, size: int, size_name: str) -> np.ndarray:
+    """``x`` as an ``intp`` index array, after checking that every entry is an integer in ``[0, size)``;
+    the messages name ``layer`` and its argument ``size_name`` (floats holding exact integers pass)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{layer.describe()} expects integer token ids, got an array of dtype {x.dtype}")
+    if x.dtype.kind == "f":
+        bad = x != np.round(x)
+        if bad.any():
+            raise DataError(f"{layer.describe()} expects integer token ids; got non-integer value "
+                            f"{float(x[bad].flat[0])!r} ({int(bad.sum())} such entries)")
+    if x.size and (x.min() < 0 or x.max() >= size):
+        worst = x.min() if x.min() < 0 else x.max()
+        raise DataError(f"{layer.describe()} got token id {int(worst)}; ids must be in [0, {size - 1}]"
+                        f" for {size_name}={size}")
+    return x.astype(np.intp)
+
+
 @register
 class Embedding(Layer):
     r"""Map integer indices to rows of a trainable table: ``y[b, t] = embeddings[x[b, t]]``.
@@ -72,19 +90,7 @@ class Embedding(Layer):
 
     def indices(self, x: np.ndarray) -> np.ndarray:
         """``x`` as an ``intp`` index array, after checking that every entry is an integer in range."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "iuf":
-            raise DataError(f"{self.describe()} expects integer token ids, got an array of dtype {x.dtype}")
-        if x.dtype.kind == "f":
-            bad = x != np.round(x)
-            if bad.any():
-                raise DataError(f"{self.describe()} expects integer token ids; got non-integer value "
-                                f"{float(x[bad].flat[0])!r} ({int(bad.sum())} such entries)")
-        if x.size and (x.min() < 0 or x.max() >= self.input_dim):
-            worst = x.min() if x.min() < 0 else x.max()
-            raise DataError(f"{self.describe()} got token id {int(worst)}; ids must be in [0, {self.input_dim - 1}]"
-                            f" for input_dim={self.input_dim}")
-        return x.astype(np.intp)
+        return token_indices(self, x, self.input_dim, "input_dim")
 
     def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
