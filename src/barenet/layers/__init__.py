@@ -9,6 +9,7 @@ from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Maximum, Merge, Multiply, Subtract
+from .multi_head_attention import MultiHeadAttention
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from .position import PositionEmbedding, SinusoidalPositionEncoding, TokenAndPositionEmbedding
@@ -21,6 +22,6 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
-    "Add", "Average", "Concatenate", "Maximum", "Merge", "Multiply", "Subtract",
+    "Add", "Average", "Concatenate", "Maximum", "Merge", "Multiply", "Subtract", "MultiHeadAttention",
     "PositionEmbedding", "SinusoidalPositionEncoding", "TokenAndPositionEmbedding",
 ]

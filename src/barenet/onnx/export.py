@@ -69,7 +69,7 @@ def graph_network(model: Any, g: Graph, xs: list[str]) -> list[str]:
         if isinstance(layer, Model):
             y = graph_network(layer, g, args)[0]
         else:
-            y = convert(layer, g, args[0] if node.single else args)
+            y = convert(layer, g, args[0] if node.single else args, **node.options)
         names[node.output.key] = y
     return [names[t.key] for t in model.outputs]
 

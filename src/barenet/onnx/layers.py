@@ -250,3 +250,44 @@ def _average(layer: L.Average, g: Graph, xs: list[str]) -> str:
 @converts(L.Concatenate)
 def _concatenate(layer: L.Concatenate, g: Graph, xs: list[str]) -> str:
     return g.op("Concat", list(xs), axis=layer._sample_axis(len(layer.output_shape)) + 1)
+
+
+@converts(L.MultiHeadAttention)
+def _multi_head_attention(layer: L.MultiHeadAttention, g: Graph, xs: list[str], use_causal_mask: bool = False) -> str:
+    """Projections as MatMuls on ``(batch, time, d)``, heads split by Reshape and Transpose, the masked softmax
+    as Where and Softmax; a query with no allowed key gets zero weights (its row multiplied by 0), as in
+    :func:`barenet.functional.scaled_dot_product_attention`."""
+    heads = layer.num_heads
+    (t, _), (s, _) = layer.input_shape[0], layer.input_shape[1]
+
+    def project(x: str, name: str) -> str:
+        kernel = layer.params[f"{name}_kernel"]
+        width = kernel.shape[2]
+        y = g.op("MatMul", [x, g.const(kernel.reshape(kernel.shape[0], -1), f"{name}_kernel")])
+        if layer.use_bias:
+            y = g.op("Add", [y, g.const(layer.params[f"{name}_bias"].reshape(-1), f"{name}_bias")])
+        y = g.op("Reshape", [y, g.ints([0, 0, heads, width])])
+        return g.op("Transpose", [y], perm=[0, 2, 1, 3])
+
+    q, v, k = project(xs[0], "query"), project(xs[1], "value"), project(xs[2], "key")
+    scores = g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
+    scores = g.op("Mul", [scores, g.const(1 / np.sqrt(layer.key_dim), "scale")])
+    allowed = None
+    if len(xs) == 4:
+        allowed = g.op("Unsqueeze", [g.op("Not", [g.op("Equal", [xs[3], g.const(0.0, "zero")])]), g.ints([1])])
+    if use_causal_mask:
+        tri = g.const(np.tri(t, s, dtype=bool), "causal", dtype=bool)
+        allowed = tri if allowed is None else g.op("And", [allowed, tri])
+    if allowed is not None:
+        scores = g.op("Where", [allowed, scores, g.const(-1e30, "masked")])
+    probs = g.op("Softmax", [scores], axis=-1)
+    if allowed is not None:
+        any_allowed = g.op("ReduceMax", [g.op("Cast", [allowed], to=g.elem_type), g.ints([-1])], keepdims=1)
+        probs = g.op("Mul", [probs, any_allowed])
+    o = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+    o = g.op("Reshape", [o, g.ints([0, 0, heads * layer.value_dim])])
+    kernel = layer.params["output_kernel"]
+    y = g.op("MatMul", [o, g.const(kernel.reshape(-1, kernel.shape[2]), "output_kernel")])
+    if layer.use_bias:
+        y = g.op("Add", [y, g.const(layer.params["output_bias"], "output_bias")])
+    return y

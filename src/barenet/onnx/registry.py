@@ -37,9 +37,10 @@ def converter_for(layer: Layer) -> Converter:
                               f"{type(layer).__module__}) has no ONNX form; exportable layers are {known}") from None
 
 
-def convert(layer: Layer, graph: Graph, x: str) -> str:
-    """Append ``layer`` to ``graph`` on input ``x``; return the output tensor's name."""
-    return converter_for(layer)(layer, graph, x)
+def convert(layer: Layer, graph: Graph, x: Any, **options: Any) -> str:
+    """Append ``layer`` to ``graph`` on input ``x`` (a name, or a list of names for a layer of several inputs)
+    with a graph call's ``options``; return the output tensor's name."""
+    return converter_for(layer)(layer, graph, x, **options)
 
 
 def supported_layers() -> list[str]:

@@ -1,0 +1,231 @@
+r"""Multi-head attention, with Keras's names, call signature and weight layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers
+from ..attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
+from ..errors import ConfigError, ShapeError
+from .base import Cache, Layer, register
+
+_PROJECTIONS = ("query", "key", "value")
+
+
+@register
+class MultiHeadAttention(Layer):
+    r"""Attention from a query sequence to a value sequence, in ``num_heads`` heads of their own projections.
+
+    Parameters
+    ----------
+    num_heads : int
+    key_dim : int
+        Size of each head's queries and keys.
+    value_dim : int, optional
+        Size of each head's values (default ``key_dim``).
+    dropout : float in [0, 1)
+        Dropout on the attention weights, in training.
+    use_bias : bool
+    output_shape : int, optional
+        Width of the output (default: the query's last axis).
+    kernel_initializer, bias_initializer : str or callable
+        See :mod:`barenet.initializers` (Glorot uniform and zeros, as Keras).
+
+    Calling
+    -------
+    ``layer(query, value, key=None, attention_mask=None, use_causal_mask=False)`` on symbolic tensors in the
+    functional API: ``query : (batch, T, d_q)``, ``value : (batch, S, d_v)``, ``key : (batch, S, d_k)``
+    (default ``value``), ``attention_mask : (batch, T, S)`` with 1/True where query ``i`` may attend to
+    key ``j`` (it may be a model input); self-attention is ``layer(x, x)``. Output ``(batch, T, output_shape)``.
+    On arrays the same call runs the layer in inference mode; ``return_attention_scores=True`` then also
+    returns the weights ``(batch, heads, T, S)``.
+
+    Weights (Keras's layout): ``query_kernel : (d_q, heads, key_dim)``, ``key_kernel : (d_k, heads, key_dim)``,
+    ``value_kernel : (d_v, heads, value_dim)``, ``output_kernel : (heads, value_dim, out)`` and their biases
+    ``query_bias : (heads, key_dim)`` ... ``output_bias : (out,)``.
+
+    Notes
+    -----
+    Per head :math:`h`: :math:`Q_h = x_q W^Q_h + b^Q_h`, :math:`K_h = x_k W^K_h + b^K_h`,
+    :math:`V_h = x_v W^V_h + b^V_h`, :math:`O_h = \mathrm{softmax}(Q_h K_h^\top / \sqrt{d_k} + M) V_h`
+    (:func:`barenet.functional.scaled_dot_product_attention`), and
+    :math:`y = \sum_h O_h W^O_h + b^O`. Each projection is one matrix product over all heads; backward
+    runs the attention's backward pass between the products' transposes.
+
+    The forward's ``forward(inputs, ...)`` takes the list ``[query, value, key]`` (key repeated as ``value``
+    when not given, so a graph sums the two gradients), plus the mask as a fourth entry when there is one.
+    """
+
+    has_training_mode = True
+
+    def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
+                 use_bias: bool = True, output_shape: int | None = None,
+                 kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+                 bias_initializer: str | initializers.Initializer = "zeros", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for what, value in (("num_heads", num_heads), ("key_dim", key_dim)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"MultiHeadAttention {what} must be a positive integer, got {value!r}")
+        if value_dim is not None and (not isinstance(value_dim, (int, np.integer)) or value_dim < 1):
+            raise ConfigError(f"MultiHeadAttention value_dim must be a positive integer or None, got {value_dim!r}")
+        if isinstance(output_shape, (list, tuple)):
+            if len(output_shape) != 1:
+                raise ConfigError(f"MultiHeadAttention output_shape must be one width, got {output_shape!r}")
+            output_shape = output_shape[0]
+        if output_shape is not None and (not isinstance(output_shape, (int, np.integer)) or output_shape < 1):
+            raise ConfigError(f"MultiHeadAttention output_shape must be a positive integer, got {output_shape!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout!r}")
+        self.num_heads = int(num_heads)
+        self.key_dim = int(key_dim)
+        self.value_dim = int(value_dim) if value_dim is not None else self.key_dim
+        self.dropout = float(dropout)
+        self.use_bias = bool(use_bias)
+        self.out_dim = int(output_shape) if output_shape is not None else None
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    # ----------------------------------------------------------------- shapes and parameters
+    def _split(self, input_shape: Any) -> list[tuple[int, ...]]:
+        if not isinstance(input_shape, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in input_shape) \
+                or len(input_shape) not in (3, 4):
+            raise ShapeError(f"{self.describe()} is called as layer(query, value, key=None, attention_mask=None); "
+                             f"got inputs of shapes {input_shape}")
+        shapes = [tuple(int(d) for d in s) for s in input_shape]
+        q, v, k = shapes[:3]
+        if len(q) != 2 or len(v) != 2 or len(k) != 2:
+            raise ShapeError(f"{self.describe()} takes sequences (batch, time, features); got query {(None, *q)}, "
+                             f"value {(None, *v)}, key {(None, *k)}")
+        if k[0] != v[0]:
+            raise ShapeError(f"{self.describe()} needs key and value of one length; got key {(None, *k)} and value "
+                             f"{(None, *v)}")
+        if len(shapes) == 4 and shapes[3] != (q[0], v[0]):
+            raise ShapeError(f"{self.describe()} expects attention_mask of shape (batch, {q[0]}, {v[0]}), got "
+                             f"{(None, *shapes[3])}")
+        return shapes
+
+    def compute_output_shape(self, input_shape, **options):
+        q = self._split(input_shape)[0]
+        return (q[0], self.out_dim or q[1])
+
+    def build(self, input_shape, rng, dtype="float32"):
+        shapes = self._split(input_shape)
+        self.input_shape = shapes
+        self.output_shape = self.compute_output_shape(shapes)
+        self.dtype = np.dtype(dtype)
+        self.rng = rng
+        heads, out = self.num_heads, self.output_shape[-1]
+        dims = {"query": self.key_dim, "key": self.key_dim, "value": self.value_dim}
+        for name, shape in zip(_PROJECTIONS, (shapes[0], shapes[2], shapes[1]), strict=True):
+            width = dims[name]
+            self.add_param(f"{name}_kernel", self.kernel_initializer((shape[1], heads, width), shape[1],
+                                                                     heads * width, rng, self.dtype))
+            if self.use_bias:
+                self.add_param(f"{name}_bias", self.bias_initializer((heads, width), shape[1], heads * width, rng,
+                                                                     self.dtype))
+        self.add_param("output_kernel", self.kernel_initializer((heads, self.value_dim, out), heads * self.value_dim,
+                                                                out, rng, self.dtype))
+        if self.use_bias:
+            self.add_param("output_bias", self.bias_initializer((out,), heads * self.value_dim, out, rng, self.dtype))
+        self.built = True
+
+    def check_input(self, xs: Any) -> None:
+        if not self.built:
+            super().check_input(xs)
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(self.input_shape) or any(
+                x.shape[1:] != s for x, s in zip(xs, self.input_shape, strict=True)):
+            raise ShapeError(f"{self.describe()} expected inputs of shapes {[(None, *s) for s in self.input_shape]}, "
+                             f"got {[getattr(x, 'shape', None) for x in xs]}")
+
+    # ----------------------------------------------------------------- calling
+    def __call__(self, query: Any, value: Any = None, key: Any = None, attention_mask: Any = None, *,
+                 use_causal_mask: bool = False, return_attention_scores: bool = False, training: bool = False) -> Any:
+        from ..models import graph
+
+        if value is None:
+            raise ConfigError(f"{self.describe()} is called as layer(query, value, ...); for self-attention pass "
+                              f"the same tensor twice: layer(x, x)")
+        inputs = [query, value, value if key is None else key] + ([] if attention_mask is None else [attention_mask])
+        options = {"use_causal_mask": True} if use_causal_mask else {}
+        if graph.is_symbolic(inputs):
+            if return_attention_scores:
+                raise ConfigError(f"{self.describe()}: return_attention_scores is available on arrays (eager calls),"
+                                  f" not in a graph, where a call has one output")
+            return graph.call_layer(self, inputs, options)
+        if not self.built:
+            raise ConfigError(f"{self.describe()} is not built; call it on symbolic tensors in a Model, or build it")
+        cache = Cache(input_grad=False) if return_attention_scores else None
+        y = self.forward(inputs, training=training, cache=cache, use_causal_mask=use_causal_mask)
+        return (y, cache["attention"]["probs"]) if return_attention_scores else y
+
+    def _project(self, x: np.ndarray, name: str) -> np.ndarray:
+        """``x : (batch, time, d) -> (batch, heads, time, width)``: one product over all heads, plus the bias."""
+        kernel = self.params[f"{name}_kernel"]
+        d, heads, width = kernel.shape
+        y = x.reshape(-1, d) @ kernel.reshape(d, heads * width)
+        if self.use_bias:
+            y += self.params[f"{name}_bias"].reshape(-1)
+        return np.ascontiguousarray(y.reshape(x.shape[0], x.shape[1], heads, width).transpose(0, 2, 1, 3))
+
+    def forward(self, xs, *, training=False, cache=None, use_causal_mask=False):
+        self.check_input(xs)
+        query, value, key = xs[:3]
+        mask = None if len(xs) < 4 else (np.asarray(xs[3]) != 0)[:, None, :, :]
+        q, k, v = (self._project(x, name) for x, name in ((query, "query"), (key, "key"), (value, "value")))
+        sub = None if cache is None else cache.child("attention")
+        rate = self.dropout if training else 0.0
+        o = scaled_dot_product_attention(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
+                                         rng=self.rng if rate else None, cache=sub)
+        batch, heads, t, dv = o.shape
+        o2 = o.transpose(0, 2, 1, 3).reshape(batch * t, heads * dv)
+        out = o2 @ self.params["output_kernel"].reshape(heads * dv, -1)
+        if self.use_bias:
+            out += self.params["output_bias"]
+        if cache is not None:
+            cache.update(inputs=list(xs[:3]), o2=o2)
+        return out.reshape(batch, t, -1)
+
+    def backward(self, grad, cache):
+        query, value, key = cache["inputs"]
+        o2 = cache["o2"]
+        heads = self.num_heads
+        g2 = np.ascontiguousarray(grad).reshape(o2.shape[0], -1)
+        out_kernel = self.params["output_kernel"].reshape(o2.shape[1], -1)
+        np.matmul(o2.T, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
+        if self.use_bias:
+            np.sum(g2, axis=0, out=self.grads["output_bias"])
+        batch, t = query.shape[:2]
+        do = np.ascontiguousarray((g2 @ out_kernel.T).reshape(batch, t, heads, self.value_dim).transpose(0, 2, 1, 3))
+        dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
+        dxs = []
+        for x, d, name in ((query, dq, "query"), (value, dv, "value"), (key, dk, "key")):
+            kernel = self.params[f"{name}_kernel"]
+            width = kernel.shape[2]
+            d2 = d.transpose(0, 2, 1, 3).reshape(-1, heads * width)
+            np.matmul(x.reshape(-1, x.shape[-1]).T, d2, out=self.grads[f"{name}_kernel"].reshape(x.shape[-1], -1))
+            if self.use_bias:
+                np.sum(d2, axis=0, out=self.grads[f"{name}_bias"].reshape(-1))
+            dxs.append((d2 @ kernel.reshape(x.shape[-1], -1).T).reshape(x.shape) if cache.input_grad else None)
+        if len(self.input_shape) == 4:
+            dxs.append(None)  # the mask is not differentiable
+        return dxs if cache.input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("input_shape", None)
+        return {
+            **config,
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "output_shape": self.out_dim,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
+
+    def __repr__(self) -> str:
+        return f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim})"
