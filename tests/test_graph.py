@@ -328,3 +328,24 @@ def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path):
     got = session.run(None, {"a": X[0], "b": X[1]})
     for theirs, ours in zip(got, model.predict(X), strict=True):
         np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
+
+
+def test_per_output_sample_weights_and_class_weight_for_one_output_only():
+    x = bn.Input(shape=(4,), name="x")
+    h = Dense(5, activation="tanh")(x)
+    a, b = Dense(1, name="a")(h), Dense(1, name="b")(h)
+    model = bn.Model(x, [a, b], seed=0, dtype="float64")
+    model.compile(loss="mse", optimizer="sgd")
+    X, ya, yb = RNG.standard_normal((10, 4)), RNG.standard_normal(10), RNG.standard_normal(10)
+    wa = np.zeros(10)
+    wa[:5] = 2.0
+    weighted = model.evaluate(X, [ya, yb], sample_weight={"a": wa, "b": None})
+    plain_a = model.evaluate(X[:5], [ya[:5], yb[:5]])["a_loss"]
+    scores = model.compute_gradients(X, [ya, yb], sample_weight=[wa, None]).loss
+    assert scores == pytest.approx(weighted["loss"], rel=1e-12)
+    pred_a, pred_b = model.predict(X)
+    expected = np.sum(wa * (pred_a[:, 0] - ya) ** 2) / 10 + np.mean((pred_b[:, 0] - yb) ** 2)
+    assert weighted["loss"] == pytest.approx(expected, rel=1e-12)
+    assert plain_a == pytest.approx(np.mean((pred_a[:5, 0] - ya[:5]) ** 2), rel=1e-12)
+    with pytest.raises(ConfigError, match=r"class_weight applies to a model with one output"):
+        model.fit(X, [ya, yb], class_weight={0: 1.0}, verbose=0)

@@ -456,6 +456,24 @@ class Model(Sequential):
                 logs[f"{prefix}{name}_{m}"] = metrics_mod.get(m)(t, labels, task, n_classes=out.sample_shape[-1])
         return logs
 
+    def check_sample_weight(self, sample_weight: Any, n: int) -> Any:
+        """One weight per sample for every output, or, for several outputs, a list or dict (by output name)
+        of per-output weights (``None`` entries weigh 1) as Keras takes them."""
+        names = self.output_names
+        if len(names) == 1 or sample_weight is None or not isinstance(sample_weight, (list, tuple, Mapping)):
+            return validation.check_sample_weight(sample_weight, n, self.dtype)
+        parts = self._per_output(sample_weight, "sample_weight", broadcast=False)
+        return Arrays([np.ones(n, self.dtype) if part is None else validation.check_sample_weight(part, n, self.dtype)
+                       for part in parts])
+
+    def fit(self, X: Any, y: Any, **kwargs: Any):
+        """As :meth:`Sequential.fit`; ``class_weight`` only for a model with one output (as in Keras), per-output
+        ``sample_weight`` as a list or a dict keyed by output name."""
+        if kwargs.get("class_weight") and len(self.outputs) > 1:
+            raise ConfigError("class_weight applies to a model with one output, as in Keras; weigh each output's "
+                              "samples with sample_weight={output name: weights}")
+        return super().fit(X, y, **kwargs)
+
     @property
     def records_predictions(self) -> bool:
         return bool(self.metric_names) or len(self.outputs) > 1
@@ -576,7 +594,8 @@ class Model(Sequential):
         outs = [outs] if self.single_output else outs
         ys = [y] if len(self.outputs) == 1 else list(y)
         total, preds, grads = 0.0, [], []
-        for out, t, loss, lw, f in zip(outs, ys, self.output_losses, self.loss_weights, fused, strict=True):
+        ws = list(w) if isinstance(w, Arrays) else [w] * len(outs)
+        for out, t, loss, lw, f, w in zip(outs, ys, self.output_losses, self.loss_weights, fused, ws, strict=True):
             shape = out.shape
             o, tt, ww = out, t, w
             if w is not None and w.ndim == 2:
@@ -617,7 +636,7 @@ class Model(Sequential):
         y = self.check_targets(y, len(X))
         with self._engine():
             return training.evaluate_arrays(self, X, y,
-                                            validation.check_sample_weight(sample_weight, len(X), self.dtype))
+                                            self.check_sample_weight(sample_weight, len(X)))
 
     def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True):
         """As :meth:`Sequential.compute_gradients`; ``inputs`` is a list for several inputs."""
@@ -626,7 +645,7 @@ class Model(Sequential):
         self.require_compiled("compute_gradients")
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
-        w = validation.check_sample_weight(sample_weight, len(X), self.dtype)
+        w = self.check_sample_weight(sample_weight, len(X))
         with self._engine():
             value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True, input_grad=True)
         if grad_input is not None:

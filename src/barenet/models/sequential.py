@@ -413,6 +413,10 @@ class Sequential:
         task, k = self.task, self.output_shape[-1]
         return {prefix + name: metrics_mod.get(name)(y_true, y_pred, task, n_classes=k) for name in self.metric_names}
 
+    def check_sample_weight(self, sample_weight: Any, n: int) -> np.ndarray | None:
+        """``sample_weight`` checked for ``n`` samples (see :func:`barenet.models.validation.check_sample_weight`)."""
+        return validation.check_sample_weight(sample_weight, n, self.dtype)
+
     @property
     def records_predictions(self) -> bool:
         """Whether an epoch keeps its predictions for :meth:`metric_logs` (there are metrics to compute)."""
@@ -501,7 +505,7 @@ class Sequential:
         y = self.check_targets(y, len(X))
         with self._engine():
             return training.evaluate_arrays(self, X, y,
-                                            validation.check_sample_weight(sample_weight, len(X), self.dtype))
+                                            self.check_sample_weight(sample_weight, len(X)))
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
@@ -541,7 +545,7 @@ class Sequential:
         self.build_for(X)
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
-        w = validation.check_sample_weight(sample_weight, len(X), self.dtype)
+        w = self.check_sample_weight(sample_weight, len(X))
         takes_ids = self.layers[0].takes_indices
         with self._engine():
             value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True,

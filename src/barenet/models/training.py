@@ -59,7 +59,7 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     model.build_for(X)
     X = model.check_inputs(X)
     y = model.check_targets(y, len(X))
-    w = validation.check_sample_weight(sample_weight, len(X), model.dtype)
+    w = model.check_sample_weight(sample_weight, len(X))
     if class_weight:
         cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
         w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
@@ -128,7 +128,7 @@ def _split_validation(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.nda
             raise ConfigError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight_val)")
         Xv = model.check_inputs(validation_data[0], "validation X")
         yv = model.check_targets(validation_data[1], len(Xv), "validation y")
-        wv = (validation.check_sample_weight(validation_data[2], len(Xv), model.dtype)
+        wv = (model.check_sample_weight(validation_data[2], len(Xv))
               if len(validation_data) == 3 else None)
         return X, y, w, (Xv, yv, wv)
     if not validation_split:
