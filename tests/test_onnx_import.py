@@ -134,6 +134,49 @@ def test_matmul_add_and_activations_match_onnxruntime(tmp_path):
     assert model.layers[0].activation.kind == "elu" and model.layers[2].activation.kind == "leaky_relu"
 
 
+def _matmul_add(tmp_path, bias_shape, *, bias_first=False, rank=2):
+    """x (batch, [3,] 4) -> MatMul by (4, 5) -> Add of a constant of ``bias_shape`` (node 'bias')."""
+    rng = np.random.default_rng(4)
+    inits = {"w": rng.standard_normal((4, 5)).astype(np.float32),
+             "b": rng.standard_normal(bias_shape).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Add", ["b", "h"] if bias_first else ["h", "b"], ["y"], name="bias")]
+    return _save(tmp_path, nodes, inits, [4] if rank == 2 else [3, 4], name=f"add{bias_shape}.onnx")
+
+
+@pytest.mark.parametrize(("bias_shape", "rank", "bias_first"),
+                         [((5,), 2, False), ((1, 5), 2, True), ((), 2, False), ((1,), 2, True), ((1, 1), 2, False),
+                          ((5,), 3, False), ((1, 1, 5), 3, True)])
+def test_an_add_that_broadcasts_as_a_bias_is_the_dense_bias(tmp_path, bias_shape, rank, bias_first):
+    ort = pytest.importorskip("onnxruntime")
+    path = _matmul_add(tmp_path, bias_shape, bias_first=bias_first, rank=rank)
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense"] and model.layers[0].use_bias
+    for batch in (1, 5, 7):
+        X = np.random.default_rng(batch).standard_normal((batch, 4) if rank == 2 else (batch, 3, 4), np.float32)
+        want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+        got = model.predict(X)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("bias_shape", "rank"), [((5, 1), 2), ((5, 5), 2), ((2, 5), 2), ((3, 5), 3), ((3, 1), 3),
+                                                  ((1, 3, 5), 3), ((1, 1, 1, 5), 3), ((1, 1, 5), 2)])
+def test_an_add_that_does_not_broadcast_as_a_bias_is_refused(tmp_path, bias_shape, rank):
+    """(5, 1) holds one value per unit, but added to (batch, 5) it gives (5, 5) for a batch of 1 or 5 (and
+    fails for others): it is no bias, and importing it as one gave other predictions than onnxruntime's."""
+    ort = pytest.importorskip("onnxruntime")
+    path = _matmul_add(tmp_path, bias_shape, rank=rank)
+    if bias_shape == (5, 1):
+        assert ort.InferenceSession(str(path)).run(None, {"x": np.ones((1, 4), np.float32)})[0].shape == (5, 5)
+    output = "(batch, 5)" if rank == 2 else "(batch, 3, 5)"
+    with pytest.raises(ModelFileError) as error:
+        bn.import_onnx(path)
+    assert str(error.value).endswith(
+        f"'Add' node 'bias' adds a constant of shape {bias_shape} to the {output} output of a MatMul; a bias is "
+        "one value per unit, of shape (5,) or (1, ..., 5), or one value for all")
+
+
 def test_reduce_mean_over_height_and_width_is_a_global_average_pool(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(1)
