@@ -239,7 +239,7 @@ class _Translator:
             raise bad(f"{node_label(node)} has {len(node.input)} input(s) and {len(node.output)} output(s); "
                       f"an ONNX {node.op_type} takes {fewest} to {most} inputs and gives at least one output")
         inputs = [self.values[name] if name else None for name in node.input]
-        attrs = attributes(node)
+        attrs = attributes(node, self.opset)
         on_path = [x for x in inputs if isinstance(x, Data)]
         if node.op_type == "Shape" and on_path:
             outs = self.folder.fold(node, [_ShapeView(on_path[0].onnx_shape)], attrs)
