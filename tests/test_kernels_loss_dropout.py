@@ -41,6 +41,27 @@ def test_softmax_cross_entropy_of_a_nan_logit_is_nan():
     assert np.all(np.isnan(probs[0]))
 
 
+@pytest.mark.parametrize("form", ["compiled", "reference"])
+@pytest.mark.parametrize("label, fragment", [(3, "got label 3; labels must be integers in [0, 2] for 3 classes"),
+                                             (-1, "got label -1; labels must be integers in [0, 2] for 3 classes")])
+def test_softmax_cross_entropy_refuses_a_label_outside_its_row_before_writing(form, label, fragment, monkeypatch):
+    """A label is an index into its row; the compiled loop does not check bounds, so the public name does."""
+    if form == "reference":
+        monkeypatch.setattr(loss_kernels, "_softmax_cross_entropy_kernel", loss_kernels.softmax_cross_entropy_reference)
+    elif not NUMBA_ENABLED:
+        pytest.skip("numba not installed or BARENET_NUMBA=0")
+    z = np.zeros((2, 3), np.float32)
+    probs, grad = np.full_like(z, 7), np.full_like(z, 7)
+    with pytest.raises(bn.errors.DataError) as error:
+        loss_kernels.softmax_cross_entropy(z, np.array([0, label]), probs, grad)
+    assert str(error.value) == f"softmax_cross_entropy {fragment}"
+    assert np.all(probs == 7) and np.all(grad == 7)
+    with pytest.raises(bn.errors.ShapeError, match=r"got \(2, 3\), \(2, 3\), \(2, 3\) and \(3,\)"):
+        loss_kernels.softmax_cross_entropy(z, np.array([0, 1, 2]), probs, grad)
+    with pytest.raises(bn.errors.DataError, match="expects integer labels, got an array of dtype float64"):
+        loss_kernels.softmax_cross_entropy(z, np.array([0.0, 1.0]), probs, grad)
+
+
 @pytest.mark.parametrize("shape", [(5, 4), (3, 6, 4)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_loss_on_labels_equals_the_fused_loss_on_one_hot_rows(shape, dtype):

@@ -1,5 +1,10 @@
 """Losses: finite-difference gradients, hand-worked values, stability at extreme logits, target checks."""
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -177,6 +182,60 @@ def test_labels_out_of_range_are_rejected():
         CategoricalCrossentropy().prepare_targets([0, 1, 3], (3,), np.float32)
     with pytest.raises(DataError, match=r"got values from -1 to 1"):
         CategoricalCrossentropy().prepare_targets([0, -1, 1], (3,), np.float32)
+
+
+# A label is an index into each row of predictions: fit checks labels in prepare_targets, but __call__, gradient
+# and fused are public too, and the compiled kernel behind fused would write past the row. Each entry point is
+# tried in a fresh interpreter with and without the compiled kernels (BARENET_NUMBA is read at import).
+_LABEL_PROBE = """
+import json, numpy as np
+from barenet.kernels import NUMBA_ENABLED
+from barenet.losses import CategoricalCrossentropy
+out = {"numba": NUMBA_ENABLED}
+cases = {"5": ((4, 5), [0, 1, 2, 5]), "-1": ((4, 5), [0, 1, 2, -1]), "seq": ((2, 3, 5), [[0, 1, 2], [3, 4, 7]]),
+         "short": ((4, 5), [0, 1]), "uint": ((4, 5), np.array([0, 1, 2, 9], np.uint8))}
+for name, (shape, y) in cases.items():
+    for logits in (True, False):
+        loss = CategoricalCrossentropy(from_logits=logits)
+        z = np.full(shape, 0.2, np.float32)
+        calls = {"fused": loss.fused, "call": loss, "gradient": loss.gradient}
+        for entry, call in calls.items():
+            try:
+                call(z, np.asarray(y))
+                out[f"{name} {entry} {logits}"] = None
+            except Exception as exc:
+                out[f"{name} {entry} {logits}"] = [type(exc).__name__, str(exc)]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module", params=["1", "0"], ids=["compiled", "numpy"])
+def label_probe(request):
+    if request.param == "1" and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba not installed")
+    env = {**os.environ, "BARENET_NUMBA": request.param}
+    result = subprocess.run([sys.executable, "-c", _LABEL_PROBE], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]  # a kernel that writes past its arrays can abort
+    outcome = json.loads(result.stdout)
+    assert outcome.pop("numba") == (request.param == "1")
+    return outcome
+
+
+@pytest.mark.parametrize("entry", ["fused", "call", "gradient"])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("case, label", [("5", 5), ("-1", -1), ("seq", 7), ("uint", 9)])
+def test_labels_outside_the_classes_are_refused_at_every_entry_point(label_probe, entry, from_logits, case,
+                                                                      label):
+    assert label_probe[f"{case} {entry} {from_logits}"] == [
+        "DataError", f"categorical_crossentropy got label {label}; labels must be integers in [0, 4] for 5 classes"]
+
+
+@pytest.mark.parametrize("entry", ["fused", "call", "gradient"])
+def test_labels_of_another_shape_than_the_predictions_rows_are_refused(label_probe, entry):
+    assert label_probe[f"short {entry} True"] == [
+        "ShapeError", "categorical_crossentropy got labels of shape (2,) for predictions of shape (4, 5); "
+                      "expected labels of shape (4,)"]
 
 
 def test_non_integer_labels_are_rejected():

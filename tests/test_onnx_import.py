@@ -134,6 +134,49 @@ def test_matmul_add_and_activations_match_onnxruntime(tmp_path):
     assert model.layers[0].activation.kind == "elu" and model.layers[2].activation.kind == "leaky_relu"
 
 
+def _matmul_add(tmp_path, bias_shape, *, bias_first=False, rank=2):
+    """x (batch, [3,] 4) -> MatMul by (4, 5) -> Add of a constant of ``bias_shape`` (node 'bias')."""
+    rng = np.random.default_rng(4)
+    inits = {"w": rng.standard_normal((4, 5)).astype(np.float32),
+             "b": rng.standard_normal(bias_shape).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Add", ["b", "h"] if bias_first else ["h", "b"], ["y"], name="bias")]
+    return _save(tmp_path, nodes, inits, [4] if rank == 2 else [3, 4], name=f"add{bias_shape}.onnx")
+
+
+@pytest.mark.parametrize(("bias_shape", "rank", "bias_first"),
+                         [((5,), 2, False), ((1, 5), 2, True), ((), 2, False), ((1,), 2, True), ((1, 1), 2, False),
+                          ((5,), 3, False), ((1, 1, 5), 3, True)])
+def test_an_add_that_broadcasts_as_a_bias_is_the_dense_bias(tmp_path, bias_shape, rank, bias_first):
+    ort = pytest.importorskip("onnxruntime")
+    path = _matmul_add(tmp_path, bias_shape, bias_first=bias_first, rank=rank)
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense"] and model.layers[0].use_bias
+    for batch in (1, 5, 7):
+        X = np.random.default_rng(batch).standard_normal((batch, 4) if rank == 2 else (batch, 3, 4), np.float32)
+        want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+        got = model.predict(X)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("bias_shape", "rank"), [((5, 1), 2), ((5, 5), 2), ((2, 5), 2), ((3, 5), 3), ((3, 1), 3),
+                                                  ((1, 3, 5), 3), ((1, 1, 1, 5), 3), ((1, 1, 5), 2)])
+def test_an_add_that_does_not_broadcast_as_a_bias_is_refused(tmp_path, bias_shape, rank):
+    """(5, 1) holds one value per unit, but added to (batch, 5) it gives (5, 5) for a batch of 1 or 5 (and
+    fails for others): it is no bias, and importing it as one gave other predictions than onnxruntime's."""
+    ort = pytest.importorskip("onnxruntime")
+    path = _matmul_add(tmp_path, bias_shape, rank=rank)
+    if bias_shape == (5, 1):
+        assert ort.InferenceSession(str(path)).run(None, {"x": np.ones((1, 4), np.float32)})[0].shape == (5, 5)
+    output = "(batch, 5)" if rank == 2 else "(batch, 3, 5)"
+    with pytest.raises(ModelFileError) as error:
+        bn.import_onnx(path)
+    assert str(error.value).endswith(
+        f"'Add' node 'bias' adds a constant of shape {bias_shape} to the {output} output of a MatMul; a bias is "
+        "one value per unit, of shape (5,) or (1, ..., 5), or one value for all")
+
+
 def test_reduce_mean_over_height_and_width_is_a_global_average_pool(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(1)
@@ -231,6 +274,77 @@ def test_refusals_name_the_problem(tmp_path, case):
     path = _save(tmp_path, nodes, inits, [3, 4])
     with pytest.raises(ModelFileError, match=message):
         bn.import_onnx(path)
+
+
+ATTRIBUTE_REFUSALS = {
+    "unknown name": ([helper.make_node("Relu", ["x"], ["y"], name="r", color="red")], {}, 17,
+                     "'Relu' node 'r' has attribute 'color', which barenet does not know for a Relu at opset 17 "
+                     "(it knows none); ignoring it could change what the node computes"),
+    "a name other operators read": (
+        [helper.make_node("LeakyRelu", ["x"], ["y"], name="lr", alpha=0.1, beta=2.0)], {}, 17,
+        "'LeakyRelu' node 'lr' has attribute 'beta', which barenet does not know for a LeakyRelu at opset 17 "
+        "(it knows alpha); ignoring it could change what the node computes"),
+    "an attribute of an older opset": (
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", broadcast=1)], {"w": np.ones((4, 2), np.float32)}, 17,
+        "'Gemm' node 'g' has attribute 'broadcast', which barenet does not know for a Gemm at opset 17 (it knows "
+        "alpha, beta, transA, transB); ignoring it could change what the node computes"),
+    "an attribute that became an input": (
+        [helper.make_node("Unsqueeze", ["x", "one"], ["u"], name="u", axes=[3]),
+         helper.make_node("Flatten", ["u"], ["y"])], {"one": np.array([1])}, 13,
+        "'Unsqueeze' node 'u' has attribute 'axes', which barenet does not know for a Unsqueeze at opset 13 "
+        "(it knows none); ignoring it could change what the node computes"),
+    "on a folded constant": (
+        [helper.make_node("Cast", ["s32"], ["s"], name="c", to=TensorProto.INT64, future_rounding=1),
+         helper.make_node("Reshape", ["x", "s"], ["y"])], {"s32": np.array([-1, 12], np.int32)}, 19,
+        "'Cast' node 'c' has attribute 'future_rounding', which barenet does not know for a Cast at opset 19 (it "
+        "knows round_mode, saturate, to); ignoring it could change what the node computes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTRIBUTE_REFUSALS))
+def test_an_attribute_the_importer_does_not_know_is_refused(tmp_path, case):
+    nodes, inits, opset, message = ATTRIBUTE_REFUSALS[case]
+    path = _save(tmp_path, nodes, inits, [3, 4], opset=opset)
+    with pytest.raises(ModelFileError) as error:
+        bn.import_onnx(path)
+    assert str(error.value).endswith(message)
+
+
+def test_attributes_that_change_nothing_here_still_import(tmp_path):
+    """Cast's saturate and round_mode (float8 targets only), Dropout's seed (inference) and ReduceMean's
+    noop_with_empty_axes (axes given) are known and ignored: the graph imports and matches onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(8)
+    f32 = np.float32
+    inits = {"w": rng.standard_normal((3, 2, 3, 3)).astype(f32), "axes": np.array([2, 3]),
+             "s32": np.array([-1, 3], np.int32), "d": rng.standard_normal((3, 2)).astype(f32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c", "axes"], ["m"], keepdims=1, noop_with_empty_axes=0),
+             helper.make_node("Cast", ["s32"], ["s"], to=TensorProto.INT64, saturate=1),
+             helper.make_node("Reshape", ["m", "s"], ["f"]),
+             helper.make_node("Dropout", ["f"], ["o"], seed=7),
+             helper.make_node("Gemm", ["o", "d"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [2, 5, 5], opset=19)
+    model = bn.import_onnx(path)
+    X = rng.standard_normal((4, 2, 5, 5)).astype(f32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-5)
+    nodes[2] = helper.make_node("Cast", ["s32"], ["s"], to=TensorProto.INT64, saturate=1, round_mode="up")
+    np.testing.assert_allclose(bn.import_onnx(_save(tmp_path, nodes, inits, [2, 5, 5], opset=24)).predict(X), want,
+                               atol=1e-5)
+
+
+def test_the_attribute_table_covers_every_operator_with_onnx_names():
+    """Every operator the importer takes has a list of known attributes; each name in it is one ONNX defines
+    for that operator, and every attribute the importer reads has a checked type."""
+    from barenet.onnx import _fold, importer
+
+    assert set(_fold.KNOWN_ATTRIBUTES) == importer.SUPPORTED_OPS
+    for op, known in _fold.KNOWN_ATTRIBUTES.items():
+        defined = {name for schema in onnx.defs.get_all_schemas_with_history() if schema.name == op
+                   and schema.domain == "" for name in schema.attributes}
+        assert set(known) <= defined, op
+        assert set(known) - set(_fold.IGNORED_ATTRIBUTES.get(op, {})) <= set(_fold.ATTRIBUTE_TYPES), op
 
 
 def _tensor_model(tmp_path, edit):

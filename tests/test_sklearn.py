@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import make_blobs, make_classification, make_multilabel_classification, make_regression
+from sklearn.datasets import (
+    load_diabetes,
+    make_blobs,
+    make_classification,
+    make_multilabel_classification,
+    make_regression,
+)
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -339,6 +345,54 @@ def test_every_solver_trains_and_an_optimizer_object_is_left_untouched(solver):
     assert clf.score(X, y) > 0.9
     if isinstance(solver, bn.optimizers.Optimizer):
         assert solver.iterations == 0 and clf.model_.optimizer is not solver
+
+
+@pytest.mark.parametrize("cls", [NeuralNetRegressor, NeuralNetClassifier])
+def test_a_divergence_in_the_first_epoch_raises_the_divergence_error(cls, capsys):
+    """Inputs scaled by 1e10 and a learning rate of 1e3 give a NaN loss in the first epoch: the estimator
+    says so as it does for a later divergence (a ValueError, as scikit-learn's MLP raises), with nothing
+    recorded and the network's weights from before training, still finite. The classifier learns whether
+    the disease progressed more than the median."""
+    X, y = load_diabetes(return_X_y=True)
+    if cls is NeuralNetClassifier:
+        y = y > np.median(y)
+    est = cls(solver="sgd", learning_rate_init=1e3, batch_size=64, random_state=0)
+    with pytest.raises(DataError) as error:
+        est.fit(X * 1e10, y)
+    assert str(error.value) == (f"{cls.__name__}: the training loss became nan at epoch 1; scale the inputs or "
+                                "lower learning_rate_init (model_ keeps its weights from before this fit)")
+    assert est.loss_curve_ == [] and est.n_iter_ == 0
+    assert all(np.isfinite(w).all() for w in est.model_.get_weights())
+    assert "training diverged at epoch 1" in capsys.readouterr().err
+
+
+def test_a_later_divergence_quotes_the_diverging_loss_and_epoch():
+    """Diabetes inputs scaled by 5 with plain SGD at 0.1: the first epoch's loss is finite, the second is
+    more than 1e6 times larger. The message quotes the second, not the last finite one."""
+    X, y = load_diabetes(return_X_y=True)
+    est = NeuralNetRegressor(solver="sgd", learning_rate_init=0.1, batch_size=64, random_state=0, max_iter=40)
+    with pytest.raises(DataError) as error:
+        est.fit(X * 5, y)
+    first, diverged = est.model_.history.history["loss"]
+    assert np.isfinite(first) and diverged > bn.models.training.DIVERGENCE_FACTOR * first
+    assert est.loss_curve_ == [first] and est.n_iter_ == 1
+    assert str(error.value) == (
+        f"NeuralNetRegressor: the training loss became {diverged:.4g} at epoch 2, more than 1e+06 times epoch 1's "
+        f"{first:.4g}; scale the inputs or lower learning_rate_init (model_ keeps the weights of epoch 1)")
+
+
+def test_a_divergence_in_a_warm_started_fit_counts_the_epochs_of_every_fit():
+    X, y = load_diabetes(return_X_y=True)
+    est = NeuralNetRegressor(solver="sgd", learning_rate_init=1e-3, batch_size=64, random_state=0, max_iter=3,
+                             warm_start=True).fit(X, y)
+    kept = est.model_.get_weights()
+    est.set_params(learning_rate_init=1e3)
+    with pytest.raises(DataError, match=r"the training loss became (nan|inf) at epoch 4; .* \(model_ keeps its "
+                                        r"weights from before this fit\)"):
+        est.fit(X * 1e10, y)
+    assert est.n_iter_ == 3 and len(est.loss_curve_) == 3
+    for a, b in zip(est.model_.get_weights(), kept, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_dropout_batch_norm_and_alpha_shape_the_network():

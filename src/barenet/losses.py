@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import functional as F
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ShapeError
 from .kernels import loss as loss_kernels
 
 _EPS = 1e-7
@@ -240,6 +240,8 @@ class CategoricalCrossentropy(Loss):
         if y_true.dtype.kind in "iu":
             if like is None:
                 raise DataError("integer labels need the predictions' shape to expand them")
+            y_true = self._label_rows(y_true, like)
+            loss_kernels.check_labels(y_true, like.shape[-1], self.name)  # a label is an index into its row
             dense = np.zeros_like(like)
             np.put_along_axis(dense, y_true[..., None], 1, axis=-1)
             y_true = dense
@@ -249,6 +251,15 @@ class CategoricalCrossentropy(Loss):
         t = y_true * y_true.dtype.type(1 - eps)
         t += y_true.sum(axis=-1, keepdims=True) * y_true.dtype.type(eps / y_true.shape[-1])
         return t
+
+    def _label_rows(self, y_true: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """Integer labels ``y_true`` for the rows of ``like : (*rows, classes)``, shaped ``rows`` (a trailing
+        axis of 1 is dropped); a :class:`~barenet.errors.ShapeError` if they do not fit."""
+        rows = like.shape[:-1]
+        if y_true.shape != rows and y_true.shape != (*rows, 1):
+            raise ShapeError(f"{self.name} got labels of shape {y_true.shape} for predictions of shape "
+                             f"{like.shape}; expected labels of shape {rows}")
+        return y_true.reshape(rows)
 
     def per_sample(self, y_pred, y_true):
         y_true = self.smooth(y_true, y_pred)
@@ -268,8 +279,9 @@ class CategoricalCrossentropy(Loss):
         # (barenet.kernels.loss); otherwise few, mostly in-place operations on (batch, classes) arrays.
         if y_true.dtype.kind in "iu" and sample_weight is None and not self.label_smoothing:
             z = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
+            labels = self._label_rows(y_true, logits).reshape(-1)
             probs, grad = np.empty_like(z), np.empty_like(z)
-            value = loss_kernels.softmax_cross_entropy(z, y_true.reshape(-1), probs, grad)
+            value = loss_kernels.softmax_cross_entropy(z, labels, probs, grad, owner=self.name)  # checks labels
             return float(value), grad.reshape(logits.shape), probs.reshape(logits.shape)
         n, rows = logits.shape[0], _rows_per_sample(logits)
         y_true = self.smooth(y_true, logits)

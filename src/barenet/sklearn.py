@@ -39,6 +39,8 @@ from .layers import BatchNormalization, Dense, Dropout
 from .layers import activations as activations_mod
 from .models import Sequential
 from .models.callbacks import Callback, EarlyStopping
+from .models.history import History
+from .models.training import DIVERGENCE_FACTOR
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor"]
 
@@ -232,8 +234,7 @@ class _BaseNeuralNet(BaseEstimator):
         history = self.model_.fit(X, Y, epochs=1 if incremental else int(self.max_iter), batch_size=batch,
                                   shuffle=bool(self.shuffle), sample_weight=w, callbacks=callbacks, verbose=0)
         if history.diverged_at is not None:
-            raise DataError(f"{type(self).__name__}: the training loss became {self.loss_curve_[-1]} at epoch "
-                            f"{self.n_iter_}; scale the inputs or lower learning_rate_init")
+            raise DataError(self._divergence(history))
         if early:
             self.best_validation_score_ = max(self.validation_scores_, default=-np.inf)
         else:
@@ -242,6 +243,28 @@ class _BaseNeuralNet(BaseEstimator):
             warnings.warn(f"{type(self).__name__}: max_iter={self.max_iter} epochs reached without "
                           "convergence; raise max_iter or learning_rate_init", ConvergenceWarning, stacklevel=3)
         return self
+
+    def _divergence(self, history: History) -> str:
+        """What went wrong in a fit whose ``history`` diverged (see :mod:`barenet.models.training`).
+
+        ``history`` holds this fit's epochs, the diverged one last; ``loss_curve_`` and ``n_iter_`` hold the
+        finite epochs of every fit (warm starts add up), so epochs are numbered from the estimator's first.
+        """
+        losses = history.history["loss"]
+        loss, first = losses[-1], losses[0]
+        before = self.n_iter_ - (len(losses) - 1)  # epochs of earlier fits
+        epoch = before + len(losses)
+        if not np.isfinite(loss):
+            what = f"the training loss became {loss:.4g} at epoch {epoch}"
+        elif len(losses) > 1 and loss > DIVERGENCE_FACTOR * first:
+            what = (f"the training loss became {loss:.4g} at epoch {epoch}, more than {DIVERGENCE_FACTOR:g} "
+                    f"times epoch {before + 1}'s {first:.4g}")
+        else:
+            what = f"a weight became NaN or infinite at epoch {epoch} (training loss {loss:.4g})"
+        kept = ("its weights from before this fit" if history.kept_epoch is None
+                else f"the weights of epoch {before + history.kept_epoch + 1}")
+        return (f"{type(self).__name__}: {what}; scale the inputs or lower learning_rate_init (model_ keeps "
+                f"{kept})")
 
     def _say(self, message: str) -> None:
         if self.verbose:

@@ -12,6 +12,11 @@ rows built from the labels, product, subtraction, division); the compiled form m
 with the row in cache and builds no one-hot rows. Shapes: ``z, probs, grad : (rows, classes)``
 C-contiguous, one float dtype; ``y : (rows,)`` integers in ``[0, classes)``. The loss is accumulated
 in float64.
+
+A label is an index into its row, so :func:`softmax_cross_entropy` checks every label (and every shape)
+before either form runs: the compiled loop does not check bounds, and would write the ``-1/rows`` of a
+label past the last class into the next row or past the array; NumPy would raise an ``IndexError`` on
+one and read a negative one from the end of the row.
 """
 
 from __future__ import annotations
@@ -21,11 +26,40 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..errors import DataError, ShapeError
 from ._jit import njit
 
 
+def _outside_reference(y: np.ndarray, classes: int) -> bool:
+    """Whether an entry of ``y`` lies outside ``[0, classes)``."""
+    return bool(y.size) and bool(y.min() < 0 or y.max() >= classes)
+
+
+def _outside(y, classes):
+    for v in y.flat:
+        if v < 0 or v >= classes:
+            return True
+    return False
+
+
+# Compiled, the test costs a fraction of a microsecond on a batch's labels, where NumPy's two reductions
+# cost a few: it runs at every training step.
+_outside_fast = njit()(_outside)
+_any_outside = _outside_fast or _outside_reference
+
+
+def check_labels(y: np.ndarray, classes: int, owner: str) -> None:
+    """Raise a :class:`~barenet.errors.DataError` naming the worst label unless every entry of the integer
+    array ``y`` is in ``[0, classes)``; ``owner`` (a loss's name) starts the message."""
+    if _any_outside(y, classes):
+        worst = y.min() if y.min() < 0 else y.max()
+        raise DataError(f"{owner} got label {int(worst)}; labels must be integers in [0, {classes - 1}] for "
+                        f"{classes} classes")
+
+
 def softmax_cross_entropy_reference(z: np.ndarray, y: np.ndarray, probs: np.ndarray, grad: np.ndarray) -> float:
-    """Mean loss over the rows; ``probs`` and ``grad`` are written (see the module docstring)."""
+    """Mean loss over the rows; ``probs`` and ``grad`` are written (see the module docstring). Labels are
+    not checked here (see :func:`softmax_cross_entropy`)."""
     rows = z.shape[0]
     logp, p = F.log_softmax_and_softmax(z)
     probs[...] = p
@@ -59,4 +93,18 @@ def _softmax_cross_entropy(z, y, probs, grad):
 
 
 _softmax_cross_entropy_fast = njit(error_model="numpy")(_softmax_cross_entropy)
-softmax_cross_entropy = _softmax_cross_entropy_fast or softmax_cross_entropy_reference
+_softmax_cross_entropy_kernel = _softmax_cross_entropy_fast or softmax_cross_entropy_reference
+
+
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, probs: np.ndarray, grad: np.ndarray, *,
+                          owner: str = "softmax_cross_entropy") -> float:
+    """Mean loss over the rows, ``probs`` and ``grad`` written, by the compiled form when there is one;
+    raises a :class:`~barenet.errors.ShapeError` or :class:`~barenet.errors.DataError` (starting with
+    ``owner``) on arrays of other shapes or a label outside ``[0, classes)``, before anything is written."""
+    if z.ndim != 2 or y.shape != z.shape[:1] or probs.shape != z.shape or grad.shape != z.shape:
+        raise ShapeError(f"{owner} expects logits, probabilities and gradient of one shape (rows, classes) and "
+                         f"labels (rows,), got {z.shape}, {probs.shape}, {grad.shape} and {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{owner} expects integer labels, got an array of dtype {y.dtype}")
+    check_labels(y, z.shape[1], owner)
+    return _softmax_cross_entropy_kernel(z, y, probs, grad)

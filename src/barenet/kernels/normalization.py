@@ -19,7 +19,8 @@ The compiled forms read the input twice in the forward pass (statistics, then no
 in the backward pass (two per-channel sums, then the input gradient), accumulating in float64. Each is
 a one-thread loop nest run on slices of ``outer`` at once by :mod:`barenet.threads` (numba's own
 parallel loops competed with the BLAS threads of the convolutions and made a training step several
-times slower on a machine of a few cores).
+times slower on a machine of a few cores). The compiled loops do not check bounds, so ``normalize`` and
+``backward`` check the shapes they are given before either form runs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import threads
+from ..errors import ShapeError
 from ._jit import NUMBA_ENABLED, njit
 
 if NUMBA_ENABLED:
@@ -329,5 +331,28 @@ def backward_fast(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.nd
 
 
 moments = moments_fast if NUMBA_ENABLED else moments_reference
-normalize = normalize_fast if NUMBA_ENABLED else normalize_reference
-backward = backward_fast if NUMBA_ENABLED else backward_reference
+_normalize_form = normalize_fast if NUMBA_ENABLED else normalize_reference
+_backward_form = backward_fast if NUMBA_ENABLED else backward_reference
+
+
+def _check_vectors(what: str, x: np.ndarray, *vectors: np.ndarray) -> None:
+    if x.ndim != 3 or any(v.shape != x.shape[1:2] for v in vectors):
+        raise ShapeError(f"batch normalization {what} expects an input (outer, channels, inner) and per-channel "
+                         f"vectors (channels,), got {x.shape} and {', '.join(str(v.shape) for v in vectors)}")
+
+
+def normalize(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray,
+              beta: np.ndarray) -> np.ndarray:
+    """:func:`normalize_reference` (by the compiled form when numba is enabled), after checking the shapes."""
+    _check_vectors("forward", x, mean, inv_std, gamma, beta)
+    return _normalize_form(x, mean, inv_std, gamma, beta)
+
+
+def backward(g: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray,
+             training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`backward_reference` (by the compiled form when numba is enabled), after checking the shapes."""
+    _check_vectors("backward", x, mean, inv_std, gamma)
+    if g.shape != x.shape:
+        raise ShapeError(f"batch normalization backward expects a gradient of the forward pass's input shape, "
+                         f"{x.shape} as (outer, channels, inner), got {g.shape}")
+    return _backward_form(g, x, mean, inv_std, gamma, training)

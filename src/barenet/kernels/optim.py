@@ -12,12 +12,17 @@ same bits (no fused multiply-add: numba compiles without fast-math; square root 
 correctly rounded in both). The compiled loops run on one thread: on a 2-core machine shared with
 other work, ``parallel=True`` made Adam's step 6x slower (8 ms against 1.25 ms), and one thread
 already runs at memory speed once the loop is vectorized.
+
+The compiled loops do not check bounds, so ``sgd``, ``rmsprop`` and ``adam`` check that the gradient,
+the slots and the scratch array have the parameters' shape before either form runs (a gradient of
+another size comes straight from :meth:`barenet.optimizers.Optimizer.step`'s caller).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from ._jit import njit
 
 
@@ -137,6 +142,39 @@ def _pick(reference, kernel):
     return compiled if compiled is not None else reference
 
 
-sgd = _pick(sgd_reference, _sgd)
-rmsprop = _pick(rmsprop_reference, _rmsprop)
-adam = _pick(adam_reference, _adam)
+_sgd_form = _pick(sgd_reference, _sgd)
+_rmsprop_form = _pick(rmsprop_reference, _rmsprop)
+_adam_form = _pick(adam_reference, _adam)
+
+
+def _check(rule: str, theta: np.ndarray, g: np.ndarray, *slots: np.ndarray) -> None:
+    """A :class:`~barenet.errors.ShapeError` unless ``g`` and ``slots`` are 1-d arrays of ``theta``'s shape."""
+    if g.size != theta.size:
+        raise ShapeError(f"{rule} update expects a gradient of the parameters' {theta.size} values, got {g.size}")
+    if theta.ndim != 1 or g.shape != theta.shape:
+        raise ShapeError(f"{rule} update expects parameters and gradient as 1-d arrays, got {theta.shape} and "
+                         f"{g.shape}")
+    if any(s.shape != theta.shape for s in slots):
+        raise ShapeError(f"{rule} update expects slots and scratch of the parameters' shape {theta.shape}, got "
+                         f"{', '.join(str(s.shape) for s in slots)}")
+
+
+def sgd(theta, g, velocity, segments, lr, mu, nesterov, tmp):
+    """:func:`sgd_reference` (by the compiled form when there is one), after checking the shapes."""
+    _check("sgd", theta, g, velocity, tmp)
+    _sgd_form(theta, g, velocity, segments, lr, mu, nesterov, tmp)
+
+
+def rmsprop(theta, g, s, segments, lr, rho, eps, tmp):
+    """:func:`rmsprop_reference` (by the compiled form when there is one), after checking the shapes."""
+    _check("rmsprop", theta, g, s, tmp)
+    _rmsprop_form(theta, g, s, segments, lr, rho, eps, tmp)
+
+
+def adam(theta, g, M, V, segments, shrink, b1, b2, eps, step, tmp):
+    """:func:`adam_reference` (by the compiled form when there is one), after checking the shapes."""
+    _check("adam", theta, g, M, V, tmp)
+    if segments.ndim != 2 or shrink.shape != segments.shape[:1]:
+        raise ShapeError(f"adam update expects segments (k, 2) and one shrink factor per segment, got "
+                         f"{segments.shape} and {shrink.shape}")
+    _adam_form(theta, g, M, V, segments, shrink, b1, b2, eps, step, tmp)

@@ -8,6 +8,10 @@ input pixel ``(p sh + i - top, q sw + j - left)``; the tap's number is ``k = i p
 ``max_forward`` returns, beside the maxima, the winning tap of every window and channel (the first in
 row-major order on a tie, as in PyTorch; the first NaN wins over any number, so NaN propagates). The backward pass
 is then a scatter of the output gradient to the winners, with no comparison.
+
+The compiled loops do not check bounds, so ``max_backward`` and ``average_backward`` check that the
+gradient has the forward pass's output shape, and ``max_backward`` that each winner is a tap of its
+window where the tap is used as an address, before either form runs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import threads
+from ..errors import DataError, ShapeError
 from ._jit import NUMBA_ENABLED, njit
 
 if NUMBA_ENABLED:
@@ -293,7 +298,42 @@ def average_backward_fast(g: np.ndarray, image_shape: tuple[int, ...], pool: Pai
     return dx
 
 
+_max_backward_form = max_backward_fast if _max_backward_fast is not None else max_backward_reference
+_average_backward_form = average_backward_fast if _average_backward_fast is not None else average_backward_reference
 max_forward = max_forward_fast if _max_forward_fast is not None else max_forward_reference
-max_backward = max_backward_fast if _max_backward_fast is not None else max_backward_reference
 average_forward = average_forward_fast if _average_forward_fast is not None else average_forward_reference
-average_backward = average_backward_fast if _average_backward_fast is not None else average_backward_reference
+
+
+def _check_gradient(what: str, g: np.ndarray, image_shape: tuple[int, ...], pool: Pair, strides: Pair,
+                    pads: Pads) -> None:
+    """A :class:`~barenet.errors.ShapeError` unless ``g`` is shaped as the forward output of ``image_shape``."""
+    expected = (image_shape[0], *output_size(image_shape[1:3], pool, strides, pads), image_shape[3])
+    if g.shape != expected:
+        raise ShapeError(f"{what} backward expects a gradient of shape {expected} (the forward pass's output), "
+                         f"got {g.shape}")
+
+
+def max_backward(g: np.ndarray, arg: np.ndarray, image_shape: tuple[int, ...], pool: Pair, strides: Pair,
+                 pads: Pads) -> np.ndarray:
+    """:func:`max_backward_reference` (by the compiled form when there is one), after checking ``g`` and
+    ``arg`` against the forward pass; raises :class:`~barenet.errors.ShapeError` or
+    :class:`~barenet.errors.DataError`."""
+    _check_gradient("max pooling", g, image_shape, pool, strides, pads)
+    if arg.shape != g.shape:
+        raise ShapeError(f"max pooling backward expects winners of the gradient's shape {g.shape}, got {arg.shape}")
+    taps = pool[0] * pool[1]
+    # The 2x2 kernel compares each winner with the four taps and uses none as an address.
+    if not _halving(pool, strides, pads) and arg.size and arg.max() >= taps:
+        raise DataError(f"max pooling backward got winning tap {int(arg.max())}; a {pool[0]}x{pool[1]} window's "
+                        f"taps are 0 to {taps - 1}")
+    return _max_backward_form(g, arg, image_shape, pool, strides, pads)
+
+
+def average_backward(g: np.ndarray, image_shape: tuple[int, ...], pool: Pair, strides: Pair, pads: Pads,
+                     scale: np.ndarray) -> np.ndarray:
+    """:func:`average_backward_reference` (by the compiled form when there is one), after checking ``g`` and
+    ``scale`` against the forward pass; raises :class:`~barenet.errors.ShapeError`."""
+    _check_gradient("average pooling", g, image_shape, pool, strides, pads)
+    if scale.shape != g.shape[1:3]:
+        raise ShapeError(f"average pooling backward expects a scale of shape {g.shape[1:3]}, got {scale.shape}")
+    return _average_backward_form(g, image_shape, pool, strides, pads, scale)

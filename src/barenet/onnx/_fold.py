@@ -70,13 +70,70 @@ ATTRIBUTE_TYPES = {
 }
 
 
-def attributes(node: Any) -> dict[str, Any]:
-    """A node's attributes as Python values (tensors as arrays), each of the type its name calls for."""
+_RECURRENT = ("activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "layout")
+_WINDOW = ("auto_pad", "dilations", "kernel_shape", "pads", "strides")
+
+#: The attributes each operator the importer takes may carry: those it reads (refusing the values it cannot
+#: express), and those of :data:`IGNORED_ATTRIBUTES`. Any other attribute is refused, whether a newer opset
+#: added it, an older one had it, or it is misspelt: ignoring it could change what the node computes.
+KNOWN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "MatMul", "Relu", "Sigmoid", "Tanh", "Identity",
+                     "GlobalAveragePool", "Expand"), ()),
+    **dict.fromkeys(("LeakyRelu", "Elu"), ("alpha",)),
+    **dict.fromkeys(("Softmax", "Flatten", "Gather", "Concat"), ("axis",)),
+    **dict.fromkeys(("Squeeze", "Unsqueeze"), ("axes",)),
+    "Gelu": ("approximate",),
+    "Gemm": ("alpha", "beta", "transA", "transB"),
+    "Conv": (*_WINDOW, "group"),
+    "MaxPool": (*_WINDOW, "ceil_mode", "storage_order"),
+    "AveragePool": (*_WINDOW, "ceil_mode", "count_include_pad"),
+    "ReduceMean": ("axes", "keepdims", "noop_with_empty_axes"),
+    "BatchNormalization": ("epsilon", "momentum", "training_mode"),
+    "RNN": _RECURRENT,
+    "LSTM": (*_RECURRENT, "input_forget"),
+    "GRU": (*_RECURRENT, "linear_before_reset"),
+    "Dropout": ("ratio", "seed"),
+    "Reshape": ("allowzero",),
+    "Transpose": ("perm",),
+    "Slice": ("starts", "ends", "axes"),
+    "Constant": ("value", "value_float", "value_floats", "value_int", "value_ints"),
+    "ConstantOfShape": ("value",),
+    "Cast": ("to", "saturate", "round_mode"),
+    "Shape": ("start", "end"),
+}
+
+#: Known attributes the importer does not read, because no value of theirs changes what it imports.
+IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "Cast": {"saturate": "only casts to float8 types saturate, and barenet reads none",
+             "round_mode": "only casts to float8e8m0 round, and barenet reads no float8 type"},
+    "Dropout": {"seed": "an inference-mode Dropout draws nothing"},
+    "ReduceMean": {"noop_with_empty_axes": "only acts without axes, which the importer refuses"},
+}
+
+#: ``(operator, attribute) -> opset`` from which the attribute is an input instead (it is refused from then on).
+BECAME_INPUTS = {("Squeeze", "axes"): 13, ("Unsqueeze", "axes"): 13, ("ReduceMean", "axes"): 18,
+                 ("Slice", "starts"): 10, ("Slice", "ends"): 10, ("Slice", "axes"): 10, ("Dropout", "ratio"): 12}
+
+
+def known_attributes(op: str, opset: int) -> list[str]:
+    """The attributes a node of operator ``op`` may carry in a model of default-domain ``opset``."""
+    return [name for name in KNOWN_ATTRIBUTES.get(op, ()) if opset < BECAME_INPUTS.get((op, name), opset + 1)]
+
+
+def attributes(node: Any, opset: int) -> dict[str, Any]:
+    """A node's attributes as Python values (tensors as arrays), each of the type its name calls for; an
+    attribute not in :func:`known_attributes` is refused, and those of :data:`IGNORED_ATTRIBUTES` are left out."""
     out: dict[str, Any] = {}
+    known = known_attributes(node.op_type, opset)
+    ignored = IGNORED_ATTRIBUTES.get(node.op_type, {})
     for a in node.attribute:
-        expected = ATTRIBUTE_TYPES.get(a.name)
-        if expected is None:
-            continue  # not read by the importer
+        if a.name not in known:
+            raise bad(f"{node_label(node)} has attribute {a.name!r}, which barenet does not know for a "
+                      f"{node.op_type} at opset {opset} (it knows {', '.join(sorted(known)) or 'none'}); "
+                      "ignoring it could change what the node computes")
+        if a.name in ignored:
+            continue
+        expected = ATTRIBUTE_TYPES[a.name]
         if a.type != expected:
             raise bad(f"attribute {a.name!r} of {node_label(node)} has ONNX attribute type {a.type}; "
                       f"expected {expected}")

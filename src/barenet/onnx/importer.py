@@ -239,7 +239,7 @@ class _Translator:
             raise bad(f"{node_label(node)} has {len(node.input)} input(s) and {len(node.output)} output(s); "
                       f"an ONNX {node.op_type} takes {fewest} to {most} inputs and gives at least one output")
         inputs = [self.values[name] if name else None for name in node.input]
-        attrs = attributes(node)
+        attrs = attributes(node, self.opset)
         on_path = [x for x in inputs if isinstance(x, Data)]
         if node.op_type == "Shape" and on_path:
             outs = self.folder.fold(node, [_ShapeView(on_path[0].onnx_shape)], attrs)
@@ -308,7 +308,7 @@ class _Translator:
             raise bad(f"{what} of {node_label(node)} holds NaN or infinite values")
         return x
 
-    def _weights(self, x: Any, what: str, node: Any, ndim: tuple[int, ...]) -> np.ndarray:
+    def _weights(self, x: Any, what: str, node: Any, ndim: tuple[int, ...] | None) -> np.ndarray:
         w = self._const(x, what, node, ndim)
         if w.dtype.kind != "f":
             raise bad(f"{what} of {node_label(node)} has dtype {w.dtype}; expected floats")
@@ -365,10 +365,14 @@ class _Translator:
         if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
             raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a "
                       "MatMul right before it; barenet has no layer for that")
-        b = self._weights(other, "bias", node, (0, 1, 2))
+        b = self._weights(other, "bias", node, None)
         units = dense.units
-        if b.size not in (1, units) or (b.ndim and b.shape[-1] not in (1, units)) or b.ndim > len(x.axes):
-            raise bad(f"{node_label(node)} adds a constant of shape {b.shape}; expected a bias of {units} values")
+        # A bias broadcasts over every axis but the last: (units,), (1, ..., units) or one value. (units, 1)
+        # holds one value per unit too, but added to (batch, units) it gives (units, units).
+        if b.ndim > len(x.axes) or any(d != 1 for d in b.shape[:-1]) or b.size not in (1, units):
+            raise bad(f"{node_label(node)} adds a constant of shape {b.shape} to the "
+                      f"({', '.join(map(str, ('batch', *x.shape)))}) output of a MatMul; a bias is one value per "
+                      f"unit, of shape ({units},) or (1, ..., {units}), or one value for all")
         dense.use_bias = True
         self.weights[-1]["bias"] = np.broadcast_to(b.reshape(-1), (units,)).copy()
         return self._data(x.shape, x.axes)
