@@ -21,6 +21,7 @@ to give BatchNormalization non-trivial running statistics).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -129,6 +130,7 @@ CASES = [
     Case("bidirectional-gru-ave", lambda: Bidirectional(GRU(2), merge_mode="ave"), (3, 2), batch=2),
     Case("bidirectional-rnn-mul", lambda: Bidirectional(SimpleRNN(2, return_sequences=True), merge_mode="mul"),
          (3, 2), batch=2),
+    Case("gelu-tanh", lambda: GELU(approximate=True), (6,)),
 ]
 
 
@@ -473,3 +475,33 @@ def test_random_flip_rejects_unknown_modes_and_non_images():
         RandomFlip("diagonal")
     with pytest.raises(ShapeError, match="RandomFlip.*expects images"):
         RandomFlip().build((28, 28), np.random.default_rng(0))
+
+
+def test_gelu_is_exact_by_default_and_tanh_when_asked():
+    x = np.linspace(-4, 4, 81)
+    exact = 0.5 * x * np.array([math.erfc(-v / np.sqrt(2)) for v in x])
+    np.testing.assert_allclose(GELU()(x), exact, rtol=1e-14)
+    tanh = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(GELU(approximate=True)(x), tanh, rtol=1e-14)
+    with pytest.raises(ConfigError, match=r"GELU approximate must be True or False, got 'tanh'"):
+        GELU(approximate="tanh")
+
+
+def test_configurations_from_before_exact_gelu_keep_the_tanh_form():
+    """A config written when GELU was the tanh approximation (the string "gelu", a GELU without "approximate")
+    reads as that approximation; a config written now says which form it is."""
+    assert Dense.from_config({"units": 3, "activation": "gelu"}).activation.approximate is True
+    assert SimpleRNN.from_config({"units": 3, "activation": "gelu"})._activation.approximate is True
+    assert GELU.from_config({}).approximate is True
+    assert bn.layers.activations.deserialize({"kind": "gelu"}).approximate is True
+    assert Dense(3, activation="gelu").get_config()["activation"] == {"kind": "gelu", "approximate": False}
+    assert Dense.from_config(Dense(3, activation="gelu").get_config()).activation.approximate is False
+    assert GELU.from_config(GELU().get_config()).approximate is False
+
+
+def test_gelu_pickled_before_exact_gelu_unpickles_as_tanh():
+    import pickle
+
+    old = GELU()
+    del old.approximate  # as pickled by a version without the attribute
+    assert pickle.loads(pickle.dumps(old)).approximate is True

@@ -93,6 +93,8 @@ CASES = [
     ("bi-lstm-ave", "Bidirectional", lambda: [L.Bidirectional(L.LSTM(3), "ave", input_shape=SEQ)], SEQ),
     ("bi-gru-ave-seq", "Bidirectional", lambda: [L.Bidirectional(L.GRU(3, return_sequences=True), "ave",
                                                                  input_shape=SEQ)], SEQ),
+    ("dense-gelu-tanh", "Dense", lambda: [L.Dense(4, L.GELU(approximate=True), input_dim=5)], (5,)),
+    ("activation-GELU-tanh", "GELU", lambda: [L.GELU(approximate=True, input_shape=(6,))], (6,)),
 ]
 
 
@@ -306,6 +308,22 @@ def test_gelu_before_opset_20_is_written_out():
     proto = to_onnx(model, opset=18)
     assert "Gelu" not in {n.op_type for n in proto.graph.node}
     assert max_difference(model, (5,), proto) <= TOLERANCE["float32"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exact_gelu_forms_by_opset_and_dtype(dtype):
+    """float32: Gelu from opset 20, x * 0.5 * (1 + Erf(x / sqrt 2)) before; float64 (no Erf in onnxruntime): erfc
+    from elementary operators, checked here far into both tails."""
+    model = _case_model(lambda: [L.GELU(input_shape=(6,))], dtype)
+    for opset, expected in ((18, "Erf"), (21, "Gelu")):
+        proto = to_onnx(model, opset=opset)
+        ops = {n.op_type for n in proto.graph.node}
+        assert expected in ops if dtype == "float32" else not ops & {"Erf", "Gelu"}
+        x = np.linspace(-40, 40, 6 * 101).reshape(-1, 6).astype(dtype)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": x})
+        want = model.predict(x)
+        assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)) <= TOLERANCE[dtype]
 
 
 def test_metadata_round_trip(tmp_path):

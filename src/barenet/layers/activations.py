@@ -111,15 +111,44 @@ class ELU(Activation):
 
 @register
 class GELU(Activation):
-    """Gaussian error linear unit (tanh approximation, see :func:`barenet.functional.gelu`)."""
+    r"""Gaussian error linear unit :math:`z\,\Phi(z)` (see :func:`barenet.functional.gelu`).
+
+    Parameters
+    ----------
+    approximate : bool
+        ``False`` (default, as in Keras and PyTorch): the exact form with the normal CDF :math:`\Phi`;
+        ``True``: the tanh approximation (PyTorch's ``approximate="tanh"``).
+
+    Notes
+    -----
+    Configurations written before ``approximate`` existed, ``"gelu"`` as a layer's ``activation`` or a
+    ``GELU`` layer's config without the key, meant the tanh form, and :func:`deserialize` and
+    :meth:`from_config` read them so; a configuration written now always holds ``approximate``.
+    """
 
     kind = "gelu"
 
+    def __init__(self, approximate: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(approximate, (bool, np.bool_)):
+            raise ConfigError(f"GELU approximate must be True or False, got {approximate!r}")
+        self.approximate = bool(approximate)
+
     def function(self, x):
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
 
     def backward(self, grad, cache):
-        return grad * F.gelu_grad(cache["x"])
+        return grad * F.gelu_grad(cache["x"], self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GELU:
+        return super().from_config({"approximate": True, **config})  # without the key: the old tanh meaning
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"approximate": True, **state})  # pickled before the exact form existed
 
 
 @register
@@ -190,19 +219,22 @@ def get(activation: str | Activation | None) -> Activation:
 
 
 def serialize(activation: Activation) -> str | dict:
-    """``"relu"``, or ``{"kind": "leaky_relu", "alpha": 0.1}`` when it has arguments."""
+    """``"relu"``, or ``{"kind": "leaky_relu", "alpha": 0.1}`` when it has arguments (GELU always does)."""
     config = {k: v for k, v in activation.get_config().items() if k != "name"}
     return {"kind": activation.kind, **config} if config else activation.kind
 
 
 def deserialize(spec: str | dict | None) -> Activation:
-    """Inverse of :func:`serialize`."""
+    """Inverse of :func:`serialize`. The bare string ``"gelu"`` is a configuration from before GELU had its
+    exact form, and means the tanh approximation it meant then (see :class:`GELU`)."""
     if isinstance(spec, dict):
         spec = dict(spec)
         kind = spec.pop("kind", None)
         if kind not in _BY_KIND:
             raise ConfigError(f"unknown activation {kind!r}; expected one of {sorted(_BY_KIND)}")
-        return _BY_KIND[kind](**spec)
+        return _BY_KIND[kind].from_config(spec)
+    if isinstance(spec, str) and spec.lower() == GELU.kind:
+        return GELU(approximate=True)
     return get(spec)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from .. import layers as L
 from ..layers.activations import Activation
 from ..layers.conv import ImageLayer
@@ -57,15 +58,67 @@ def activation(act: Activation, g: Graph, x: str) -> str:
         negative = g.op("Sub", [g.op("Exp", [g.op("Min", [x, zero])]), g.const(1.0, "one")])
         return g.op("Where", [g.op("Greater", [x, zero]), x, g.op("Mul", [negative, g.const(act.alpha, "alpha")])])
     if kind == "gelu":
-        if g.opset >= 20 and native(g):  # onnxruntime's float64 Gelu is only float32-accurate
-            return g.op("Gelu", [x], approximate="tanh")
-        # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        return _gelu(act, g, x)
+    raise OnnxExportError(f"activation {kind!r} has no ONNX form")
+
+
+def _gelu(act: L.GELU, g: Graph, x: str) -> str:
+    """``Gelu`` (opset >= 20, float32); in float32 before that ``x * 0.5 * (1 + Erf(x / sqrt 2))`` or the tanh form
+    written out; in float64, where onnxruntime has no Erf, :math:`x\\,\\Phi(x)` with erfc from elementary operators
+    (:func:`_erfc`)."""
+    if g.opset >= 20 and native(g):  # onnxruntime's float64 Gelu is only float32-accurate
+        return g.op("Gelu", [x], approximate="tanh" if act.approximate else "none")
+    if act.approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         cube = g.op("Mul", [g.op("Mul", [x, x]), x])
         inner = g.op("Add", [x, g.op("Mul", [cube, g.const(0.044715, "gelu_a")])])
         t = g.op("Tanh", [g.op("Mul", [inner, g.const(np.sqrt(2 / np.pi), "gelu_c")])])
         half_x = g.op("Mul", [x, g.const(0.5, "half")])
         return g.op("Mul", [half_x, g.op("Add", [t, g.const(1.0, "one")])])
-    raise OnnxExportError(f"activation {kind!r} has no ONNX form")
+    if native(g):
+        erf = g.op("Erf", [g.op("Div", [x, g.const(np.sqrt(2), "sqrt2")])])
+        return g.op("Mul", [g.op("Mul", [x, g.const(0.5, "half")]), g.op("Add", [g.const(1.0, "one"), erf])])
+    u = g.op("Div", [g.op("Neg", [x]), g.const(np.sqrt(2), "sqrt2")])
+    return g.op("Mul", [x, g.op("Mul", [g.const(0.5, "half"), _erfc(g, u)])])
+
+
+def _clenshaw(g: Graph, x: str, coefficients: np.ndarray) -> str:
+    """:math:`\\sum_k c_k T_k(x)` (a Chebyshev series) by Clenshaw's recurrence, as
+    :func:`barenet.functional._chebval` evaluates it."""
+    x2 = g.op("Mul", [x, g.const(2.0, "two")])
+    b1, b2 = g.const(coefficients[-1], "chebyshev"), None
+    for ck in coefficients[-2:0:-1]:
+        t = g.op("Mul", [x2, b1])
+        if b2 is not None:
+            t = g.op("Sub", [t, b2])
+        b1, b2 = g.op("Add", [t, g.const(ck, "chebyshev")]), b1
+    return g.op("Add", [g.op("Sub", [g.op("Mul", [x, b1]), b2]), g.const(coefficients[0], "chebyshev")])
+
+
+def _erfc(g: Graph, z: str) -> str:
+    """erfc of ``z`` element-wise from the pieces :func:`barenet.functional.erfc` uses (each computed everywhere on
+    its clipped range, then the right one selected): the Chebyshev series of erf(z)/z below 1, of
+    :math:`e^{z^2}\\operatorname{erfc} z` up to 3, the continued fraction beyond."""
+    a = g.op("Abs", [z])
+
+    def clip(lo: float, hi: float) -> str:
+        return g.op("Clip", [a, g.const(lo, "low"), g.const(hi, "high")])
+
+    def exp_minus_square(v: str) -> str:
+        return g.op("Exp", [g.op("Neg", [g.op("Mul", [v, v])])])
+
+    s = clip(0.0, 1.0)
+    t = g.op("Sub", [g.op("Mul", [g.op("Mul", [s, s]), g.const(2.0, "two")]), g.const(1.0, "one")])
+    small = g.op("Sub", [g.const(1.0, "one"), g.op("Mul", [s, _clenshaw(g, t, F._ERF_SMALL)])])
+    m = clip(1.0, 3.0)
+    mid = g.op("Mul", [exp_minus_square(m), _clenshaw(g, g.op("Sub", [m, g.const(2.0, "two")]), F._ERFCX_MID)])
+    b = clip(3.0, 40.0)  # erfc(40) underflows to 0; the clip keeps inf out of the fraction
+    fraction = b
+    for k in range(F._ERFC_FRACTION_TERMS, 0, -1):
+        fraction = g.op("Add", [b, g.op("Div", [g.const(k / 2, "fraction"), fraction])])
+    large = g.op("Div", [exp_minus_square(b), g.op("Mul", [fraction, g.const(np.sqrt(np.pi), "sqrt_pi")])])
+    one, three = g.const(1.0, "one"), g.const(3.0, "three")
+    tail = g.op("Where", [g.op("Less", [a, one]), small, g.op("Where", [g.op("Less", [a, three]), mid, large])])
+    return g.op("Where", [g.op("Less", [z, g.const(0.0, "zero")]), g.op("Sub", [g.const(2.0, "two"), tail]), tail])
 
 
 @converts(L.Linear, L.ReLU, L.LeakyReLU, L.ELU, L.GELU, L.Sigmoid, L.Tanh, L.Softmax)
