@@ -36,7 +36,7 @@ def test_limits_nan_and_dtypes():
     assert F.erf(np.zeros(3, np.float32)).dtype == np.float32 and F.erf(np.arange(3)).dtype == np.float64
 
 
-@pytest.mark.parametrize("fn, grad", [(F.gelu, F.gelu_grad),
+@pytest.mark.parametrize("fn, grad", [(F.gelu, F.gelu_grad), (F.silu, F.silu_grad), (F.mish, F.mish_grad),
                                       (lambda z: F.gelu(z, True), lambda z: F.gelu_grad(z, True))])
 def test_activation_derivatives_match_central_differences(fn, grad):
     z = np.linspace(-6, 6, 241)

@@ -46,17 +46,23 @@ from barenet.layers import (
     Embedding,
     Flatten,
     GlobalAveragePooling2D,
+    HardSigmoid,
+    HardSwish,
     Layer,
     LeakyReLU,
     Linear,
     MaxPooling2D,
+    Mish,
     RandomFlip,
     Recurrent,
     ReLU,
+    ReLU6,
     Reshape,
     Sigmoid,
+    SiLU,
     SimpleRNN,
     Softmax,
+    Softplus,
     Tanh,
 )
 
@@ -130,7 +136,15 @@ CASES = [
     Case("bidirectional-gru-ave", lambda: Bidirectional(GRU(2), merge_mode="ave"), (3, 2), batch=2),
     Case("bidirectional-rnn-mul", lambda: Bidirectional(SimpleRNN(2, return_sequences=True), merge_mode="mul"),
          (3, 2), batch=2),
+    *[Case(f"dense-{act}", lambda act=act: Dense(3, activation=act), (5,))
+      for act in ("silu", "softplus", "relu6", "hard_sigmoid", "hard_swish", "mish")],
     Case("gelu-tanh", lambda: GELU(approximate=True), (6,)),
+    Case("silu", SiLU, (6,)),
+    Case("softplus", Softplus, (6,)),
+    Case("relu6", ReLU6, (6,)),
+    Case("hard_sigmoid", HardSigmoid, (6,)),
+    Case("hard_swish", HardSwish, (6,)),
+    Case("mish", Mish, (6,)),
 ]
 
 
@@ -477,6 +491,21 @@ def test_random_flip_rejects_unknown_modes_and_non_images():
         RandomFlip().build((28, 28), np.random.default_rng(0))
 
 
+def test_activation_called_with_a_name_makes_that_layer():
+    """Keras's ``Activation("relu")``: the class itself resolves names, aliases and keyword arguments."""
+    assert type(Activation("relu")) is ReLU
+    assert type(Activation("swish")) is SiLU and type(Activation("hard_silu")) is HardSwish
+    leaky = Activation("leaky_relu", alpha=0.3, name="act")
+    assert isinstance(leaky, (LeakyReLU, Activation)) and leaky.alpha == 0.3 and leaky.name == "act"
+    assert Activation("gelu").approximate is False and Activation("gelu", approximate=True).approximate is True
+    assert Dense(2, activation="swish").activation.kind == "silu"
+    with pytest.raises(ConfigError, match=r"unknown activation 'swishy'; expected one of \[.*'silu'.*\] \(or an "
+                                          r"alias: \['hard_silu', 'swish'\]\)"):
+        Activation("swishy")
+    with pytest.raises(ConfigError, match=r"Activation\(\.\.\.\) takes the name of an activation"):
+        Activation()
+
+
 def test_gelu_is_exact_by_default_and_tanh_when_asked():
     x = np.linspace(-4, 4, 81)
     exact = 0.5 * x * np.array([math.erfc(-v / np.sqrt(2)) for v in x])
@@ -505,3 +534,23 @@ def test_gelu_pickled_before_exact_gelu_unpickles_as_tanh():
     old = GELU()
     del old.approximate  # as pickled by a version without the attribute
     assert pickle.loads(pickle.dumps(old)).approximate is True
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", [GELU(), GELU(approximate=True), SiLU(), Softplus(), ReLU6(), HardSigmoid(),
+                                   HardSwish(), Mish()], ids=repr)
+def test_activations_stay_finite_and_quiet_for_large_inputs(layer, dtype):
+    """No overflow, underflow or invalid-operation warning at +-1e4 (and +-1e30 in float64); the values reach
+    their limits."""
+    big = [1e4, 1e30] if dtype == "float64" else [1e4, 3e38]
+    x = np.array([-big[1], -big[0], -50.0, 0.0, 50.0, *big], dtype=dtype)
+    layer.build((x.size,), np.random.default_rng(0), dtype)
+    with np.errstate(all="raise"):
+        c = Cache()
+        y = layer.forward(x[None], cache=c)[0]
+        dx = layer.backward(np.ones((1, x.size), dtype=dtype), c)[0]
+    assert y.dtype == dx.dtype == np.dtype(dtype)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    if not isinstance(layer, (ReLU6, HardSigmoid)):  # unbounded above: y = x far out
+        np.testing.assert_allclose(y[-2:], x[-2:], rtol=1e-6)
+    assert np.all(np.abs(y[:2]) <= 1e-6)

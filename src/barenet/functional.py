@@ -175,6 +175,47 @@ def normal_cdf(z: np.ndarray) -> np.ndarray:
     return 0.5 * erfc(-np.asarray(z) / np.sqrt(2).astype(np.result_type(z, np.float32)))
 
 
+# --------------------------------------------------------------------------- more activations
+def silu(z: np.ndarray) -> np.ndarray:
+    r"""Sigmoid linear unit (swish) :math:`z\,\sigma(z)`."""
+    return z * sigmoid(z)
+
+
+def silu_grad(z: np.ndarray) -> np.ndarray:
+    r"""Derivative of :func:`silu`: :math:`\sigma(z)\,(1 + z(1 - \sigma(z)))`."""
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def relu6(z: np.ndarray) -> np.ndarray:
+    r""":math:`\min(\max(z, 0), 6)`."""
+    return np.clip(z, 0, 6)
+
+
+def hard_sigmoid(z: np.ndarray) -> np.ndarray:
+    r"""Piecewise-linear sigmoid :math:`\mathrm{relu6}(z + 3)/6` (Keras 3's and PyTorch's definition): 0 below
+    -3, 1 above 3, :math:`z/6 + 1/2` between."""
+    return np.clip(z + z.dtype.type(3), 0, 6) / z.dtype.type(6)
+
+
+def hard_swish(z: np.ndarray) -> np.ndarray:
+    r""":math:`z\,\mathrm{hard\_sigmoid}(z) = z\,\mathrm{relu6}(z + 3)/6` (MobileNetV3)."""
+    return z * hard_sigmoid(z)
+
+
+def mish(z: np.ndarray) -> np.ndarray:
+    r""":math:`z \tanh(\mathrm{softplus}(z))` (Misra, 2019), without overflow for large :math:`|z|`."""
+    return z * np.tanh(softplus(z))
+
+
+def mish_grad(z: np.ndarray) -> np.ndarray:
+    r"""Derivative of :func:`mish`: :math:`\tanh s + z\,(1 - \tanh^2 s)\,\sigma(z)`, with
+    :math:`s = \mathrm{softplus}(z)`."""
+    t = np.tanh(softplus(z))
+    with np.errstate(under="ignore"):
+        return t + z * (1 - t * t) * sigmoid(z)
+
+
 def logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
     r""":math:`\log \sum_j e^{z_j}` along ``axis``, shifted by the maximum so it never overflows.
     The reduced axis is kept (size 1)."""

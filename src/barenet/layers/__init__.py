@@ -1,6 +1,22 @@
 """Layers: each a small class with ``build``, ``forward``, ``backward`` and ``get_config``."""
 
-from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    Activation,
+    HardSigmoid,
+    HardSwish,
+    LeakyReLU,
+    Linear,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .augmentation import RandomFlip
 from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
@@ -19,4 +35,5 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
+    "SiLU", "Softplus", "ReLU6", "HardSigmoid", "HardSwish", "Mish",
 ]
