@@ -36,6 +36,7 @@ from barenet.layers import (
     GRU,
     LSTM,
     Activation,
+    AveragePooling1D,
     AveragePooling2D,
     BatchNormalization,
     Bidirectional,
@@ -45,12 +46,17 @@ from barenet.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
     HardSigmoid,
     HardSwish,
     Layer,
+    LayerNormalization,
     LeakyReLU,
     Linear,
+    MaxPooling1D,
     MaxPooling2D,
     Mish,
     RandomFlip,
@@ -64,6 +70,8 @@ from barenet.layers import (
     Softmax,
     Softplus,
     Tanh,
+    UpSampling2D,
+    ZeroPadding2D,
 )
 
 
@@ -145,6 +153,30 @@ CASES = [
     Case("hard_sigmoid", HardSigmoid, (6,)),
     Case("hard_swish", HardSwish, (6,)),
     Case("mish", Mish, (6,)),
+    Case("layernorm", LayerNormalization, (5,)),
+    Case("layernorm-sequence-no-center", lambda: LayerNormalization(center=False, epsilon=1e-5), (3, 4)),
+    Case("layernorm-two-axes", lambda: LayerNormalization(axis=[1, -1]), (3, 2, 4)),
+    Case("layernorm-no-parameters", lambda: LayerNormalization(axis=[2, 3], center=False, scale=False), (2, 3, 4)),
+    Case("global-maxpool", GlobalMaxPooling2D, (3, 4, 5)),
+    Case("global-maxpool-channels-first", lambda: GlobalMaxPooling2D(data_format="channels_first"), (2, 3, 4)),
+    Case("maxpool1d", MaxPooling1D, (7, 3)),
+    Case("maxpool1d-overlap-same", lambda: MaxPooling1D(3, strides=2, padding="same"), (8, 2)),
+    Case("maxpool1d-channels-first", lambda: MaxPooling1D(2, strides=1, data_format="channels_first"), (2, 5)),
+    Case("avgpool1d", AveragePooling1D, (6, 2)),
+    Case("avgpool1d-overlap-same", lambda: AveragePooling1D(3, strides=2, padding="same"), (7, 2)),
+    Case("avgpool1d-channels-first", lambda: AveragePooling1D(2, padding="same", data_format="channels_first"),
+         (3, 5)),
+    Case("global-avgpool1d", GlobalAveragePooling1D, (5, 3)),
+    Case("global-avgpool1d-channels-first", lambda: GlobalAveragePooling1D(data_format="channels_first"), (3, 5)),
+    Case("global-maxpool1d", GlobalMaxPooling1D, (5, 3)),
+    Case("global-maxpool1d-channels-first", lambda: GlobalMaxPooling1D(data_format="channels_first"), (3, 5)),
+    Case("upsampling-nearest", UpSampling2D, (3, 2, 2)),
+    Case("upsampling-bilinear", lambda: UpSampling2D((2, 3), interpolation="bilinear"), (3, 4, 2)),
+    Case("upsampling-bilinear-channels-first", lambda: UpSampling2D(3, "bilinear", data_format="channels_first"),
+         (2, 2, 3)),
+    Case("zeropadding", ZeroPadding2D, (3, 2, 2)),
+    Case("zeropadding-asymmetric", lambda: ZeroPadding2D(((0, 2), (1, 0))), (3, 4, 2)),
+    Case("zeropadding-channels-first", lambda: ZeroPadding2D((2, 0), data_format="channels_first"), (2, 3, 3)),
 ]
 
 
@@ -554,3 +586,60 @@ def test_activations_stay_finite_and_quiet_for_large_inputs(layer, dtype):
     if not isinstance(layer, (ReLU6, HardSigmoid)):  # unbounded above: y = x far out
         np.testing.assert_allclose(y[-2:], x[-2:], rtol=1e-6)
     assert np.all(np.abs(y[:2]) <= 1e-6)
+
+
+def test_layer_normalization_normalizes_each_sample_over_its_axes():
+    x = np.random.default_rng(0).normal(3.0, 2.0, (4, 3, 5))
+    layer = LayerNormalization(axis=[1, 2], epsilon=1e-6)
+    layer.build((3, 5), np.random.default_rng(0), "float64")
+    assert layer.params["gamma"].shape == layer.params["beta"].shape == (3, 5)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), x.var(axis=(1, 2)) / (x.var(axis=(1, 2)) + 1e-6), rtol=1e-10)
+    np.testing.assert_array_equal(layer.forward(x, training=True), y)  # no batch statistics
+
+
+def test_layer_normalization_rejects_bad_axes():
+    with pytest.raises(ConfigError, match=r"axis must be an integer or a non-empty list of integers, got \[\]"):
+        LayerNormalization(axis=[])
+    with pytest.raises(ConfigError, match=r"epsilon must be > 0, got 0"):
+        LayerNormalization(epsilon=0)
+    for axis in (0, 3, [1, -2]):
+        with pytest.raises(ShapeError, match=rf"cannot normalize axes \[?{axis if isinstance(axis, int) else '1, -2'}"
+                                             r"\]? of inputs \(batch, 4, 5\); expected distinct axes from 1 to 2"):
+            LayerNormalization(axis=axis).build((4, 5), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("layer, shape", [(GlobalMaxPooling2D(), (2, 2, 1)), (GlobalMaxPooling1D(), (4, 1)),
+                                          (MaxPooling1D(4), (4, 1))], ids=lambda v: type(v).__name__)
+def test_max_pools_send_the_gradient_of_a_tie_to_the_first_maximum(layer, shape):
+    layer.build(shape, np.random.default_rng(0), "float64")
+    x = np.array([1.0, 3.0, 3.0, 2.0]).reshape(1, *shape)
+    c = Cache()
+    y = layer.forward(x, cache=c)
+    assert y.ravel().tolist() == [3.0]
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y), c).ravel(), [0, 1, 0, 0])
+
+
+def test_upsampling_nearest_repeats_and_bilinear_interpolates_between_centres():
+    x = np.array([[0.0, 4.0]]).reshape(1, 1, 2, 1)
+    near, bilinear = UpSampling2D((1, 2)), UpSampling2D((1, 2), interpolation="bilinear")
+    for layer in (near, bilinear):
+        layer.build((1, 2, 1), np.random.default_rng(0), "float64")
+    assert near(x).ravel().tolist() == [0, 0, 4, 4]
+    assert bilinear(x).ravel().tolist() == [0, 1, 3, 4]  # half-pixel centres, clamped at the edges
+
+
+def test_image_layers_reject_bad_arguments():
+    with pytest.raises(ConfigError, match=r"UpSampling2D interpolation must be one of \('nearest', 'bilinear'\), "
+                                          r"got 'bicubic'"):
+        UpSampling2D(interpolation="bicubic")
+    with pytest.raises(ConfigError, match=r"ZeroPadding2D padding must be an integer >= 0, a pair \(height, width\) "
+                                          r"of them or \(\(top, bottom\), \(left, right\)\), got \(1, -1\)"):
+        ZeroPadding2D((1, -1))
+    assert ZeroPadding2D(2).padding == ((2, 2), (2, 2)) and ZeroPadding2D((1, 2)).padding == ((1, 1), (2, 2))
+    with pytest.raises(ConfigError, match=r"MaxPooling1D pool_size must be a positive integer, got \(2, 2\)"):
+        MaxPooling1D((2, 2))
+    with pytest.raises(ShapeError, match=r"MaxPooling1D\(.*\) expects sequences \(steps, features\) per sample, got "
+                                         r"sample shape \(4, 4, 1\)"):
+        MaxPooling1D().build((4, 4, 1), np.random.default_rng(0))

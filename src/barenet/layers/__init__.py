@@ -24,10 +24,13 @@ from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
-from .normalization import BatchNormalization
-from .pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
+from .normalization import BatchNormalization, LayerNormalization
+from .padding import ZeroPadding2D
+from .pooling import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
+from .pooling1d import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from .reshape import Flatten, Reshape
+from .upsampling import UpSampling2D
 
 __all__ = [
     "Activation", "AveragePooling2D", "BatchNormalization", "Cache", "Conv2D", "Dense", "Dropout", "ELU", "Flatten",
@@ -35,5 +38,7 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
-    "SiLU", "Softplus", "ReLU6", "HardSigmoid", "HardSwish", "Mish",
+    "LayerNormalization", "SiLU", "Softplus", "ReLU6", "HardSigmoid", "HardSwish", "Mish",
+    "GlobalMaxPooling2D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+    "UpSampling2D", "ZeroPadding2D",
 ]
