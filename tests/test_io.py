@@ -709,6 +709,33 @@ def test_adam_state_saved_as_moments_by_earlier_versions_is_converted(tmp_path, 
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_gelu_saved_before_the_exact_form_existed_loads_as_the_tanh_form(tmp_path):
+    """A file written when "gelu" meant the tanh approximation (a Dense's activation "gelu", a GELU layer whose
+    config is empty) loads to that approximation and predicts what it predicted; new files say which form."""
+    L = bn.layers
+    model = bn.Sequential([L.Dense(5, activation=L.GELU(approximate=True), input_dim=4), L.GELU(approximate=True),
+                           L.Dense(2, activation="gelu")], seed=0, dtype="float64")
+    model.build()
+    bn.save(model, tmp_path / "new.barenet")
+    with zipfile.ZipFile(tmp_path / "new.barenet") as archive:
+        layers = json.loads(archive.read("barenet.json"))["model"]["layers"]
+    assert [spec["config"].get("activation") for spec in layers] == [
+        {"kind": "gelu", "approximate": True}, None, {"kind": "gelu", "approximate": False}]
+    assert layers[1]["config"] == {"approximate": True}
+
+    def to_old_format(document):
+        first, second, _ = document["model"]["layers"]
+        first["config"]["activation"] = "gelu"
+        del second["config"]["approximate"]
+
+    old = bn.load(edit_document(tmp_path / "new.barenet", tmp_path / "old.barenet", to_old_format))
+    assert [old.layers[0].activation.approximate, old.layers[1].approximate, old.layers[2].activation.approximate] \
+        == [True, True, False]
+    X = make_data()[0]
+    np.testing.assert_array_equal(old.predict(X), model.predict(X))
+    np.testing.assert_array_equal(bn.load(tmp_path / "new.barenet").predict(X), model.predict(X))
+
+
 # --------------------------------------------------------------------- metadata schema
 @pytest.fixture(scope="module")
 def cli_model(tmp_path_factory) -> tuple[Path, Path]:

@@ -21,6 +21,7 @@ to give BatchNormalization non-trivial running statistics).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from barenet.layers import (
     GRU,
     LSTM,
     Activation,
+    AveragePooling1D,
     AveragePooling2D,
     BatchNormalization,
     Bidirectional,
@@ -44,22 +46,35 @@ from barenet.layers import (
     Dropout,
     Embedding,
     Flatten,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    HardSigmoid,
+    HardSwish,
     Layer,
+    LayerNormalization,
     LeakyReLU,
     Linear,
+    MaxPooling1D,
     MaxPooling2D,
+    Mish,
     PositionEmbedding,
     RandomFlip,
     Recurrent,
     ReLU,
+    ReLU6,
     Reshape,
     Sigmoid,
+    SiLU,
     SimpleRNN,
     SinusoidalPositionEncoding,
     Softmax,
+    Softplus,
     Tanh,
     TokenAndPositionEmbedding,
+    UpSampling2D,
+    ZeroPadding2D,
 )
 
 
@@ -140,6 +155,39 @@ CASES = [
     Case("bidirectional-gru-ave", lambda: Bidirectional(GRU(2), merge_mode="ave"), (3, 2), batch=2),
     Case("bidirectional-rnn-mul", lambda: Bidirectional(SimpleRNN(2, return_sequences=True), merge_mode="mul"),
          (3, 2), batch=2),
+    *[Case(f"dense-{act}", lambda act=act: Dense(3, activation=act), (5,))
+      for act in ("silu", "softplus", "relu6", "hard_sigmoid", "hard_swish", "mish")],
+    Case("gelu-tanh", lambda: GELU(approximate=True), (6,)),
+    Case("silu", SiLU, (6,)),
+    Case("softplus", Softplus, (6,)),
+    Case("relu6", ReLU6, (6,)),
+    Case("hard_sigmoid", HardSigmoid, (6,)),
+    Case("hard_swish", HardSwish, (6,)),
+    Case("mish", Mish, (6,)),
+    Case("layernorm", LayerNormalization, (5,)),
+    Case("layernorm-sequence-no-center", lambda: LayerNormalization(center=False, epsilon=1e-5), (3, 4)),
+    Case("layernorm-two-axes", lambda: LayerNormalization(axis=[1, -1]), (3, 2, 4)),
+    Case("layernorm-no-parameters", lambda: LayerNormalization(axis=[2, 3], center=False, scale=False), (2, 3, 4)),
+    Case("global-maxpool", GlobalMaxPooling2D, (3, 4, 5)),
+    Case("global-maxpool-channels-first", lambda: GlobalMaxPooling2D(data_format="channels_first"), (2, 3, 4)),
+    Case("maxpool1d", MaxPooling1D, (7, 3)),
+    Case("maxpool1d-overlap-same", lambda: MaxPooling1D(3, strides=2, padding="same"), (8, 2)),
+    Case("maxpool1d-channels-first", lambda: MaxPooling1D(2, strides=1, data_format="channels_first"), (2, 5)),
+    Case("avgpool1d", AveragePooling1D, (6, 2)),
+    Case("avgpool1d-overlap-same", lambda: AveragePooling1D(3, strides=2, padding="same"), (7, 2)),
+    Case("avgpool1d-channels-first", lambda: AveragePooling1D(2, padding="same", data_format="channels_first"),
+         (3, 5)),
+    Case("global-avgpool1d", GlobalAveragePooling1D, (5, 3)),
+    Case("global-avgpool1d-channels-first", lambda: GlobalAveragePooling1D(data_format="channels_first"), (3, 5)),
+    Case("global-maxpool1d", GlobalMaxPooling1D, (5, 3)),
+    Case("global-maxpool1d-channels-first", lambda: GlobalMaxPooling1D(data_format="channels_first"), (3, 5)),
+    Case("upsampling-nearest", UpSampling2D, (3, 2, 2)),
+    Case("upsampling-bilinear", lambda: UpSampling2D((2, 3), interpolation="bilinear"), (3, 4, 2)),
+    Case("upsampling-bilinear-channels-first", lambda: UpSampling2D(3, "bilinear", data_format="channels_first"),
+         (2, 2, 3)),
+    Case("zeropadding", ZeroPadding2D, (3, 2, 2)),
+    Case("zeropadding-asymmetric", lambda: ZeroPadding2D(((0, 2), (1, 0))), (3, 4, 2)),
+    Case("zeropadding-channels-first", lambda: ZeroPadding2D((2, 0), data_format="channels_first"), (2, 3, 3)),
 ]
 
 
@@ -487,3 +535,125 @@ def test_random_flip_rejects_unknown_modes_and_non_images():
         RandomFlip("diagonal")
     with pytest.raises(ShapeError, match="RandomFlip.*expects images"):
         RandomFlip().build((28, 28), np.random.default_rng(0))
+
+
+def test_activation_called_with_a_name_makes_that_layer():
+    """Keras's ``Activation("relu")``: the class itself resolves names, aliases and keyword arguments."""
+    assert type(Activation("relu")) is ReLU
+    assert type(Activation("swish")) is SiLU and type(Activation("hard_silu")) is HardSwish
+    leaky = Activation("leaky_relu", alpha=0.3, name="act")
+    assert isinstance(leaky, (LeakyReLU, Activation)) and leaky.alpha == 0.3 and leaky.name == "act"
+    assert Activation("gelu").approximate is False and Activation("gelu", approximate=True).approximate is True
+    assert Dense(2, activation="swish").activation.kind == "silu"
+    with pytest.raises(ConfigError, match=r"unknown activation 'swishy'; expected one of \[.*'silu'.*\] \(or an "
+                                          r"alias: \['hard_silu', 'swish'\]\)"):
+        Activation("swishy")
+    with pytest.raises(ConfigError, match=r"Activation\(\.\.\.\) takes the name of an activation"):
+        Activation()
+
+
+def test_gelu_is_exact_by_default_and_tanh_when_asked():
+    x = np.linspace(-4, 4, 81)
+    exact = 0.5 * x * np.array([math.erfc(-v / np.sqrt(2)) for v in x])
+    np.testing.assert_allclose(GELU()(x), exact, rtol=1e-14)
+    tanh = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(GELU(approximate=True)(x), tanh, rtol=1e-14)
+    with pytest.raises(ConfigError, match=r"GELU approximate must be True or False, got 'tanh'"):
+        GELU(approximate="tanh")
+
+
+def test_configurations_from_before_exact_gelu_keep_the_tanh_form():
+    """A config written when GELU was the tanh approximation (the string "gelu", a GELU without "approximate")
+    reads as that approximation; a config written now says which form it is."""
+    assert Dense.from_config({"units": 3, "activation": "gelu"}).activation.approximate is True
+    assert SimpleRNN.from_config({"units": 3, "activation": "gelu"})._activation.approximate is True
+    assert GELU.from_config({}).approximate is True
+    assert bn.layers.activations.deserialize({"kind": "gelu"}).approximate is True
+    assert Dense(3, activation="gelu").get_config()["activation"] == {"kind": "gelu", "approximate": False}
+    assert Dense.from_config(Dense(3, activation="gelu").get_config()).activation.approximate is False
+    assert GELU.from_config(GELU().get_config()).approximate is False
+
+
+def test_gelu_pickled_before_exact_gelu_unpickles_as_tanh():
+    import pickle
+
+    old = GELU()
+    del old.approximate  # as pickled by a version without the attribute
+    assert pickle.loads(pickle.dumps(old)).approximate is True
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", [GELU(), GELU(approximate=True), SiLU(), Softplus(), ReLU6(), HardSigmoid(),
+                                   HardSwish(), Mish()], ids=repr)
+def test_activations_stay_finite_and_quiet_for_large_inputs(layer, dtype):
+    """No overflow, underflow or invalid-operation warning at +-1e4 (and +-1e30 in float64); the values reach
+    their limits."""
+    big = [1e4, 1e30] if dtype == "float64" else [1e4, 3e38]
+    x = np.array([-big[1], -big[0], -50.0, 0.0, 50.0, *big], dtype=dtype)
+    layer.build((x.size,), np.random.default_rng(0), dtype)
+    with np.errstate(all="raise"):
+        c = Cache()
+        y = layer.forward(x[None], cache=c)[0]
+        dx = layer.backward(np.ones((1, x.size), dtype=dtype), c)[0]
+    assert y.dtype == dx.dtype == np.dtype(dtype)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    if not isinstance(layer, (ReLU6, HardSigmoid)):  # unbounded above: y = x far out
+        np.testing.assert_allclose(y[-2:], x[-2:], rtol=1e-6)
+    assert np.all(np.abs(y[:2]) <= 1e-6)
+
+
+def test_layer_normalization_normalizes_each_sample_over_its_axes():
+    x = np.random.default_rng(0).normal(3.0, 2.0, (4, 3, 5))
+    layer = LayerNormalization(axis=[1, 2], epsilon=1e-6)
+    layer.build((3, 5), np.random.default_rng(0), "float64")
+    assert layer.params["gamma"].shape == layer.params["beta"].shape == (3, 5)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), x.var(axis=(1, 2)) / (x.var(axis=(1, 2)) + 1e-6), rtol=1e-10)
+    np.testing.assert_array_equal(layer.forward(x, training=True), y)  # no batch statistics
+
+
+def test_layer_normalization_rejects_bad_axes():
+    with pytest.raises(ConfigError, match=r"axis must be an integer or a non-empty list of integers, got \[\]"):
+        LayerNormalization(axis=[])
+    with pytest.raises(ConfigError, match=r"epsilon must be > 0, got 0"):
+        LayerNormalization(epsilon=0)
+    for axis in (0, 3, [1, -2]):
+        with pytest.raises(ShapeError, match=rf"cannot normalize axes \[?{axis if isinstance(axis, int) else '1, -2'}"
+                                             r"\]? of inputs \(batch, 4, 5\); expected distinct axes from 1 to 2"):
+            LayerNormalization(axis=axis).build((4, 5), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("layer, shape", [(GlobalMaxPooling2D(), (2, 2, 1)), (GlobalMaxPooling1D(), (4, 1)),
+                                          (MaxPooling1D(4), (4, 1))], ids=lambda v: type(v).__name__)
+def test_max_pools_send_the_gradient_of_a_tie_to_the_first_maximum(layer, shape):
+    layer.build(shape, np.random.default_rng(0), "float64")
+    x = np.array([1.0, 3.0, 3.0, 2.0]).reshape(1, *shape)
+    c = Cache()
+    y = layer.forward(x, cache=c)
+    assert y.ravel().tolist() == [3.0]
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y), c).ravel(), [0, 1, 0, 0])
+
+
+def test_upsampling_nearest_repeats_and_bilinear_interpolates_between_centres():
+    x = np.array([[0.0, 4.0]]).reshape(1, 1, 2, 1)
+    near, bilinear = UpSampling2D((1, 2)), UpSampling2D((1, 2), interpolation="bilinear")
+    for layer in (near, bilinear):
+        layer.build((1, 2, 1), np.random.default_rng(0), "float64")
+    assert near(x).ravel().tolist() == [0, 0, 4, 4]
+    assert bilinear(x).ravel().tolist() == [0, 1, 3, 4]  # half-pixel centres, clamped at the edges
+
+
+def test_image_layers_reject_bad_arguments():
+    with pytest.raises(ConfigError, match=r"UpSampling2D interpolation must be one of \('nearest', 'bilinear'\), "
+                                          r"got 'bicubic'"):
+        UpSampling2D(interpolation="bicubic")
+    with pytest.raises(ConfigError, match=r"ZeroPadding2D padding must be an integer >= 0, a pair \(height, width\) "
+                                          r"of them or \(\(top, bottom\), \(left, right\)\), got \(1, -1\)"):
+        ZeroPadding2D((1, -1))
+    assert ZeroPadding2D(2).padding == ((2, 2), (2, 2)) and ZeroPadding2D((1, 2)).padding == ((1, 1), (2, 2))
+    with pytest.raises(ConfigError, match=r"MaxPooling1D pool_size must be a positive integer, got \(2, 2\)"):
+        MaxPooling1D((2, 2))
+    with pytest.raises(ShapeError, match=r"MaxPooling1D\(.*\) expects sequences \(steps, features\) per sample, got "
+                                         r"sample shape \(4, 4, 1\)"):
+        MaxPooling1D().build((4, 4, 1), np.random.default_rng(0))

@@ -391,8 +391,8 @@ def test_unknown_names_are_config_errors():
         model.compile("mse", "adagrad")
     with pytest.raises(ConfigError, match=r"^unknown metric 'auc'; expected one of \["):
         model.compile("mse", "sgd", metrics=["auc"])
-    with pytest.raises(ConfigError, match=r"^unknown activation 'swish'; expected one of \["):
-        Dense(2, activation="swish")
+    with pytest.raises(ConfigError, match=r"^unknown activation 'swoosh'; expected one of \["):
+        Dense(2, activation="swoosh")
     with pytest.raises(ConfigError, match=r"^unknown initializer 'lecun_normal'; expected one of \["):
         Dense(2, kernel_initializer="lecun_normal")
 

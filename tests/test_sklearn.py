@@ -111,7 +111,7 @@ def test_constructor_arguments_are_keyword_only():
 
 @pytest.mark.parametrize(("param", "value", "message"), [
     ("hidden_layer_sizes", (10, 0), "hidden_layer_sizes must be a tuple of positive integers, got (10, 0)"),
-    ("activation", "swish", "activation 'swish' is unknown"),
+    ("activation", "swoosh", "activation 'swoosh' is unknown"),
     ("solver", "lbfgs", "solver must be one of ['sgd', 'rmsprop', 'adam', 'adamw'] or a barenet Optimizer"),
     ("learning_rate_init", 0.0, "learning_rate_init must be a positive number, got 0.0"),
     ("alpha", -1.0, "alpha must be a number >= 0, got -1.0"),

@@ -16,8 +16,25 @@ from ..errors import ConfigError
 from .base import Cache, Layer, register
 
 
-class Activation(Layer):
-    """Base class of parameter-free activation layers. ``kind`` is the name used in strings."""
+class _ByName(type):
+    """Calling :class:`Activation` itself with a name makes that activation's layer (Keras's
+    ``Activation("relu")``): ``Activation("relu")`` is a :class:`ReLU`, ``Activation("gelu", approximate=True)``
+    a tanh :class:`GELU`. Subclasses are called as any class."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is not Activation:
+            return super().__call__(*args, **kwargs)
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise ConfigError(f"Activation(...) takes the name of an activation, one of {sorted(_BY_KIND)}, "
+                              f"and its keyword arguments; got {args!r}")
+        return _by_name(args[0])(**kwargs)
+
+
+class Activation(Layer, metaclass=_ByName):
+    """Base class of parameter-free activation layers. ``kind`` is the name used in strings.
+
+    ``Activation("silu")`` (any name :func:`get` knows) makes the layer of that name, as in Keras.
+    """
 
     kind: ClassVar[str] = ""
 
@@ -111,15 +128,131 @@ class ELU(Activation):
 
 @register
 class GELU(Activation):
-    """Gaussian error linear unit (tanh approximation, see :func:`barenet.functional.gelu`)."""
+    r"""Gaussian error linear unit :math:`z\,\Phi(z)` (see :func:`barenet.functional.gelu`).
+
+    Parameters
+    ----------
+    approximate : bool
+        ``False`` (default, as in Keras and PyTorch): the exact form with the normal CDF :math:`\Phi`;
+        ``True``: the tanh approximation (PyTorch's ``approximate="tanh"``).
+
+    Notes
+    -----
+    Configurations written before ``approximate`` existed, ``"gelu"`` as a layer's ``activation`` or a
+    ``GELU`` layer's config without the key, meant the tanh form, and :func:`deserialize` and
+    :meth:`from_config` read them so; a configuration written now always holds ``approximate``.
+    """
 
     kind = "gelu"
 
+    def __init__(self, approximate: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(approximate, (bool, np.bool_)):
+            raise ConfigError(f"GELU approximate must be True or False, got {approximate!r}")
+        self.approximate = bool(approximate)
+
     def function(self, x):
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
 
     def backward(self, grad, cache):
-        return grad * F.gelu_grad(cache["x"])
+        return grad * F.gelu_grad(cache["x"], self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GELU:
+        return super().from_config({"approximate": True, **config})  # without the key: the old tanh meaning
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"approximate": True, **state})  # pickled before the exact form existed
+
+
+@register
+class SiLU(Activation):
+    r"""Sigmoid linear unit (swish) :math:`f(z) = z\,\sigma(z)`, :math:`f'(z) = \sigma(z)(1 + z(1 - \sigma(z)))`."""
+
+    kind = "silu"
+
+    def function(self, x):
+        return F.silu(x)
+
+    def backward(self, grad, cache):
+        return grad * F.silu_grad(cache["x"])
+
+
+@register
+class Softplus(Activation):
+    r""":math:`f(z) = \log(1 + e^z)`, computed without overflow; :math:`f'(z) = \sigma(z)`."""
+
+    kind = "softplus"
+
+    def function(self, x):
+        return F.softplus(x)
+
+    def backward(self, grad, cache):
+        return grad * F.sigmoid(cache["x"])
+
+
+@register
+class ReLU6(Activation):
+    r""":math:`f(z) = \min(\max(z, 0), 6)`, :math:`f'(z) = [0 < z < 6]`."""
+
+    kind = "relu6"
+
+    def function(self, x):
+        return F.relu6(x)
+
+    def backward(self, grad, cache):
+        x = cache["x"]
+        return grad * ((x > 0) & (x < 6))
+
+
+@register
+class HardSigmoid(Activation):
+    r""":math:`f(z) = \mathrm{relu6}(z + 3)/6` (Keras 3, PyTorch), :math:`f'(z) = [-3 < z < 3]/6`."""
+
+    kind = "hard_sigmoid"
+
+    def function(self, x):
+        return F.hard_sigmoid(x)
+
+    def backward(self, grad, cache):
+        x = cache["x"]
+        return grad * ((x > -3) & (x < 3)) / grad.dtype.type(6)
+
+
+@register
+class HardSwish(Activation):
+    r""":math:`f(z) = z\,\mathrm{relu6}(z + 3)/6` (MobileNetV3's hard swish, Keras's ``hard_silu``).
+
+    Notes
+    -----
+    :math:`f'(z) = 0` below -3, 1 above 3 and :math:`z/3 + 1/2` between.
+    """
+
+    kind = "hard_swish"
+
+    def function(self, x):
+        return F.hard_swish(x)
+
+    def backward(self, grad, cache):
+        x = cache["x"]
+        slope = np.where(x < 3, x / x.dtype.type(3) + x.dtype.type(0.5), 1)
+        return grad * np.where(x > -3, slope, 0).astype(x.dtype, copy=False)
+
+
+@register
+class Mish(Activation):
+    r""":math:`f(z) = z \tanh(\mathrm{softplus}(z))` (Misra, 2019); see :func:`barenet.functional.mish_grad`."""
+
+    kind = "mish"
+
+    def function(self, x):
+        return F.mish(x)
+
+    def backward(self, grad, cache):
+        return grad * F.mish_grad(cache["x"])
 
 
 @register
@@ -174,6 +307,18 @@ class Softmax(Activation):
 _BY_KIND: dict[str, type[Activation]] = {
     cls.kind: cls for cls in (Linear, ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Softmax)
 }
+_BY_KIND.update({cls.kind: cls for cls in (SiLU, Softplus, ReLU6, HardSigmoid, HardSwish, Mish)})
+#: Other names of the same activations (Keras's and PyTorch's).
+ALIASES = {"swish": "silu", "hard_silu": "hard_swish"}
+
+
+def _by_name(name: str) -> type[Activation]:
+    """The class of the activation called ``name`` (any case, aliases included), or a :class:`ConfigError`."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in _BY_KIND:
+        raise ConfigError(f"unknown activation {name!r}; expected one of {sorted(_BY_KIND)} "
+                          f"(or an alias: {sorted(ALIASES)}), an Activation layer or None")
+    return _BY_KIND[key]
 
 
 def get(activation: str | Activation | None) -> Activation:
@@ -182,27 +327,30 @@ def get(activation: str | Activation | None) -> Activation:
         return Linear()
     if isinstance(activation, Activation):
         return type(activation).from_config(activation.get_config())
-    if isinstance(activation, str) and activation.lower() in _BY_KIND:
-        return _BY_KIND[activation.lower()]()
+    if isinstance(activation, str):
+        return _by_name(activation)()
     raise ConfigError(
         f"unknown activation {activation!r}; expected one of {sorted(_BY_KIND)}, an Activation layer or None"
     )
 
 
 def serialize(activation: Activation) -> str | dict:
-    """``"relu"``, or ``{"kind": "leaky_relu", "alpha": 0.1}`` when it has arguments."""
+    """``"relu"``, or ``{"kind": "leaky_relu", "alpha": 0.1}`` when it has arguments (GELU always does)."""
     config = {k: v for k, v in activation.get_config().items() if k != "name"}
     return {"kind": activation.kind, **config} if config else activation.kind
 
 
 def deserialize(spec: str | dict | None) -> Activation:
-    """Inverse of :func:`serialize`."""
+    """Inverse of :func:`serialize`. The bare string ``"gelu"`` is a configuration from before GELU had its
+    exact form, and means the tanh approximation it meant then (see :class:`GELU`)."""
     if isinstance(spec, dict):
         spec = dict(spec)
         kind = spec.pop("kind", None)
         if kind not in _BY_KIND:
             raise ConfigError(f"unknown activation {kind!r}; expected one of {sorted(_BY_KIND)}")
-        return _BY_KIND[kind](**spec)
+        return _BY_KIND[kind].from_config(spec)
+    if isinstance(spec, str) and spec.lower() == GELU.kind:
+        return GELU(approximate=True)
     return get(spec)
 
 

@@ -1,4 +1,4 @@
-"""Batch normalization."""
+"""Batch and layer normalization."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import initializers
 from ..errors import ConfigError, ShapeError
 from ..kernels import normalization as kernels
 from .base import Layer, register
@@ -111,3 +112,110 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+@register
+class LayerNormalization(Layer):
+    r"""Normalize each sample over some of its axes (by default its features), as Keras's LayerNormalization.
+
+    Parameters
+    ----------
+    axis : int or list of int
+        The axes to normalize over, counting the batch axis as 0 (Keras's meaning); negative values count
+        from the end. ``-1`` (default) normalizes each feature vector: each time step of a sequence, each
+        pixel of a channels-last image; ``[1, 2, 3]`` a whole image. The batch axis cannot be one of them.
+    epsilon : float
+        Added to the variance before the square root.
+    center, scale : bool
+        Whether to learn the shift ``beta`` and the scale ``gamma``.
+    beta_initializer, gamma_initializer : str or callable
+        See :mod:`barenet.initializers` (``"zeros"`` and ``"ones"``).
+
+    Shapes
+    ------
+    Any ``(batch, ...)``, output the same shape and dtype. ``gamma, beta`` have the sizes of the normalized axes
+    in increasing axis order: ``(features,)`` for ``axis=-1``, ``(height, width, channels)`` for ``[1, 2, 3]``.
+
+    Notes
+    -----
+    Per sample and position outside the normalized axes, over the :math:`N` values :math:`x_i` inside them:
+    :math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}` with the mean :math:`\mu` and the biased variance
+    :math:`\sigma^2`, and :math:`y = \gamma \hat x + \beta` (:math:`\gamma, \beta` broadcast over the other axes).
+    There are no running statistics: training and inference compute the same thing. Backward, with
+    :math:`g = \gamma\,\partial L/\partial y` and means over the same :math:`N` values:
+
+    .. math:: \partial L/\partial x = \frac{1}{\sqrt{\sigma^2+\epsilon}}
+              \big(g - \overline{g} - \hat x\, \overline{g \hat x}\big)
+
+    and :math:`\partial L/\partial \gamma = \sum \partial L/\partial y \odot \hat x`,
+    :math:`\partial L/\partial \beta = \sum \partial L/\partial y` over the batch and the other axes.
+    """
+
+    def __init__(self, axis: int | list[int] | tuple[int, ...] = -1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: str | initializers.Initializer = "zeros",
+                 gamma_initializer: str | initializers.Initializer = "ones", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+            raise ConfigError(f"LayerNormalization axis must be an integer or a non-empty list of integers, "
+                              f"got {axis!r}")
+        if not epsilon > 0:
+            raise ConfigError(f"LayerNormalization epsilon must be > 0, got {epsilon!r}")
+        self.axis: int | list[int] = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+
+    def build(self, input_shape, rng, dtype="float32"):
+        super().build(input_shape, rng, dtype)
+        ndim = len(self.input_shape) + 1  # with the batch axis
+        given = self.axis if isinstance(self.axis, list) else [self.axis]
+        bad = [a for a in given if not (1 <= a < ndim or -ndim < a <= -1)]
+        axes = sorted({a % ndim for a in given})
+        if bad or len(axes) != len(given):
+            raise ShapeError(f"{self.describe()} cannot normalize axes {given} of inputs (batch, "
+                             f"{', '.join(map(str, self.input_shape))}); expected distinct axes from 1 to {ndim - 1} "
+                             f"or from {1 - ndim} to -1 (axis 0 is the batch)")
+        self._axes = tuple(axes)
+        shape = tuple(self.input_shape[a - 1] for a in axes)
+        # gamma and beta as they broadcast against a batch: the normalized axes' sizes, 1 elsewhere
+        self._broadcast = tuple(self.input_shape[a - 1] if a in axes else 1 for a in range(1, ndim))
+        size = int(np.prod(shape))
+        if self.scale:
+            self.add_param("gamma", self.gamma_initializer(shape, size, size, rng, self.dtype))
+        if self.center:
+            self.add_param("beta", self.beta_initializer(shape, size, size, rng, self.dtype))
+
+    def forward(self, x, *, training=False, cache=None):
+        self.check_input(x)
+        mean = x.mean(axis=self._axes, keepdims=True)
+        xc = x - mean
+        var = np.mean(xc * xc, axis=self._axes, keepdims=True)
+        inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
+        x_hat = xc * inv_std
+        if cache is not None:
+            cache["x_hat"], cache["inv_std"] = x_hat, inv_std
+        y = x_hat * self.params["gamma"].reshape(self._broadcast) if self.scale else x_hat.copy()
+        if self.center:
+            y += self.params["beta"].reshape(self._broadcast)
+        return y
+
+    def backward(self, grad, cache):
+        x_hat, inv_std = cache["x_hat"], cache["inv_std"]
+        others = tuple(a for a in range(grad.ndim) if a not in self._axes)  # the batch and unnormalized axes
+        if self.scale:
+            self.grads["gamma"][...] = np.sum(grad * x_hat, axis=others).reshape(self.grads["gamma"].shape)
+        if self.center:
+            self.grads["beta"][...] = np.sum(grad, axis=others).reshape(self.grads["beta"].shape)
+        if not cache.input_grad:
+            return None
+        g = grad * self.params["gamma"].reshape(self._broadcast) if self.scale else grad
+        return inv_std * (g - g.mean(axis=self._axes, keepdims=True)
+                          - x_hat * np.mean(g * x_hat, axis=self._axes, keepdims=True))
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer)}

@@ -1,4 +1,4 @@
-"""Pooling over image windows: max, average and global average."""
+"""Pooling over image windows: max, average, global average and global max."""
 
 from __future__ import annotations
 
@@ -145,6 +145,36 @@ class GlobalAveragePooling2D(ImageLayer):
         h, w, c = self.image_shape(self.input_shape)
         g = grad * grad.dtype.type(1 / (h * w))
         return self.from_last(np.broadcast_to(g[:, None, None, :], (len(grad), h, w, c)).copy())
+
+
+
+@register
+class GlobalMaxPooling2D(ImageLayer):
+    r"""Largest value over height and width: ``(batch, height, width, channels)`` -> ``(batch, channels)``.
+
+    Notes
+    -----
+    :math:`y_{n,c} = \max_{i,j} x_{n,i,j,c}`; the gradient goes to the first pixel in row-major order that
+    reaches the maximum (as in PyTorch), all others get zero.
+    """
+
+    def compute_output_shape(self, input_shape):
+        return (self.image_shape(input_shape)[2],)
+
+    def forward(self, x, *, training=False, cache=None):
+        self.check_input(x)
+        n, (h, w, c) = len(x), self.image_shape(self.input_shape)
+        pixels = self.to_last(x).reshape(n, h * w, c)
+        winners = pixels.argmax(axis=1)[:, None, :]  # (batch, 1, channels): the first maximum
+        if cache is not None:
+            cache["winners"] = winners
+        return np.take_along_axis(pixels, winners, axis=1)[:, 0, :]
+
+    def backward(self, grad, cache):
+        h, w, c = self.image_shape(self.input_shape)
+        dx = np.zeros((len(grad), h * w, c), dtype=grad.dtype)
+        np.put_along_axis(dx, cache["winners"], grad[:, None, :], axis=1)
+        return self.from_last(dx.reshape(len(grad), h, w, c))
 
 
 def window_counts(size: int, pool: int, stride: int, pad_before: int, out: int) -> np.ndarray:

@@ -401,10 +401,10 @@ class _Translator:
         return self._activation(node, inputs[0], L.ELU(attrs.get("alpha", 1.0)))
 
     def _Gelu(self, node, inputs, attrs):
-        if attrs.get("approximate", "none") != "tanh":
-            raise bad(f"{node_label(node)} is the exact (erf) GELU; barenet's GELU is the tanh approximation "
-                      "(export with approximate='tanh')")
-        return self._activation(node, inputs[0], L.GELU())
+        approximate = attrs.get("approximate", "none")
+        if approximate not in ("none", "tanh"):
+            raise bad(f"{node_label(node)} has approximate={approximate!r}; expected 'none' or 'tanh'")
+        return self._activation(node, inputs[0], L.GELU(approximate=approximate == "tanh"))
 
     def _Softmax(self, node, inputs, attrs):
         x = inputs[0]
