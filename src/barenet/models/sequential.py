@@ -23,6 +23,7 @@ from ..rng import Seed, make_rng
 from . import training, validation
 from .callbacks import Callback
 from .history import History
+from .keras_api import KerasMethods
 
 
 class Gradients(NamedTuple):
@@ -36,7 +37,7 @@ class Gradients(NamedTuple):
     inputs: np.ndarray | None
 
 
-class Sequential:
+class Sequential(KerasMethods):
     """A linear stack of layers.
 
     Parameters
@@ -549,26 +550,6 @@ class Sequential:
         return value, y_pred
 
     # ----------------------------------------------------------------- description
-    def summary(self, print_fn: Any = print) -> str:
-        """Print (and return) a table of layers, output shapes and parameter counts."""
-        rows = [("Layer (type)", "Output shape", "Params")]
-        for i, layer in enumerate(self.layers):
-            shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")" if layer.built else "?"
-            label = layer.name or f"{type(layer).__name__.lower()}_{i}"
-            rows.append((f"{label} ({layer!r})", shape, f"{layer.n_params:,}" if layer.built else "?"))
-        widths = [max(len(r[c]) for r in rows) for c in range(3)]
-        line = "-" * (sum(widths) + 4)
-        text = [f"Model: {self.name or 'sequential'} (dtype {self.dtype.name})", line]
-        for j, r in enumerate(rows):
-            text.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
-            if j == 0:
-                text.append(line)
-        text += [line, f"Trainable params: {self.n_params:,}" if self.built else "Not built yet"]
-        out = "\n".join(text)
-        if print_fn is not None:
-            print_fn(out)
-        return out
-
     def get_config(self) -> dict[str, Any]:
         """Architecture as JSON-serializable data (no weights)."""
         return {
