@@ -1,5 +1,5 @@
-"""Keras's model-level habits (models/keras_api.py): count_params, get_layer, the weight lists, summary's
-totals and layer get_weights.
+"""Keras's model-level habits (models/keras_api.py): save and load_model, count_params, get_layer, the weight
+lists, summary's totals and layer get_weights.
 
 Where Keras 3 is installed, the counts and the order of the weight lists are checked against it.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import barenet as bn
-from barenet.errors import ConfigError, NotFittedError
+from barenet.errors import ConfigError, ModelFileError, NotFittedError
 from barenet.layers import BatchNormalization, Dense
 
 
@@ -26,6 +26,47 @@ def _data(n=40, seed=1):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 3))
     return X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
+
+
+# --------------------------------------------------------------------- save / load_model
+def test_model_save_and_load_model_round_trip(tmp_path):
+    model = _model()
+    X, y = _data()
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.barenet")
+    again = bn.load_model(tmp_path / "m.barenet")
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    assert again.optimizer.get_state().keys() == model.optimizer.get_state().keys()
+    # the same file as bn.save writes
+    bn.save(model, tmp_path / "n.barenet")
+    assert bn.load(tmp_path / "n.barenet").get_config() == again.get_config()
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ".HDF5", ".onnx"])
+def test_model_save_refuses_other_formats_suffixes(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    with pytest.raises(ModelFileError, match=rf"cannot save to '.*model\{suffix}': '\{suffix}' is the suffix of .*, "
+                                             r"a format barenet does not write\. .* named '\.barenet' by convention: "
+                                             rf"save to '.*model\.barenet'"):
+        _model().save(path)
+    with pytest.raises(ModelFileError, match=r"a format barenet does not write"):
+        bn.save(_model(), path)
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_model_save_without_overwrite_keeps_an_existing_file(tmp_path):
+    path = tmp_path / "m.barenet"
+    path.write_bytes(b"keep")
+    with pytest.raises(ModelFileError, match=r"exists and overwrite=False"):
+        _model().save(path, overwrite=False)
+    assert path.read_bytes() == b"keep"
+    _model().save(path)
+    assert bn.load_model(path).built
+
+
+def test_model_checkpoint_refuses_a_keras_name_before_training(tmp_path):
+    with pytest.raises(ModelFileError, match=r"'\.keras' is the suffix of Keras model files"):
+        bn.callbacks.ModelCheckpoint(str(tmp_path / "best-{epoch}.keras"))
 
 
 # --------------------------------------------------------------------- layers and weights

@@ -1,6 +1,6 @@
 """The model-level methods a Keras user reaches for, shared by every model class.
 
-:class:`KerasMethods` is a mixin: ``count_params``, ``get_layer``, the ``weights``,
+:class:`KerasMethods` is a mixin: ``save``, ``count_params``, ``get_layer``, the ``weights``,
 ``trainable_weights`` and ``non_trainable_weights`` lists and ``summary`` (with Keras's lines of totals).
 It is written against this much of the model that inherits it, and nothing else:
 
@@ -22,11 +22,12 @@ layer); ``summary`` formats whatever rows it gets and adds the totals.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelFileError
 from ..layers import Layer
 
 
@@ -37,6 +38,23 @@ class KerasMethods:
     built: bool
     name: str | None
     dtype: np.dtype
+
+    # ----------------------------------------------------------------- files
+    def save(self, filepath: str | os.PathLike, *, overwrite: bool = True) -> None:
+        """Write the model to ``filepath`` in barenet's format: the same as :func:`barenet.save` (read it back
+        with :func:`barenet.load_model` or :func:`barenet.load`).
+
+        The file is a zip archive of JSON and ``.npy`` arrays, named by convention ``*.barenet``. A name
+        ending in ``.keras``, ``.h5`` or ``.hdf5`` (Keras's formats) or ``.onnx`` is refused with a
+        :class:`~barenet.errors.ModelFileError` rather than given a file of another format.
+        ``overwrite=False`` refuses to replace an existing file (Keras asks instead).
+        """
+        from ..io import save  # here, not at the top: barenet.io imports the models
+
+        if not overwrite and os.path.exists(filepath):
+            raise ModelFileError(f"{os.fspath(filepath)!r} exists and overwrite=False; choose another name or "
+                                 "pass overwrite=True")
+        save(self, filepath)
 
     # ----------------------------------------------------------------- layers
     def layer_names(self) -> list[str]:
