@@ -1,5 +1,5 @@
 """Keras's model-level habits (models/keras_api.py): save and load_model, count_params, get_layer, the weight
-lists, summary's totals and layer get_weights.
+lists, summary's totals, layer get_weights, and evaluate/predict with verbose and batch_size.
 
 Where Keras 3 is installed, the counts and the order of the weight lists are checked against it.
 """
@@ -167,3 +167,60 @@ def test_counts_and_weight_order_match_keras():
     for layer, reference in zip(ours.layers, theirs.layers, strict=True):
         for mine, copy in zip(layer.get_weights(), reference.get_weights(), strict=True):
             np.testing.assert_array_equal(mine, copy)
+
+
+# --------------------------------------------------------------------- evaluate / predict
+def test_evaluate_and_predict_are_silent_by_default_and_take_verbose(capsys):
+    model = _model()
+    X, y = _data()
+    quiet = model.evaluate(X, y, verbose=0)
+    assert model.evaluate(X, y) == quiet
+    np.testing.assert_array_equal(model.predict(X, verbose=0), model.predict(X))
+    assert capsys.readouterr().out == ""
+    for verbose in (1, 2):  # not a terminal: the closing line only
+        logs = model.evaluate(X, y, batch_size=16, verbose=verbose)
+        assert logs == pytest.approx(quiet, rel=1e-6)
+        out = capsys.readouterr().out
+        assert out.startswith("evaluate: 3 batches - ") and out.endswith(
+            f" - loss: {logs['loss']:.4f} - accuracy: {logs['accuracy']:.4f}\n")
+        model.predict(X, batch_size=40, verbose=verbose)
+        assert capsys.readouterr().out.startswith("predict: 1 batch - ")
+
+
+def test_progress_bar_is_drawn_on_a_terminal():
+    import io
+
+    from barenet.models.callbacks import StepProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = StepProgress("predict", 2, verbose=1, stream=stream, width=4)
+    progress.update(1)
+    progress.update(2)
+    progress.end()
+    text = stream.getvalue()
+    # the last batch is always drawn (earlier ones at most every 0.1 s), then the closing line over the bar
+    assert "\rpredict [====] 2/2" in text and "\rpredict: 2 batches - " in text and text.endswith("\x1b[K\n")
+
+
+def test_evaluate_batch_size_does_not_change_the_result():
+    model = _model(dtype="float64")
+    X, y = _data(n=50)
+    whole = model.evaluate(X, y)
+    for batch_size in (1, 7, 50, 1000):
+        assert model.evaluate(X, y, batch_size=batch_size) == pytest.approx(whole, rel=1e-12)
+
+
+def test_bad_verbose_and_batch_size_are_config_errors():
+    model = _model()
+    X, y = _data()
+    for call in (lambda v: model.evaluate(X, y, verbose=v), lambda v: model.predict(X, verbose=v)):
+        with pytest.raises(ConfigError, match=r"verbose must be 0, 1 or 2, got 3"):
+            call(3)
+        with pytest.raises(ConfigError, match=r"verbose must be 0, 1 or 2, got True"):
+            call(True)
+    with pytest.raises(ConfigError, match=r"batch_size"):
+        model.evaluate(X, y, batch_size=0)

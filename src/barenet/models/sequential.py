@@ -21,7 +21,7 @@ from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..rng import Seed, make_rng
 from . import training, validation
-from .callbacks import Callback
+from .callbacks import Callback, StepProgress
 from .history import History
 from .keras_api import KerasMethods
 
@@ -486,26 +486,47 @@ class Sequential(KerasMethods):
                                 class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
                                 verbose=verbose)
 
-    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
-        """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``."""
+    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
+                 verbose: int = 0) -> dict[str, float]:
+        """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``.
+
+        ``batch_size`` samples are run at a time (default 1024; the results do not depend on it). ``verbose=1``
+        shows a progress bar over the batches (on a terminal) and a closing line with the results, ``verbose=2``
+        the line only; the default, 0, is silent (Keras's default shows the bar).
+        """
         self.require_compiled("evaluate")
         self.require_built("evaluate")
+        verbose = training.check_verbose(verbose)
+        bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
+        w = validation.check_sample_weight(sample_weight, len(X), self.dtype)
+        progress = StepProgress("evaluate", (len(X) + bs - 1) // bs, verbose) if verbose else None
         with self._engine():
-            return training.evaluate_arrays(self, X, y,
-                                            validation.check_sample_weight(sample_weight, len(X), self.dtype))
+            return training.evaluate_arrays(self, X, y, w, batch_size=bs, progress=progress)
 
-    def predict(self, X: Any, *, batch_size: int | None = None) -> np.ndarray:
+    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
-        (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array."""
+        (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array.
+
+        ``batch_size`` samples are run at a time (default 1024). ``verbose`` as for :meth:`evaluate`: 0 (the
+        default) silent, 1 a progress bar and a closing line, 2 the line only.
+        """
         self.require_built("predict")
+        verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)
+        progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
+        out = []
         with self._engine():
-            out = [self.forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
+            for start in range(0, len(X), bs):
+                out.append(self.forward(X[start:start + bs], training=False))
+                if progress is not None:
+                    progress.update(len(out))
+        if progress is not None:
+            progress.end()
         return np.concatenate(out) if len(out) > 1 else out[0]
 
     def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True
