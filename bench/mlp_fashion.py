@@ -104,7 +104,9 @@ def barenet_model(n_inputs: int, seed: int):
         seed=seed,
         dtype="float32",
     )
-    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(LEARNING_RATE))
+    # torch.optim.Adam's formulation, which the PyTorch peers train with
+    adam = bn.optimizers.Adam(LEARNING_RATE, epsilon=1e-8, epsilon_placement="pytorch")
+    model.compile(loss="categorical_crossentropy", optimizer=adam)
     return model
 
 

@@ -79,7 +79,9 @@ def train_barenet(cell: str, X, y, X_test, y_test, epochs: int, seed: int) -> tu
     recurrent = (bn.layers.LSTM(UNITS, input_shape=(TIME, FEATURES)) if cell == "lstm"
                  else bn.layers.GRU(UNITS, reset_after=True, input_shape=(TIME, FEATURES)))
     model = bn.Sequential([recurrent, bn.layers.Dense(N_CLASSES, activation="softmax")], seed=seed, dtype="float32")
-    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(LEARNING_RATE))
+    # torch.optim.Adam's formulation, which the PyTorch peers train with
+    adam = bn.optimizers.Adam(LEARNING_RATE, epsilon=1e-8, epsilon_placement="pytorch")
+    model.compile(loss="categorical_crossentropy", optimizer=adam)
 
     class EpochClock(bn.callbacks.Callback):
         def __init__(self) -> None:

@@ -20,6 +20,10 @@ What lifts it above the plain two-convolution network (about 0.911 test accuracy
 * every weight drawn from U(+-1/sqrt(fan_in)) (``uniform_fan_in``, PyTorch's default), which trained
   this network better than Glorot's or He's ranges here.
 
+Adam takes PyTorch's formulation (``epsilon_placement="pytorch"``, epsilon 1e-8), as do the initializers
+and batch normalization's settings, so that ``bench/cnn_fashion.py`` trains the same network in both
+frameworks.
+
 ReLU comes after the pooling: max-pooling and ReLU commute (both keep order), so the network computes
 the same function as Conv -> BN -> ReLU -> Pool, with the ReLU on a four times smaller array. The
 script prints one line per epoch, the training time per epoch and the test accuracy.
@@ -67,8 +71,9 @@ def build_model(seed: int = 0, learning_rate: float = 1e-3, decay_steps: int | N
         L.Dense(10, activation="softmax", bias_initializer="uniform_fan_in", **init),
     ], seed=seed, dtype="float32")
     rate = learning_rate if decay_steps is None else bn.optimizers.CosineDecay(learning_rate, decay_steps)
-    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(rate),
-                  metrics=["accuracy"])
+    # PyTorch's Adam (epsilon 1e-8 added after the bias correction), as bench/cnn_fashion.py's PyTorch peer
+    adam = bn.optimizers.Adam(rate, epsilon=1e-8, epsilon_placement="pytorch")
+    model.compile(loss="categorical_crossentropy", optimizer=adam, metrics=["accuracy"])
     return model
 
 

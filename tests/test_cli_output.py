@@ -106,6 +106,7 @@ def test_impossible_values_and_unwritable_outputs_are_one_line_errors(tmp_path):
         ([*train, "--out", out, "--l2", "inf"], "argument --l2: expected a finite number"),
         ([*train, "--out", a_file / "p.csv"], "a_file.txt' is a file, not a folder"),
         ([*train, "--out", tmp_path / "no" / "such" / "m.barenet"], "does not exist"),
+        ([*train, "--out", tmp_path / "m.keras"], "'.keras' is the suffix of Keras model files"),
         ([*train, "--out", fifo, "--force"], "is not a regular file"),
         ([*train, "--out", folder, "--force"], "is a folder; give a file name"),
         ([*train, "--out", out, "--report", a_file, "--force"], "exists and is not a folder"),

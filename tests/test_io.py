@@ -264,6 +264,21 @@ def test_bare_npy_file(tmp_path):
         bn.load(tmp_path / "w.npy")
 
 
+def test_keras_files_are_named_as_such(tmp_path):
+    # A Keras 3 ".keras" file is a zip archive too (config.json, model.weights.h5, metadata.json); a ".h5"
+    # file is HDF5. Neither is read, and the error says what the file is.
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        for member in ("metadata.json", "config.json", "model.weights.h5"):
+            archive.writestr(member, b"{}")
+    with pytest.raises(ModelFileError, match=r"model\.keras is a Keras model file \(\.keras\), not a barenet model "
+                                             r"file; barenet reads only the files bn\.save and model\.save write"):
+        bn.load_model(tmp_path / "model.keras")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(ModelFileError, match=r"model\.h5' is an HDF5 file \(such as a Keras \.h5 model\), not a "
+                                             r"barenet model file"):
+        bn.load(tmp_path / "model.h5")
+
+
 class Boom:
     """Would run code if unpickled."""
 

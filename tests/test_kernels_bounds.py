@@ -30,8 +30,9 @@ from barenet.kernels import NUMBA_ENABLED, pooling
 def layer_backward(layer, shape, grad_shape, ids=None):
     layer.build(shape[1:], np.random.default_rng(0), "float32")
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32) if ids is None else np.array(ids)
-    layer.forward(x, training=True)
-    return layer.backward(np.ones(grad_shape, np.float32))
+    cache = L.Cache()
+    layer.forward(x, training=True, cache=cache)
+    return layer.backward(np.ones(grad_shape, np.float32), cache)
 
 def step(optimizer, grad_size):
     optimizer.step({"w": np.ones(10, np.float32)}, {"w": np.ones(grad_size, np.float32)})

@@ -52,10 +52,11 @@ def test_sgd_compiled_matches_reference(dtype, layout, mu, nesterov):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=list(LAYOUTS))
-def test_rmsprop_compiled_matches_reference(dtype, layout):
+@pytest.mark.parametrize("eps_inside", [True, False], ids=["keras", "pytorch"])
+def test_rmsprop_compiled_matches_reference(dtype, layout, eps_inside):
     arrays, segments = _state(LAYOUTS[layout], dtype, slots=1)
     t = np.dtype(dtype).type
-    ref, fast = _both("rmsprop", arrays, segments, t(0.01), t(0.9), t(1e-7))
+    ref, fast = _both("rmsprop", arrays, segments, t(0.01), t(0.9), t(1e-3), eps_inside)
     for a, b in zip(ref, fast, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(ref[0], arrays[0])

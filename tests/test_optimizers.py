@@ -74,20 +74,22 @@ def test_sgd_momentum_first_two_steps_by_hand():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_rmsprop():
-    lr, rho, eps = 0.01, 0.9, 1e-7
+@pytest.mark.parametrize("placement", ["keras", "pytorch"])
+def test_rmsprop(placement):
+    lr, rho, eps = 0.01, 0.9, 1e-4
     theta = {k: v.copy() for k, v in THETA0.items()}
     s = {k: np.zeros_like(x) for k, x in theta.items()}
     expected = []
     for g in GRADS:
         for k in theta:
             s[k] = rho * s[k] + (1 - rho) * g[k] ** 2
-            theta[k] = theta[k] - lr * g[k] / (np.sqrt(s[k]) + eps)
+            root = np.sqrt(s[k] + eps) if placement == "keras" else np.sqrt(s[k]) + eps
+            theta[k] = theta[k] - lr * g[k] / root
         expected.append({k: x.copy() for k, x in theta.items()})
-    _assert_trace(_run(RMSprop(lr, rho=rho, epsilon=eps)), expected)
+    _assert_trace(_run(RMSprop(lr, rho=rho, epsilon=eps, epsilon_placement=placement)), expected)
 
 
-def _adam_reference(lr, b1, b2, eps, weight_decay=0.0):
+def _adam_reference(lr, b1, b2, eps, weight_decay=0.0, placement="keras"):
     theta = {k: v.copy() for k, v in THETA0.items()}
     m = {k: np.zeros_like(x) for k, x in theta.items()}
     v = {k: np.zeros_like(x) for k, x in theta.items()}
@@ -98,26 +100,36 @@ def _adam_reference(lr, b1, b2, eps, weight_decay=0.0):
                 theta[k] = theta[k] * (1 - lr * weight_decay)
             m[k] = b1 * m[k] + (1 - b1) * g[k]
             v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
-            m_hat, v_hat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
-            theta[k] = theta[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+            if placement == "keras":  # epsilon outside the bias correction
+                theta[k] = theta[k] - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m[k] / (np.sqrt(v[k]) + eps)
+            else:
+                m_hat, v_hat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
+                theta[k] = theta[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
         expected.append({k: x.copy() for k, x in theta.items()})
     return expected
 
 
-def test_adam():
-    _assert_trace(_run(Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-8)), _adam_reference(0.01, 0.8, 0.99, 1e-8))
+@pytest.mark.parametrize("placement", ["keras", "pytorch"])
+def test_adam(placement):
+    # epsilon large enough that its placement shows beyond the tolerance
+    _assert_trace(_run(Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-3, epsilon_placement=placement)),
+                  _adam_reference(0.01, 0.8, 0.99, 1e-3, placement=placement))
 
 
 def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
-    # With bias correction, step 1 is lr * g / (|g| + eps): a sign step of size lr.
+    # With bias correction, step 1 is lr * g / (|g| + eps / sqrt(1 - beta_2)): a sign step of size lr.
     p = {"w": np.array([1.0, 1.0, 1.0])}
     Adam(0.05).step(p, {"w": np.array([3.0, -0.01, 0.0])})
-    np.testing.assert_allclose(p["w"], [0.95, 1.05, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(p["w"], [0.95, 1.05, 1.0], rtol=2e-5)
+    eps = 1e-7 / math.sqrt(1 - 0.999)
+    np.testing.assert_allclose(p["w"], [1 - 0.05 * 3 / (3 + eps), 1 + 0.05 * 0.01 / (0.01 + eps), 1.0], rtol=1e-15)
 
 
 def test_adamw_decays_kernels_but_not_biases():
-    expected = _adam_reference(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1)
+    expected = _adam_reference(0.01, 0.9, 0.999, 1e-7, weight_decay=0.1)
     _assert_trace(_run(AdamW(0.01, weight_decay=0.1)), expected)
+    expected = _adam_reference(0.01, 0.9, 0.999, 1e-8, weight_decay=0.1, placement="pytorch")
+    _assert_trace(_run(AdamW(0.01, weight_decay=0.1, epsilon=1e-8, epsilon_placement="pytorch")), expected)
     # With zero gradients only the decay acts, and only on the kernel.
     p = {"kernel": np.ones((2, 2)), "bias": np.ones(2)}
     AdamW(0.1, weight_decay=0.5).step(p, {"kernel": np.zeros((2, 2)), "bias": np.zeros(2)})
@@ -182,7 +194,7 @@ def test_adamw_matches_torch_with_decay_only_on_weights():
                           seed=0, dtype="float64")
     model.build()
     params, grads = model.parameters(), model.gradients()
-    ours = AdamW(0.01, weight_decay=0.3, beta_1=0.8, beta_2=0.99, epsilon=1e-7)
+    ours = AdamW(0.01, weight_decay=0.3, beta_1=0.8, beta_2=0.99, epsilon=1e-7, epsilon_placement="pytorch")
     tensors = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
     groups = [{"params": [t for k, t in tensors.items() if k.endswith("kernel")], "weight_decay": 0.3},
               {"params": [t for k, t in tensors.items() if not k.endswith("kernel")], "weight_decay": 0.0}]
@@ -252,7 +264,7 @@ def test_clipnorm_and_global_clipnorm_round_trip_and_exclude_each_other():
         back = bn.optimizers.deserialize(bn.optimizers.serialize(opt))
         assert (back.clipnorm, back.global_clipnorm) == (opt.clipnorm, opt.global_clipnorm)
     assert repr(Adam(0.01, clipnorm=0.5)) == ("Adam(learning_rate=0.01, clipnorm=0.5, beta_1=0.9, beta_2=0.999, "
-                                              "epsilon=1e-08)")
+                                              "epsilon=1e-07, epsilon_placement='keras')")
     with pytest.raises(ConfigError, match=r"set at most one of clipnorm \(each gradient's norm\) and "
                                           r"global_clipnorm \(the norm of all gradients together\), got 1.0 and 2.0"):
         SGD(0.1, clipnorm=1.0, global_clipnorm=2.0)
@@ -271,6 +283,37 @@ def test_config_saved_with_the_old_global_clipnorm_keeps_its_meaning(tmp_path):
     bn.save(old, tmp_path / "new.barenet")
     new = bn.load(tmp_path / "new.barenet")
     assert (new.optimizer.clipnorm, new.optimizer.global_clipnorm) == (0.25, None)
+
+
+def test_keras_named_optimizers_default_to_keras_epsilon():
+    for opt in (Adam(), AdamW(), RMSprop()):
+        assert (opt.epsilon, opt.epsilon_placement) == (1e-7, "keras")
+        assert opt.get_config()["epsilon_placement"] == "keras"
+        again = bn.optimizers.deserialize(bn.optimizers.serialize(opt))
+        assert again.get_config() == opt.get_config()
+
+
+def test_config_saved_before_epsilon_placement_keeps_pytorch_placement():
+    for name in ("adam", "adamw", "rmsprop"):
+        old = bn.optimizers.deserialize({"name": name, "config": {"learning_rate": 0.01, "epsilon": 1e-8}})
+        assert old.epsilon_placement == "pytorch"
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_model_saved_before_epsilon_placement_continues_training_as_it_was_trained(name, tmp_path):
+    # Both files were written by the code of before epsilon_placement existed: a float64 model trained two
+    # epochs (Adam(0.01) or RMSprop(0.01), defaults), and the same model after three more epochs.
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
+    model = bn.load(DATA / f"{name}_pytorch_epsilon_v1.barenet")
+    assert model.optimizer.epsilon_placement == "pytorch"
+    model.fit(X, y, epochs=3, batch_size=8, verbose=0)
+    continued = bn.load(DATA / f"{name}_pytorch_epsilon_v1_continued.barenet")
+    for ours, theirs in zip(model.get_weights(), continued.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-15)
+    # Saved again, the file says which placement it uses.
+    bn.save(model, tmp_path / "again.barenet")
+    assert bn.load(tmp_path / "again.barenet").optimizer.get_config()["epsilon_placement"] == "pytorch"
 
 
 def test_schedules_values():
@@ -402,6 +445,11 @@ def test_bad_arguments_are_config_errors():
         Adam(beta_1=1.0)
     with pytest.raises(ConfigError, match=r"clipnorm must be a number > 0, got 0"):
         Adam(clipnorm=0)
+    with pytest.raises(ConfigError, match=r"RMSprop epsilon must be a number > 0, got 0"):
+        RMSprop(epsilon=0)
+    with pytest.raises(ConfigError, match=r"AdamW epsilon_placement must be one of \['keras', 'pytorch'\], "
+                                          r"got 'torch'"):
+        AdamW(epsilon_placement="torch")
     with pytest.raises(ConfigError, match=r"unknown optimizer 'adagrad'; expected one of \['adam', 'adamw', "
                                           r"'rmsprop', 'sgd'\] or an Optimizer"):
         bn.optimizers.get("adagrad")

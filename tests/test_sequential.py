@@ -215,9 +215,10 @@ def test_summary_lists_layers_shapes_and_parameter_counts():
     assert lines[0] == "Model: tiny (dtype float32)"
     assert lines[2].split() == ["Layer", "(type)", "Output", "shape", "Params"]
     assert lines[4].split() == ["dense_0", "(Dense(4,", "activation='relu'))", "(None,", "4)", "12"]
-    assert lines[5].split()[0] == "bn" and lines[5].split()[-1] == "8"
+    assert lines[5].split()[0] == "bn" and lines[5].split()[-1] == "16"  # gamma, beta and moving statistics
     assert lines[6].split()[-1] == "5"
-    assert lines[-1] == "Trainable params: 25"
+    assert lines[-3:] == ["Total params: 33 (132.00 B)", "Trainable params: 25 (100.00 B)",
+                          "Non-trainable params: 8 (32.00 B)"]
 
 
 def test_summary_prints_by_default(capsys):

@@ -75,8 +75,13 @@ def test_forward_loss_and_gradients_match_pytorch(name, activation, loss, y, tor
     (lambda: bn.optimizers.SGD(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
     (lambda: bn.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
      lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
-    (lambda: bn.optimizers.Adam(0.01), lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8)),
-], ids=["sgd-momentum", "sgd-nesterov", "adam"])
+    (lambda: bn.optimizers.Adam(0.01, epsilon=1e-8, epsilon_placement="pytorch"),
+     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8)),
+    (lambda: bn.optimizers.AdamW(0.01, weight_decay=0.0, epsilon=1e-8, epsilon_placement="pytorch"),
+     lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.0, eps=1e-8)),
+    (lambda: bn.optimizers.RMSprop(0.01, rho=0.99, epsilon=1e-8, epsilon_placement="pytorch"),
+     lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8)),
+], ids=["sgd-momentum", "sgd-nesterov", "adam", "adamw", "rmsprop"])
 def test_optimizer_steps_match_torch_optim(ours, make_theirs):
     y = HEADS[0][3]
     model, net = _pair("softmax", "categorical_crossentropy", ours())

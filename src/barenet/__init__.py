@@ -12,7 +12,7 @@ The public API::
 from . import callbacks, datasets, errors, functional, initializers, layers, losses, metrics, optimizers, threads
 from .errors import BarenetError
 from .gradcheck import gradcheck
-from .io import load, save
+from .io import load, load_model, save
 from .models import History, Input, Model, Sequential
 from .onnx import export_onnx, import_onnx
 from .threads import get_num_threads, set_num_threads
@@ -23,5 +23,6 @@ __all__ = [
     "BarenetError", "History", "Input", "Model", "Sequential", "callbacks", "errors", "functional", "gradcheck",
     "initializers",
     "layers", "losses", "metrics", "optimizers",
-    "datasets", "export_onnx", "import_onnx", "load", "save", "threads", "get_num_threads", "set_num_threads",
+    "datasets", "export_onnx", "import_onnx", "load", "load_model", "save", "threads", "get_num_threads",
+    "set_num_threads",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from .io import save
+from .io import check_save_path, save
 from .models.callbacks import Callback, _better, _monitored, _resolve_mode
 
 
@@ -25,6 +25,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto") -> None:
         self.filepath = os.fspath(filepath)
+        check_save_path(self.filepath)  # a ".keras" name is refused now, not after the first epoch
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
         self.mode = _resolve_mode(mode, monitor)

@@ -77,6 +77,12 @@ _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
 #: millions of parameterless layers fits in a small file, and each costs time to construct.
 MAX_GRAPH_NODES = 10_000
 _MAX_JSON_BYTES = 64 * 2**20
+#: Suffixes of other formats' model files: a barenet file is never written under them.
+_FOREIGN_SUFFIXES = {".keras": "Keras model files", ".h5": "HDF5 files (Keras's legacy format)",
+                     ".hdf5": "HDF5 files (Keras's legacy format)", ".onnx": "ONNX graphs"}
+#: How barenet's model files are named by convention.
+SUFFIX = ".barenet"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: A file's members may inflate to at most this many times the file's size (plus INFLATION_SLACK bytes).
 MAX_INFLATION = 32
 INFLATION_SLACK = 2**20
@@ -100,7 +106,9 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
     model : Sequential
         A built model; it need not be compiled.
     path : str or PathLike
-        The file to write (by convention ending in ``.barenet``). Its folder must exist.
+        The file to write (by convention ending in ``.barenet``). Its folder must exist. A name ending in
+        another format's suffix (``.keras``, ``.h5``, ``.hdf5``, ``.onnx``) is refused: the file would not
+        be what its name says.
 
     Notes
     -----
@@ -116,7 +124,10 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
         A weight is NaN or infinite.
     ConfigError
         The metadata, loss or optimizer cannot be written as JSON.
+    ModelFileError
+        ``path`` is a folder, in a folder that does not exist, or named as another format's file.
     """
+    check_save_path(path)
     if not getattr(model, "built", False):
         raise NotFittedError("cannot save a model that is not built; call fit (or build) first so it has weights")
     document, arrays = _describe(model)
@@ -145,6 +156,20 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_folder(folder)
+
+
+def check_save_path(path: str | os.PathLike) -> None:
+    """Raise a :class:`ModelFileError` when ``path`` ends in another format's suffix (``.keras``, ``.h5``,
+    ``.hdf5``, ``.onnx``), saying what barenet writes and the name to use instead."""
+    path = Path(os.fspath(path))
+    what = _FOREIGN_SUFFIXES.get(path.suffix.lower())
+    if what is None:
+        return
+    hint = " (bn.export_onnx writes ONNX)" if path.suffix.lower() == ".onnx" else ""
+    raise ModelFileError(f"cannot save to {str(path)!r}: {path.suffix!r} is the suffix of {what}, a format barenet "
+                         f"does not write. It writes its own (a zip archive of JSON and .npy arrays, read back by "
+                         f"bn.load_model), named {SUFFIX!r} by convention: save to "
+                         f"{str(path.with_suffix(SUFFIX))!r}{hint}")
 
 
 def _describe(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -265,6 +290,11 @@ def load(path: str | os.PathLike) -> Sequential:
                              f"({type(exc).__name__}: {exc})") from None
 
 
+def load_model(path: str | os.PathLike) -> Sequential:
+    """Keras's name for :func:`load`: read a model written by ``model.save`` or :func:`save`."""
+    return load(path)
+
+
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise ModelFileError(f"model file {str(path)!r} does not exist")
@@ -282,6 +312,9 @@ def _check_path(path: Path) -> None:
     if head[:1] == b"\x80":
         raise ModelFileError(f"{str(path)!r} looks like a Python pickle; barenet model files are zip archives "
                              "of JSON and arrays, and pickles are never loaded")
+    if head.startswith(_HDF5_SIGNATURE):
+        raise ModelFileError(f"{str(path)!r} is an HDF5 file (such as a Keras .h5 model), not a barenet model file; "
+                             "barenet reads only the files bn.save and model.save write")
     if head.startswith(b"\x93NUMPY"):
         raise ModelFileError(f"{str(path)!r} is a bare .npy array, not a barenet model file (a zip archive)")
     if not head.startswith(b"PK"):
@@ -293,6 +326,9 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     names = archive.namelist()
     if len(names) != len(set(names)):
         raise ModelFileError(f"{path}: the archive holds duplicate member names")
+    if _CONFIG_MEMBER not in names and {"config.json", "model.weights.h5"} <= set(names):
+        raise ModelFileError(f"{path} is a Keras model file (.keras), not a barenet model file; barenet reads only "
+                             "the files bn.save and model.save write")
     if _CONFIG_MEMBER not in names:
         raise ModelFileError(f"{path} is a zip archive without {_CONFIG_MEMBER!r}; not a barenet model file")
     _check_inflation(archive, path, file_bytes)
@@ -809,4 +845,4 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SUFFIX", "check_save_path", "load", "load_model", "save"]

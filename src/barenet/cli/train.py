@@ -100,10 +100,11 @@ def _failure(fitted: Fitted) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import save
+    from ..io import check_save_path, save
 
     check_training_options(args)
     out = check_output_file(args.out, args.force, "model file")
+    check_save_path(out)  # before training: a ".keras" name is refused now, not after the last epoch
     report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES)
 
     prepared = prepare(read_table(args.data), args)

@@ -66,27 +66,40 @@ def _sgd(theta, g, velocity, segments, lr, mu, nesterov, tmp):
 
 
 # --------------------------------------------------------------------- RMSprop
-def rmsprop_reference(theta, g, s, segments, lr, rho, eps, tmp):
-    r""":math:`s \leftarrow \rho s + (1-\rho) g^2,\ \theta \leftarrow \theta - \eta g / (\sqrt s + \epsilon)`."""
+def rmsprop_reference(theta, g, s, segments, lr, rho, eps, eps_inside, tmp):
+    r""":math:`s \leftarrow \rho s + (1-\rho) g^2`, then with ``eps_inside`` (Keras)
+    :math:`\theta \leftarrow \theta - \eta g / \sqrt{s + \epsilon}`, else (PyTorch)
+    :math:`\theta \leftarrow \theta - \eta g / (\sqrt s + \epsilon)`."""
     one = theta.dtype.type(1)
     np.square(g, out=tmp)
     tmp *= one - rho
     s *= rho
     s += tmp
-    np.sqrt(s, out=tmp)
-    tmp += eps
+    if eps_inside:
+        np.add(s, eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+    else:
+        np.sqrt(s, out=tmp)
+        tmp += eps
     np.divide(g, tmp, out=tmp)
     tmp *= lr
     theta -= tmp
 
 
-def _rmsprop(theta, g, s, segments, lr, rho, eps, tmp):
+def _rmsprop(theta, g, s, segments, lr, rho, eps, eps_inside, tmp):
     one_minus_rho = theta.dtype.type(1) - rho
-    for i in range(theta.size):
-        gi = g[i]
-        si = s[i] * rho + (gi * gi) * one_minus_rho
-        s[i] = si
-        theta[i] = theta[i] - (gi / (np.sqrt(si) + eps)) * lr
+    if eps_inside:
+        for i in range(theta.size):
+            gi = g[i]
+            si = s[i] * rho + (gi * gi) * one_minus_rho
+            s[i] = si
+            theta[i] = theta[i] - (gi / np.sqrt(si + eps)) * lr
+    else:
+        for i in range(theta.size):
+            gi = g[i]
+            si = s[i] * rho + (gi * gi) * one_minus_rho
+            s[i] = si
+            theta[i] = theta[i] - (gi / (np.sqrt(si) + eps)) * lr
 
 
 # --------------------------------------------------------------------- Adam / AdamW
@@ -165,10 +178,10 @@ def sgd(theta, g, velocity, segments, lr, mu, nesterov, tmp):
     _sgd_form(theta, g, velocity, segments, lr, mu, nesterov, tmp)
 
 
-def rmsprop(theta, g, s, segments, lr, rho, eps, tmp):
+def rmsprop(theta, g, s, segments, lr, rho, eps, eps_inside, tmp):
     """:func:`rmsprop_reference` (by the compiled form when there is one), after checking the shapes."""
     _check("rmsprop", theta, g, s, tmp)
-    _rmsprop_form(theta, g, s, segments, lr, rho, eps, tmp)
+    _rmsprop_form(theta, g, s, segments, lr, rho, eps, eps_inside, tmp)
 
 
 def adam(theta, g, M, V, segments, shrink, b1, b2, eps, step, tmp):

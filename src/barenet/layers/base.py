@@ -273,8 +273,15 @@ class Layer:
             self.params[name], self.grads[name] = place(self.params[name], self.grads[name])
 
     def weights(self) -> list[np.ndarray]:
-        """Parameters then buffers, in declaration order (the order of ``get_weights``)."""
+        """Parameters then buffers, in declaration order (the order of ``get_weights``): the layer's arrays
+        themselves, not copies."""
         return [*self.params.values(), *self.buffers.values()]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the parameters then the buffers, in declaration order (Dense: kernel, bias;
+        BatchNormalization: gamma, beta, moving mean, moving variance), as Keras's ``layer.get_weights()``;
+        :meth:`set_weights` takes them back."""
+        return [w.copy() for w in self.weights()]
 
     def set_weights(self, arrays: list[np.ndarray]) -> None:
         """Copy ``arrays`` (in :meth:`weights` order) into this built layer, checking shapes."""
@@ -313,6 +320,11 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("name", "input_shape"))
         return f"{type(self).__name__}({args})"
+
+
+def weights_of(layer: Any) -> list[np.ndarray]:
+    """A layer's (or a model used as a layer's) parameters then buffers, in declaration order."""
+    return [*layer.params.values(), *layer.buffers.values()]
 
 
 def _layer_tree(layer: Layer) -> Iterator[Layer]:

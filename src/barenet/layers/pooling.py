@@ -85,11 +85,11 @@ class MaxPooling2D(Pooling2D):
         self.check_input(x)
         out, winners = kernels.max_forward(self.to_last(x), self.pool_size, self.strides, self._pads)
         if cache is not None:
-            cache["winners"] = winners
+            cache["winners"], cache["shape"] = winners, self._image_shape(x)
         return self.from_last(out)
 
     def backward(self, grad, cache):
-        dx = kernels.max_backward(self.to_last(grad), cache["winners"], self._image_shape(grad), self.pool_size,
+        dx = kernels.max_backward(self.to_last(grad), cache["winners"], cache["shape"], self.pool_size,
                                   self.strides, self._pads)
         return self.from_last(dx)
 
@@ -115,12 +115,14 @@ class AveragePooling2D(Pooling2D):
 
     def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
+        if cache is not None:
+            cache["shape"] = self._image_shape(x)
         out = kernels.average_forward(self.to_last(x), self.pool_size, self.strides, self._pads,
                                       self._scale.astype(x.dtype, copy=False))
         return self.from_last(out)
 
     def backward(self, grad, cache):
-        dx = kernels.average_backward(self.to_last(grad), self._image_shape(grad), self.pool_size, self.strides,
+        dx = kernels.average_backward(self.to_last(grad), cache["shape"], self.pool_size, self.strides,
                                       self._pads, self._scale.astype(grad.dtype, copy=False))
         return self.from_last(dx)
 

@@ -36,9 +36,10 @@ from .. import optimizers as optimizers_mod
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
 from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
-from ..layers.base import _REGISTRY
+from ..layers.base import _REGISTRY, weights_of
 from ..rng import Seed, make_rng
 from . import training, validation
+from .keras_api import _readable_bytes
 from .sequential import Sequential
 
 _counter = itertools.count()
@@ -615,28 +616,31 @@ class Model(Sequential):
         return total + self._penalty(need_grad), y_pred, grad_input
 
     # ----------------------------------------------------------------- inference
-    def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
-        """Outputs for ``X`` in inference mode: an array, or a list of arrays for several outputs."""
+    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> Any:
+        """Outputs for ``X`` in inference mode: an array, or a list of arrays for several outputs
+        (``batch_size`` and ``verbose`` as for :meth:`Sequential.predict`)."""
+        from .callbacks import StepProgress
+
+        verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
         X = self.check_inputs(X, allow_empty=True)
         n = len(X)
         if n == 0:
             empty = [np.empty((0, *t.sample_shape), dtype=self.dtype) for t in self.outputs]
             return empty[0] if self.single_output else empty
+        progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
+        parts = []
         with self._engine():
-            parts = [self.forward(X[i:i + bs], training=False) for i in range(0, n, bs)]
+            for i in range(0, n, bs):
+                parts.append(self.forward(X[i:i + bs], training=False))
+                if progress is not None:
+                    progress.update(len(parts))
+        if progress is not None:
+            progress.end()
         if self.single_output:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         return [np.concatenate([p[j] for p in parts]) if len(parts) > 1 else parts[0][j]
                 for j in range(len(self.outputs))]
-
-    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
-        self.require_compiled("evaluate")
-        X = self.check_inputs(X)
-        y = self.check_targets(y, len(X))
-        with self._engine():
-            return training.evaluate_arrays(self, X, y,
-                                            self.check_sample_weight(sample_weight, len(X)))
 
     def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True):
         """As :meth:`Sequential.compute_gradients`; ``inputs`` is a list for several inputs."""
@@ -682,7 +686,7 @@ class Model(Sequential):
             rows.append((f"{t.name} (Input)", str(t.shape).replace("None", "None"), "0", ""))
         for node in self.nodes:
             layer = node.layer
-            params = 0 if id(layer) in counted else layer.n_params
+            params = 0 if id(layer) in counted else sum(int(w.size) for w in weights_of(layer))
             counted.add(id(layer))
             links = ", ".join(t.name if t.node.layer is None else t.node.layer.name for t in node.inputs)
             rows.append((f"{layer.name} ({type(layer).__name__})", str(node.output.shape), f"{params:,}", links))
@@ -693,7 +697,12 @@ class Model(Sequential):
             text.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
             if j == 0:
                 text.append(line)
-        text += [line, f"Trainable params: {self.n_params:,}"]
+        trainable = sum(int(w.size) for w in self.trainable_weights)
+        frozen = sum(int(w.size) for w in self.non_trainable_weights)
+        size = self.dtype.itemsize
+        text += [line, f"Total params: {trainable + frozen:,} ({_readable_bytes((trainable + frozen) * size)})",
+                 f"Trainable params: {trainable:,} ({_readable_bytes(trainable * size)})",
+                 f"Non-trainable params: {frozen:,} ({_readable_bytes(frozen * size)})"]
         out = "\n".join(text)
         if print_fn is not None:
             print_fn(out)
@@ -763,9 +772,6 @@ class Model(Sequential):
         if _shape_list(input_shape) != _shape_list(self.input_shape):
             raise ShapeError(f"model {self.name!r} takes inputs {self.input_shape}, got {input_shape}")
         return self.output_shape
-
-    def weights(self) -> list[np.ndarray]:
-        return [w for layer in self.layers for w in layer.weights()]
 
     def describe(self) -> str:
         return f"Model {self.name!r}" if self.name else "Model"

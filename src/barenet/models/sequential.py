@@ -19,10 +19,12 @@ from .. import threads
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
+from ..layers.base import weights_of
 from ..rng import Seed, make_rng
 from . import training, validation
-from .callbacks import Callback
+from .callbacks import Callback, StepProgress
 from .history import History
+from .keras_api import KerasMethods
 
 
 class Gradients(NamedTuple):
@@ -36,7 +38,7 @@ class Gradients(NamedTuple):
     inputs: np.ndarray | None
 
 
-class Sequential:
+class Sequential(KerasMethods):
     """A linear stack of layers.
 
     Parameters
@@ -241,7 +243,7 @@ class Sequential:
         """Copies of all weights in layer order (Dense: kernel, bias; BatchNormalization: gamma, beta,
         moving mean, moving variance)."""
         self.require_built("get_weights")
-        return [w.copy() for layer in self.layers for w in layer.weights()]
+        return [w.copy() for layer in self.layers for w in weights_of(layer)]
 
     def named_weights(self) -> dict[str, np.ndarray]:
         """Copies of all weights and buffers by name: ``{"layers.0.kernel": ..., "layers.3.moving_mean": ...}``.
@@ -260,12 +262,12 @@ class Sequential:
         if isinstance(weights, Mapping):
             self._set_named_weights(weights)
             return
-        expected = sum(len(layer.weights()) for layer in self.layers)
+        expected = sum(len(weights_of(layer)) for layer in self.layers)
         if len(weights) != expected:
             raise ShapeError(f"set_weights expected {expected} arrays for this model, got {len(weights)}")
         start = 0
         for layer in self.layers:
-            n = len(layer.weights())
+            n = len(weights_of(layer))
             layer.set_weights(list(weights[start:start + n]))
             start += n
 
@@ -497,26 +499,47 @@ class Sequential:
                                 class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
                                 verbose=verbose)
 
-    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
-        """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``."""
+    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
+                 verbose: int = 0) -> dict[str, float]:
+        """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``.
+
+        ``batch_size`` samples are run at a time (default 1024; the results do not depend on it). ``verbose=1``
+        shows a progress bar over the batches (on a terminal) and a closing line with the results, ``verbose=2``
+        the line only; the default, 0, is silent (Keras's default shows the bar).
+        """
         self.require_compiled("evaluate")
         self.require_built("evaluate")
+        verbose = training.check_verbose(verbose)
+        bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
+        w = self.check_sample_weight(sample_weight, len(X))
+        progress = StepProgress("evaluate", (len(X) + bs - 1) // bs, verbose) if verbose else None
         with self._engine():
-            return training.evaluate_arrays(self, X, y,
-                                            self.check_sample_weight(sample_weight, len(X)))
+            return training.evaluate_arrays(self, X, y, w, batch_size=bs, progress=progress)
 
-    def predict(self, X: Any, *, batch_size: int | None = None) -> np.ndarray:
+    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
-        (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array."""
+        (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array.
+
+        ``batch_size`` samples are run at a time (default 1024). ``verbose`` as for :meth:`evaluate`: 0 (the
+        default) silent, 1 a progress bar and a closing line, 2 the line only.
+        """
         self.require_built("predict")
+        verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)
+        progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
+        out = []
         with self._engine():
-            out = [self.forward(X[i:i + bs], training=False) for i in range(0, len(X), bs)]
+            for start in range(0, len(X), bs):
+                out.append(self.forward(X[start:start + bs], training=False))
+                if progress is not None:
+                    progress.update(len(out))
+        if progress is not None:
+            progress.end()
         return np.concatenate(out) if len(out) > 1 else out[0]
 
     def compute_gradients(self, X: Any, y: Any, *, sample_weight: Any = None, training: bool = True
@@ -561,26 +584,6 @@ class Sequential:
         return value, y_pred
 
     # ----------------------------------------------------------------- description
-    def summary(self, print_fn: Any = print) -> str:
-        """Print (and return) a table of layers, output shapes and parameter counts."""
-        rows = [("Layer (type)", "Output shape", "Params")]
-        for i, layer in enumerate(self.layers):
-            shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")" if layer.built else "?"
-            label = layer.name or f"{type(layer).__name__.lower()}_{i}"
-            rows.append((f"{label} ({layer!r})", shape, f"{layer.n_params:,}" if layer.built else "?"))
-        widths = [max(len(r[c]) for r in rows) for c in range(3)]
-        line = "-" * (sum(widths) + 4)
-        text = [f"Model: {self.name or 'sequential'} (dtype {self.dtype.name})", line]
-        for j, r in enumerate(rows):
-            text.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
-            if j == 0:
-                text.append(line)
-        text += [line, f"Trainable params: {self.n_params:,}" if self.built else "Not built yet"]
-        out = "\n".join(text)
-        if print_fn is not None:
-            print_fn(out)
-        return out
-
     def get_config(self) -> dict[str, Any]:
         """Architecture as JSON-serializable data (no weights)."""
         return {

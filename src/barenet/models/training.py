@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import validation
-from .callbacks import Callback, ProgressBar, TerminateOnNaN
+from .callbacks import Callback, ProgressBar, StepProgress, TerminateOnNaN
 from .history import History
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     epochs = validation.check_count(epochs, "epochs", minimum=0)
     batch_size = validation.check_count(batch_size, "batch_size", allow_none=True)
     validation_split = validation.check_fraction(validation_split, "validation_split")
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    check_verbose(verbose)
     model.build_for(X)
     X = model.check_inputs(X)
     y = model.check_targets(y, len(X))
@@ -118,6 +117,13 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def check_verbose(verbose: Any) -> int:
+    """``verbose`` of ``fit``, ``evaluate`` and ``predict``: 0, 1 or 2."""
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ConfigError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
 
 
 def _split_validation(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None,
@@ -207,14 +213,21 @@ def _interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> dict[str, float]:
-    """Loss and metrics of checked arrays in inference mode, in batches of :data:`PREDICT_BATCH`."""
+def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *,
+                    batch_size: int = PREDICT_BATCH, progress: StepProgress | None = None) -> dict[str, float]:
+    """Loss and metrics of checked arrays in inference mode, in batches of ``batch_size``; ``progress`` is told
+    after each batch and given the results at the end."""
     total = 0.0
     preds, as_labels = model.prediction_buffer(len(X))
-    for start in range(0, len(X), PREDICT_BATCH):
-        part = slice(start, start + PREDICT_BATCH)
+    for start in range(0, len(X), batch_size):
+        part = slice(start, start + batch_size)
         wb = None if w is None else w[part]
         value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
         preds[part] = y_pred.argmax(axis=-1) if as_labels else y_pred
         total += value * len(X[part])
-    return {"loss": total / len(X), **model.metric_logs(y, preds)}
+        if progress is not None:
+            progress.update(start // batch_size + 1)
+    logs = {"loss": total / len(X), **model.metric_logs(y, preds)}
+    if progress is not None:
+        progress.end(logs)
+    return logs

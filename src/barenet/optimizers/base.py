@@ -20,6 +20,19 @@ from .schedules import Schedule
 #: The key :meth:`Optimizer.update` gets when it updates every parameter at once.
 _PACKED = "<all parameters>"
 
+#: Where an optimizer with an ``epsilon`` adds it to its denominator: as Keras 3 does, or as PyTorch does
+#: (see :class:`~barenet.optimizers.Adam` and :class:`~barenet.optimizers.RMSprop`).
+EPSILON_PLACEMENTS = ("keras", "pytorch")
+
+
+def check_epsilon(who: str, epsilon: Any, placement: Any) -> tuple[float, str]:
+    """``(epsilon, placement)`` checked for the optimizer named ``who``."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) or not epsilon > 0:
+        raise ConfigError(f"{who} epsilon must be a number > 0, got {epsilon!r}")
+    if placement not in EPSILON_PLACEMENTS:
+        raise ConfigError(f"{who} epsilon_placement must be one of {list(EPSILON_PLACEMENTS)}, got {placement!r}")
+    return float(epsilon), placement
+
 
 def _whole(arrays: list[np.ndarray]) -> np.ndarray | None:
     """The 1-d array that ``arrays`` exactly tile as consecutive contiguous views, in order; else None."""
@@ -57,6 +70,9 @@ class Optimizer:
     """
 
     slot_names: tuple[str, ...] = ()
+    #: Settings that did not exist when some configurations were saved, with the value those configurations
+    #: were trained with: :meth:`from_config` fills them in where a configuration lacks them.
+    legacy_config: dict[str, Any] = {}
 
     def __init__(self, learning_rate: float | Schedule = 0.01, *, clipnorm: float | None = None,
                  global_clipnorm: float | None = None) -> None:
@@ -217,8 +233,9 @@ class Optimizer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
         """Inverse of :meth:`get_config`; a ``clipnorm`` without ``clipnorm_per_array`` (saved before
-        ``global_clipnorm`` existed, when ``clipnorm`` clipped the global norm) becomes ``global_clipnorm``."""
-        config = dict(config)
+        ``global_clipnorm`` existed, when ``clipnorm`` clipped the global norm) becomes ``global_clipnorm``,
+        and a setting of :attr:`legacy_config` that ``config`` lacks takes the value given there."""
+        config = {**cls.legacy_config, **config}
         if not config.pop("clipnorm_per_array", False) and "clipnorm" in config:
             config["global_clipnorm"] = config.pop("clipnorm")
         if isinstance(config.get("learning_rate"), dict):
