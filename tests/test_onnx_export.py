@@ -78,6 +78,13 @@ CASES = [
     ("embedding", "Embedding", lambda: [L.Embedding(11, 4, input_length=6)], ("ids", 11, 6)),
     ("embedding-after-reshape", "Embedding", lambda: [L.Reshape((3, 2), input_shape=(6,)), L.Embedding(11, 4)],
      ("float_ids", 11, 6)),
+    ("position-embedding", "PositionEmbedding", lambda: [L.PositionEmbedding(7, input_shape=SEQ)], SEQ),
+    ("sinusoidal-position-encoding", "SinusoidalPositionEncoding",
+     lambda: [L.Dense(4, input_shape=SEQ), L.SinusoidalPositionEncoding(), L.Dense(2)], SEQ),
+    ("token-and-position-embedding", "TokenAndPositionEmbedding",
+     lambda: [L.TokenAndPositionEmbedding(11, 8, 4, input_shape=(6,))], ("ids", 11, 6)),
+    ("token-and-position-after-reshape", "TokenAndPositionEmbedding",
+     lambda: [L.Reshape((3, 2), input_shape=(6,)), L.TokenAndPositionEmbedding(11, 2, 4)], ("float_ids", 11, 6)),
     *[(f"simplernn-{a}-{s}", "SimpleRNN", lambda a=a, s=s: [L.SimpleRNN(4, a, return_sequences=s, input_shape=SEQ)],
        SEQ) for a in ("tanh", "relu", "gelu") for s in (False, True)],
     *[(f"lstm-{s}", "LSTM", lambda s=s: [L.LSTM(4, return_sequences=s, input_shape=SEQ)], SEQ) for s in (False, True)],
@@ -196,8 +203,8 @@ def test_every_layer_type_is_covered():
     exported = {c[1] for c in CASES}
     concrete = {name for name in L.__all__ if isinstance(getattr(L, name), type)} - {"Activation", "Cache",
                                                                                        "Layer", "Recurrent"}
-    # layers of several inputs are exported inside graphs: tests/test_graph.py
-    concrete -= {name for name in concrete if issubclass(getattr(L, name), L.Merge)}
+    # layers of several inputs are exported inside graphs: tests/test_graph.py, tests/test_multi_head_attention.py
+    concrete -= {name for name in concrete if issubclass(getattr(L, name), L.Merge)} | {"MultiHeadAttention"}
     assert concrete <= set(supported_layers())
     assert concrete <= exported
 

@@ -126,8 +126,8 @@ class SinusoidalPositionEncoding(Layer):
     .. math:: y_{t,i} = \sin(t\,\omega_i) \ (i \text{ even}), \qquad y_{t,i} = \cos(t\,\omega_i) \ (i \text{ odd}),
 
     the interleaved layout of Keras-Hub's ``SinePositionEncoding``, which returns the encoding without adding
-    it to the input; so does this layer. The table is computed once, at build, in float64 and then
-    rounded to the layer's dtype.
+    it to the input; so does this layer. The table, ``encoding : (time, features)``, is computed once, at
+    build, in float64 and then rounded to the layer's dtype.
     """
 
     def __init__(self, max_wavelength: float = 10000, **kwargs: Any) -> None:
@@ -143,12 +143,12 @@ class SinusoidalPositionEncoding(Layer):
         super().build(input_shape, rng, dtype)
         i = np.arange(features)
         angles = np.arange(time)[:, None] * float(self.max_wavelength) ** (-2.0 * (i // 2) / features)
-        self._encoding = np.where(i % 2 == 0, np.sin(angles), np.cos(angles)).astype(self.dtype)
+        self.encoding = np.where(i % 2 == 0, np.sin(angles), np.cos(angles)).astype(self.dtype)
 
     def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
         y = np.empty(x.shape, dtype=self.dtype)
-        y[...] = self._encoding
+        y[...] = self.encoding
         return y
 
     def backward(self, grad, cache):

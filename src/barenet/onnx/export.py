@@ -1,9 +1,9 @@
 """``to_onnx`` / ``export_onnx``: a built :class:`~barenet.Sequential` as an ONNX model.
 
 The graph has one input ``input : (batch, *model.input_shape)`` in the model's dtype (int64 token ids when
-the first layer is an Embedding) and one output ``output : (batch, *model.output_shape)``, what
-``model.predict`` returns. The batch axis is the symbolic dimension ``batch``. Notes about the model travel
-in the ONNX model's ``metadata_props``: see :func:`model_metadata`.
+the first layer takes them: Embedding, TokenAndPositionEmbedding) and one output ``output : (batch,
+*model.output_shape)``, what ``model.predict`` returns. The batch axis is the symbolic dimension ``batch``.
+Notes about the model travel in the ONNX model's ``metadata_props``: see :func:`model_metadata`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFittedError
-from ..layers import Embedding
 from . import layers as _layers  # noqa: F401  (registers the converters)
 from . import recurrent as _recurrent  # noqa: F401
 from .graph import DEFAULT_OPSET, MIN_OPSET, Graph, OnnxExportError, require_onnx
@@ -37,14 +36,14 @@ def check_opset(opset: int | None) -> int:
 def network(model: Any, g: Graph, x: str, *, ids: bool = False) -> str:
     """Append every layer of ``model`` to ``g`` on the tensor ``x``; return the output tensor's name.
 
-    ``x`` is the model's input as ``predict`` sees it; ``ids`` says it holds int64 token ids. An Embedding
-    that receives floats (later in the stack, or from a float input) gets them cast to int64, as barenet
-    turns exact-integer floats into indices.
+    ``x`` is the model's input as ``predict`` sees it; ``ids`` says it holds int64 token ids. A layer that
+    takes ids (Embedding, TokenAndPositionEmbedding) and receives floats (later in the stack, or from a
+    float input) gets them cast to int64, as barenet turns exact-integer floats into indices.
     """
     for layer in model.layers:
         converter_for(layer)  # refuse before building anything
     for k, layer in enumerate(model.layers):
-        if isinstance(layer, Embedding) and not (k == 0 and ids):
+        if layer.takes_indices and not (k == 0 and ids):
             x = g.op("Cast", [x], to=g.onnx.TensorProto.INT64)
         x = convert(layer, g, x)
     return x
@@ -64,7 +63,7 @@ def graph_network(model: Any, g: Graph, xs: list[str]) -> list[str]:
     for node in model.nodes:
         args = [names[t.key] for t in node.inputs]
         layer = node.layer
-        if isinstance(layer, Embedding) and node.inputs[0].key not in integer:
+        if getattr(layer, "takes_indices", False) and node.inputs[0].key not in integer:
             args = [g.op("Cast", [args[0]], to=g.onnx.TensorProto.INT64)]
         if isinstance(layer, Model):
             y = graph_network(layer, g, args)[0]
@@ -149,7 +148,7 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
     onnx = g.onnx
     if hasattr(model, "nodes"):
         return _graph_to_onnx(model, g)
-    ids = isinstance(model.layers[0], Embedding)
+    ids = model.layers[0].takes_indices
     elem = onnx.TensorProto.INT64 if ids else g.elem_type
     x = g.reserve("input")
     y = network(model, g, x, ids=ids)

@@ -1,5 +1,5 @@
 """Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, pooling, Flatten, Reshape and Embedding.
+Conv2D, pooling, Flatten, Reshape, Embedding and the position layers.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -186,6 +186,28 @@ def _reshape(layer: L.Reshape, g: Graph, x: str) -> str:
 def _embedding(layer: L.Embedding, g: Graph, x: str) -> str:
     """``embeddings[x]`` as Gather; ids arrive as int64 (a float input is cast first)."""
     return g.op("Gather", [g.const(layer.params["embeddings"], "embeddings"), x], axis=0)
+
+
+# ---------------------------------------------------------------------------------------- position
+@converts(L.PositionEmbedding)
+def _position_embedding(layer: L.PositionEmbedding, g: Graph, x: str) -> str:
+    """The table's first ``time`` rows, broadcast to the input's shape (``Expand`` to ``Shape(x)``)."""
+    rows = layer.params["embeddings"][:layer.input_shape[-2]]
+    return g.op("Expand", [g.const(rows, "position_embeddings"), g.op("Shape", [x])])
+
+
+@converts(L.SinusoidalPositionEncoding)
+def _sinusoidal_position_encoding(layer: L.SinusoidalPositionEncoding, g: Graph, x: str) -> str:
+    """The fixed encoding, broadcast to the input's shape."""
+    return g.op("Expand", [g.const(layer.encoding, "position_encoding"), g.op("Shape", [x])])
+
+
+@converts(L.TokenAndPositionEmbedding)
+def _token_and_position_embedding(layer: L.TokenAndPositionEmbedding, g: Graph, x: str) -> str:
+    """``Gather`` of the token table by the ids plus the position table's first ``time`` rows."""
+    tokens = g.op("Gather", [g.const(layer.params["token_embeddings"], "token_embeddings"), x], axis=0)
+    rows = layer.params["position_embeddings"][:layer.input_shape[-1]]
+    return g.op("Add", [tokens, g.const(rows, "position_embeddings")])
 
 
 # ---------------------------------------------------------------------------------------- normalization
