@@ -397,6 +397,16 @@ def test_unknown_names_are_config_errors():
         Dense(2, kernel_initializer="lecun_normal")
 
 
+@pytest.mark.parametrize("bad", [dict(loss="mse", optimizer="adm"), dict(loss="hinge", optimizer="sgd"),
+                                 dict(loss="mse", optimizer="sgd", metrics=["accuracy", "auc"])])
+def test_a_failed_compile_leaves_the_model_as_it_was(bad):
+    model = _binary_model(optimizer="adam", metrics=["accuracy"])
+    loss, optimizer = model.loss, model.optimizer
+    with pytest.raises(ConfigError, match="unknown"):
+        model.compile(**bad)
+    assert model.loss is loss and model.optimizer is optimizer and model.metric_names == ["accuracy"]
+
+
 def test_bad_fit_arguments():
     model = _binary_model()
     with pytest.raises(ConfigError, match=r"epochs must be a non-negative integer, got 1.5"):
