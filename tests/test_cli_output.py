@@ -137,6 +137,29 @@ def test_a_write_error_after_the_checks_is_one_line(tmp_path):
     assert Path("/dev/full").is_char_device()
 
 
+# ----------------------------------------------------------------- output permissions
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
+def test_outputs_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+
+    def run(*args: str | Path) -> None:
+        result = subprocess.run([sys.executable, "-m", "barenet", *map(str, args)], capture_output=True, text=True,
+                                timeout=120, umask=umask)
+        assert result.returncode == 0, result.stderr
+
+    run("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4")
+    run("predict", model, data, "--out", tmp_path / "p.csv")
+    run("evaluate", model, data)
+    run("export", model, tmp_path / "m.onnx")
+    files = [model, tmp_path / "p.csv", tmp_path / "m.onnx", *Path(f"{model}.report").iterdir(),
+             *Path(f"{model}.evaluation").iterdir()]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(0o666 & ~umask) for p in files}
+    folders = [Path(f"{model}.report"), Path(f"{model}.evaluation")]
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o777 & ~umask)}
+
+
 # ----------------------------------------------------------------- item 21: a report is one run's, whole
 def test_force_replaces_the_whole_report_folder(tmp_path):
     data = tmp_path / "flowers.csv"

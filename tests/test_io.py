@@ -216,6 +216,32 @@ def test_save_into_missing_folder_or_onto_directory(tmp_path):
         bn.save(model, tmp_path)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=["022", "077", "002"])
+def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    model = make_model()
+    model.build()
+    previous = os.umask(umask)
+    try:
+        bn.save(model, tmp_path / "m.barenet")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert oct((tmp_path / "plain").stat().st_mode & 0o777) == oct(expected)
+    assert oct((tmp_path / "m.barenet").stat().st_mode & 0o777) == oct(expected)
+
+
+def test_a_replaced_file_keeps_its_permissions_as_with_a_plain_open(tmp_path):
+    model = make_model()
+    model.build()
+    path = tmp_path / "m.barenet"
+    bn.save(model, path)
+    path.chmod(0o640)
+    bn.save(model, path)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+
+
 # --------------------------------------------------------------------- bad files
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):

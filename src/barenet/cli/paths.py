@@ -1,5 +1,8 @@
 """Output paths of the command line: checked before any work starts, written whole or not at all.
 
+A file is written as the library writes one (:mod:`barenet._output`): whole, with the permissions a
+plain ``open`` gives. On top of that:
+
 * :func:`check_output_file` and :func:`check_report_folder` refuse, before training or reading
   data, an output that cannot be written: a file where a folder is needed and the reverse, a
   missing or read-only folder, a device that an atomic rename would replace, a folder that holds
@@ -7,34 +10,26 @@
 * :func:`write_folder` fills a fresh hidden sibling folder and renames it into place, so a report
   folder holds exactly the files of one run; if anything fails, the earlier folder is left as it
   was (or nothing is left, when there was none).
-* :func:`write_file` does the same for one file; :func:`output_errors` turns an ``OSError`` from
-  writing (a full disk, a lost permission) into one :class:`~barenet.errors.OutputError` line.
+* :func:`write_file` does the same for one file (or writes into a device such as ``/dev/stdout``);
+  :func:`output_errors` turns an ``OSError`` from writing (a full disk, a lost permission) into one
+  :class:`~barenet.errors.OutputError` line.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import BarenetError, ConfigError, OutputError
+from .. import _output
+from .._output import fsync_path, output_errors, sibling
+from ..errors import ConfigError, OutputError
+
+__all__ = ["check_output_file", "check_report_folder", "output_errors", "write_file", "write_folder"]
 
 T = TypeVar("T")
-
-
-@contextmanager
-def output_errors(what: str, path: str | os.PathLike) -> Iterator[None]:
-    """Re-raise an ``OSError`` from the block as ``OutputError("cannot write {what} {path}: {reason}")``."""
-    try:
-        yield
-    except BarenetError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -106,19 +101,6 @@ def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collectio
     return path
 
 
-def _sibling(path: Path, tag: str) -> Path:
-    """A hidden name beside ``path`` that keeps its suffixes (pandas infers compression from them)."""
-    return path.parent / f".{tag}-{secrets.token_hex(4)}-{path.name}"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     """Call ``fill(folder)`` on a fresh sibling folder, then put it in place of ``path``; return its result.
 
@@ -130,7 +112,7 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     with output_errors("report folder", path):
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fresh = _sibling(path, "tmp")
+            fresh = sibling(path, "tmp")
             try:
                 fresh.mkdir()  # unlike mkdtemp, mkdir applies the umask: the report gets normal permissions
                 break
@@ -141,9 +123,9 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
         with output_errors("report folder", path):
             result = fill(fresh)
             for entry in fresh.iterdir():
-                _fsync(entry)
+                fsync_path(entry)
             if path.exists():
-                old = _sibling(path, "old")
+                old = sibling(path, "old")
                 os.rename(path, old)
             os.rename(fresh, path)
     except BaseException:
@@ -154,7 +136,7 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     try:
-        _fsync(path.parent)  # makes the rename durable where the platform lets a folder be opened
+        fsync_path(path.parent)  # makes the rename durable where the platform lets a folder be opened
     except OSError:
         pass
     return result
@@ -163,19 +145,12 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
 def write_file(path: str | os.PathLike, write: Callable[[Path], None], what: str) -> None:
     """Call ``write(target)`` so that ``path`` is written whole or not at all.
 
-    A regular (or new) file is written to a sibling and renamed over ``path``; a device or pipe
-    (``/dev/stdout``) is written in place. ``OSError`` becomes :class:`OutputError`.
+    A regular (or new) file is written by :func:`barenet._output.write_file`: to a sibling, renamed over
+    ``path``; a device or pipe (``/dev/stdout``) is written in place. ``OSError`` becomes :class:`OutputError`.
     """
     path = Path(path)
-    with output_errors(what, path):
-        if path.exists() and not path.is_file():
+    if path.exists() and not path.is_file():
+        with output_errors(what, path):
             write(path)
-            return
-        fresh = _sibling(path, "tmp")
-        try:
-            write(fresh)
-            _fsync(fresh)
-            os.replace(fresh, path)
-        except BaseException:
-            fresh.unlink(missing_ok=True)
-            raise
+        return
+    _output.write_file(path, write, what)
