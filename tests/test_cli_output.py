@@ -137,7 +137,28 @@ def test_a_write_error_after_the_checks_is_one_line(tmp_path):
     assert Path("/dev/full").is_char_device()
 
 
-# ----------------------------------------------------------------- output permissions
+# ----------------------------------------------------------------- output folders and permissions
+def test_every_output_into_a_missing_folder_is_refused_naming_it(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+    trained = cli("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4")
+    assert trained.returncode == 0, trained.stderr
+    nodir = tmp_path / "nodir"
+    train = ["train", data, "--target", "species", "--epochs", "1", "--layers", "4"]
+    cases = [
+        ([*train, "--out", nodir / "m.barenet"], nodir / "m.barenet", "model file"),
+        ([*train, "--out", tmp_path / "new.barenet", "--report", nodir / "rep"], nodir / "rep", "report folder"),
+        (["predict", model, data, "--out", nodir / "p.csv"], nodir / "p.csv", "output file"),
+        (["evaluate", model, data, "--report", nodir / "rep"], nodir / "rep", "report folder"),
+        (["export", model, nodir / "x.onnx"], nodir / "x.onnx", "ONNX file"),
+    ]
+    for result, (_, path, what) in zip(run_all([args for args, _, _ in cases]), cases, strict=True):
+        assert_one_line_error(result, f"cannot write {what} {str(path)!r}: folder {str(nodir)!r} does not exist; "
+                                      "create it first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowers.csv", "m.barenet", "m.barenet.report"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
 def test_outputs_get_the_permissions_of_a_plain_open(tmp_path, umask):
     data = tmp_path / "flowers.csv"

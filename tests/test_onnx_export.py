@@ -261,6 +261,16 @@ def test_unbuilt_model_and_bad_opset_are_refused(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_export_into_a_missing_folder_is_a_barenet_error_naming_it(tmp_path):
+    model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")
+    with pytest.raises(bn.errors.OutputError) as caught:
+        bn.export_onnx(model, tmp_path / "nodir" / "x.onnx")
+    assert f"folder {str(tmp_path / 'nodir')!r} does not exist" in str(caught.value)
+    with pytest.raises(bn.errors.OutputError, match="is a folder; give a file name"):
+        bn.export_onnx(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
 def test_export_is_whole_with_the_permissions_of_a_plain_open(tmp_path, umask):
     model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")

@@ -113,21 +113,13 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
         A weight is NaN or infinite.
     ConfigError
         The metadata, loss or optimizer cannot be written as JSON.
-    ModelFileError
-        ``path`` is a directory, or its folder does not exist.
     OutputError
-        Writing failed (a full disk, no permission).
+        ``path`` is a folder, its folder does not exist or cannot be written, or writing failed (a full disk).
     """
     if not getattr(model, "built", False):
         raise NotFittedError("cannot save a model that is not built; call fit (or build) first so it has weights")
     document, arrays = _describe(model)
     text = _to_json(document)
-    path = Path(os.fspath(path))
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ModelFileError(f"cannot save to {str(path)!r}: it is a directory; give a file name")
-    if not folder.is_dir():
-        raise ModelFileError(f"cannot save to {str(path)!r}: the folder {str(folder)!r} does not exist")
 
     def write(target: Path) -> None:
         with open(target, "wb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:

@@ -1,12 +1,12 @@
 """Output paths of the command line: checked before any work starts, written whole or not at all.
 
-A file is written as the library writes one (:mod:`barenet._output`): whole, with the permissions a
-plain ``open`` gives. On top of that:
+The rules are the library's (:mod:`barenet._output`): an output's folder must exist (none is
+created), and a file is written whole, with the permissions a plain ``open`` gives. On top of them:
 
-* :func:`check_output_file` and :func:`check_report_folder` refuse, before training or reading
-  data, an output that cannot be written: a file where a folder is needed and the reverse, a
-  missing or read-only folder, a device that an atomic rename would replace, a folder that holds
-  anything but an earlier report.
+* :func:`check_output_file` and :func:`check_report_folder` refuse, after the inputs were checked
+  and before training, an output that cannot be written: a file where a folder is needed and the
+  reverse, a missing or read-only folder, a device that an atomic rename would replace, a folder that
+  holds anything but an earlier report, and an output the user named that exists without ``--force``.
 * :func:`write_folder` fills a fresh hidden sibling folder and renames it into place, so a report
   folder holds exactly the files of one run; if anything fails, the earlier folder is left as it
   was (or nothing is left, when there was none).
@@ -24,36 +24,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from .. import _output
-from .._output import fsync_path, output_errors, sibling
+from .._output import check_folder, fsync_path, output_errors, sibling
 from ..errors import ConfigError, OutputError
 
 __all__ = ["check_output_file", "check_report_folder", "output_errors", "write_file", "write_folder"]
 
 T = TypeVar("T")
-
-
-def _existing_ancestor(path: Path) -> Path:
-    """The nearest of ``path``'s parents that exists (``.`` for a bare relative name)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            return parent
-    return Path("/")
-
-
-def _check_folder_for(path: Path, what: str, *, create: bool) -> None:
-    """The folder that will hold ``path`` exists (or, with ``create``, can be made) and is writable."""
-    folder = path.parent
-    if not folder.exists():
-        ancestor = _existing_ancestor(path)
-        if not ancestor.is_dir():
-            raise OutputError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file, not a folder")
-        if not create:
-            raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} does not exist")
-        folder = ancestor
-    elif not folder.is_dir():
-        raise OutputError(f"cannot write {what} {str(path)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} is not writable")
 
 
 def check_output_file(path: str | os.PathLike, force: bool, what: str, *, devices_ok: bool = False) -> Path:
@@ -72,7 +48,7 @@ def check_output_file(path: str | os.PathLike, force: bool, what: str, *, device
         raise OutputError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket), which saving "
                           "would replace; give a file name")
     if not (exists and not path.is_file()):
-        _check_folder_for(path, what, create=False)
+        check_folder(path, what)
     return path
 
 
@@ -97,7 +73,7 @@ def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collectio
             shown = ", ".join(repr(n) for n in strangers[:5]) + (", ..." if len(strangers) > 5 else "")
             raise OutputError(f"report folder {str(path)!r} holds {shown}, which no report writes; --force "
                               "replaces only an earlier report; remove them or give another --report")
-    _check_folder_for(path, "report folder", create=True)
+    check_folder(path, "report folder")
     return path
 
 
@@ -109,8 +85,8 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     new folder is deleted and the old one is back at ``path``.
     """
     path = Path(path)
+    check_folder(path, "report folder")
     with output_errors("report folder", path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fresh = sibling(path, "tmp")
             try:

@@ -135,7 +135,7 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
 
 
 def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None) -> None:
-    """Write :func:`to_onnx`'s model to ``path``, overwriting it.
+    """Write :func:`to_onnx`'s model to ``path``, overwriting it; the folder must exist.
 
     The file is written whole or not at all, with the permissions a plain ``open`` gives (see
     :mod:`barenet._output`).
@@ -145,7 +145,7 @@ def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None
     OnnxExportError, MissingOnnxError, NotFittedError
         As :func:`to_onnx`.
     OutputError
-        Writing failed (a missing folder, a full disk, no permission).
+        ``path`` is a folder, its folder does not exist or cannot be written, or writing failed.
     """
     data = to_onnx(model, opset=opset).SerializeToString()
     write_file(path, lambda target: target.write_bytes(data), "ONNX file")
