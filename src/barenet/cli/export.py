@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from .inference import load_model
     from .paths import check_output_file, write_file
 
-    out = check_output_file(args.out, args.force, "ONNX file")
     check_opset(args.opset)  # before reading the model: a missing onnx package or a bad opset is said first
     model = load_model(args.model)
+    out = check_output_file(args.out, args.force, "ONNX file")
     with_table = not args.network_only and "preprocessing" in (model.metadata or {})
     proto = table_to_onnx(model, opset=args.opset) if with_table else to_onnx(model, opset=args.opset)
     data = proto.SerializeToString()

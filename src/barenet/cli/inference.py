@@ -68,12 +68,12 @@ def target_column(args: argparse.Namespace, prep: TablePreprocessor, table: dict
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     model, prep = load_with_preprocessing(args.model)
     if args.proba and prep.classes is None:
         raise ConfigError("--proba needs a classification model; this model does regression")
     table = read_table(args.data)
     outputs = checked_outputs(model, prep.transform(table, dtype=model.dtype), args.model)
+    out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     columns: dict[str, np.ndarray] = {prep.target: prep.decode_target(outputs)}
     if args.proba:
         for j, label in enumerate(prep.classes):
@@ -83,13 +83,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES)
     model, prep = load_with_preprocessing(args.model)
     table = read_table(args.data)
     target = target_column(args, prep, table)
     X = prep.transform(table, dtype=model.dtype)
     y = prep.encode_target(table[target], column=target)
     y_true, y_pred = prediction_targets(checked_outputs(model, X, args.model), prep, y)
+    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES,
+                                 default=args.report is None)
     header = {"task": prep.task, "target": target, "data": str(args.data)}
     write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
                  plot_split="evaluation", classes=prep.classes, target=target, header=header)

@@ -52,18 +52,22 @@ def check_output_file(path: str | os.PathLike, force: bool, what: str, *, device
     return path
 
 
-def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collection[str]) -> Path:
+def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collection[str], *,
+                        default: bool = False) -> Path:
     """Check that the report folder ``path`` can be written; return it as a :class:`Path`.
 
-    An existing folder needs ``force`` and may hold only files named in ``allowed`` (the files a
-    report writes): ``--force`` replaces an earlier report, never a folder of other files.
+    An existing folder may hold only files named in ``allowed`` (the files a report writes): a report
+    replaces an earlier report, never a folder of other files. A folder the user named (``--report``)
+    is replaced only with ``force``; the ``default`` one, named by barenet after the model
+    (``MODEL.report``, ``MODEL.evaluation``), is replaced without it, so that running a command again
+    just works.
     """
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise OutputError(f"report folder {str(path)!r} exists and is not a folder; remove it or give another "
                           "--report")
     if path.exists():
-        if not force:
+        if not force and not default:
             raise ConfigError(f"report folder {str(path)!r} already exists; pass --force to overwrite it")
         try:
             strangers = sorted(e.name for e in path.iterdir() if e.name not in allowed or not e.is_file())
@@ -71,7 +75,8 @@ def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collectio
             raise OutputError(f"cannot read report folder {str(path)!r}: {exc.strerror or exc}") from None
         if strangers:
             shown = ", ".join(repr(n) for n in strangers[:5]) + (", ..." if len(strangers) > 5 else "")
-            raise OutputError(f"report folder {str(path)!r} holds {shown}, which no report writes; --force "
+            replaces = "a report" if default and not force else "--force"
+            raise OutputError(f"report folder {str(path)!r} holds {shown}, which no report writes; {replaces} "
                               "replaces only an earlier report; remove them or give another --report")
     check_folder(path, "report folder")
     return path

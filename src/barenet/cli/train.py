@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
     from ..io import save
 
     check_training_options(args)
+    prepared = prepare(read_table(args.data), args)  # the data's errors come before the outputs'
     out = check_output_file(args.out, args.force, "model file")
-    report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES)
-
-    prepared = prepare(read_table(args.data), args)
+    report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES,
+                                 default=args.report is None)
     for note in prepared.notes:
         print(f"barenet: warning: {note} (--drop {note.column})", file=sys.stderr)
     prep, X, y, train, val = prepared.prep, prepared.X, prepared.y, prepared.train, prepared.val
