@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -147,6 +148,21 @@ def test_a_fit_refused_for_a_bad_parameter_leaves_the_fitted_estimator_as_it_was
     assert {k: v for k, v in vars(fitted).items() if k.endswith("_")}.keys() == before.keys()
     assert all(vars(fitted)[k] is v for k, v in before.items())
     np.testing.assert_array_equal(fitted.predict(X), predictions)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverged_fit_names_the_epoch_and_loss_that_diverged(capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    y = X @ np.array([1.0, 2.0, 3.0]) * 1e3
+    reg = NeuralNetRegressor(solver="sgd", learning_rate_init=10.0, max_iter=20, random_state=0)
+    with pytest.raises(DataError) as caught:
+        reg.fit(X, y)
+    engine = re.search(r"training diverged at epoch (\d+) \(loss ([^)]+)\)", capsys.readouterr().err)
+    assert engine, "the engine says where training diverged"
+    assert str(caught.value) == (f"NeuralNetRegressor: the training loss became {engine.group(2)} at epoch "
+                                 f"{engine.group(1)}; scale the inputs or lower learning_rate_init")
+    assert int(engine.group(1)) == reg.n_iter_ + 1  # the epochs recorded are those before it
 
 
 def test_unfitted_estimator_raises_sklearn_not_fitted_error():

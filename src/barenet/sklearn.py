@@ -240,9 +240,10 @@ class _BaseNeuralNet(BaseEstimator):
             callbacks.append(stopper)
         history = self.model_.fit(X, Y, epochs=1 if incremental else int(self.max_iter), batch_size=batch,
                                   shuffle=bool(self.shuffle), sample_weight=w, callbacks=callbacks, verbose=0)
-        if history.diverged_at is not None:
-            raise DataError(f"{type(self).__name__}: the training loss became {self.loss_curve_[-1]} at epoch "
-                            f"{self.n_iter_}; scale the inputs or lower learning_rate_init")
+        if history.diverged_at is not None:  # 0-based, and the diverged epoch is not in loss_curve_
+            raise DataError(f"{type(self).__name__}: the training loss became "
+                            f"{history.history['loss'][history.diverged_at]:.4g} at epoch {history.diverged_at + 1}; "
+                            "scale the inputs or lower learning_rate_init")
         if early:
             self.best_validation_score_ = max(self.validation_scores_, default=-np.inf)
         else:

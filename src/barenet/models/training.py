@@ -15,7 +15,8 @@ Two guarantees the loop keeps whatever happens:
   when an epoch's loss exceeds :data:`DIVERGENCE_FACTOR` times the first epoch's, or when a weight
   becomes non-finite. The model then gets back the weights of the last finite epoch (or its
   weights before training when no epoch finished), and the history says so: ``history.diverged_at``
-  is the epoch that diverged, ``history.kept_epoch`` the epoch whose weights the model holds.
+  is the epoch that diverged, ``history.kept_epoch`` the epoch whose weights the model holds (0-based
+  positions, see :class:`~barenet.History`; messages count from 1).
 """
 
 from __future__ import annotations
