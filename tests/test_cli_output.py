@@ -345,6 +345,28 @@ def test_confusion_counts_pool_the_classes_not_shown():
     np.testing.assert_array_equal(pooled, expected)
 
 
+# ----------------------------------------------------------------- help, hints and messages
+def test_help_shows_every_default():
+    import argparse
+
+    from barenet.cli import build_parser
+
+    result = cli("train", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split("options:")[1].split())
+    for flag, default in (("--epochs EPOCHS", "50"), ("--layers LAYERS", "64,32"), ("--batch-size BATCH_SIZE", "32"),
+                          ("--lr LR", "0.001"), ("--val-split VAL_SPLIT", "0.2"), ("--scale", "standard")):
+        after = text[text.index(flag):]
+        assert f"(default: {default})" in after[:after.index(" --", len(flag))], flag
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                assert f"(default: {action.default})" in (action.help or "") % {"default": action.default}, \
+                    (name, action.option_strings)
+
+
 # ----------------------------------------------------------------- item 22: curves, hints, tune flags
 def test_curves_have_whole_epoch_ticks_and_name_the_loss():
     import matplotlib.pyplot as plt

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("data")
     tune.add_argument("--grid", required=True, help='e.g. "layers=64|128,64 lr=0.001|0.01"; keys are the '
                       "training options below, each candidate is trained as 'barenet train' trains it")
-    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds (default 3)")
+    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     add_training_options(tune)
     tune.add_argument("--scheduler", help="address of a dask.distributed scheduler to run the folds on")
 
@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
 
     demo = sub.add_parser("demo", help="train a small network on scikit-learn's digits and report test accuracy")
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=seed, default=0)
+    demo.add_argument("--epochs", type=int, default=30, help="passes over the training images (default: %(default)s)")
+    demo.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     return parser
 
 
