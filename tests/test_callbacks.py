@@ -54,6 +54,21 @@ def test_early_stopping_waits_patience_epochs_without_improvement(patience, stop
     assert history.epoch == list(range(stop_epoch + 1))
 
 
+def test_history_epochs_are_positions_and_printed_epochs_count_from_1():
+    """One convention, stated in History's docstring: attributes index the per-epoch lists (0-based, as
+    Keras's ``history.epoch``), every printed line counts from 1."""
+    score = Scripted("score", [5, 4, 1, 2, 3, 4, 5])
+    out = io.StringIO()
+    history = _model().fit(*_regression(), epochs=7, verbose=0,
+                           callbacks=[score, EarlyStopping("score", patience=2, mode="min",
+                                                           restore_best_weights=True),
+                                      ProgressBar(verbose=2, stream=out)])
+    lines = out.getvalue().splitlines()
+    assert history.kept_epoch == 2 and history.history["score"][history.kept_epoch] == 1
+    assert lines[history.kept_epoch].startswith(f"Epoch {history.kept_epoch + 1}/7 ")
+    assert "score: 1.0000" in lines[history.kept_epoch]
+
+
 def test_early_stopping_restores_the_best_epochs_weights():
     score = Scripted("score", [5, 4, 1, 2, 3, 4, 5])
     model = _model()
@@ -120,8 +135,9 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
 
 
 def test_learning_rate_scheduler_rejects_non_positive_rates():
-    with pytest.raises(ConfigError, match=r"LearningRateScheduler returned learning rate 0.0 at epoch 1; "
-                                          r"expected > 0"):
+    # the schedule gets the 0-based epoch, as in Keras; the message names it as printed, from 1
+    with pytest.raises(ConfigError, match=r"^LearningRateScheduler: schedule\(1, lr\) returned learning rate 0.0 "
+                                          r"for epoch 2; expected > 0$"):
         _model().fit(*_regression(), epochs=3, verbose=0,
                      callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 if epoch == 0 else 0.0)])
 

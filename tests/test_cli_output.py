@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,9 @@ def test_impossible_values_and_unwritable_outputs_are_one_line_errors(tmp_path):
     (foreign / "notes.txt").write_text("mine\n")
     out = tmp_path / "m.barenet"
     train = ["train", data, "--target", "species", "--epochs", "1", "--layers", "4"]
+    model = tmp_path / "kept" / "m.barenet"  # the outputs of predict and evaluate are checked after their inputs
+    model.parent.mkdir()
+    assert cli(*train, "--out", model).returncode == 0
     tune = ["tune", data, "--target", "species", "--grid", "layers=4", "--cv", "2", "--epochs", "1"]
     cases: list[tuple[list, str]] = []
     for command, seeds in ((train + ["--out", out], ("-1", str(2**32), str(2**64), "x")),
@@ -112,18 +116,17 @@ def test_impossible_values_and_unwritable_outputs_are_one_line_errors(tmp_path):
         ([*train, "--out", out, "--report", a_file, "--force"], "exists and is not a folder"),
         ([*train, "--out", out, "--report", a_file / "rep"], "a_file.txt' is a file, not a folder"),
         ([*train, "--out", out, "--report", foreign, "--force"], "'notes.txt', which no report writes"),
-        (["predict", tmp_path / "missing.barenet", data, "--out", a_file / "p.csv"], "is a file, not a folder"),
-        (["predict", tmp_path / "missing.barenet", data, "--out", folder, "--force"], "is a folder"),
-        (["evaluate", tmp_path / "missing.barenet", data, "--target", "species", "--report", a_file, "--force"],
-         "exists and is not a folder"),
+        (["predict", model, data, "--out", a_file / "p.csv"], "is a file, not a folder"),
+        (["predict", model, data, "--out", folder, "--force"], "is a folder"),
+        (["evaluate", model, data, "--target", "species", "--report", a_file, "--force"], "exists and is not a folder"),
     ]
     for result, (_, fragment) in zip(run_all([args for args, _ in cases]), cases, strict=True):
         assert_one_line_error(result, fragment)
     assert not out.exists() and not Path(f"{out}.report").exists()
     assert a_file.read_text() == "keep me\n" and (foreign / "notes.txt").read_text() == "mine\n"
     assert fifo.exists() and not fifo.is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "flowers.csv", "folder", "notes.report",
-                                                          "pipe"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "flowers.csv", "folder", "kept",
+                                                          "notes.report", "pipe"]
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
@@ -136,6 +139,105 @@ def test_a_write_error_after_the_checks_is_one_line(tmp_path):
     result = cli("predict", model, data, "--out", "/dev/full", "--force")
     assert_one_line_error(result, "cannot write output file '/dev/full': No space left on device")
     assert Path("/dev/full").is_char_device()
+
+
+# ----------------------------------------------------------------- output folders and permissions
+def test_every_output_into_a_missing_folder_is_refused_naming_it(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+    trained = cli("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4")
+    assert trained.returncode == 0, trained.stderr
+    nodir = tmp_path / "nodir"
+    train = ["train", data, "--target", "species", "--epochs", "1", "--layers", "4"]
+    cases = [
+        ([*train, "--out", nodir / "m.barenet"], nodir / "m.barenet", "model file"),
+        ([*train, "--out", tmp_path / "new.barenet", "--report", nodir / "rep"], nodir / "rep", "report folder"),
+        (["predict", model, data, "--out", nodir / "p.csv"], nodir / "p.csv", "output file"),
+        (["evaluate", model, data, "--report", nodir / "rep"], nodir / "rep", "report folder"),
+        (["export", model, nodir / "x.onnx"], nodir / "x.onnx", "ONNX file"),
+    ]
+    for result, (_, path, what) in zip(run_all([args for args, _, _ in cases]), cases, strict=True):
+        assert_one_line_error(result, f"cannot write {what} {str(path)!r}: folder {str(nodir)!r} does not exist; "
+                                      "create it first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowers.csv", "m.barenet", "m.barenet.report"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
+def test_outputs_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+
+    def run(*args: str | Path) -> None:
+        result = subprocess.run([sys.executable, "-m", "barenet", *map(str, args)], capture_output=True, text=True,
+                                timeout=120, umask=umask)
+        assert result.returncode == 0, result.stderr
+
+    run("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4")
+    run("predict", model, data, "--out", tmp_path / "p.csv")
+    run("evaluate", model, data)
+    run("export", model, tmp_path / "m.onnx")
+    files = [model, tmp_path / "p.csv", tmp_path / "m.onnx", *Path(f"{model}.report").iterdir(),
+             *Path(f"{model}.evaluation").iterdir()]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(0o666 & ~umask) for p in files}
+    folders = [Path(f"{model}.report"), Path(f"{model}.evaluation")]
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o777 & ~umask)}
+
+
+# ----------------------------------------------------------------- reruns: barenet's own report folders, inputs first
+def test_a_default_report_folder_is_replaced_and_a_named_one_needs_force(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+    assert cli("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4").returncode == 0
+    evaluation = Path(f"{model}.evaluation")
+    for _ in range(2):  # evaluating twice just works: the folder is barenet's own
+        result = cli("evaluate", model, data)
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in evaluation.iterdir()) == ["confusion_matrix.png", "curves.png", "metrics.json"]
+    shutil.rmtree(Path(f"{model}.report"))
+    model.unlink()  # retraining to the same --out: its leftover report folder is replaced too
+    for _ in range(2):
+        result = cli("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4",
+                     *(["--force"] if model.exists() else []))
+        assert result.returncode == 0, result.stderr
+    named = tmp_path / "mine"
+    assert cli("evaluate", model, data, "--report", named).returncode == 0
+    assert_one_line_error(cli("evaluate", model, data, "--report", named),
+                          f"report folder {str(named)!r} already exists; pass --force to overwrite it")
+    (evaluation / "notes.txt").write_text("mine\n")  # barenet's name, the user's file: never deleted
+    assert_one_line_error(cli("evaluate", model, data), "which no report writes; a report replaces only an "
+                                                        "earlier report")
+    assert (evaluation / "notes.txt").read_text() == "mine\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_data_errors_come_before_output_errors(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    model = tmp_path / "m.barenet"
+    assert cli("train", data, "--target", "species", "--out", model, "--epochs", "1", "--layers", "4").returncode == 0
+    named = tmp_path / "named"
+    named.mkdir()
+    taken = tmp_path / "taken.csv"
+    taken.write_text("keep me\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("")
+    lacking = tmp_path / "lacking.csv"
+    flowers(10).drop(columns="petal").to_csv(lacking, index=False)
+    cases = [
+        (["evaluate", model, broken, "--report", named], "is empty"),
+        (["evaluate", model, lacking], "lacks the feature columns ['petal']"),
+        (["predict", model, broken, "--out", taken], "is empty"),
+        (["train", broken, "--target", "species", "--out", model], "is empty"),
+        (["train", data, "--target", "Species", "--out", model], "no column named 'Species'"),
+        (["export", tmp_path / "missing.barenet", taken], "does not exist"),
+    ]
+    for result, (_, fragment) in zip(run_all([args for args, _ in cases]), cases, strict=True):
+        assert_one_line_error(result, fragment)
+        assert "--force" not in result.stderr
+    assert taken.read_text() == "keep me\n" and list(named.iterdir()) == []
 
 
 # ----------------------------------------------------------------- item 21: a report is one run's, whole
@@ -244,6 +346,28 @@ def test_confusion_counts_pool_the_classes_not_shown():
     np.testing.assert_array_equal(pooled, expected)
 
 
+# ----------------------------------------------------------------- help, hints and messages
+def test_help_shows_every_default():
+    import argparse
+
+    from barenet.cli import build_parser
+
+    result = cli("train", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split("options:")[1].split())
+    for flag, default in (("--epochs EPOCHS", "50"), ("--layers LAYERS", "64,32"), ("--batch-size BATCH_SIZE", "32"),
+                          ("--lr LR", "0.001"), ("--val-split VAL_SPLIT", "0.2"), ("--scale", "standard")):
+        after = text[text.index(flag):]
+        assert f"(default: {default})" in after[:after.index(" --", len(flag))], flag
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                assert f"(default: {action.default})" in (action.help or "") % {"default": action.default}, \
+                    (name, action.option_strings)
+
+
 # ----------------------------------------------------------------- item 22: curves, hints, tune flags
 def test_curves_have_whole_epoch_ticks_and_name_the_loss():
     import matplotlib.pyplot as plt
@@ -299,6 +423,19 @@ def test_tune_prints_a_train_command_that_runs(tmp_path):
     trained = cli(*words[1:])
     assert trained.returncode == 0, trained.stderr
     assert bn.load(tmp_path / "model.barenet").metadata["training"]["seed"] == 7
+
+
+def test_tune_command_repeats_every_grid_value_of_the_best_line_even_a_default(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    result = cli("tune", data, "--target", "species", "--grid", "layers=64,32 lr=0.001 batch-norm=false",
+                 "--cv", "2", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-3].startswith("best: --layers 64,32 --lr 0.001 (accuracy ")  # train's defaults, all three
+    words = shlex.split(lines[-1])
+    assert words[words.index("--layers") + 1] == "64,32" and words[words.index("--lr") + 1] == "0.001"
+    assert "--batch-norm" not in words  # false has no flag, in the best: line or in the command
 
 
 # ----------------------------------------------------------------- item 13: a fuzzer over the flags

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import barenet as bn
-from barenet.errors import ModelFileError, NotFittedError
+from barenet.errors import ModelFileError, NotFittedError, OutputError
 from barenet.metadata import MetadataError
 
 
@@ -210,10 +210,43 @@ def test_interrupted_save_keeps_previous_file_and_leaves_no_temporary(tmp_path, 
 def test_save_into_missing_folder_or_onto_directory(tmp_path):
     model = make_model()
     model.build()
-    with pytest.raises(ModelFileError, match="does not exist"):
-        bn.save(model, tmp_path / "nope" / "m.barenet")
-    with pytest.raises(ModelFileError, match="is a directory"):
+    target = tmp_path / "nope" / "m.barenet"
+    with pytest.raises(OutputError) as caught:
+        bn.save(model, target)
+    assert str(caught.value).startswith(f"cannot write model file {str(target)!r}: folder "
+                                        f"{str(tmp_path / 'nope')!r} does not exist; create it first")
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
         bn.save(model, tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OutputError, match="a_file' is a file, not a folder"):
+        bn.save(model, tmp_path / "a_file" / "deeper" / "m.barenet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=["022", "077", "002"])
+def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path, umask):
+    model = make_model()
+    model.build()
+    previous = os.umask(umask)
+    try:
+        bn.save(model, tmp_path / "m.barenet")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert oct((tmp_path / "plain").stat().st_mode & 0o777) == oct(expected)
+    assert oct((tmp_path / "m.barenet").stat().st_mode & 0o777) == oct(expected)
+
+
+def test_a_replaced_file_keeps_its_permissions_as_with_a_plain_open(tmp_path):
+    model = make_model()
+    model.build()
+    path = tmp_path / "m.barenet"
+    bn.save(model, path)
+    path.chmod(0o640)
+    bn.save(model, path)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
 
 
 # --------------------------------------------------------------------- bad files
@@ -680,6 +713,20 @@ def test_checkpoint_formats_epoch_and_logs_into_the_file_name(tmp_path):
     expected = [f"ckpt-{e + 1:02d}-{loss:.1f}.barenet" for e, loss in enumerate(history.history["loss"])]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
     assert bn.load(tmp_path / expected[-1]).optimizer.iterations == model.optimizer.iterations
+
+
+def test_checkpoint_into_a_missing_folder_is_refused_before_the_first_epoch(tmp_path):
+    X, y = _regression()
+    model = bn.Sequential([bn.layers.Dense(1, input_dim=3)], seed=0)
+    model.compile(loss="mse", optimizer="sgd")
+    before = model.get_weights()
+    checkpoint = bn.callbacks.ModelCheckpoint(tmp_path / "nodir" / "ckpt-{epoch:02d}.barenet", monitor="loss")
+    with pytest.raises(OutputError) as caught:
+        model.fit(X, y, epochs=3, verbose=0, callbacks=[checkpoint])
+    assert f"cannot write checkpoint {str(tmp_path / 'nodir' / 'ckpt-{epoch:02d}.barenet')!r}: folder " \
+           f"{str(tmp_path / 'nodir')!r} does not exist" in str(caught.value)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before, strict=True))  # no epoch ran
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("save_best_only", [True, False])

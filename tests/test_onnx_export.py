@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -308,6 +309,34 @@ def test_unbuilt_model_and_bad_opset_are_refused(tmp_path):
         with pytest.raises(OnnxExportError, match="opset must be an integer from 18"):
             bn.export_onnx(model, tmp_path / "m.onnx", opset=opset)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_into_a_missing_folder_is_a_barenet_error_naming_it(tmp_path):
+    model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")
+    with pytest.raises(bn.errors.OutputError) as caught:
+        bn.export_onnx(model, tmp_path / "nodir" / "x.onnx")
+    assert f"folder {str(tmp_path / 'nodir')!r} does not exist" in str(caught.value)
+    with pytest.raises(bn.errors.OutputError, match="is a folder; give a file name"):
+        bn.export_onnx(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
+def test_export_is_whole_with_the_permissions_of_a_plain_open(tmp_path, umask):
+    model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"earlier")
+    path.chmod(0o640)
+    previous = os.umask(umask)
+    try:
+        bn.export_onnx(model, path)  # a replaced file keeps its permissions, as with open(path, "wb")
+        bn.export_onnx(model, tmp_path / "new.onnx")
+    finally:
+        os.umask(previous)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert oct((tmp_path / "new.onnx").stat().st_mode & 0o777) == oct(0o666 & ~umask)
+    assert onnx.load(str(path)).graph.output[0].name == "output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "new.onnx"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

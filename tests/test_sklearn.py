@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -128,6 +129,46 @@ def test_bad_parameters_raise_config_error_at_fit(param, value, message):
         clf.fit(X, y)
     assert message in str(info.value) and str(info.value).startswith("NeuralNetClassifier: ")
     assert isinstance(info.value, (BarenetError, ValueError))
+
+
+def test_set_params_with_an_unknown_name_changes_nothing():
+    clf = NeuralNetClassifier(alpha=0.1)
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus' for estimator NeuralNetClassifier"):
+        clf.set_params(alpha=0.5, max_iter=3, bogus=1)
+    assert (clf.alpha, clf.max_iter) == (0.1, 200)
+    assert clf.set_params(alpha=0.5, max_iter=3) is clf and (clf.alpha, clf.max_iter) == (0.5, 3)
+
+
+@pytest.mark.parametrize("cls", [NeuralNetClassifier, NeuralNetRegressor])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_fit_refused_for_a_bad_parameter_leaves_the_fitted_estimator_as_it_was(cls, method):
+    X, y = _blobs(60)
+    fitted = _small(cls, max_iter=3).fit(X, y)
+    before = {k: v for k, v in vars(fitted).items() if k.endswith("_")}
+    predictions = fitted.predict(X)
+    fitted.set_params(dropout=1.5)
+    X3, y3 = make_blobs(40, n_features=5, centers=4, random_state=1)  # other classes, other features
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        getattr(fitted, method)(X3, y3, **({"classes": np.unique(y3)} if method == "partial_fit"
+                                           and cls is NeuralNetClassifier else {}))
+    assert {k: v for k, v in vars(fitted).items() if k.endswith("_")}.keys() == before.keys()
+    assert all(vars(fitted)[k] is v for k, v in before.items())
+    np.testing.assert_array_equal(fitted.predict(X), predictions)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverged_fit_names_the_epoch_and_loss_that_diverged(capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    y = X @ np.array([1.0, 2.0, 3.0]) * 1e3
+    reg = NeuralNetRegressor(solver="sgd", learning_rate_init=10.0, max_iter=20, random_state=0)
+    with pytest.raises(DataError) as caught:
+        reg.fit(X, y)
+    engine = re.search(r"training diverged at epoch (\d+) \(loss ([^)]+)\)", capsys.readouterr().err)
+    assert engine, "the engine says where training diverged"
+    assert str(caught.value) == (f"NeuralNetRegressor: the training loss became {engine.group(2)} at epoch "
+                                 f"{engine.group(1)}; scale the inputs or lower learning_rate_init")
+    assert int(engine.group(1)) == reg.n_iter_ + 1  # the epochs recorded are those before it
 
 
 def test_unfitted_estimator_raises_sklearn_not_fitted_error():

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from ._archive import NpyHeader, check_entry, read_into, read_member, read_npy_header
+from ._output import write_file
 from .errors import BarenetError, ConfigError, DataError, ModelFileError, NotFittedError
 from .layers import Layer, layer_class
 from .layers.base import skip_initialization
@@ -112,9 +112,10 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
 
     Notes
     -----
-    The save is atomic: the archive is written to a temporary file in the same folder, flushed and
-    fsynced, then renamed over ``path`` with :func:`os.replace`. If anything fails on the way, the
-    temporary file is removed and a previous file at ``path`` is left as it was.
+    The save is atomic: the archive is written to a hidden file in the same folder, fsynced, then
+    renamed over ``path`` with :func:`os.replace`. If anything fails on the way, the hidden file is
+    removed and a previous file at ``path`` is left as it was. The file gets the permissions a plain
+    ``open`` would give it (see :mod:`barenet._output`).
 
     Raises
     ------
@@ -124,38 +125,25 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
         A weight is NaN or infinite.
     ConfigError
         The metadata, loss or optimizer cannot be written as JSON.
+    OutputError
+        ``path`` is a folder, its folder does not exist or cannot be written, or writing failed (a full disk).
     ModelFileError
-        ``path`` is a folder, in a folder that does not exist, or named as another format's file.
+        ``path`` is named as another format's file (``.keras``, ``.h5``, ``.onnx``).
     """
     check_save_path(path)
     if not getattr(model, "built", False):
         raise NotFittedError("cannot save a model that is not built; call fit (or build) first so it has weights")
     document, arrays = _describe(model)
     text = _to_json(document)
-    path = Path(os.fspath(path))
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ModelFileError(f"cannot save to {str(path)!r}: it is a directory; give a file name")
-    if not folder.is_dir():
-        raise ModelFileError(f"cannot save to {str(path)!r}: the folder {str(folder)!r} does not exist")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
-                archive.writestr(_CONFIG_MEMBER, text)
-                for member, array in arrays.items():
-                    with archive.open(member, "w", force_zip64=array.nbytes > 2**30) as out:
-                        np.lib.format.write_array(out, array, allow_pickle=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
+
+    def write(target: Path) -> None:
+        with open(target, "wb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(_CONFIG_MEMBER, text)
+            for member, array in arrays.items():
+                with archive.open(member, "w", force_zip64=array.nbytes > 2**30) as out:
+                    np.lib.format.write_array(out, array, allow_pickle=False)
+
+    write_file(path, write, "model file")
 
 
 def check_save_path(path: str | os.PathLike) -> None:
@@ -239,20 +227,6 @@ def _barenet_version() -> str:
     from . import __version__
 
     return __version__
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform allows opening folders."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------- loading

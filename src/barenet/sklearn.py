@@ -101,6 +101,15 @@ class _BaseNeuralNet(BaseEstimator):
         self.shuffle = shuffle
 
     # ----------------------------------------------------------------- parameters
+    def set_params(self, **params: Any) -> _BaseNeuralNet:
+        """scikit-learn's ``set_params``, all or nothing: with an unknown name among ``params`` no parameter
+        changes (scikit-learn's own sets the names before it and then raises)."""
+        valid = self.get_params(deep=False)
+        for key, value in params.items():
+            if key.partition("__")[0] not in valid:
+                super().set_params(**{key: value})  # raises scikit-learn's error for this name
+        return super().set_params(**params)
+
     def _check_params(self) -> None:
         """Raise a :class:`~barenet.errors.ConfigError` naming the first parameter out of range."""
         name = type(self).__name__
@@ -186,9 +195,9 @@ class _BaseNeuralNet(BaseEstimator):
         """Train on validated ``X : (n, features)``, original targets ``y`` and network targets ``Y : (n, outputs)``.
 
         ``task`` is ``(n_outputs, output activation, loss)``. ``incremental`` (partial_fit) runs one
-        epoch without convergence checks or early stopping.
+        epoch without convergence checks or early stopping. The caller checked the parameters
+        (:meth:`_check_params`) before changing anything, so a bad one leaves a fitted estimator as it was.
         """
-        self._check_params()
         rs = check_random_state(self.random_state)
         fresh = not hasattr(self, "model_") or not (incremental or self.warm_start)
         n_outputs, out_activation, loss = task
@@ -391,6 +400,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetClassifier:
         """Train on ``X : (n_samples, n_features)`` and labels ``y : (n_samples,)`` or a 0/1 indicator
         matrix ``(n_samples, n_labels)``; ``sample_weight : (n_samples,)`` weights each sample's loss."""
+        self._check_params()
         refit = not (self.warm_start and hasattr(self, "classes_"))
         X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, reset=refit)
         y = self._check_targets(y)
@@ -409,6 +419,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         ``classes`` (every label that will ever appear) is required on the first call and
         optional afterwards; for multi-label targets pass the label indices ``range(n_labels)``.
         """
+        self._check_params()
         first = not hasattr(self, "classes_")
         if first and classes is None:
             raise DataError(f"{type(self).__name__}.partial_fit needs classes=... (all labels) on its first call")
@@ -493,12 +504,14 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetRegressor:
         """Train on ``X : (n_samples, n_features)`` and targets ``y : (n_samples,)`` or ``(n_samples, n_outputs)``."""
+        self._check_params()
         reset = not (self.warm_start and hasattr(self, "model_"))
         X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, y_numeric=True, reset=reset)
         return self._fit_targets(X, y, sample_weight, incremental=False, reset=reset)
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNetRegressor:
         """Train one epoch on ``(X, y)``, continuing from the current weights and optimizer state."""
+        self._check_params()
         reset = not hasattr(self, "model_")
         X, y = validate_data(self, X, y, dtype=_FLOATS, multi_output=True, y_numeric=True, reset=reset)
         return self._fit_targets(X, y, sample_weight, incremental=True, reset=reset)

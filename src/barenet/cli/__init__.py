@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data", help="training table: .csv, .parquet or .npz")
     train.add_argument("--out", required=True, help="model file to write")
     add_training_options(train)
-    train.add_argument("--report", help="report folder (default: MODEL.report)")
-    train.add_argument("--force", action="store_true", help="overwrite the model file and report folder")
+    train.add_argument("--report", help="report folder (default: MODEL.report, replaced on every run)")
+    train.add_argument("--force", action="store_true", help="overwrite the model file and the --report folder")
 
     predict = sub.add_parser("predict", help="predict the target of each row of a table (CSV on stdout)")
     predict.add_argument("model")
@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--target", help="column of true values (default: the column the model was trained on)")
     evaluate.add_argument("--allow-other-target", action="store_true",
                           help="score against --target although the model was trained on another column")
-    evaluate.add_argument("--report", help="report folder (default: MODEL.evaluation)")
-    evaluate.add_argument("--force", action="store_true", help="overwrite the report folder")
+    evaluate.add_argument("--report", help="report folder (default: MODEL.evaluation, replaced on every run)")
+    evaluate.add_argument("--force", action="store_true", help="overwrite the --report folder")
 
     summary = sub.add_parser("summary", help="print the layers, output shapes and parameter counts of a model")
     summary.add_argument("model")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("data")
     tune.add_argument("--grid", required=True, help='e.g. "layers=64|128,64 lr=0.001|0.01"; keys are the '
                       "training options below, each candidate is trained as 'barenet train' trains it")
-    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds (default 3)")
+    tune.add_argument("--cv", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     add_training_options(tune)
     tune.add_argument("--scheduler", help="address of a dask.distributed scheduler to run the folds on")
 
@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
 
     demo = sub.add_parser("demo", help="train a small network on scikit-learn's digits and report test accuracy")
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=seed, default=0)
+    demo.add_argument("--epochs", type=int, default=30, help="passes over the training images (default: %(default)s)")
+    demo.add_argument("--seed", type=seed, default=0, help="random seed (default: %(default)s)")
     return parser
 
 

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a model as an ONNX graph, to serve with onnxruntime")
     export.add_argument("model", help="model file written by barenet (barenet train or barenet.save)")
     export.add_argument("out", help="ONNX file to write")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 or newer (default 21)")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 or newer (default: 21)")
     export.add_argument("--network-only", action="store_true",
                         help="export only the network, whose input is the encoded feature matrix, even for a "
                              "model trained on a table")
@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from .inference import load_model
     from .paths import check_output_file, write_file
 
-    out = check_output_file(args.out, args.force, "ONNX file")
     check_opset(args.opset)  # before reading the model: a missing onnx package or a bad opset is said first
     model = load_model(args.model)
+    out = check_output_file(args.out, args.force, "ONNX file")
     with_table = not args.network_only and "preprocessing" in (model.metadata or {})
     proto = table_to_onnx(model, opset=args.opset) if with_table else to_onnx(model, opset=args.opset)
     data = proto.SerializeToString()

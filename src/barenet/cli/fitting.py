@@ -34,7 +34,7 @@ from .. import layers, optimizers
 from ..errors import ConfigError, DataError
 from ..models import Sequential
 from ..models.callbacks import Callback, EarlyStopping, ProgressBar, TerminateOnNaN
-from ..preprocessing import SCALERS, TASKS, ColumnWarning, TablePreprocessor, preview
+from ..preprocessing import SCALERS, TASKS, ColumnWarning, TablePreprocessor, did_you_mean, preview
 from .values import MAX_UNITS, check_parameter_budget, finite_number, seed
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
@@ -52,23 +52,30 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", metavar="COL[,COL]",
                         help="use only these columns as inputs (default: every column but the target)")
     parser.add_argument("--drop", metavar="COL[,COL]", help="leave these columns out of the inputs")
-    parser.add_argument("--layers", default="64,32", help="hidden layer sizes, comma-separated (default 64,32)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--layers", default="64,32",
+                        help="hidden layer sizes, comma-separated; none for no hidden layer (default: %(default)s)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                        help="activation of the hidden layers (default: %(default)s)")
     parser.add_argument("--task", choices=TASKS, default="auto",
-                        help="auto: classification for text, boolean or integer targets with <= 20 distinct values")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    parser.add_argument("--lr", type=finite_number, default=1e-3, help="learning rate")
-    parser.add_argument("--l2", type=finite_number, default=0.0, help="L2 penalty on kernels")
-    parser.add_argument("--dropout", type=finite_number, default=0.0, help="dropout rate after hidden layers")
+                        help="auto: classification for text, boolean or integer targets with <= 20 distinct "
+                             "values, else regression (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=50, help="passes over the training rows (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="rows per gradient step (default: %(default)s)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer (default: %(default)s)")
+    parser.add_argument("--lr", type=finite_number, default=1e-3, help="learning rate (default: %(default)s)")
+    parser.add_argument("--l2", type=finite_number, default=0.0, help="L2 penalty on kernels (default: %(default)s)")
+    parser.add_argument("--dropout", type=finite_number, default=0.0,
+                        help="dropout rate after hidden layers (default: %(default)s)")
     parser.add_argument("--batch-norm", action="store_true", help="batch normalization before each activation")
     parser.add_argument("--val-split", type=finite_number, default=0.2,
-                        help="fraction of rows held out for validation (shuffled, stratified); 0 for none")
+                        help="fraction of rows held out for validation (shuffled, stratified); 0 for none "
+                             "(default: %(default)s)")
     parser.add_argument("--early-stopping", type=int, default=0, metavar="N",
-                        help="stop after N epochs without improvement and keep the best epoch's weights")
-    parser.add_argument("--scale", choices=SCALERS, default="standard", help="scaling of numeric columns")
-    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default 0)")
+                        help="stop after N epochs without improvement and keep the best epoch's weights; 0 never "
+                             "stops early (default: %(default)s)")
+    parser.add_argument("--scale", choices=SCALERS, default="standard",
+                        help="scaling of numeric columns (default: %(default)s)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32-1 (default: %(default)s)")
 
 
 def check_training_options(options: argparse.Namespace) -> None:
@@ -119,12 +126,13 @@ def select_columns(table: Mapping[str, np.ndarray], target: str, features: list[
     for flag, names in (("--features", features), ("--drop", drop)):
         unknown = [name for name in names if name not in table]
         if unknown:
-            raise DataError(f"{flag} names {preview(unknown)}, which the table lacks; the columns are "
-                            f"{preview(columns, 40)}")
+            raise DataError(f"{flag} names {preview(unknown)}, which the table lacks{did_you_mean(unknown, columns)}; "
+                            f"the columns are {preview(columns, 40)}")
         if target in names:
             raise ConfigError(f"{flag} lists the target column {target!r}; it is never an input")
     if target not in table:
-        raise DataError(f"no column named {target!r}; the columns are {preview(columns, 40)}")
+        raise DataError(f"no column named {target!r}{did_you_mean([target], columns)}; the columns are "
+                        f"{preview(columns, 40)}")
     inputs = [name for name in (features or columns) if name != target and name not in drop]
     if not inputs:
         raise DataError(f"no input column is left after --features/--drop; the columns are {preview(columns, 40)}")

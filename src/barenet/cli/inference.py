@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ModelFileError
 from ..models import Sequential
-from ..preprocessing import TablePreprocessor, preview
+from ..preprocessing import TablePreprocessor, did_you_mean, preview
 from .data import read_table, write_table
 from .fitting import finite_outputs, prediction_targets
 from .paths import check_output_file, check_report_folder
@@ -61,19 +61,20 @@ def target_column(args: argparse.Namespace, prep: TablePreprocessor, table: dict
                           f"{target!r} anyway")
     if target not in table:
         what = "the model's target column" if target == prep.target else "a column"
-        raise DataError(f"no column named {target!r} ({what}); the columns are {preview(list(table), 40)}"
+        raise DataError(f"no column named {target!r} ({what}){did_you_mean([target], list(table))}; the columns "
+                        f"are {preview(list(table), 40)}"
                         + ("; pass --target COLUMN --allow-other-target to score against another column"
                            if target == prep.target else ""))
     return target
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     model, prep = load_with_preprocessing(args.model)
     if args.proba and prep.classes is None:
         raise ConfigError("--proba needs a classification model; this model does regression")
     table = read_table(args.data)
     outputs = checked_outputs(model, prep.transform(table, dtype=model.dtype), args.model)
+    out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
     columns: dict[str, np.ndarray] = {prep.target: prep.decode_target(outputs)}
     if args.proba:
         for j, label in enumerate(prep.classes):
@@ -83,13 +84,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES)
     model, prep = load_with_preprocessing(args.model)
     table = read_table(args.data)
     target = target_column(args, prep, table)
     X = prep.transform(table, dtype=model.dtype)
     y = prep.encode_target(table[target], column=target)
     y_true, y_pred = prediction_targets(checked_outputs(model, X, args.model), prep, y)
+    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES,
+                                 default=args.report is None)
     header = {"task": prep.task, "target": target, "data": str(args.data)}
     write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
                  plot_split="evaluation", classes=prep.classes, target=target, header=header)

@@ -1,64 +1,35 @@
 """Output paths of the command line: checked before any work starts, written whole or not at all.
 
-* :func:`check_output_file` and :func:`check_report_folder` refuse, before training or reading
-  data, an output that cannot be written: a file where a folder is needed and the reverse, a
-  missing or read-only folder, a device that an atomic rename would replace, a folder that holds
-  anything but an earlier report.
+The rules are the library's (:mod:`barenet._output`): an output's folder must exist (none is
+created), and a file is written whole, with the permissions a plain ``open`` gives. On top of them:
+
+* :func:`check_output_file` and :func:`check_report_folder` refuse, after the inputs were checked
+  and before training, an output that cannot be written: a file where a folder is needed and the
+  reverse, a missing or read-only folder, a device that an atomic rename would replace, a folder that
+  holds anything but an earlier report, and an output the user named that exists without ``--force``.
 * :func:`write_folder` fills a fresh hidden sibling folder and renames it into place, so a report
   folder holds exactly the files of one run; if anything fails, the earlier folder is left as it
   was (or nothing is left, when there was none).
-* :func:`write_file` does the same for one file; :func:`output_errors` turns an ``OSError`` from
-  writing (a full disk, a lost permission) into one :class:`~barenet.errors.OutputError` line.
+* :func:`write_file` does the same for one file (or writes into a device such as ``/dev/stdout``);
+  :func:`output_errors` turns an ``OSError`` from writing (a full disk, a lost permission) into one
+  :class:`~barenet.errors.OutputError` line.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import BarenetError, ConfigError, OutputError
+from .. import _output
+from .._output import check_folder, fsync_path, output_errors, sibling
+from ..errors import ConfigError, OutputError
+
+__all__ = ["check_output_file", "check_report_folder", "output_errors", "write_file", "write_folder"]
 
 T = TypeVar("T")
-
-
-@contextmanager
-def output_errors(what: str, path: str | os.PathLike) -> Iterator[None]:
-    """Re-raise an ``OSError`` from the block as ``OutputError("cannot write {what} {path}: {reason}")``."""
-    try:
-        yield
-    except BarenetError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None
-
-
-def _existing_ancestor(path: Path) -> Path:
-    """The nearest of ``path``'s parents that exists (``.`` for a bare relative name)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            return parent
-    return Path("/")
-
-
-def _check_folder_for(path: Path, what: str, *, create: bool) -> None:
-    """The folder that will hold ``path`` exists (or, with ``create``, can be made) and is writable."""
-    folder = path.parent
-    if not folder.exists():
-        ancestor = _existing_ancestor(path)
-        if not ancestor.is_dir():
-            raise OutputError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file, not a folder")
-        if not create:
-            raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} does not exist")
-        folder = ancestor
-    elif not folder.is_dir():
-        raise OutputError(f"cannot write {what} {str(path)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} is not writable")
 
 
 def check_output_file(path: str | os.PathLike, force: bool, what: str, *, devices_ok: bool = False) -> Path:
@@ -77,22 +48,26 @@ def check_output_file(path: str | os.PathLike, force: bool, what: str, *, device
         raise OutputError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket), which saving "
                           "would replace; give a file name")
     if not (exists and not path.is_file()):
-        _check_folder_for(path, what, create=False)
+        check_folder(path, what)
     return path
 
 
-def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collection[str]) -> Path:
+def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collection[str], *,
+                        default: bool = False) -> Path:
     """Check that the report folder ``path`` can be written; return it as a :class:`Path`.
 
-    An existing folder needs ``force`` and may hold only files named in ``allowed`` (the files a
-    report writes): ``--force`` replaces an earlier report, never a folder of other files.
+    An existing folder may hold only files named in ``allowed`` (the files a report writes): a report
+    replaces an earlier report, never a folder of other files. A folder the user named (``--report``)
+    is replaced only with ``force``; the ``default`` one, named by barenet after the model
+    (``MODEL.report``, ``MODEL.evaluation``), is replaced without it, so that running a command again
+    just works.
     """
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise OutputError(f"report folder {str(path)!r} exists and is not a folder; remove it or give another "
                           "--report")
     if path.exists():
-        if not force:
+        if not force and not default:
             raise ConfigError(f"report folder {str(path)!r} already exists; pass --force to overwrite it")
         try:
             strangers = sorted(e.name for e in path.iterdir() if e.name not in allowed or not e.is_file())
@@ -100,23 +75,11 @@ def check_report_folder(path: str | os.PathLike, force: bool, allowed: Collectio
             raise OutputError(f"cannot read report folder {str(path)!r}: {exc.strerror or exc}") from None
         if strangers:
             shown = ", ".join(repr(n) for n in strangers[:5]) + (", ..." if len(strangers) > 5 else "")
-            raise OutputError(f"report folder {str(path)!r} holds {shown}, which no report writes; --force "
+            replaces = "a report" if default and not force else "--force"
+            raise OutputError(f"report folder {str(path)!r} holds {shown}, which no report writes; {replaces} "
                               "replaces only an earlier report; remove them or give another --report")
-    _check_folder_for(path, "report folder", create=True)
+    check_folder(path, "report folder")
     return path
-
-
-def _sibling(path: Path, tag: str) -> Path:
-    """A hidden name beside ``path`` that keeps its suffixes (pandas infers compression from them)."""
-    return path.parent / f".{tag}-{secrets.token_hex(4)}-{path.name}"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
@@ -127,10 +90,10 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     new folder is deleted and the old one is back at ``path``.
     """
     path = Path(path)
+    check_folder(path, "report folder")
     with output_errors("report folder", path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fresh = _sibling(path, "tmp")
+            fresh = sibling(path, "tmp")
             try:
                 fresh.mkdir()  # unlike mkdtemp, mkdir applies the umask: the report gets normal permissions
                 break
@@ -141,9 +104,9 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
         with output_errors("report folder", path):
             result = fill(fresh)
             for entry in fresh.iterdir():
-                _fsync(entry)
+                fsync_path(entry)
             if path.exists():
-                old = _sibling(path, "old")
+                old = sibling(path, "old")
                 os.rename(path, old)
             os.rename(fresh, path)
     except BaseException:
@@ -154,7 +117,7 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     try:
-        _fsync(path.parent)  # makes the rename durable where the platform lets a folder be opened
+        fsync_path(path.parent)  # makes the rename durable where the platform lets a folder be opened
     except OSError:
         pass
     return result
@@ -163,19 +126,12 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], T]) -> T:
 def write_file(path: str | os.PathLike, write: Callable[[Path], None], what: str) -> None:
     """Call ``write(target)`` so that ``path`` is written whole or not at all.
 
-    A regular (or new) file is written to a sibling and renamed over ``path``; a device or pipe
-    (``/dev/stdout``) is written in place. ``OSError`` becomes :class:`OutputError`.
+    A regular (or new) file is written by :func:`barenet._output.write_file`: to a sibling, renamed over
+    ``path``; a device or pipe (``/dev/stdout``) is written in place. ``OSError`` becomes :class:`OutputError`.
     """
     path = Path(path)
-    with output_errors(what, path):
-        if path.exists() and not path.is_file():
+    if path.exists() and not path.is_file():
+        with output_errors(what, path):
             write(path)
-            return
-        fresh = _sibling(path, "tmp")
-        try:
-            write(fresh)
-            _fsync(fresh)
-            os.replace(fresh, path)
-        except BaseException:
-            fresh.unlink(missing_ok=True)
-            raise
+        return
+    _output.write_file(path, write, what)

@@ -103,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_save_path, save
 
     check_training_options(args)
+    prepared = prepare(read_table(args.data), args)  # the data's errors come before the outputs'
     out = check_output_file(args.out, args.force, "model file")
     check_save_path(out)  # before training: a ".keras" name is refused now, not after the last epoch
-    report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES)
-
-    prepared = prepare(read_table(args.data), args)
+    report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES,
+                                 default=args.report is None)
     for note in prepared.notes:
         print(f"barenet: warning: {note} (--drop {note.column})", file=sys.stderr)
     prep, X, y, train, val = prepared.prep, prepared.X, prepared.y, prepared.train, prepared.val
@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         fitted = fit_network(prepared, args, verbose=True, callbacks=[deferral])
         deferral.defer()
+        if fitted.reason == "interrupted" and sys.stdout.isatty():
+            print(flush=True)  # end the progress bar's line, which Ctrl-C left open
         if fitted.kept is None:
             print(_failure(fitted), file=sys.stderr)
             return INTERRUPTED if fitted.reason == "interrupted" else DIVERGED

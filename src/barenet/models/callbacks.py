@@ -1,6 +1,7 @@
 """Callbacks: objects the training loop calls at the start and end of training, epochs and batches.
 
-A callback subclasses :class:`Callback` and overrides the hooks it needs. ``self.model`` is the
+A callback subclasses :class:`Callback` and overrides the hooks it needs. The ``epoch`` a hook gets
+is 0-based, as in Keras (the first epoch, printed ``Epoch 1/N``, is 0). ``self.model`` is the
 model being trained; setting ``self.model.stop_training = True`` ends training after the
 current batch. ``logs`` holds the values of the epoch so far (``loss``, metric names,
 ``val_`` names).
@@ -66,8 +67,9 @@ class EarlyStopping(Callback):
 
     With ``restore_best_weights=True`` the model gets back the weights of its best epoch when
     training stops (or ends), so the returned model is the best one seen. After training,
-    ``best_epoch`` is that epoch (0-based, -1 when no epoch had a finite ``monitor``), ``best_logs``
-    its figures (``None`` likewise) and ``stopped_epoch`` the epoch that ended training (or ``None``).
+    ``best_epoch`` is that epoch (0-based like ``History.epoch``, so ``Epoch {best_epoch + 1}/N`` is its
+    printed line; -1 when no epoch had a finite ``monitor``), ``best_logs`` its figures (``None``
+    likewise) and ``stopped_epoch`` the 0-based epoch that ended training (or ``None``).
     """
 
     def __init__(
@@ -119,7 +121,9 @@ class EarlyStopping(Callback):
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch loss is NaN or infinite, and say so on stderr.
 
-    ``fit`` always adds one unless the callbacks given already hold one.
+    ``fit`` always adds one unless the callbacks given already hold one. The training loop's own
+    messages (a divergence, a Ctrl-C) go to its stream too, so a program that words them for its own
+    users (the ``barenet`` command does) passes one with a stream of its own.
     """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
@@ -146,7 +150,8 @@ class TerminateOnNaN(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate at the start of each epoch to ``schedule(epoch, lr)``."""
+    """Set the optimizer's learning rate at the start of each epoch to ``schedule(epoch, lr)``, where
+    ``epoch`` is 0-based (the first epoch, printed ``Epoch 1/N``, is ``epoch=0``), as in Keras."""
 
     def __init__(self, schedule: Callable[[int, float], float]) -> None:
         self.schedule = schedule
@@ -154,7 +159,8 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         lr = float(self.schedule(epoch, self.model.optimizer.current_learning_rate()))
         if not lr > 0:
-            raise ConfigError(f"LearningRateScheduler returned learning rate {lr!r} at epoch {epoch}; expected > 0")
+            raise ConfigError(f"LearningRateScheduler: schedule({epoch}, lr) returned learning rate {lr!r} for epoch "
+                              f"{epoch + 1}; expected > 0")
         self.model.optimizer.learning_rate = lr
 
     def on_epoch_end(self, epoch, logs=None):

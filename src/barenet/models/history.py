@@ -9,13 +9,26 @@ class History:
     """Per-epoch values of the loss and metrics.
 
     ``history.history["loss"]`` is the list of training losses, one per epoch; validation values
-    are under ``"val_loss"``, ``"val_accuracy"`` and so on; ``history.epoch`` lists the epoch numbers
-    (0-based) and ``history.params`` the settings of the run (epochs, batch size, samples).
+    are under ``"val_loss"``, ``"val_accuracy"`` and so on; ``history.params`` holds the settings of
+    the run (epochs, batch size, samples).
 
-    ``kept_epoch`` is the epoch (0-based) whose weights the model holds after ``fit``: the last one
-    normally, the best one after :class:`~barenet.callbacks.EarlyStopping` with ``restore_best_weights``,
-    the last finite one after a divergence, ``None`` when the model holds its weights from before
-    training. ``diverged_at`` is the epoch at which training diverged, or ``None``.
+    Epochs are counted as in Keras: every epoch attribute is a 0-based position in those lists, while
+    everything barenet prints or writes for reading counts from 1. The epoch printed ``Epoch 3/50``
+    is ``2`` here, and its loss is ``history.history["loss"][2]``.
+
+    ``epoch``
+        The positions of the recorded epochs: ``[0, 1, ..., n - 1]``.
+    ``kept_epoch``
+        The position of the epoch whose weights the model holds after ``fit``: the last one normally,
+        the best one after :class:`~barenet.callbacks.EarlyStopping` with ``restore_best_weights``, the
+        last finite one after a divergence; ``None`` when the model holds its weights from before
+        training. ``history.history["val_loss"][kept_epoch]`` is that epoch's validation loss.
+    ``diverged_at``
+        The position of the epoch at which training diverged (its values are the last in the lists),
+        or ``None``. The message ``training diverged at epoch k`` names ``diverged_at + 1``.
+
+    The command line counts from 1 throughout: ``kept_epoch`` in a model's ``"fit"`` metadata and in
+    ``metrics.json`` is this ``kept_epoch + 1``.
     """
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:

@@ -222,13 +222,15 @@ class Sequential(KerasMethods):
         Raises
         ------
         ConfigError
-            An unknown name (the message lists the known ones).
+            An unknown name (the message lists the known ones); the model keeps its earlier settings.
         """
-        self.loss = losses_mod.get(loss)
-        self.optimizer = optimizers_mod.get(optimizer)
-        self.metric_names = [str(m) for m in (metrics or [])]
-        for name in self.metric_names:
+        # Everything is resolved before anything is assigned: a failed compile leaves the model as it was.
+        new_loss = losses_mod.get(loss)
+        new_optimizer = optimizers_mod.get(optimizer)
+        names = [str(m) for m in (metrics or [])]
+        for name in names:
             metrics_mod.get(name)
+        self.loss, self.optimizer, self.metric_names = new_loss, new_optimizer, names
 
     # ----------------------------------------------------------------- parameters
     def parameters(self) -> dict[str, np.ndarray]:

@@ -15,14 +15,14 @@ Two guarantees the loop keeps whatever happens:
   when an epoch's loss exceeds :data:`DIVERGENCE_FACTOR` times the first epoch's, or when a weight
   becomes non-finite. The model then gets back the weights of the last finite epoch (or its
   weights before training when no epoch finished), and the history says so: ``history.diverged_at``
-  is the epoch that diverged, ``history.kept_epoch`` the epoch whose weights the model holds.
+  is the epoch that diverged, ``history.kept_epoch`` the epoch whose weights the model holds (0-based
+  positions, see :class:`~barenet.History`; messages count from 1).
 """
 
 from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -111,8 +111,8 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
                     break
     except KeyboardInterrupt:
         _restore(model, kept, history)
-        print(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the history "
-              "of the completed epochs and the model keeps their weights", file=sys.stderr)
+        terminate.say(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the "
+                      "history of the completed epochs and the model keeps their weights")
         model.interrupted = True
     for cb in callbacks:
         cb.on_train_end()

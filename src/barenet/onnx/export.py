@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._output import write_file
 from ..errors import NotFittedError
 from . import layers as _layers  # noqa: F401  (registers the converters)
 from . import recurrent as _recurrent  # noqa: F401
@@ -178,7 +179,17 @@ def _graph_to_onnx(model: Any, g: Graph) -> Any:
 
 
 def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None) -> None:
-    """Write :func:`to_onnx`'s model to ``path`` (overwriting it)."""
-    proto = to_onnx(model, opset=opset)
-    with open(path, "wb") as f:
-        f.write(proto.SerializeToString())
+    """Write :func:`to_onnx`'s model to ``path``, overwriting it; the folder must exist.
+
+    The file is written whole or not at all, with the permissions a plain ``open`` gives (see
+    :mod:`barenet._output`).
+
+    Raises
+    ------
+    OnnxExportError, MissingOnnxError, NotFittedError
+        As :func:`to_onnx`.
+    OutputError
+        ``path`` is a folder, its folder does not exist or cannot be written, or writing failed.
+    """
+    data = to_onnx(model, opset=opset).SerializeToString()
+    write_file(path, lambda target: target.write_bytes(data), "ONNX file")
