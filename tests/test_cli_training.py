@@ -181,6 +181,25 @@ def test_errors_name_the_column_that_is_wrong(tmp_path):
     assert "'weather'" not in line.split("it knows")[0]
 
 
+def test_an_unknown_column_gets_the_likely_one_suggested(tmp_path):
+    data, model = tmp_path / "w.csv", tmp_path / "w.barenet"
+    weather(60).to_csv(data, index=False)
+    train = ["train", data, "--out", model, "--epochs", "1"]
+    one_error_line(cli(*train, "--target", "Weather"), 2, "no column named 'Weather' (did you mean 'weather'?); "
+                                                          "the columns are ['date',")
+    one_error_line(cli(*train, "--target", "weather", "--drop", "Date,wnd"), 2,
+                   "--drop names ['Date', 'wnd'], which the table lacks (did you mean 'date' for 'Date', 'wind' for "
+                   "'wnd'?)")
+    one_error_line(cli(*train, "--target", "weather", "--features", "temp_mx"), 2, "(did you mean 'temp_max'?)")
+    line = one_error_line(cli(*train, "--target", "cloudiness"), 2, "no column named 'cloudiness'; the columns")
+    assert "did you mean" not in line
+    assert cli(*train, "--target", "weather", "--drop", "date,wind").returncode == 0
+    renamed = tmp_path / "renamed.csv"
+    weather(20).rename(columns={"temp_min": "Temp_Min"}).to_csv(renamed, index=False)
+    one_error_line(cli("predict", model, renamed), 2, "lacks the feature columns ['temp_min'] the model was trained "
+                                                      "on (did you mean 'Temp_Min'?)")
+
+
 def test_evaluate_takes_the_target_from_the_model(tmp_path):
     frame = weather(90)
     data, model = tmp_path / "w.csv", tmp_path / "w.barenet"
@@ -223,7 +242,8 @@ def test_identifier_and_unit_columns_are_named_and_can_be_left_out(tmp_path):
     assert result.returncode == 0 and "2 input features" in result.stdout, result.stderr
 
     one_error_line(cli("train", data, "--target", "temp_max", "--drop", "dat", "--out", tmp_path / "d.barenet"),
-                   2, "--drop names ['dat'], which the table lacks; the columns are ['date', 'precipitation'")
+                   2, "--drop names ['dat'], which the table lacks (did you mean 'date'?); the columns are ['date', "
+                      "'precipitation'")
     one_error_line(cli("train", data, "--target", "temp_max", "--features", "wind,Temp_min",
                        "--out", tmp_path / "d.barenet"), 2, "--features names ['Temp_min']")
     assert not (tmp_path / "d.barenet").exists()

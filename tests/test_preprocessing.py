@@ -110,6 +110,11 @@ def test_unusable_tables_and_options():
         TablePreprocessor("y", scale="log")
     with pytest.raises(DataError, match=r"lacks the feature columns \['x'\]"):
         TablePreprocessor("y").fit(table(x=[1.0, 2.0], y=[0, 1])).transform({"w": np.array([1.0])})
+    with pytest.raises(DataError, match=r"^no column named 'Label' \(did you mean 'label'\?\); the columns are"):
+        TablePreprocessor("Label").fit(table(size=[1.0, 2.0], label=[0, 1]))
+    with pytest.raises(DataError, match=r"lacks the feature columns \['size'\] the model was trained on \(did you "
+                                        r"mean 'Size'\?\); it has \['Size'\]"):
+        TablePreprocessor("label").fit(table(size=[1.0, 2.0], label=[0, 1])).transform({"Size": np.array([1.0])})
     with pytest.raises(ConfigError, match="not fitted"):
         TablePreprocessor("y").transform({"x": np.array([1.0])})
 

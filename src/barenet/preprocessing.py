@@ -29,6 +29,7 @@ Rules
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import warnings
@@ -92,6 +93,29 @@ def preview(items: Sequence[Any], limit: int = 10) -> str:
     items = list(items)
     shown = ", ".join(repr(item) for item in items[:limit])
     return f"[{shown}, ... ({len(items) - limit} more)]" if len(items) > limit else f"[{shown}]"
+
+
+def _closest(name: str, names: Sequence[str]) -> str | None:
+    """The one of ``names`` that ``name`` most likely meant: the same letters in another case, else the
+    closest spelling (ignoring case), else ``None``."""
+    folded = {}
+    for candidate in names:
+        folded.setdefault(str(candidate).lower(), candidate)
+    if name.lower() in folded:
+        return folded[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.75)
+    return folded[close[0]] if close else None
+
+
+def did_you_mean(unknown: Sequence[str], names: Sequence[str]) -> str:
+    """``" (did you mean 'weather'?)"`` for column names the user gave that a table lacks, when a column of
+    ``names`` is close to one (``" (did you mean 'a' for 'A', 'b' for 'B'?)"`` for several); else ``""``."""
+    pairs = [(u, match) for u in unknown if (match := _closest(u, names)) is not None]
+    if not pairs:
+        return ""
+    if len(unknown) == 1:
+        return f" (did you mean {pairs[0][1]!r}?)"
+    return " (did you mean " + ", ".join(f"{match!r} for {u!r}" for u, match in pairs) + "?)"
 
 
 def _category(value: Any) -> str:
@@ -210,7 +234,8 @@ class TablePreprocessor:
         """Learn column kinds, scaling statistics, categories and classes from ``table``."""
         names = list(table.keys())
         if self.target not in names:
-            raise DataError(f"no column named {self.target!r}; the columns are {preview(names, 40)}")
+            raise DataError(f"no column named {self.target!r}{did_you_mean([self.target], names)}; the columns are "
+                            f"{preview(names, 40)}")
         features = [name for name in names if name != self.target]
         if not features:
             raise DataError(f"the table has only the target column {self.target!r}; expected feature columns too")
@@ -291,8 +316,8 @@ class TablePreprocessor:
         names = list(table.keys())
         absent = [c["name"] for c in self.columns if c["name"] not in names]
         if absent:
-            raise DataError(f"the table lacks the feature columns {preview(absent)} the model was trained on; "
-                            f"it has {preview(names, 40)}")
+            raise DataError(f"the table lacks the feature columns {preview(absent)} the model was trained on"
+                            f"{did_you_mean(absent, names)}; it has {preview(names, 40)}")
         blocks = []
         for col in self.columns:
             values = np.asarray(table[col["name"]])

@@ -34,7 +34,7 @@ from .. import layers, optimizers
 from ..errors import ConfigError, DataError
 from ..models import Sequential
 from ..models.callbacks import Callback, EarlyStopping, ProgressBar, TerminateOnNaN
-from ..preprocessing import SCALERS, TASKS, ColumnWarning, TablePreprocessor, preview
+from ..preprocessing import SCALERS, TASKS, ColumnWarning, TablePreprocessor, did_you_mean, preview
 from .values import MAX_UNITS, check_parameter_budget, finite_number, seed
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
@@ -126,12 +126,13 @@ def select_columns(table: Mapping[str, np.ndarray], target: str, features: list[
     for flag, names in (("--features", features), ("--drop", drop)):
         unknown = [name for name in names if name not in table]
         if unknown:
-            raise DataError(f"{flag} names {preview(unknown)}, which the table lacks; the columns are "
-                            f"{preview(columns, 40)}")
+            raise DataError(f"{flag} names {preview(unknown)}, which the table lacks{did_you_mean(unknown, columns)}; "
+                            f"the columns are {preview(columns, 40)}")
         if target in names:
             raise ConfigError(f"{flag} lists the target column {target!r}; it is never an input")
     if target not in table:
-        raise DataError(f"no column named {target!r}; the columns are {preview(columns, 40)}")
+        raise DataError(f"no column named {target!r}{did_you_mean([target], columns)}; the columns are "
+                        f"{preview(columns, 40)}")
     inputs = [name for name in (features or columns) if name != target and name not in drop]
     if not inputs:
         raise DataError(f"no input column is left after --features/--drop; the columns are {preview(columns, 40)}")

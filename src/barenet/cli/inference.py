@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ModelFileError
 from ..models import Sequential
-from ..preprocessing import TablePreprocessor, preview
+from ..preprocessing import TablePreprocessor, did_you_mean, preview
 from .data import read_table, write_table
 from .fitting import finite_outputs, prediction_targets
 from .paths import check_output_file, check_report_folder
@@ -61,7 +61,8 @@ def target_column(args: argparse.Namespace, prep: TablePreprocessor, table: dict
                           f"{target!r} anyway")
     if target not in table:
         what = "the model's target column" if target == prep.target else "a column"
-        raise DataError(f"no column named {target!r} ({what}); the columns are {preview(list(table), 40)}"
+        raise DataError(f"no column named {target!r} ({what}){did_you_mean([target], list(table))}; the columns "
+                        f"are {preview(list(table), 40)}"
                         + ("; pass --target COLUMN --allow-other-target to score against another column"
                            if target == prep.target else ""))
     return target
