@@ -4,6 +4,7 @@ Covers: per-step class weights, integer ids reaching Embedding, layers that keep
 references, build at construction, compute_gradients, named weights, divergence and interrupts.
 """
 
+import io
 import os
 import signal
 
@@ -197,6 +198,19 @@ def test_ctrl_c_at_the_end_of_an_epoch_keeps_that_epoch_in_history_and_weights(c
     assert history.epoch == [0, 1] and history.kept_epoch == 1 and len(history.history["loss"]) == 2
     for a, b in zip(model.get_weights(), interrupt.sent_after_weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_ctrl_c_line_goes_where_the_runs_terminate_on_nan_speaks(capsys):
+    """A program that words the interruption for its own users (the ``barenet`` command) silences fit's line."""
+    model = bn.Sequential([Dense(4, activation="tanh", input_dim=2), Dense(1)], seed=0)
+    model.compile("mse", bn.optimizers.SGD(0.05))
+    X = RNG.standard_normal((64, 2))
+    own = io.StringIO()
+    model.fit(X, X[:, 0], epochs=5, batch_size=8, verbose=0,
+              callbacks=[_InterruptAt(1), bn.callbacks.TerminateOnNaN(stream=own)])
+    assert model.interrupted and capsys.readouterr().err == ""
+    assert own.getvalue() == ("\nbarenet: training interrupted during epoch 3; fit returns the history of the "
+                              "completed epochs and the model keeps their weights\n")
 
 
 def test_categorical_crossentropy_takes_labels_as_a_column():

@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         fitted = fit_network(prepared, args, verbose=True, callbacks=[deferral])
         deferral.defer()
+        if fitted.reason == "interrupted" and sys.stdout.isatty():
+            print(flush=True)  # end the progress bar's line, which Ctrl-C left open
         if fitted.kept is None:
             print(_failure(fitted), file=sys.stderr)
             return INTERRUPTED if fitted.reason == "interrupted" else DIVERGED

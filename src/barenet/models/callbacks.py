@@ -121,7 +121,9 @@ class EarlyStopping(Callback):
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch loss is NaN or infinite, and say so on stderr.
 
-    ``fit`` always adds one unless the callbacks given already hold one.
+    ``fit`` always adds one unless the callbacks given already hold one. The training loop's own
+    messages (a divergence, a Ctrl-C) go to its stream too, so a program that words them for its own
+    users (the ``barenet`` command does) passes one with a stream of its own.
     """
 
     def __init__(self, stream: IO[str] | None = None) -> None:

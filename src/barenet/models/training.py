@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -113,8 +112,8 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
                     break
     except KeyboardInterrupt:
         _restore(model, kept, history)
-        print(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the history "
-              "of the completed epochs and the model keeps their weights", file=sys.stderr)
+        terminate.say(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the "
+                      "history of the completed epochs and the model keeps their weights")
         model.interrupted = True
     for cb in callbacks:
         cb.on_train_end()
