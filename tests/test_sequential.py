@@ -339,6 +339,21 @@ def test_non_finite_inputs_and_targets_are_rejected(bad):
         _binary_model().fit(XOR_X, np.array([0, 1, bad, 0]), verbose=0)
 
 
+def test_a_missing_value_in_a_dataframe_names_its_column():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"temp": [0.0, 0.0, 1.0, 1.0], "wind": [0.0, 1.0, np.nan, 1.0]})
+    message = r"^X contains 1 NaN or infinite values \(first in row 2, column 'wind'\); clean or impute them first$"
+    with pytest.raises(DataError, match=message):
+        _binary_model().fit(X, XOR_Y, verbose=0)
+    with pytest.raises(DataError, match=message):
+        _binary_model().predict(X)
+    nullable = pd.DataFrame({"temp": pd.array([0, 0, None, 1], dtype="Int64"), "wind": [0.0, 1.0, 0.0, 1.0]})
+    with pytest.raises(DataError, match=r"\(first in row 2, column 'temp'\)"):  # pandas' NA too
+        _binary_model().predict(nullable)
+    with pytest.raises(DataError, match=r"^y contains 1 NaN or infinite values \(first in row 3, column 'rain'\); "):
+        _binary_model().fit(XOR_X, pd.Series([0, 1, 1, None], name="rain", dtype=float), verbose=0)
+
+
 def test_labels_that_do_not_fit_the_loss():
     with pytest.raises(DataError, match=r"binary_crossentropy needs targets in \[0, 1\] \(labels 0/1\), got "
                                         r"values from 0 to 2"):

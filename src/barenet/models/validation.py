@@ -43,6 +43,32 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return ", ".join(map(str, shape))
 
 
+def _column_names(data: Any) -> list[str] | None:
+    """The column names of a pandas DataFrame, or the name of a named Series, as the user wrote them;
+    ``None`` for anything else. Read by duck typing: the engine does not import pandas."""
+    if getattr(data, "ndim", None) == 2 and getattr(data, "columns", None) is not None:
+        return [str(c) for c in data.columns]
+    if getattr(data, "ndim", None) == 1 and hasattr(data, "index") and getattr(data, "name", None) is not None:
+        return [str(data.name)]
+    return None
+
+
+def _as_float_array(data: Any, dtype: np.dtype, names: list[str] | None) -> np.ndarray:
+    """``data`` as an array of ``dtype``; pandas' missing values (``pd.NA`` too) become NaN."""
+    if names is not None and hasattr(data, "to_numpy"):
+        return data.to_numpy(dtype=dtype, na_value=np.nan)
+    return np.asarray(data, dtype=dtype)
+
+
+def _first_bad(bad: np.ndarray, names: list[str] | None) -> str:
+    """``"first in row 2"``, with ``", column 'temp'"`` when the columns have names."""
+    first = np.argwhere(bad)[0]
+    where = f"first in row {int(first[0])}"
+    if names is not None:
+        where += f", column {names[int(first[1]) if bad.ndim > 1 else 0]!r}"
+    return where
+
+
 def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tuple[int, ...] | None,
                  what: str = "X", allow_empty: bool = False) -> np.ndarray:
     """``X`` as an array ``(n_samples, *input_shape)`` the first layer can take.
@@ -54,11 +80,12 @@ def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tu
     """
     if X is None:
         raise DataError(f"{what} is None; expected an array of shape (n_samples, n_features)")
+    names = _column_names(X)
     if getattr(first_layer, "takes_indices", False):
         X = _as_indices(X, what)
     else:
         try:
-            X = np.asarray(X, dtype=dtype)
+            X = _as_float_array(X, dtype, names)
         except (TypeError, ValueError) as exc:
             raise DataError(f"{what} must be numeric; converting it to {dtype.name} failed: {exc}") from None
     if X.ndim == 0:
@@ -74,9 +101,8 @@ def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tu
     if X.dtype.kind == "f":
         bad = ~np.isfinite(X)
         if bad.any():
-            rows = np.unique(np.nonzero(bad)[0])
-            raise DataError(f"{what} contains {int(bad.sum())} NaN or infinite values (first in row "
-                            f"{int(rows[0])}); clean or impute them first")
+            raise DataError(f"{what} contains {int(bad.sum())} NaN or infinite values ({_first_bad(bad, names)}); "
+                            "clean or impute them first")
     if input_shape is not None and X.shape[1:] != tuple(input_shape):
         raise ShapeError(f"{what} has shape {X.shape}, but the model's first layer {first_layer.describe()} "
                          f"expects (n_samples, {_shape_text(tuple(input_shape))})")
@@ -102,6 +128,15 @@ def check_targets(y: Any, n: int, *, loss: losses_mod.Loss, output_shape: tuple[
     """``y`` in the loss's form (see :meth:`barenet.losses.Loss.prepare_targets`), one per sample."""
     if y is None:
         raise DataError(f"{what} is None; expected one target per sample")
+    names = _column_names(y)
+    if names is not None:  # pandas targets: name the column of a missing value
+        try:
+            bad = ~np.isfinite(_as_float_array(y, np.dtype(np.float64), names))
+        except (TypeError, ValueError):  # not numbers: the loss says what it needs
+            bad = np.zeros(0, dtype=bool)
+        if bad.any():
+            raise DataError(f"{what} contains {int(bad.sum())} NaN or infinite values ({_first_bad(bad, names)}); "
+                            "drop those rows or fill them first")
     y = loss.prepare_targets(y, output_shape, dtype)
     if len(y) != n:
         raise ShapeError(f"X has {n} samples but {what} has {len(y)}; they must match")
