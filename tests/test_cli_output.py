@@ -424,6 +424,19 @@ def test_tune_prints_a_train_command_that_runs(tmp_path):
     assert bn.load(tmp_path / "model.barenet").metadata["training"]["seed"] == 7
 
 
+def test_tune_command_repeats_every_grid_value_of_the_best_line_even_a_default(tmp_path):
+    data = tmp_path / "flowers.csv"
+    flowers(40).to_csv(data, index=False)
+    result = cli("tune", data, "--target", "species", "--grid", "layers=64,32 lr=0.001 batch-norm=false",
+                 "--cv", "2", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-3].startswith("best: --layers 64,32 --lr 0.001 (accuracy ")  # train's defaults, all three
+    words = shlex.split(lines[-1])
+    assert words[words.index("--layers") + 1] == "64,32" and words[words.index("--lr") + 1] == "0.001"
+    assert "--batch-norm" not in words  # false has no flag, in the best: line or in the command
+
+
 # ----------------------------------------------------------------- item 13: a fuzzer over the flags
 def _number_texts():
     from hypothesis import strategies as st

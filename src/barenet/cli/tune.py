@@ -22,6 +22,7 @@ import itertools
 import math
 import shlex
 import sys
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -236,20 +237,23 @@ def run(args: argparse.Namespace) -> int:
     best = search.cv_results_["params"][search.best_index_]["options"]
     print(f"best: {as_flags(best, grid)} ({score_name} {search.best_score_:.4f})")
     print("train it on the whole table with:")
-    print("  " + train_command(args.data, best))
+    print("  " + train_command(args.data, best, shown={GRID_KEYS[key][0] for key in grid}))
     return 0
 
 
-def train_command(data: str, options: dict[str, Any], out: str = "model.barenet") -> str:
+def train_command(data: str, options: dict[str, Any], out: str = "model.barenet", *,
+                  shown: Collection[str] = ()) -> str:
     """A shell-quoted ``barenet train`` line that trains the model of ``options`` (every training option of
-    one candidate) on the whole table: the flags that differ from train's defaults, and ``--seed``."""
+    one candidate) on the whole table: ``--seed``, the options in ``shown`` (the grid's, which the ``best:``
+    line lists; a false ``--batch-norm`` has no flag), and every other option that differs from train's
+    defaults."""
     parser = argparse.ArgumentParser()
     add_training_options(parser)
     defaults = vars(parser.parse_args(["--target", str(options["target"])]))
     words = ["barenet", "train", str(data)]
     for name in TRAINING_OPTIONS:
         value, flag = options[name], "--" + name.replace("_", "-")
-        if name not in ("target", "seed") and value == defaults[name]:
+        if name not in ("target", "seed", *shown) and value == defaults[name]:
             continue
         if isinstance(value, bool):
             words += [flag] if value else []
