@@ -242,7 +242,8 @@ def test_identifier_and_unit_columns_are_named_and_can_be_left_out(tmp_path):
     assert result.returncode == 0 and "2 input features" in result.stdout, result.stderr
 
     one_error_line(cli("train", data, "--target", "temp_max", "--drop", "dat", "--out", tmp_path / "d.barenet"),
-                   2, "--drop names ['dat'], which the table lacks; the columns are ['date', 'precipitation'")
+                   2, "--drop names ['dat'], which the table lacks (did you mean 'date'?); the columns are ['date', "
+                      "'precipitation'")
     one_error_line(cli("train", data, "--target", "temp_max", "--features", "wind,Temp_min",
                        "--out", tmp_path / "d.barenet"), 2, "--features names ['Temp_min']")
     assert not (tmp_path / "d.barenet").exists()

@@ -1,4 +1,4 @@
-"""Output paths of the command line: checked before any work starts, written whole or not at all.
+"""Output paths of the command line: checked before any training starts, written whole or not at all.
 
 The rules are the library's (:mod:`barenet._output`): an output's folder must exist (none is
 created), and a file is written whole, with the permissions a plain ``open`` gives. On top of them:
