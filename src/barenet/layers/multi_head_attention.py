@@ -59,6 +59,9 @@ class MultiHeadAttention(Layer):
     """
 
     has_training_mode = True
+    #: The attention's many small products (one per batch entry and head) run on barenet's threads, a slice of
+    #: the batch each, with BLAS on one thread: BLAS's own threads spend longer handing them out than computing.
+    splits_batch = True
 
     def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
                  use_bias: bool = True, output_shape: int | None = None,
