@@ -59,6 +59,20 @@ def activation(act: Activation, g: Graph, x: str) -> str:
         return g.op("Where", [g.op("Greater", [x, zero]), x, g.op("Mul", [negative, g.const(act.alpha, "alpha")])])
     if kind == "gelu":
         return _gelu(act, g, x)
+    if kind == "silu":
+        return g.op("Mul", [x, g.op("Sigmoid", [x])])
+    if kind == "softplus":
+        return g.op("Softplus", [x]) if native(g) else _softplus(g, x)
+    if kind == "relu6":
+        return g.op("Clip", [x, g.const(0.0, "zero"), g.const(6.0, "six")])
+    if kind == "hard_sigmoid":
+        return _hard_sigmoid(g, x)
+    if kind == "hard_swish":
+        return g.op("HardSwish", [x]) if native(g) else g.op("Mul", [x, _hard_sigmoid(g, x)])
+    if kind == "mish":
+        if native(g):
+            return g.op("Mish", [x])
+        return g.op("Mul", [x, g.op("Tanh", [_softplus(g, x)])])
     raise OnnxExportError(f"activation {kind!r} has no ONNX form")
 
 
@@ -121,7 +135,23 @@ def _erfc(g: Graph, z: str) -> str:
     return g.op("Where", [g.op("Less", [z, g.const(0.0, "zero")]), g.op("Sub", [g.const(2.0, "two"), tail]), tail])
 
 
-@converts(L.Linear, L.ReLU, L.LeakyReLU, L.ELU, L.GELU, L.Sigmoid, L.Tanh, L.Softmax)
+def _softplus(g: Graph, x: str) -> str:
+    """:math:`\\max(x, 0) + \\log(1 + e^{-|x|})` (onnxruntime's Softplus is float32 only)."""
+    tail = g.op("Log", [g.op("Add", [g.const(1.0, "one"), g.op("Exp", [g.op("Neg", [g.op("Abs", [x])])])])])
+    return g.op("Add", [g.op("Relu", [x]), tail])
+
+
+def _hard_sigmoid(g: Graph, x: str) -> str:
+    """``HardSigmoid(alpha=1/6, beta=1/2)`` in float32; ``Clip(x + 3, 0, 6) / 6``, as barenet computes it, in
+    float64 (onnxruntime's HardSigmoid is float32 only, its alpha a float32)."""
+    if native(g):
+        return g.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
+    shifted = g.op("Add", [x, g.const(3.0, "three")])
+    return g.op("Div", [g.op("Clip", [shifted, g.const(0.0, "zero"), g.const(6.0, "six")]), g.const(6.0, "six")])
+
+
+@converts(L.Linear, L.ReLU, L.LeakyReLU, L.ELU, L.GELU, L.Sigmoid, L.Tanh, L.Softmax, L.SiLU, L.Softplus, L.ReLU6,
+          L.HardSigmoid, L.HardSwish, L.Mish)
 def _activation_layer(layer: Activation, g: Graph, x: str) -> str:
     return activation(layer, g, x)
 
@@ -186,6 +216,28 @@ def _batch_norm(layer: L.BatchNormalization, g: Graph, x: str) -> str:
     y = g.op("BatchNormalization", [x, *names], epsilon=layer.epsilon)
     if perm is not None:
         y = g.op("Transpose", [y], perm=[int(i) for i in np.argsort(perm)])
+    return y
+
+
+@converts(L.LayerNormalization)
+def _layer_norm(layer: L.LayerNormalization, g: Graph, x: str) -> str:
+    """ONNX LayerNormalization over the trailing axes from its ``axis`` in float32; in float64 (its epsilon is a
+    float32 attribute) and for axes that are not the trailing ones, ReduceMean, Sub, Pow, Add, Sqrt and Div."""
+    rank, axes = len(layer.input_shape) + 1, list(layer._axes)
+    gamma, beta = layer.params.get("gamma"), layer.params.get("beta")
+    trailing = axes == list(range(axes[0], rank))
+    if native(g) and trailing:
+        scale = gamma if gamma is not None else np.ones([layer.input_shape[a - 1] for a in axes], g.dtype)
+        inputs = [x, g.const(scale, "gamma")] + ([g.const(beta, "beta")] if beta is not None else [])
+        return g.op("LayerNormalization", inputs, axis=axes[0], epsilon=layer.epsilon)
+    where = g.ints([a - rank for a in axes] if trailing else axes, "axes")  # from the end: importable with any rank
+    centred = g.op("Sub", [x, g.op("ReduceMean", [x, where], keepdims=1)])
+    var = g.op("ReduceMean", [g.op("Pow", [centred, g.const(2.0, "two")]), where], keepdims=1)
+    y = g.op("Div", [centred, g.op("Sqrt", [g.op("Add", [var, g.const(layer.epsilon, "epsilon")])])])
+    if gamma is not None:
+        y = g.op("Mul", [y, g.const(gamma.reshape(layer._broadcast), "gamma")])
+    if beta is not None:
+        y = g.op("Add", [y, g.const(beta.reshape(layer._broadcast), "beta")])
     return y
 
 
@@ -275,10 +327,99 @@ def _average_pool(layer: L.AveragePooling2D, g: Graph, x: str) -> str:
     return _from_last(layer, g, y)
 
 
-@converts(L.GlobalAveragePooling2D)
-def _global_average_pool(layer: L.GlobalAveragePooling2D, g: Graph, x: str) -> str:
-    """GlobalAveragePool then Flatten to ``(batch, channels)``; ReduceMean over the image axes in float64."""
+@converts(L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)
+def _global_pool(layer: L.GlobalAveragePooling2D | L.GlobalMaxPooling2D, g: Graph, x: str) -> str:
+    """GlobalAveragePool or GlobalMaxPool then Flatten to ``(batch, channels)``; ReduceMean or ReduceMax over the
+    image axes in float64 (onnxruntime's GlobalMaxPool is float32 only)."""
+    average = isinstance(layer, L.GlobalAveragePooling2D)
     if native(g):
-        return g.op("Flatten", [g.op("GlobalAveragePool", [_to_first(layer, g, x)])], axis=1)
+        pooled = g.op("GlobalAveragePool" if average else "GlobalMaxPool", [_to_first(layer, g, x)])
+        return g.op("Flatten", [pooled], axis=1)
     axes = [1, 2] if layer.data_format == "channels_last" else [2, 3]
-    return g.op("ReduceMean", [x, g.ints(axes, "axes")], keepdims=0)
+    return g.op("ReduceMean" if average else "ReduceMax", [x, g.ints(axes, "axes")], keepdims=0)
+
+
+@converts(L.UpSampling2D)
+def _upsampling(layer: L.UpSampling2D, g: Graph, x: str) -> str:
+    """Resize by whole scales in float32 (nearest: ``asymmetric`` coordinates rounded down, so output pixel ``o``
+    copies ``o // size``; bilinear: ``half_pixel``); in float64, where onnxruntime has no Resize, the same linear
+    maps as two MatMuls, :math:`A_h x A_w^\\top` (see :class:`~barenet.layers.UpSampling2D`)."""
+    if native(g):
+        scales = g.const(np.array([1, 1, *layer.size], dtype=np.float32), "scales", dtype=np.float32)
+        if layer.interpolation == "nearest":
+            y = g.op("Resize", [_to_first(layer, g, x), "", scales], mode="nearest",
+                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            y = g.op("Resize", [_to_first(layer, g, x), "", scales], mode="linear",
+                     coordinate_transformation_mode="half_pixel")
+        return _from_first(layer, g, y)
+    from ..layers.upsampling import bilinear_matrix
+
+    h, w, _ = layer.image_shape(layer.input_shape)
+    if layer.interpolation == "nearest":
+        rows, cols = (np.repeat(np.eye(n), f, axis=0) for n, f in ((h, layer.size[0]), (w, layer.size[1])))
+    else:
+        rows, cols = bilinear_matrix(h, layer.size[0]), bilinear_matrix(w, layer.size[1])
+    x = g.op("Transpose", [_to_last(layer, g, x)], perm=[0, 2, 3, 1])  # (N, W, C, H)
+    x = g.op("MatMul", [x, g.const(rows.T, "rows")])  # (N, W, C, OH)
+    x = g.op("Transpose", [x], perm=[0, 3, 2, 1])  # (N, OH, C, W)
+    x = g.op("MatMul", [x, g.const(cols.T, "columns")])  # (N, OH, C, OW)
+    return _from_last(layer, g, g.op("Transpose", [x], perm=[0, 1, 3, 2]))
+
+
+@converts(L.ZeroPadding2D)
+def _zero_padding(layer: L.ZeroPadding2D, g: Graph, x: str) -> str:
+    (top, bottom), (left, right) = layer.padding
+    if layer.data_format == "channels_last":
+        pads = [0, top, left, 0, 0, bottom, right, 0]
+    else:
+        pads = [0, 0, top, left, 0, 0, bottom, right]
+    return g.op("Pad", [x, g.ints(pads, "pads"), g.const(0.0, "zero")], mode="constant")
+
+
+# ---------------------------------------------------------------------------------------- sequences
+def _steps_first(layer, g: Graph, x: str) -> str:
+    """``(N, C, L)`` for ONNX's pooling operators from the layer's layout, or back (the transpose is its own
+    inverse)."""
+    return x if layer.data_format == "channels_first" else g.op("Transpose", [x], perm=[0, 2, 1])
+
+
+def _steps_last(layer, g: Graph, x: str) -> str:
+    """``(N, L, C)`` from the layer's layout, or back."""
+    return x if layer.data_format == "channels_last" else g.op("Transpose", [x], perm=[0, 2, 1])
+
+
+@converts(L.MaxPooling1D)
+def _max_pool_1d(layer: L.MaxPooling1D, g: Graph, x: str) -> str:
+    (_, (before, after)) = layer._window()[2]
+    y = g.op("MaxPool", [_steps_first(layer, g, x)], kernel_shape=[layer.pool_size], strides=[layer.strides],
+             pads=[before, after])
+    return _steps_first(layer, g, y)
+
+
+@converts(L.AveragePooling1D)
+def _average_pool_1d(layer: L.AveragePooling1D, g: Graph, x: str) -> str:
+    """AveragePool with ``count_include_pad=0``; in float64 the window sums (strided Slices of the zero-padded
+    sequence) times 1 / (steps inside)."""
+    (_, (before, after)) = layer._window()[2]
+    if native(g):
+        y = g.op("AveragePool", [_steps_first(layer, g, x)], kernel_shape=[layer.pool_size],
+                 strides=[layer.strides], pads=[before, after], count_include_pad=0)
+        return _steps_first(layer, g, y)
+    x = _steps_last(layer, g, x)
+    if before or after:
+        x = g.op("Pad", [x, g.ints([0, before, 0, 0, after, 0], "pads"), g.const(0.0, "zero")], mode="constant")
+    out = layer.sequence_shape(layer.output_shape)[0]
+    total = None
+    for i in range(layer.pool_size):
+        tap = g.op("Slice", [x, g.ints([i], "starts"), g.ints([i + (out - 1) * layer.strides + 1], "ends"),
+                             g.ints([1], "axes"), g.ints([layer.strides], "steps")])
+        total = tap if total is None else g.op("Add", [total, tap])
+    return _steps_last(layer, g, g.op("Mul", [total, g.const(layer._scale.reshape(1, out, 1), "inverse_count")]))
+
+
+@converts(L.GlobalAveragePooling1D, L.GlobalMaxPooling1D)
+def _global_pool_1d(layer, g: Graph, x: str) -> str:
+    """ReduceMean or ReduceMax over the steps."""
+    op = "ReduceMean" if isinstance(layer, L.GlobalAveragePooling1D) else "ReduceMax"
+    return g.op(op, [x, g.ints([1 if layer.data_format == "channels_last" else 2], "axes")], keepdims=0)
