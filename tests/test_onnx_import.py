@@ -205,6 +205,15 @@ def test_float64_graph_gives_a_float64_model(tmp_path):
     np.testing.assert_array_equal(model.predict(np.ones((1, 2))), [[1.5, 2.5, 3.5]])
 
 
+def test_a_constant_reversed_by_slice_folds_to_all_its_entries(tmp_path):
+    """Slice with step -1 from the last entry to "before the first" (as PyTorch's pad arithmetic writes it)."""
+    inits = {"c": np.array([3, 2, -1]), "s": np.array([-1]), "e": np.array([-2**63]), "a": np.array([0]),
+             "st": np.array([-1])}
+    nodes = [helper.make_node("Slice", ["c", "s", "e", "a", "st"], ["shape"]),
+             helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    model = bn.import_onnx(_save(tmp_path, nodes, inits, [6]))
+    assert [(type(layer).__name__, layer.output_shape) for layer in model.layers] == [("Reshape", (2, 3))]
+
 REFUSALS = {
     "unknown operator": ([helper.make_node("Cos", ["x"], ["y"], name="cosine")], {},
                          r"operator 'Cos' \('Cos' node 'cosine'\) has no barenet counterpart"),
