@@ -69,6 +69,12 @@ ATTRIBUTE_TYPES = {
     "activations": 8,
 }
 
+#: Those of Resize, Pad and LayerNormalization.
+ATTRIBUTE_TYPES.update({
+    **dict.fromkeys(("mode", "coordinate_transformation_mode", "nearest_mode", "keep_aspect_ratio_policy"), 3),
+    **dict.fromkeys(("antialias", "exclude_outside", "stash_type"), 2),
+    **dict.fromkeys(("cubic_coeff_a", "extrapolation_value"), 1),
+})
 
 def attributes(node: Any) -> dict[str, Any]:
     """A node's attributes as Python values (tensors as arrays), each of the type its name calls for."""
