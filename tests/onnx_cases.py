@@ -113,6 +113,73 @@ MODELS = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "gru": gru, "rnn": rnn, "embeddi
           "pooling_cnn": pooling_cnn}
 
 
+def activations_mlp():
+    """Linear layers with each newer activation after one: GELU (exact and tanh), SiLU, Mish, Hardswish, Hardsigmoid,
+    ReLU6, Softplus. The legacy exporter writes GELU as Erf or Tanh arithmetic before opset 20, SiLU as x * Sigmoid(x)
+    and Mish as x * Tanh(Softplus(x))."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    acts = [nn.GELU(), nn.SiLU(), nn.Mish(), nn.Hardswish(), nn.Hardsigmoid(), nn.ReLU6(), nn.Softplus(),
+            nn.GELU(approximate="tanh")]
+    widths = [FEATURES, 8, 7, 8, 6, 8, 7, 6, 8, CLASSES]
+    layers = []
+    for k, act in enumerate(acts):
+        layers += [nn.Linear(widths[k], widths[k + 1]), act]
+    net = nn.Sequential(*layers, nn.Linear(widths[-2], widths[-1]))
+    with torch.no_grad():  # wide enough inputs that the hard activations see both sides of their kinks
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(3)
+    return net.eval(), torch.randn(BATCH, FEATURES)
+
+
+def layernorm_sequence():
+    """(batch, time, features): Linear - LayerNorm over the features - GELU - Linear - LayerNorm over (time,
+    features) - Linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(FEATURES, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, HIDDEN),
+                        nn.LayerNorm([TIME, HIDDEN], eps=1e-3), nn.Linear(HIDDEN, CLASSES))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return net.eval(), torch.randn(BATCH, TIME, FEATURES)
+
+
+def upsampling_cnn():
+    """Conv - ZeroPad2d (asymmetric) - nearest Upsample x2 - Conv - bilinear Upsample (2, 3) - ReLU6 - global max pool
+    (exported as a MaxPool over the whole image) - Linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ZeroPad2d((1, 2, 0, 1)), nn.Upsample(scale_factor=2),
+                        nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=(2, 3), mode="bilinear"), nn.ReLU6(),
+                        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, CLASSES))
+    return net.eval(), torch.randn(BATCH, 2, 5, 4)
+
+
+def sequence_pools():
+    """(batch, channels, steps): MaxPool1d with padding - AvgPool1d without counting the padding - Hardswish -
+    AdaptiveAvgPool1d(1) (GlobalAveragePool) - Linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.MaxPool1d(3, 2, padding=1), nn.AvgPool1d(3, 1, padding=1, count_include_pad=False),
+                        nn.Hardswish(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(FEATURES, CLASSES))
+    return net.eval(), torch.randn(BATCH, FEATURES, 15) * 3
+
+
+MODELS.update({"activations_mlp": activations_mlp, "layernorm_sequence": layernorm_sequence,
+               "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools})
+
 def export_barenet_cnn(path: Path) -> None:
     """A channels-last barenet CNN with batch norm, written by barenet's own exporter (its graph transposes
     NHWC to NCHW around each image operator)."""
@@ -127,7 +194,8 @@ def export_barenet_cnn(path: Path) -> None:
 
 def export(name: str, path: Path, exporter: str = "legacy"):
     """Export model ``name`` to ``path`` with ``exporter``: ``"dynamo"`` (torch's default), ``"legacy"``,
-    or ``"legacy-unfolded"`` (no constant folding, so BatchNormalization nodes stay). Returns
+    ``"legacy-unfolded"`` (no constant folding, so BatchNormalization nodes stay) or ``"legacy-opset21"`` (opset 21,
+    where GELU is one Gelu node). Returns
     ``(module, example_input)``."""
     import torch
 
@@ -141,7 +209,8 @@ def export(name: str, path: Path, exporter: str = "legacy"):
         else:
             torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                              do_constant_folding=exporter == "legacy")
+                              do_constant_folding=exporter != "legacy-unfolded",
+                              opset_version=21 if exporter == "legacy-opset21" else None)
     return net, x
 
 

@@ -500,6 +500,143 @@ def test_barenet_to_onnx_to_barenet_keeps_weights_and_predictions(tmp_path, name
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
 
 
+# --------------------------------------------------------------------- layer norm, newer activations, pools, resize
+NEWER = [("activations_mlp", "legacy"), ("activations_mlp", "legacy-opset21"), ("activations_mlp", "dynamo"),
+         ("layernorm_sequence", "legacy"), ("upsampling_cnn", "legacy"),
+         ("upsampling_cnn", "dynamo"), ("sequence_pools", "legacy"), ("sequence_pools", "dynamo")]
+NEWER_LAYERS = {
+    "activations_mlp": ["Dense"] * 9,
+    "layernorm_sequence": ["Dense", "LayerNormalization", "GELU", "Dense", "LayerNormalization", "Dense"],
+    "upsampling_cnn": ["Conv2D", "ZeroPadding2D", "UpSampling2D", "Conv2D", "UpSampling2D", "ReLU6",
+                       "GlobalMaxPooling2D", "Dense"],
+    "sequence_pools": ["MaxPooling1D", "AveragePooling1D", "HardSwish", "GlobalAveragePooling1D", "Dense"],
+}
+
+
+@pytest.mark.parametrize(("name", "exporter"), NEWER, ids=[f"{m}-{e}" for m, e in NEWER])
+def test_newer_layers_exported_by_pytorch_match_onnxruntime(exported, name, exporter):
+    """GELU as Erf or Tanh arithmetic (opset 18) or one Gelu node (21), x * Sigmoid(x), x * Tanh(Softplus(x)),
+    HardSwish, HardSigmoid, Clip(0, 6), Softplus, LayerNormalization, 1-d pools, Resize and Pad become barenet's
+    layers; predictions agree with onnxruntime's to 1e-5 (relative) and with PyTorch's."""
+    ort = pytest.importorskip("onnxruntime")
+    path, net, x = exported(name, exporter)
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == NEWER_LAYERS[name]
+    if name == "activations_mlp":
+        acts = [layer.activation for layer in model.layers]
+        assert [a.kind for a in acts] == ["gelu", "silu", "mish", "hard_swish", "hard_sigmoid", "relu6", "softplus",
+                                          "gelu", "linear"]
+        assert (acts[0].approximate, acts[7].approximate) == (False, True)
+    X = _inputs(x)
+    got = model.predict(X)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {session.get_inputs()[0].name: X})
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)) <= TOLERANCE
+    assert np.max(np.abs(got - oc.torch_predict(net, X))) <= TOLERANCE
+
+
+def test_global_max_pool_clip_and_pad_of_a_hand_built_graph(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(7)
+    inits = {"w": rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "pads": np.array([0, 0, 1, 0, 0, 0, 0, 2]),
+             "low": np.array(0.0, np.float32), "high": np.array(6.0, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Pad", ["c", "pads"], ["p"]),
+             helper.make_node("Clip", ["p", "low", "high"], ["r"]), helper.make_node("GlobalMaxPool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["y"])]
+    path = _save(tmp_path, nodes, inits, [2, 6, 5], opset=18)
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "ZeroPadding2D", "ReLU6",
+                                                                "GlobalMaxPooling2D"]
+    assert model.layers[1].padding == ((1, 0), (0, 2)) and model.layers[1].data_format == "channels_first"
+    X = rng.standard_normal((4, 2, 6, 5)).astype(np.float32) * 3
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(model.predict(X), want, atol=1e-5)
+
+
+def test_reduce_max_over_the_steps_is_a_global_max_pool(tmp_path):
+    path = _save(tmp_path, [helper.make_node("ReduceMax", ["x", "axes"], ["y"], keepdims=0)],
+                 {"axes": np.array([-1])}, [3, 5], opset=18)
+    model = bn.import_onnx(path)
+    assert [(type(layer).__name__, layer.data_format) for layer in model.layers] == [("GlobalMaxPooling1D",
+                                                                                        "channels_first")]
+    X = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(X), X.max(axis=2))
+
+
+NEWER_REFUSALS = {
+    "keras 2 hard sigmoid": ([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.2)], {},
+                             r"has alpha=0\.2.*barenet's HardSigmoid is relu6\(x \+ 3\) / 6"),
+    "clip to other bounds": ([helper.make_node("Clip", ["x", "low", "high"], ["y"])],
+                             {"low": np.array(-1.0, np.float32), "high": np.array(1.0, np.float32)},
+                             r"clips to \[-1\.0, 1\.0\]; barenet imports Clip to \[0, 6\]"),
+    "swish with beta 2": ([helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Sigmoid", ["x2"], ["s"]),
+                           helper.make_node("Mul", ["x", "s"], ["y"])], {"two": np.array(2.0, np.float32)},
+                          "multiplies the data path"),
+    "erf alone": ([helper.make_node("Erf", ["x"], ["y"])], {}, "barenet has no 'Erf' layer"),
+    "reflect padding": ([helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")],
+                        {"pads": np.zeros(6, np.int64)}, "pads in mode 'reflect'"),
+    "layer norm over the batch": ([helper.make_node("LayerNormalization", ["x", "s"], ["y"], axis=0)],
+                                  {"s": np.ones((2, 3, 4), np.float32)}, "has axis 0 for a 3-d tensor"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEWER_REFUSALS))
+def test_newer_operator_refusals_name_the_problem(tmp_path, case):
+    nodes, inits, message = NEWER_REFUSALS[case]
+    path = _save(tmp_path, nodes, inits, [3, 4], opset=18)
+    with pytest.raises(ModelFileError, match=message):
+        bn.import_onnx(path)
+
+
+def _newer_roundtrip_models():
+    L = bn.layers
+    return {
+        "image": lambda: [L.Conv2D(3, 3, padding="same", input_shape=(6, 5, 2)), L.LayerNormalization(),
+                          L.ZeroPadding2D(((1, 0), (2, 1))), L.UpSampling2D((2, 1), "bilinear"), L.Mish(),
+                          L.UpSampling2D(2), L.GlobalMaxPooling2D(), L.Dense(4, "silu"), L.Dense(3, "hard_swish"),
+                          L.Dense(3, L.GELU(approximate=True)), L.Dense(2, "softplus")],
+        "sequence": lambda: [L.Dense(4, "gelu", input_shape=(9, 3)), L.MaxPooling1D(3, 2, "same"),
+                             L.AveragePooling1D(2, 1, "same"), L.LayerNormalization(axis=[1, 2], epsilon=1e-5),
+                             L.HardSigmoid(), L.GlobalAveragePooling1D(), L.Dense(3, "relu6")],
+        "sequence-channels-first": lambda: [L.MaxPooling1D(2, data_format="channels_first", input_shape=(3, 8)),
+                                            L.AveragePooling1D(2, data_format="channels_first"),
+                                            L.GlobalMaxPooling1D(data_format="channels_first"), L.Dense(2)],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_newer_roundtrip_models()))
+def test_newer_layers_round_trip_through_onnx(tmp_path, name):
+    model = bn.Sequential(_newer_roundtrip_models()[name](), seed=1)
+    model.build()
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        for key, value in layer.params.items():
+            value[...] = rng.uniform(0.5, 1.5, value.shape) if key == "gamma" else rng.normal(0, 0.5, value.shape)
+    bn.export_onnx(model, tmp_path / "m.onnx")
+    back = bn.import_onnx(tmp_path / "m.onnx")
+    assert [layer.get_config() for layer in back.layers] == [
+        {k: v for k, v in layer.get_config().items() if k not in ("input_shape", "name")} for layer in model.layers]
+    for a, b in zip(model.get_weights(), back.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    X = rng.normal(size=(9, *model.input_shape)).astype(np.float32) * 2
+    np.testing.assert_allclose(back.predict(X), model.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_float64_forms_of_activations_and_layer_norm_import_back(tmp_path):
+    """barenet writes float64 GELU (through erfc), HardSigmoid, Softplus, Mish and LayerNormalization with elementary
+    operators; the importer recognizes them and gives back the same layers."""
+    L = bn.layers
+    model = bn.Sequential([L.Dense(6, "gelu", input_dim=4), L.LayerNormalization(), L.HardSigmoid(), L.Dense(5, "mish"),
+                           L.LayerNormalization(center=False), L.Softplus(), L.Dense(3, "silu")], seed=2,
+                          dtype="float64")
+    model.build()
+    bn.export_onnx(model, tmp_path / "m.onnx")
+    back = bn.import_onnx(tmp_path / "m.onnx")
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    assert back.layers[0].activation.approximate is False and back.layers[4].center is False
+    X = np.random.default_rng(5).normal(size=(20, 4)) * 3
+    np.testing.assert_allclose(back.predict(X), model.predict(X), rtol=1e-10, atol=1e-12)
+
 # --------------------------------------------------------------------- bidirectional recurrent nodes
 BIDIRECTIONAL = [(cell, mode, seq) for cell in ("lstm", "gru", "rnn") for mode in ("concat", "sum", "mul", "ave")
                  for seq in (True, False)]

@@ -69,6 +69,12 @@ ATTRIBUTE_TYPES = {
     "activations": 8,
 }
 
+#: Those of Resize, Pad and LayerNormalization.
+ATTRIBUTE_TYPES.update({
+    **dict.fromkeys(("mode", "coordinate_transformation_mode", "nearest_mode", "keep_aspect_ratio_policy"), 3),
+    **dict.fromkeys(("antialias", "exclude_outside", "stash_type"), 2),
+    **dict.fromkeys(("cubic_coeff_a", "extrapolation_value"), 1),
+})
 
 _RECURRENT = ("activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "layout")
 _WINDOW = ("auto_pad", "dilations", "kernel_shape", "pads", "strides")
@@ -83,6 +89,15 @@ KNOWN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("Softmax", "Flatten", "Gather", "Concat"), ("axis",)),
     **dict.fromkeys(("Squeeze", "Unsqueeze"), ("axes",)),
     "Gelu": ("approximate",),
+    **dict.fromkeys(("Abs", "Clip", "Erf", "Exp", "GlobalMaxPool", "Greater", "HardSwish", "Less", "Log", "Max",
+                     "Min", "Mish", "Neg", "Pow", "Reciprocal", "Softplus", "Sqrt", "Where"), ()),
+    "HardSigmoid": ("alpha", "beta"),
+    "Swish": ("alpha",),
+    "ReduceMax": ("axes", "keepdims", "noop_with_empty_axes"),
+    "LayerNormalization": ("axis", "epsilon", "stash_type"),
+    "Resize": ("mode", "coordinate_transformation_mode", "nearest_mode", "antialias", "axes", "cubic_coeff_a",
+               "exclude_outside", "extrapolation_value", "keep_aspect_ratio_policy"),
+    "Pad": ("mode",),
     "Gemm": ("alpha", "beta", "transA", "transB"),
     "Conv": (*_WINDOW, "group"),
     "MaxPool": (*_WINDOW, "ceil_mode", "storage_order"),
@@ -108,10 +123,17 @@ IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
              "round_mode": "only casts to float8e8m0 round, and barenet reads no float8 type"},
     "Dropout": {"seed": "an inference-mode Dropout draws nothing"},
     "ReduceMean": {"noop_with_empty_axes": "only acts without axes, which the importer refuses"},
+    "ReduceMax": {"noop_with_empty_axes": "only acts without axes, which the importer refuses"},
+    "LayerNormalization": {"stash_type": "only sets the precision of the statistics a training graph keeps"},
+    "Resize": {"cubic_coeff_a": "only the cubic mode reads it, which the importer refuses",
+               "exclude_outside": "only the cubic mode reads it, which the importer refuses",
+               "extrapolation_value": "only tf_crop_and_resize reads it, which the importer refuses",
+               "keep_aspect_ratio_policy": "only output sizes read it; the importer takes scales"},
 }
 
 #: ``(operator, attribute) -> opset`` from which the attribute is an input instead (it is refused from then on).
 BECAME_INPUTS = {("Squeeze", "axes"): 13, ("Unsqueeze", "axes"): 13, ("ReduceMean", "axes"): 18,
+                 ("ReduceMax", "axes"): 18,
                  ("Slice", "starts"): 10, ("Slice", "ends"): 10, ("Slice", "axes"): 10, ("Dropout", "ratio"): 12}
 
 

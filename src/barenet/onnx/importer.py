@@ -59,6 +59,7 @@ from ._checks import (
     tensor_array,
 )
 from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_arguments, slice_index
+from ._patterns import ELEMENTWISE, fuse
 
 #: Operators that map to layers or move data-path axes (besides the foldable ones).
 LAYER_OPS = frozenset({
@@ -67,13 +68,20 @@ LAYER_OPS = frozenset({
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
     "Concat", "Mul",
 })
-SUPPORTED_OPS = LAYER_OPS | FOLDABLE
+#: Operators of the activations, normalization, pooling, resizing and padding layers added with LayerNormalization.
+LAYER_OPS = LAYER_OPS | {"Swish", "Mish", "HardSwish", "HardSigmoid", "Softplus", "Clip", "LayerNormalization",
+                         "GlobalMaxPool", "ReduceMax", "Resize", "Pad"}
+#: Operators read only inside the subgraphs :mod:`._patterns` recognizes as one operator (refused anywhere else).
+PATTERN_OPS = ELEMENTWISE | {"ReduceMean", "Pow", "Sqrt"}
+SUPPORTED_OPS = LAYER_OPS | FOLDABLE | PATTERN_OPS
 #: (fewest, most) inputs of each operator; the fewest must all be given.
 ARITY = {
     "Constant": (0, 0), "Concat": (1, 1 << 16), "Gather": (2, 2), "Reshape": (2, 2), "Expand": (2, 2),
     "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2), "MatMul": (2, 2), "Gemm": (2, 3), "Conv": (2, 3),
     "Squeeze": (1, 2), "Unsqueeze": (1, 2), "ReduceMean": (1, 2), "Slice": (1, 5), "Dropout": (1, 3),
     "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
+    "Clip": (1, 3), "LayerNormalization": (1, 3), "ReduceMax": (1, 2), "Resize": (1, 4), "Pad": (2, 4),
+    "Pow": (2, 2), "Less": (2, 2), "Greater": (2, 2), "Where": (3, 3), "Max": (1, 1 << 16), "Min": (1, 1 << 16),
 }
 #: Largest per-sample element count of any tensor on the data path.
 MAX_SAMPLE_ELEMENTS = 1 << 24
@@ -129,6 +137,7 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
     """
     model, n_bytes = read_model(path, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
+    order = fuse(model.graph, order, opset_version(model), element_budget(n_bytes))
     try:
         return _Translator(model, n_bytes).run(order)
     except ModelFileError:
@@ -406,6 +415,41 @@ class _Translator:
             raise bad(f"{node_label(node)} has approximate={approximate!r}; expected 'none' or 'tanh'")
         return self._activation(node, inputs[0], L.GELU(approximate=approximate == "tanh"))
 
+    def _Swish(self, node, inputs, attrs):
+        if attrs.get("alpha", 1.0) != 1.0:
+            raise bad(f"{node_label(node)} has alpha={attrs['alpha']}; barenet's SiLU is x * sigmoid(x) (alpha 1)")
+        return self._activation(node, inputs[0], L.SiLU())
+
+    def _Mish(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.Mish())
+
+    def _HardSwish(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.HardSwish())
+
+    def _Softplus(self, node, inputs, attrs):
+        return self._activation(node, inputs[0], L.Softplus())
+
+    def _HardSigmoid(self, node, inputs, attrs):
+        alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+        if abs(alpha - 1 / 6) > 1e-6 or beta != 0.5:
+            raise bad(f"{node_label(node)} has alpha={alpha}, beta={beta}; barenet's HardSigmoid is relu6(x + 3) / 6 "
+                      "(alpha 1/6, beta 0.5, as in PyTorch and Keras 3)")
+        return self._activation(node, inputs[0], L.HardSigmoid())
+
+    def _Clip(self, node, inputs, attrs):
+        """Clip to [0, 6] is ReLU6, to [0, inf) ReLU (bounds as constant inputs, opset 11 on)."""
+        if self.opset < 11:
+            raise bad(f"{node_label(node)} gives its bounds as attributes (opset {self.opset}); barenet reads Clip "
+                      "from opset 11")
+        low, high = (float(self._const(inputs[k], name, node, (0, 1)).reshape(-1)[0])
+                     if len(inputs) > k and inputs[k] is not None else None for k, name in ((1, "min"), (2, "max")))
+        if low == 0 and high == 6:
+            return self._activation(node, inputs[0], L.ReLU6())
+        if low == 0 and high is None:
+            return self._activation(node, inputs[0], L.ReLU())
+        raise bad(f"{node_label(node)} clips to [{low}, {high}]; barenet imports Clip to [0, 6] (ReLU6) or from 0 "
+                  "(ReLU)")
+
     def _Softmax(self, node, inputs, attrs):
         x = inputs[0]
         rank = len(x.axes)
@@ -505,13 +549,19 @@ class _Translator:
         return self._add(cls(kernel, strides=strides, padding=padding, data_format=data_format), x, out_axes=x.axes)
 
     def _MaxPool(self, node, inputs, attrs):
+        if len(inputs[0].axes) == 3:
+            return self._pool_1d(node, inputs, attrs, L.MaxPooling1D)
         return self._pool(node, inputs, attrs, L.MaxPooling2D)
 
     def _AveragePool(self, node, inputs, attrs):
+        if len(inputs[0].axes) == 3:
+            return self._pool_1d(node, inputs, attrs, L.AveragePooling1D)
         return self._pool(node, inputs, attrs, L.AveragePooling2D)
 
     def _GlobalAveragePool(self, node, inputs, attrs):
         x = inputs[0]
+        if len(x.axes) == 3:
+            return self._global_pool(node, x, [2], 1, L.GlobalAveragePooling1D)
         data_format = self._image(x, node)[3]
         return self._add(L.GlobalAveragePooling2D(data_format=data_format), x, out_axes=(0, 1, None, None))
 
@@ -523,12 +573,177 @@ class _Translator:
             axes = int_list(inputs[1], "axes", node) if len(inputs) > 1 and inputs[1] is not None else None
         else:
             axes = attrs.get("axes")
+        if len(x.shape) == 2 and axes is not None:  # sequences (N, C, L), perhaps with an axis of size 1 added
+            return self._global_pool(node, x, axes, attrs.get("keepdims", 1), L.GlobalAveragePooling1D)
         if len(x.axes) != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
             raise bad(f"{node_label(node)} averages axes {axes} of {list(x.onnx_shape)}; barenet imports a mean "
                       "only over the height and width of NCHW images (a global average pool)")
         keep = attrs.get("keepdims", 1)
         return self._add(L.GlobalAveragePooling2D(data_format=self._image(x, node)[3]), x,
                          out_axes=(0, 1, None, None) if keep else (0, 1))
+
+    # ----------------------------------------------------------------- layer norm, 1-d and global pools, resize, pad
+    def _sequence(self, x: Data, node: Any) -> tuple[int, int, str]:
+        """``(channels, steps, data_format)`` of the ``(N, C, L)`` sequences ``x``: ``channels_first`` when barenet
+        holds them so, ``channels_last`` when the graph transposed barenet's ``(N, L, C)`` to them."""
+        if x.axes == (0, 2, 1):
+            steps, c = x.shape
+            return c, steps, "channels_last"
+        if len(x.axes) != 3 or not x.plain:
+            raise bad(f"{node_label(node)} takes sequences (N, C, L); the data path here is {list(x.onnx_shape)}")
+        c, steps = x.shape
+        return c, steps, "channels_first"
+
+    def _pool_1d(self, node, inputs, attrs, cls):
+        x = inputs[0]
+        _, steps, data_format = self._sequence(x, node)
+        if len(node.output) > 1 and node.output[1] and self.uses.get(node.output[1]):
+            raise bad(f"{node_label(node)} returns indices, which barenet's pooling does not")
+        if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1])):
+            raise bad(f"{node_label(node)} has ceil_mode=1 or dilations; barenet's pooling has neither")
+        kernel, strides = attrs.get("kernel_shape", []), attrs.get("strides", [1])
+        if len(kernel) != 1 or len(strides) != 1 or min(*kernel, *strides) < 1:
+            raise bad(f"{node_label(node)} has kernel_shape={kernel}, strides={strides}; expected one positive size "
+                      "each (1-d sequences)")
+        k, stride = kernel[0], strides[0]
+        pads = tuple(attrs.get("pads", [0, 0]))
+        auto = attrs.get("auto_pad", "NOTSET")
+        same = resolve_padding("same", (1, steps), (1, k), (1, stride), (1, 1))[1]
+        if auto == "VALID" or auto == "NOTSET" and not any(pads):
+            padding = "valid"
+        elif auto == "SAME_UPPER" or auto == "NOTSET" and pads == same:
+            padding = "same"
+        else:
+            raise bad(f"{node_label(node)} has pads {list(pads)} (auto_pad={auto!r}), which barenet's {cls.__name__} "
+                      "cannot express ('valid', or 'same' with the extra step at the end)")
+        if cls is L.AveragePooling1D and padding != "valid" and attrs.get("count_include_pad", 0):
+            raise bad(f"{node_label(node)} counts padding in its averages; barenet's AveragePooling1D does not")
+        return self._add(cls(k, strides=stride, padding=padding, data_format=data_format), x, out_axes=x.axes)
+
+    def _global_pool(self, node, x: Data, axes: list[int], keepdims: int, cls) -> Data:
+        """A mean or maximum over the image axes (or the steps) of the data path as a global pooling layer, its
+        data format read from which barenet axes are reduced."""
+        rank = len(x.axes)
+        if any(not -rank <= a < rank for a in axes):
+            raise bad(f"{node_label(node)} reduces axes {axes} of a {rank}-d tensor")
+        onnx_axes = sorted({a % rank for a in axes})
+        reduced = sorted(x.axes[a] for a in onnx_axes if x.axes[a] is not None)
+        spatial = len(x.shape) - 1  # 2 for images, 1 for sequences
+        layouts = {tuple(range(1, spatial + 1)): "channels_last", tuple(range(2, spatial + 2)): "channels_first"}
+        kept = [a for k, a in enumerate(x.axes) if k not in onnx_axes and a is not None]
+        layout = layouts.get(tuple(reduced)) if len(x.shape) in (2, 3) and 0 in kept else None
+        if layout is None or cls.__name__.endswith("1D") != (spatial == 1):
+            raise bad(f"{node_label(node)} reduces axes {axes} of {list(x.onnx_shape)}; barenet imports a mean or "
+                      "maximum only over the height and width of images or the steps of sequences (a global pool)")
+        out_axes = tuple(None if k in onnx_axes or a is None else 0 if a == 0 else 1 for k, a in enumerate(x.axes)
+                         if keepdims or k not in onnx_axes)
+        return self._add(cls(data_format=layout), self._data(x.shape, tuple(range(len(x.shape) + 1))),
+                         out_axes=out_axes)
+
+    def _GlobalMaxPool(self, node, inputs, attrs):
+        x = inputs[0]
+        rank = len(x.axes)
+        cls = L.GlobalMaxPooling1D if rank == 3 else L.GlobalMaxPooling2D
+        return self._global_pool(node, x, list(range(2, rank)), 1, cls)
+
+    def _ReduceMax(self, node, inputs, attrs):
+        x = inputs[0]
+        if self.opset >= 18:
+            axes = int_list(inputs[1], "axes", node) if len(inputs) > 1 and inputs[1] is not None else None
+        else:
+            axes = attrs.get("axes")
+        if axes is None:
+            raise bad(f"{node_label(node)} takes the maximum over all axes; barenet imports it only over the height "
+                      "and width of images or the steps of sequences (a global pool)")
+        cls = L.GlobalMaxPooling1D if len(x.shape) == 2 else L.GlobalMaxPooling2D
+        return self._global_pool(node, x, axes, attrs.get("keepdims", 1), cls)
+
+    def _LayerNormalization(self, node, inputs, attrs):
+        """Normalization over the axes from ``axis`` to the last, each mapped to the barenet axis it is; the scale
+        and bias may carry leading axes of size 1 (as a decomposed layer norm's constants do)."""
+        x = inputs[0]
+        if any(name and self.uses.get(name) for name in node.output[1:]):
+            raise bad(f"{node_label(node)} outputs its mean or inverse deviation; barenet imports only the result")
+        rank = len(x.axes)
+        axis = attrs.get("axis", -1)
+        if not -rank < axis < rank or axis % rank == 0:
+            raise bad(f"{node_label(node)} has axis {axis} for a {rank}-d tensor; barenet normalizes each sample, "
+                      "over axes after the batch")
+        mapped = [x.axes[a] for a in range(axis % rank, rank)]
+        if any(a is None or a == 0 or a == DIR for a in mapped):
+            raise bad(f"{node_label(node)} normalizes axes of {list(x.onnx_shape)} that barenet cannot name")
+        shape = [x.shape[a - 1] for a in mapped]
+        arrays, order = {}, np.argsort(mapped)
+        for k, key in ((1, "gamma"), (2, "beta")):
+            if len(inputs) > k and inputs[k] is not None:
+                w = self._weights(inputs[k], "scale" if k == 1 else "bias", node, tuple(range(rank + 1)))
+                if w.size != int(np.prod(shape)) or any(d != 1 for d in w.shape[:w.ndim - len(shape)]):
+                    raise bad(f"{node_label(node)} has a {'scale' if k == 1 else 'bias'} of shape {w.shape} for "
+                              f"normalized axes of sizes {shape}")
+                arrays[key] = w.reshape(shape).transpose(order)
+        eps = float(str(np.float32(attrs.get("epsilon", 1e-5))))  # the float32 attribute's shortest decimal: 1e-05
+        if not eps > 0:
+            raise bad(f"{node_label(node)} has epsilon {eps}; expected a value > 0")
+        axes = sorted(mapped)
+        layer = L.LayerNormalization(axis=-1 if axes == [len(x.shape)] else axes, epsilon=eps, center="beta" in arrays,
+                                     scale="gamma" in arrays)
+        return self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1))), out_axes=x.axes, **arrays)
+
+    def _Resize(self, node, inputs, attrs):
+        """Resizing NCHW images by whole factors as UpSampling2D: nearest with the coordinates rounded down
+        (``asymmetric`` + ``floor``, or ``half_pixel`` + rounding, which agree for whole factors), or linear with
+        half-pixel centres."""
+        x = inputs[0]
+        data_format = self._image(x, node)[3]
+        if self.opset < 11:
+            raise bad(f"{node_label(node)} is an opset-{self.opset} Resize; barenet reads Resize from opset 11")
+        mode = attrs.get("mode", "nearest")
+        coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
+        nearest = attrs.get("nearest_mode", "round_prefer_floor")
+        if mode == "nearest":
+            ok = (coordinates, nearest) == ("asymmetric", "floor") or coordinates in ("half_pixel",
+                                                                                       "pytorch_half_pixel") \
+                and nearest in ("round_prefer_floor", "round_prefer_ceil")
+        else:
+            ok = mode == "linear" and coordinates in ("half_pixel", "pytorch_half_pixel")
+        if not ok or attrs.get("antialias", 0) or "axes" in attrs:
+            raise bad(f"{node_label(node)} resizes with mode={mode!r}, coordinate_transformation_mode={coordinates!r}, "
+                      f"nearest_mode={nearest!r}; barenet's UpSampling2D is nearest (asymmetric + floor) or linear "
+                      "(half_pixel), without antialias or axes")
+        if len(inputs) > 3 and inputs[3] is not None:
+            raise bad(f"{node_label(node)} gives output sizes; barenet imports Resize by constant scales")
+        scales = self._const(inputs[2] if len(inputs) > 2 else None, "scales", node, (1,))
+        if scales.shape != (4,) or np.any(scales != np.round(scales)) or list(scales[:2]) != [1, 1] \
+                or np.any(scales < 1):
+            raise bad(f"{node_label(node)} has scales {scales.tolist()}; barenet's UpSampling2D scales height and "
+                      "width by whole factors")
+        size = (int(scales[2]), int(scales[3]))
+        interpolation = "nearest" if mode == "nearest" else "bilinear"
+        return self._add(L.UpSampling2D(size, interpolation, data_format=data_format), x, out_axes=x.axes)
+
+    def _Pad(self, node, inputs, attrs):
+        """Zeros around the height and width of images: pads on barenet axes 1 and 2 are a channels-last
+        ZeroPadding2D, on axes 2 and 3 a channels-first one."""
+        x = inputs[0]
+        rank = len(x.axes)
+        if attrs.get("mode", "constant") != "constant" or len(inputs) > 3 and inputs[3] is not None:
+            raise bad(f"{node_label(node)} pads in mode {attrs.get('mode')!r} or along given axes; barenet imports "
+                      "constant zero padding with a pad for every axis")
+        if len(inputs) > 2 and inputs[2] is not None and np.any(self._const(inputs[2], "constant_value", node)):
+            raise bad(f"{node_label(node)} pads with a value other than zero")
+        pads = int_list(inputs[1], "pads", node)
+        if len(pads) != 2 * rank or min(pads) < 0:
+            raise bad(f"{node_label(node)} has pads {pads}; expected {2 * rank} sizes >= 0")
+        padded = {x.axes[k]: (pads[k], pads[k + rank]) for k in range(rank) if pads[k] or pads[k + rank]}
+        if not padded:
+            return self._data(x.shape, x.axes)
+        first = 1 if set(padded) <= {1, 2} else 2 if set(padded) <= {2, 3} else None
+        if len(x.shape) != 3 or first is None:
+            raise bad(f"{node_label(node)} pads {list(x.onnx_shape)} with {pads}; barenet imports zero padding of "
+                      "the height and width of images (ZeroPadding2D)")
+        padding = (padded.get(first, (0, 0)), padded.get(first + 1, (0, 0)))
+        layer = L.ZeroPadding2D(padding, data_format="channels_last" if first == 1 else "channels_first")
+        return self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1))), out_axes=x.axes)
 
     def _BatchNormalization(self, node, inputs, attrs):
         x = inputs[0]

@@ -349,13 +349,16 @@ def _average_pool(layer: L.AveragePooling2D, g: Graph, x: str) -> str:
     return _from_last(layer, g, y)
 
 
-@converts(L.GlobalAveragePooling2D)
-def _global_average_pool(layer: L.GlobalAveragePooling2D, g: Graph, x: str) -> str:
-    """GlobalAveragePool then Flatten to ``(batch, channels)``; ReduceMean over the image axes in float64."""
+@converts(L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)
+def _global_pool(layer: L.GlobalAveragePooling2D | L.GlobalMaxPooling2D, g: Graph, x: str) -> str:
+    """GlobalAveragePool or GlobalMaxPool then Flatten to ``(batch, channels)``; ReduceMean or ReduceMax over the
+    image axes in float64 (onnxruntime's GlobalMaxPool is float32 only)."""
+    average = isinstance(layer, L.GlobalAveragePooling2D)
     if native(g):
-        return g.op("Flatten", [g.op("GlobalAveragePool", [_to_first(layer, g, x)])], axis=1)
+        pooled = g.op("GlobalAveragePool" if average else "GlobalMaxPool", [_to_first(layer, g, x)])
+        return g.op("Flatten", [pooled], axis=1)
     axes = [1, 2] if layer.data_format == "channels_last" else [2, 3]
-    return g.op("ReduceMean", [x, g.ints(axes, "axes")], keepdims=0)
+    return g.op("ReduceMean" if average else "ReduceMax", [x, g.ints(axes, "axes")], keepdims=0)
 
 
 @converts(L.Add, L.Subtract, L.Multiply, L.Maximum)
@@ -418,14 +421,6 @@ def _multi_head_attention(layer: L.MultiHeadAttention, g: Graph, xs: list[str], 
     if layer.use_bias:
         y = g.op("Add", [y, g.const(layer.params["output_bias"], "output_bias")])
     return y
-@converts(L.GlobalMaxPooling2D)
-def _global_max_pool(layer: L.GlobalMaxPooling2D, g: Graph, x: str) -> str:
-    """GlobalMaxPool then Flatten; ReduceMax over the image axes in float64 (onnxruntime's GlobalMaxPool is float32
-    only)."""
-    if native(g):
-        return g.op("Flatten", [g.op("GlobalMaxPool", [_to_first(layer, g, x)])], axis=1)
-    axes = [1, 2] if layer.data_format == "channels_last" else [2, 3]
-    return g.op("ReduceMax", [x, g.ints(axes, "axes")], keepdims=0)
 
 
 @converts(L.UpSampling2D)
