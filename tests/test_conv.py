@@ -297,13 +297,17 @@ def test_global_average_pooling_by_hand():
     (lambda: Conv2D(0, 3), "Conv2D filters must be a positive integer, got 0"),
     (lambda: Conv2D(4, (3, 3, 3)), r"Conv2D kernel_size must be a positive integer or a pair of them, got \(3, 3, 3\)"),
     (lambda: Conv2D(4, 3, strides=0), "Conv2D strides must be a positive integer or a pair of them, got 0"),
-    (lambda: Conv2D(4, 3, padding="full"), "Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
-                                           "got 'full'"),
+    (lambda: Conv2D(4, 3, padding="full"), r"Conv2D padding must be 'valid', 'same', an int >= 0, a pair \(height, "
+                                           r"width\) of them, or \(\(top, bottom\), \(left, right\)\), got 'full'"),
     (lambda: Conv2D(4, 3, padding=(1, -1)), r"Conv2D padding must be .* got \(1, -1\)"),
     (lambda: Conv2D(4, 3, l2=-0.1), "Conv2D l2 must be >= 0, got -0.1"),
     (lambda: Conv2D(4, 3, data_format="NHWC"),
      r"Conv2D data_format must be one of \('channels_last', 'channels_first'\), got 'NHWC'"),
-    (lambda: MaxPooling2D(2, padding=1), "MaxPooling2D padding must be 'valid' or 'same', got 1"),
+    (lambda: MaxPooling2D(2, padding="full"), "MaxPooling2D padding must be 'valid', 'same', an int >= 0"),
+    (lambda: MaxPooling2D(2, padding=((0, 2), 1)), r"MaxPooling2D pads \(\(0, 2\), 1\), as much as its \(2, 2\) window "
+                                                   r"or more; padding must be smaller than the window on every side"),
+    (lambda: Conv2D(4, 3, padding=((1, 2), (3,))), r"Conv2D padding must be .* got \(\(1, 2\), \(3,\)\)"),
+    (lambda: AveragePooling2D(2, count_include_pad=1), "AveragePooling2D count_include_pad must be True or False"),
     (lambda: AveragePooling2D(pool_size=(2, 0)), r"AveragePooling2D pool_size must be .*got \(2, 0\)"),
     (lambda: GlobalAveragePooling2D(data_format="channels_middle"), "GlobalAveragePooling2D data_format"),
 ])

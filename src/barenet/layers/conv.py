@@ -79,15 +79,46 @@ class ImageLayer(Layer):
         return config
 
 
-def resolve_padding(padding: str | int | tuple[int, int], image: tuple[int, int], kernel: tuple[int, int],
+def resolve_padding(padding: str | tuple[int, int] | Pads, image: tuple[int, int], kernel: tuple[int, int],
                     strides: tuple[int, int], dilation: tuple[int, int]) -> Pads:
-    """Pixels to add ``((top, bottom), (left, right))`` for a padding spec on ``image = (height, width)``."""
+    """Pixels to add ``((top, bottom), (left, right))`` for a padding spec on ``image = (height, width)``:
+    ``"valid"``, ``"same"``, ``(ph, pw)`` (each on both sides) or ``((top, bottom), (left, right))``."""
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding == "same":
         return tuple(F.same_padding(n, k, s, d) for n, k, s, d in zip(image, kernel, strides, dilation, strict=True))
-    ph, pw = padding
-    return (ph, ph), (pw, pw)
+    return tuple((int(p), int(p)) if isinstance(p, (int, np.integer)) else (int(p[0]), int(p[1])) for p in padding)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+
+def normalize_padding(padding: Any, owner: str) -> str | tuple[int, int] | Pads:
+    """A 2-d padding spec checked and in its one stored form, or :class:`ConfigError`.
+
+    ``"valid"`` and ``"same"`` stay; an integer ``p`` is ``(p, p)``; a pair ``(ph, pw)`` stays; a pair of
+    ``(before, after)`` pairs ``((top, bottom), (left, right))`` (Keras's ``ZeroPadding2D`` nesting; either
+    entry may also be one integer for both sides) stays, or becomes ``(ph, pw)`` when both axes are symmetric.
+    """
+    if isinstance(padding, str):
+        if padding in ("valid", "same"):
+            return padding
+    else:
+        pair = (padding, padding) if _count(padding) else tuple(padding) if isinstance(padding, (tuple, list)) else ()
+        sides = [(p, p) if _count(p) else tuple(p) if isinstance(p, (tuple, list)) else () for p in pair]
+        if len(pair) == 2 and all(len(s) == 2 and all(_count(v) for v in s) for s in sides):
+            (top, bottom), (left, right) = ((int(a), int(b)) for a, b in sides)
+            return (top, left) if top == bottom and left == right else ((top, bottom), (left, right))
+    raise ConfigError(f"{owner} padding must be 'valid', 'same', an int >= 0, a pair (height, width) of them, or "
+                      f"((top, bottom), (left, right)), got {padding!r}")
+
+
+def padding_config(padding: str | tuple[int, int] | Pads) -> str | list[int] | list[list[int]]:
+    """The JSON form of a padding spec stored by :func:`normalize_padding`."""
+    if isinstance(padding, str):
+        return padding
+    return [list(p) if isinstance(p, tuple) else p for p in padding]
 
 
 @register
@@ -102,10 +133,12 @@ class Conv2D(activations.Activated, ImageLayer):
         Window height and width.
     strides : int or (int, int)
         Step between windows.
-    padding : "valid", "same", int or (int, int)
+    padding : "valid", "same", int, (int, int) or ((int, int), (int, int))
         ``"valid"`` adds nothing; ``"same"`` adds zeros so that there are ``ceil(size / stride)`` outputs
         (an odd total puts the extra row/column at the bottom/right, as Keras does); an integer ``p``
-        or a pair ``(ph, pw)`` adds that many zero rows/columns on each side.
+        or a pair ``(ph, pw)`` adds that many zero rows/columns on each side (PyTorch's ``padding``);
+        ``((top, bottom), (left, right))`` adds those amounts (Keras's ``ZeroPadding2D`` nesting, ONNX's
+        ``pads``).
     dilation_rate : int or (int, int)
         Gap between kernel taps (1: adjacent pixels).
     activation : str, Activation or None
@@ -152,7 +185,7 @@ class Conv2D(activations.Activated, ImageLayer):
         filters: int,
         kernel_size: int | tuple[int, int],
         strides: int | tuple[int, int] = 1,
-        padding: str | int | tuple[int, int] = "valid",
+        padding: str | int | tuple[int, int] | Pads = "valid",
         dilation_rate: int | tuple[int, int] = 1,
         activation: str | activations.Activation | None = None,
         *,
@@ -169,19 +202,7 @@ class Conv2D(activations.Activated, ImageLayer):
         self.kernel_size = normalize_pair(kernel_size, "kernel_size", "Conv2D")
         self.strides = normalize_pair(strides, "strides", "Conv2D")
         self.dilation_rate = normalize_pair(dilation_rate, "dilation_rate", "Conv2D")
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
-                                  f"got {padding!r}")
-            self.padding: str | tuple[int, int] = padding
-        else:
-            pair = (padding, padding) if isinstance(padding, (int, np.integer)) else tuple(padding) \
-                if isinstance(padding, (tuple, list)) else ()
-            if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0
-                                         for p in pair):
-                raise ConfigError(f"Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
-                                  f"got {padding!r}")
-            self.padding = (int(pair[0]), int(pair[1]))
+        self.padding = normalize_padding(padding, "Conv2D")
         if l2 < 0:
             raise ConfigError(f"Conv2D l2 must be >= 0, got {l2!r}")
         self.activation = activations.get(activation)
@@ -287,7 +308,7 @@ class Conv2D(activations.Activated, ImageLayer):
             "filters": self.filters,
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
-            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "padding": padding_config(self.padding),
             "dilation_rate": list(self.dilation_rate),
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,

@@ -209,10 +209,12 @@ def _max_pool(layer: L.MaxPooling2D, g: Graph, x: str) -> str:
 
 @converts(L.AveragePooling2D)
 def _average_pool(layer: L.AveragePooling2D, g: Graph, x: str) -> str:
-    """AveragePool with ``count_include_pad=0``; in float64 the window sum times 1 / (pixels inside)."""
+    """AveragePool with the layer's ``count_include_pad``; in float64 the window sum times 1 / (pixels
+    counted)."""
     if native(g):
         y = g.op("AveragePool", [_to_first(layer, g, x)], kernel_shape=list(layer.pool_size),
-                 strides=list(layer.strides), pads=_onnx_pads(layer._pads), count_include_pad=0)
+                 strides=list(layer.strides), pads=_onnx_pads(layer._pads),
+                 count_include_pad=int(layer.count_include_pad))
         return _from_first(layer, g, y)
     taps = _window_taps(layer, g, _to_last(layer, g, x), layer.pool_size, layer.strides, (1, 1))
     total = taps[0]

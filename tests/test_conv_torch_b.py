@@ -1,0 +1,158 @@
+"""Convolutions and pooling with explicit padding against PyTorch (float64).
+
+Every torch function here takes the input and the parameters in barenet's layout and permutes them itself,
+so that autograd hands back the input and parameter gradients in barenet's layout too:
+
+* images: barenet ``(batch, height, width, channels)`` -> torch ``(batch, channels, height, width)`` with
+  ``permute(0, 3, 1, 2)``; channels-first layers take torch's layout directly;
+* sequences: barenet ``(batch, steps, channels)`` -> torch ``(batch, channels, steps)`` with ``permute(0, 2, 1)``;
+* ``Conv2D`` kernels ``(kh, kw, in, filters)`` -> ``(filters, in, kh, kw)`` with ``permute(3, 2, 0, 1)``;
+* torch pads symmetrically: asymmetric amounts, and barenet's ``"same"``, go through an explicit ``F.pad``
+  (with ``-inf`` before a max pool).
+
+Each case compares the forward pass, the input gradient and every parameter gradient, for the same random
+upstream gradient, to 1e-10. ``python tests/test_conv_torch_b.py`` prints the largest difference per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from barenet.layers import AveragePooling2D, Cache, Conv2D, Layer, MaxPooling2D
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+TOLERANCE = 1e-10
+
+
+def to_first(t):
+    return t.permute(0, 3, 1, 2)
+
+
+def to_last(t):
+    return t.permute(0, 2, 3, 1)
+
+
+def torch_pads(layer: Layer) -> tuple[int, int, int, int]:
+    """The layer's ``((top, bottom), (left, right))`` in ``F.pad``'s order for the last two axes."""
+    (top, bottom), (left, right) = layer._pads
+    return left, right, top, bottom
+
+
+def images(layer: Layer, fn: Callable) -> Callable:
+    """Run ``fn`` on NCHW tensors, transposing at the edges for a channels-last layer."""
+    if layer.data_format == "channels_first":
+        return fn
+    return lambda x: to_last(fn(to_first(x)))
+
+
+def conv2d(layer: Conv2D, x, p):
+    def run(t):
+        return TF.conv2d(TF.pad(t, torch_pads(layer)), p["kernel"].permute(3, 2, 0, 1), p.get("bias"),
+                         stride=layer.strides, dilation=layer.dilation_rate)
+    return images(layer, run)(x)
+
+
+def conv2d_torch_padding(layer: Conv2D, x, p):
+    """PyTorch's own symmetric ``padding=(ph, pw)``, for the layers given the same pair."""
+    def run(t):
+        return TF.conv2d(t, p["kernel"].permute(3, 2, 0, 1), p.get("bias"), stride=layer.strides,
+                         padding=layer.padding, dilation=layer.dilation_rate)
+    return images(layer, run)(x)
+
+
+def max_pool(layer: MaxPooling2D, x, p):
+    def run(t):
+        return TF.max_pool2d(TF.pad(t, torch_pads(layer), value=-np.inf), layer.pool_size, layer.strides)
+    return images(layer, run)(x)
+
+
+def max_pool_torch_padding(layer: MaxPooling2D, x, p):
+    return images(layer, lambda t: TF.max_pool2d(t, layer.pool_size, layer.strides, padding=layer.padding))(x)
+
+
+def avg_pool_torch_padding(layer: AveragePooling2D, x, p):
+    return images(layer, lambda t: TF.avg_pool2d(t, layer.pool_size, layer.strides, padding=layer.padding,
+                                                 count_include_pad=layer.count_include_pad))(x)
+
+
+def avg_pool_counted(layer: AveragePooling2D, x, p):
+    """Padding counted in the averages: zeros added first, then windows that all have the full size."""
+    return images(layer, lambda t: TF.avg_pool2d(TF.pad(t, torch_pads(layer)), layer.pool_size, layer.strides))(x)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[], Layer]
+    input_shape: tuple[int, ...]  # without the batch axis, in the layer's layout
+    torch_fn: Callable  # (layer, x, params) -> y, all in barenet's layout
+    batch: int = 2
+
+
+CASES = [
+    Case("conv2d-asymmetric", lambda: Conv2D(3, (2, 3), padding=((1, 0), (3, 1)), dilation_rate=2), (8, 7, 2),
+         conv2d),
+    Case("conv2d-torch-padding-pair", lambda: Conv2D(3, 3, padding=(1, 2), strides=(1, 2)), (6, 7, 2),
+         conv2d_torch_padding),
+    Case("maxpool-padding", lambda: MaxPooling2D(3, strides=2, padding=1), (7, 8, 3), max_pool_torch_padding),
+    Case("maxpool-padding-pair", lambda: MaxPooling2D((3, 2), strides=(1, 2), padding=(1, 1)), (6, 7, 2),
+         max_pool_torch_padding),
+    Case("maxpool-asymmetric-first", lambda: MaxPooling2D(3, strides=2, padding=((2, 0), (1, 2)),
+                                                          data_format="channels_first"), (2, 7, 6), max_pool),
+    Case("avgpool-padding", lambda: AveragePooling2D(3, strides=2, padding=1), (7, 8, 3), avg_pool_torch_padding),
+    Case("avgpool-padding-counted", lambda: AveragePooling2D((3, 2), strides=(2, 1), padding=(1, 1),
+                                                             count_include_pad=True), (7, 6, 3),
+         avg_pool_torch_padding),
+    Case("avgpool-asymmetric-counted", lambda: AveragePooling2D(3, strides=1, padding=((2, 0), (0, 1)),
+                                                                count_include_pad=True), (5, 6, 2), avg_pool_counted),
+]
+
+
+def differences(case: Case) -> dict[str, float]:
+    """Largest absolute difference from torch of the output, the input gradient and each parameter gradient."""
+    rng = np.random.default_rng(0)
+    layer = case.make()
+    layer.build(case.input_shape, rng, "float64")
+    for value in layer.params.values():
+        value[...] = rng.standard_normal(value.shape)
+    x = rng.standard_normal((case.batch, *case.input_shape))
+    cache = Cache()
+    y = layer.forward(x, training=True, cache=cache)
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g, cache)
+
+    xt = torch.tensor(x, requires_grad=True)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in layer.params.items()}
+    yt = case.torch_fn(layer, xt, params)
+    yt.backward(torch.from_numpy(g))
+    assert yt.shape == y.shape
+    found = {"output": np.max(np.abs(y - yt.detach().numpy())), "input": np.max(np.abs(dx - xt.grad.numpy()))}
+    for name, value in params.items():
+        found[name] = np.max(np.abs(layer.grads[name] - value.grad.numpy()))
+    return {k: float(v) for k, v in found.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_forward_and_every_gradient_match_torch(case):
+    found = differences(case)
+    assert max(found.values()) <= TOLERANCE, found
+
+
+def largest_differences() -> dict[str, float]:
+    """Largest difference from torch per layer class over CASES."""
+    table: dict[str, float] = {}
+    for case in CASES:
+        kind = type(case.make()).__name__
+        table[kind] = max(table.get(kind, 0.0), *differences(case).values())
+    return table
+
+
+if __name__ == "__main__":
+    for kind, value in largest_differences().items():
+        print(f"{kind:20s} {value:.1e}")
