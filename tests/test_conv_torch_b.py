@@ -1,12 +1,12 @@
-"""Convolutions and pooling with explicit padding against PyTorch (float64).
+"""Grouped convolutions, and convolutions and pooling with explicit padding, against PyTorch (float64).
 
 Every torch function here takes the input and the parameters in barenet's layout and permutes them itself,
 so that autograd hands back the input and parameter gradients in barenet's layout too:
 
 * images: barenet ``(batch, height, width, channels)`` -> torch ``(batch, channels, height, width)`` with
   ``permute(0, 3, 1, 2)``; channels-first layers take torch's layout directly;
-* sequences: barenet ``(batch, steps, channels)`` -> torch ``(batch, channels, steps)`` with ``permute(0, 2, 1)``;
-* ``Conv2D`` kernels ``(kh, kw, in, filters)`` -> ``(filters, in, kh, kw)`` with ``permute(3, 2, 0, 1)``;
+* ``Conv2D`` kernels ``(kh, kw, in / groups, filters)`` -> ``(filters, in / groups, kh, kw)`` with
+  ``permute(3, 2, 0, 1)``;
 * torch pads symmetrically: asymmetric amounts, and barenet's ``"same"``, go through an explicit ``F.pad``
   (with ``-inf`` before a max pool).
 
@@ -54,7 +54,7 @@ def images(layer: Layer, fn: Callable) -> Callable:
 def conv2d(layer: Conv2D, x, p):
     def run(t):
         return TF.conv2d(TF.pad(t, torch_pads(layer)), p["kernel"].permute(3, 2, 0, 1), p.get("bias"),
-                         stride=layer.strides, dilation=layer.dilation_rate)
+                         stride=layer.strides, dilation=layer.dilation_rate, groups=layer.groups)
     return images(layer, run)(x)
 
 
@@ -62,7 +62,7 @@ def conv2d_torch_padding(layer: Conv2D, x, p):
     """PyTorch's own symmetric ``padding=(ph, pw)``, for the layers given the same pair."""
     def run(t):
         return TF.conv2d(t, p["kernel"].permute(3, 2, 0, 1), p.get("bias"), stride=layer.strides,
-                         padding=layer.padding, dilation=layer.dilation_rate)
+                         padding=layer.padding, dilation=layer.dilation_rate, groups=layer.groups)
     return images(layer, run)(x)
 
 
@@ -96,6 +96,14 @@ class Case:
 
 
 CASES = [
+    Case("conv2d-groups", lambda: Conv2D(6, 3, groups=2), (7, 6, 4), conv2d),
+    Case("conv2d-groups-strided-dilated-same", lambda: Conv2D(6, (3, 2), strides=(2, 1), dilation_rate=(1, 2),
+                                                              padding="same", groups=3), (9, 8, 3), conv2d),
+    Case("conv2d-groups-asymmetric", lambda: Conv2D(8, 3, strides=2, padding=((0, 2), (1, 0)), groups=4),
+         (7, 8, 4), conv2d),
+    Case("conv2d-groups-channels-first", lambda: Conv2D(4, (2, 3), groups=2, padding=((2, 1), (0, 1)),
+                                                        data_format="channels_first"), (6, 5, 7), conv2d),
+    Case("conv2d-groups-pointwise-no-bias", lambda: Conv2D(4, 1, groups=4, use_bias=False), (3, 3, 8), conv2d),
     Case("conv2d-asymmetric", lambda: Conv2D(3, (2, 3), padding=((1, 0), (3, 1)), dilation_rate=2), (8, 7, 2),
          conv2d),
     Case("conv2d-torch-padding-pair", lambda: Conv2D(3, 3, padding=(1, 2), strides=(1, 2)), (6, 7, 2),

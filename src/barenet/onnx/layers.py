@@ -177,21 +177,35 @@ def _window_taps(layer, g: Graph, x: str, kernel, strides, dilation) -> list[str
     return taps
 
 
+def ungrouped(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``(kh, kw, channels / groups, filters)`` as the ``(kh, kw, channels, filters)`` kernel of
+    the same convolution with one group: each filter's weights at its group's channels, zeros elsewhere."""
+    kh, kw, cg, filters = kernel.shape
+    fg = filters // groups
+    full = np.zeros((kh, kw, groups, cg, groups, fg), dtype=kernel.dtype)
+    blocks = kernel.reshape(kh, kw, cg, groups, fg)
+    for k in range(groups):
+        full[:, :, k, :, k, :] = blocks[:, :, :, k, :]
+    return full.reshape(kh, kw, groups * cg, filters)
+
+
 @converts(L.Conv2D)
 def _conv(layer: L.Conv2D, g: Graph, x: str) -> str:
-    """ONNX Conv (NCHW, kernel ``(filters, channels, kh, kw)``) with the layer's explicit pads; in float64,
-    im2col written out: the window taps concatenated along channels, times the kernel matrix."""
+    """ONNX Conv (NCHW, kernel ``(filters, channels / group, kh, kw)``) with the layer's explicit pads and
+    groups; in float64, im2col written out: the window taps concatenated along channels, times the kernel
+    matrix (a grouped kernel spread out with zeros, :func:`ungrouped`)."""
     kernel, bias = layer.params["kernel"], layer.params.get("bias")
     if native(g):
         inputs = [_to_first(layer, g, x), g.const(kernel.transpose(3, 2, 0, 1), "kernel")]
         if bias is not None:
             inputs.append(g.const(bias, "bias"))
         y = g.op("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-                 dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads))
+                 dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads), group=layer.groups)
         y = _from_first(layer, g, y)
     else:
         taps = _window_taps(layer, g, _to_last(layer, g, x), layer.kernel_size, layer.strides, layer.dilation_rate)
         cols = taps[0] if len(taps) == 1 else g.op("Concat", taps, axis=-1)
+        kernel = ungrouped(kernel, layer.groups)
         y = g.op("MatMul", [cols, g.const(kernel.reshape(-1, layer.filters), "kernel")])
         if bias is not None:
             y = g.op("Add", [y, g.const(bias, "bias")])
