@@ -1,12 +1,14 @@
-"""Grouped convolutions, and convolutions and pooling with explicit padding, against PyTorch (float64).
+"""Grouped, padded and 1-d convolutions and padded pooling against PyTorch (float64).
 
 Every torch function here takes the input and the parameters in barenet's layout and permutes them itself,
 so that autograd hands back the input and parameter gradients in barenet's layout too:
 
 * images: barenet ``(batch, height, width, channels)`` -> torch ``(batch, channels, height, width)`` with
   ``permute(0, 3, 1, 2)``; channels-first layers take torch's layout directly;
+* sequences: barenet ``(batch, steps, channels)`` -> torch ``(batch, channels, steps)`` with ``permute(0, 2, 1)``;
 * ``Conv2D`` kernels ``(kh, kw, in / groups, filters)`` -> ``(filters, in / groups, kh, kw)`` with
-  ``permute(3, 2, 0, 1)``;
+  ``permute(3, 2, 0, 1)``; ``Conv1D`` kernels ``(k, in / groups, filters)`` -> ``(filters, in / groups, k)``
+  with ``permute(2, 1, 0)``;
 * torch pads symmetrically: asymmetric amounts, and barenet's ``"same"``, go through an explicit ``F.pad``
   (with ``-inf`` before a max pool).
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from barenet.layers import AveragePooling2D, Cache, Conv2D, Layer, MaxPooling2D
+from barenet.layers import AveragePooling2D, Cache, Conv1D, Conv2D, Layer, MaxPooling2D
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -64,6 +66,20 @@ def conv2d_torch_padding(layer: Conv2D, x, p):
         return TF.conv2d(t, p["kernel"].permute(3, 2, 0, 1), p.get("bias"), stride=layer.strides,
                          padding=layer.padding, dilation=layer.dilation_rate, groups=layer.groups)
     return images(layer, run)(x)
+
+
+def conv1d(layer: Conv1D, x, p):
+    t = x if layer.data_format == "channels_first" else x.permute(0, 2, 1)
+    y = TF.conv1d(TF.pad(t, layer._pads), p["kernel"].permute(2, 1, 0), p.get("bias"), stride=layer.strides,
+                  dilation=layer.dilation_rate, groups=layer.groups)
+    return y if layer.data_format == "channels_first" else y.permute(0, 2, 1)
+
+
+def conv1d_torch_padding(layer: Conv1D, x, p):
+    """PyTorch's own ``padding=p`` on both sides."""
+    y = TF.conv1d(x.permute(0, 2, 1), p["kernel"].permute(2, 1, 0), p.get("bias"), stride=layer.strides,
+                  padding=layer.padding[0], dilation=layer.dilation_rate, groups=layer.groups)
+    return y.permute(0, 2, 1)
 
 
 def max_pool(layer: MaxPooling2D, x, p):
@@ -108,6 +124,14 @@ CASES = [
          conv2d),
     Case("conv2d-torch-padding-pair", lambda: Conv2D(3, 3, padding=(1, 2), strides=(1, 2)), (6, 7, 2),
          conv2d_torch_padding),
+    Case("conv1d", lambda: Conv1D(4, 3), (9, 3), conv1d),
+    Case("conv1d-causal-dilated", lambda: Conv1D(3, 3, padding="causal", dilation_rate=2), (10, 2), conv1d),
+    Case("conv1d-causal-strided", lambda: Conv1D(3, 2, strides=2, padding="causal"), (9, 2), conv1d),
+    Case("conv1d-same-strided-groups", lambda: Conv1D(6, 4, strides=3, padding="same", groups=3), (11, 6), conv1d),
+    Case("conv1d-asymmetric-channels-first", lambda: Conv1D(4, 3, padding=(0, 3), groups=2, use_bias=False,
+                                                            data_format="channels_first"), (4, 8), conv1d),
+    Case("conv1d-torch-padding", lambda: Conv1D(5, 5, padding=2, dilation_rate=2, strides=2), (12, 3),
+         conv1d_torch_padding),
     Case("maxpool-padding", lambda: MaxPooling2D(3, strides=2, padding=1), (7, 8, 3), max_pool_torch_padding),
     Case("maxpool-padding-pair", lambda: MaxPooling2D((3, 2), strides=(1, 2), padding=(1, 1)), (6, 7, 2),
          max_pool_torch_padding),

@@ -39,6 +39,7 @@ from barenet.layers import (
     BatchNormalization,
     Bidirectional,
     Cache,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
@@ -114,6 +115,12 @@ CASES = [
     Case("conv2d-asymmetric-padding", lambda: Conv2D(2, 3, padding=((0, 2), (1, 0)), strides=2), (5, 6, 2)),
     Case("conv2d-groups-channels-first", lambda: Conv2D(4, 2, groups=2, padding=((1, 0), 2), use_bias=False,
                                                         data_format="channels_first"), (4, 4, 5)),
+    Case("conv1d", lambda: Conv1D(3, 3), (7, 2)),
+    Case("conv1d-causal-dilated-relu", lambda: Conv1D(4, 2, padding="causal", dilation_rate=2, activation="relu"),
+         (6, 3)),
+    Case("conv1d-same-strided-groups", lambda: Conv1D(4, 3, strides=2, padding="same", groups=2), (7, 4)),
+    Case("conv1d-padding-channels-first", lambda: Conv1D(2, 3, padding=(2, 1), use_bias=False,
+                                                         data_format="channels_first"), (3, 5)),
     Case("maxpool", MaxPooling2D, (5, 7, 3)),
     Case("maxpool-overlap-same", lambda: MaxPooling2D(3, strides=2, padding="same"), (6, 7, 2)),
     Case("maxpool-channels-first", lambda: MaxPooling2D((2, 3), data_format="channels_first"), (2, 5, 6)),
@@ -210,7 +217,7 @@ def test_repr_names_the_class_and_its_arguments(case):
     assert text.startswith(type(layer).__name__ + "(") and text.endswith(")")
     assert repr(type(layer).from_config(layer.get_config())) == text
     # these show their main arguments only: see test_dense_repr and test_recurrent.py
-    if not isinstance(layer, (Dense, Conv2D, Recurrent, Embedding, Bidirectional)):
+    if not isinstance(layer, (Dense, Conv2D, Recurrent, Embedding, Bidirectional, Conv1D)):
         for key, value in layer.get_config().items():
             assert f"{key}={value!r}" in text
 

@@ -5,6 +5,7 @@ from .augmentation import RandomFlip
 from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
+from .conv1d import Conv1D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
@@ -19,4 +20,5 @@ __all__ = [
     "GlobalAveragePooling2D", "Layer", "LeakyReLU", "Linear", "MaxPooling2D", "RandomFlip", "ReLU", "Reshape",
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
+    "Conv1D",
 ]

@@ -1,5 +1,5 @@
 """Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, pooling, Flatten, Reshape and Embedding.
+Conv2D, Conv1D, pooling, Flatten, Reshape and Embedding.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -210,6 +210,40 @@ def _conv(layer: L.Conv2D, g: Graph, x: str) -> str:
         if bias is not None:
             y = g.op("Add", [y, g.const(bias, "bias")])
         y = _from_last(layer, g, y)
+    return activation(layer.activation, g, y)
+
+
+@converts(L.Conv1D)
+def _conv1d(layer: L.Conv1D, g: Graph, x: str) -> str:
+    """ONNX Conv on ``(batch, channels, steps)`` (kernel ``(filters, channels / group, k)``), a ``Transpose``
+    to and from it for channels-last sequences; in float64, im2col written out as for Conv2D."""
+    kernel, bias = layer.params["kernel"], layer.params.get("bias")
+    last = layer.data_format == "channels_last"
+    left, right = layer._pads
+    if native(g):
+        inputs = [g.op("Transpose", [x], perm=[0, 2, 1]) if last else x, g.const(kernel.transpose(2, 1, 0), "kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        y = g.op("Conv", inputs, kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                 dilations=[layer.dilation_rate], pads=[left, right], group=layer.groups)
+        y = g.op("Transpose", [y], perm=[0, 2, 1]) if last else y
+    else:
+        x = x if last else g.op("Transpose", [x], perm=[0, 2, 1])
+        if left or right:
+            x = g.op("Pad", [x, g.ints([0, left, 0, 0, right, 0], "pads"), g.const(0.0, "zero")], mode="constant")
+        steps = layer.output_shape[0] if last else layer.output_shape[1]
+        taps = []
+        for i in range(layer.kernel_size):
+            start = i * layer.dilation_rate
+            taps.append(g.op("Slice", [x, g.ints([start], "starts"), g.ints([start + (steps - 1) * layer.strides + 1],
+                                                                              "ends"),
+                                       g.ints([1], "axes"), g.ints([layer.strides], "steps")]))
+        cols = taps[0] if len(taps) == 1 else g.op("Concat", taps, axis=-1)
+        matrix = ungrouped(kernel[None], layer.groups).reshape(-1, layer.filters)
+        y = g.op("MatMul", [cols, g.const(matrix, "kernel")])
+        if bias is not None:
+            y = g.op("Add", [y, g.const(bias, "bias")])
+        y = y if last else g.op("Transpose", [y], perm=[0, 2, 1])
     return activation(layer.activation, g, y)
 
 
