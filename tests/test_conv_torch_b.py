@@ -1,4 +1,4 @@
-"""Grouped, padded and 1-d convolutions and padded pooling against PyTorch (float64).
+"""Grouped, padded, 1-d, depthwise and separable convolutions and padded pooling against PyTorch (float64).
 
 Every torch function here takes the input and the parameters in barenet's layout and permutes them itself,
 so that autograd hands back the input and parameter gradients in barenet's layout too:
@@ -9,6 +9,10 @@ so that autograd hands back the input and parameter gradients in barenet's layou
 * ``Conv2D`` kernels ``(kh, kw, in / groups, filters)`` -> ``(filters, in / groups, kh, kw)`` with
   ``permute(3, 2, 0, 1)``; ``Conv1D`` kernels ``(k, in / groups, filters)`` -> ``(filters, in / groups, k)``
   with ``permute(2, 1, 0)``;
+* a depthwise kernel ``(kh, kw, channels, multiplier)`` is torch's ``conv2d(groups=channels)`` weight
+  ``(channels * multiplier, 1, kh, kw)``: output channel ``c * multiplier + m`` reads input channel ``c``;
+  a separable convolution is that, then ``conv2d`` with the pointwise kernel ``(1, 1, channels * multiplier,
+  filters)`` permuted like a ``Conv2D`` kernel;
 * torch pads symmetrically: asymmetric amounts, and barenet's ``"same"``, go through an explicit ``F.pad``
   (with ``-inf`` before a max pool).
 
@@ -24,7 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from barenet.layers import AveragePooling2D, Cache, Conv1D, Conv2D, Layer, MaxPooling2D
+from barenet.layers import (
+    AveragePooling2D,
+    Cache,
+    Conv1D,
+    Conv2D,
+    DepthwiseConv2D,
+    Layer,
+    MaxPooling2D,
+    SeparableConv2D,
+)
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -82,6 +95,27 @@ def conv1d_torch_padding(layer: Conv1D, x, p):
     return y.permute(0, 2, 1)
 
 
+def depthwise_weight(kernel):
+    """``(kh, kw, channels, multiplier)`` -> torch's ``(channels * multiplier, 1, kh, kw)``."""
+    kh, kw, c, dm = kernel.shape
+    return kernel.permute(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)
+
+
+def depthwise(layer: DepthwiseConv2D, x, p):
+    def run(t):
+        return TF.conv2d(TF.pad(t, torch_pads(layer)), depthwise_weight(p["depthwise_kernel"]), p.get("bias"),
+                         stride=layer.strides, dilation=layer.dilation_rate, groups=t.shape[1])
+    return images(layer, run)(x)
+
+
+def separable(layer: SeparableConv2D, x, p):
+    def run(t):
+        d = TF.conv2d(TF.pad(t, torch_pads(layer)), depthwise_weight(p["depthwise_kernel"]), stride=layer.strides,
+                      dilation=layer.dilation_rate, groups=t.shape[1])
+        return TF.conv2d(d, p["pointwise_kernel"].permute(3, 2, 0, 1), p.get("bias"))
+    return images(layer, run)(x)
+
+
 def max_pool(layer: MaxPooling2D, x, p):
     def run(t):
         return TF.max_pool2d(TF.pad(t, torch_pads(layer), value=-np.inf), layer.pool_size, layer.strides)
@@ -132,6 +166,20 @@ CASES = [
                                                             data_format="channels_first"), (4, 8), conv1d),
     Case("conv1d-torch-padding", lambda: Conv1D(5, 5, padding=2, dilation_rate=2, strides=2), (12, 3),
          conv1d_torch_padding),
+    Case("depthwise", lambda: DepthwiseConv2D(3), (7, 6, 4), depthwise),
+    Case("depthwise-multiplier-strided-same", lambda: DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=3),
+         (9, 8, 2), depthwise),
+    Case("depthwise-dilated-asymmetric", lambda: DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding=((1, 0), (2, 1)),
+                                                                 depth_multiplier=2), (6, 7, 3), depthwise),
+    Case("depthwise-channels-first-no-bias", lambda: DepthwiseConv2D(3, strides=(1, 2), padding=1, use_bias=False,
+                                                                     data_format="channels_first"), (5, 6, 7),
+         depthwise),
+    Case("separable", lambda: SeparableConv2D(5, 3), (7, 6, 4), separable),
+    Case("separable-multiplier-strided-same", lambda: SeparableConv2D(4, (3, 2), strides=2, padding="same",
+                                                                      depth_multiplier=2), (9, 8, 3), separable),
+    Case("separable-dilated-asymmetric-first", lambda: SeparableConv2D(3, 2, dilation_rate=2, padding=((0, 1), 1),
+                                                                       data_format="channels_first"), (4, 6, 5),
+         separable),
     Case("maxpool-padding", lambda: MaxPooling2D(3, strides=2, padding=1), (7, 8, 3), max_pool_torch_padding),
     Case("maxpool-padding-pair", lambda: MaxPooling2D((3, 2), strides=(1, 2), padding=(1, 1)), (6, 7, 2),
          max_pool_torch_padding),

@@ -42,6 +42,7 @@ from barenet.layers import (
     Conv1D,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Embedding,
     Flatten,
@@ -54,6 +55,7 @@ from barenet.layers import (
     Recurrent,
     ReLU,
     Reshape,
+    SeparableConv2D,
     Sigmoid,
     SimpleRNN,
     Softmax,
@@ -121,6 +123,19 @@ CASES = [
     Case("conv1d-same-strided-groups", lambda: Conv1D(4, 3, strides=2, padding="same", groups=2), (7, 4)),
     Case("conv1d-padding-channels-first", lambda: Conv1D(2, 3, padding=(2, 1), use_bias=False,
                                                          data_format="channels_first"), (3, 5)),
+    Case("depthwise", lambda: DepthwiseConv2D(3), (6, 5, 3)),
+    Case("depthwise-multiplier-strided-same-relu", lambda: DepthwiseConv2D((3, 2), strides=2, padding="same",
+                                                                           depth_multiplier=2, activation="relu"),
+         (7, 6, 2)),
+    Case("depthwise-dilated-asymmetric-channels-first", lambda: DepthwiseConv2D(2, padding=((1, 0), (0, 2)),
+                                                                                dilation_rate=(2, 1), use_bias=False,
+                                                                                data_format="channels_first"),
+         (3, 5, 4)),
+    Case("separable", lambda: SeparableConv2D(4, 3), (5, 6, 3)),
+    Case("separable-multiplier-same-tanh", lambda: SeparableConv2D(3, (2, 3), strides=(1, 2), padding="same",
+                                                                   depth_multiplier=2, activation="tanh"), (5, 7, 2)),
+    Case("separable-channels-first-no-bias", lambda: SeparableConv2D(2, 2, padding=1, dilation_rate=2, use_bias=False,
+                                                                     data_format="channels_first"), (3, 5, 5)),
     Case("maxpool", MaxPooling2D, (5, 7, 3)),
     Case("maxpool-overlap-same", lambda: MaxPooling2D(3, strides=2, padding="same"), (6, 7, 2)),
     Case("maxpool-channels-first", lambda: MaxPooling2D((2, 3), data_format="channels_first"), (2, 5, 6)),
@@ -217,7 +232,8 @@ def test_repr_names_the_class_and_its_arguments(case):
     assert text.startswith(type(layer).__name__ + "(") and text.endswith(")")
     assert repr(type(layer).from_config(layer.get_config())) == text
     # these show their main arguments only: see test_dense_repr and test_recurrent.py
-    if not isinstance(layer, (Dense, Conv2D, Recurrent, Embedding, Bidirectional, Conv1D)):
+    if not isinstance(layer, (Dense, Conv2D, Recurrent, Embedding, Bidirectional, Conv1D, DepthwiseConv2D,
+                              SeparableConv2D)):
         for key, value in layer.get_config().items():
             assert f"{key}={value!r}" in text
 

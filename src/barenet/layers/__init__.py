@@ -7,6 +7,7 @@ from .bidirectional import Bidirectional
 from .conv import Conv2D
 from .conv1d import Conv1D
 from .dense import Dense
+from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .dropout import Dropout
 from .embedding import Embedding
 from .normalization import BatchNormalization
@@ -21,4 +22,5 @@ __all__ = [
     "Sigmoid", "Softmax", "Tanh", "check_contract", "layer_class", "register",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Recurrent", "SimpleRNN",
     "Conv1D",
+    "DepthwiseConv2D", "SeparableConv2D",
 ]

@@ -1,5 +1,5 @@
 """Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, Conv1D, pooling, Flatten, Reshape and Embedding.
+Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape and Embedding.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -244,6 +244,62 @@ def _conv1d(layer: L.Conv1D, g: Graph, x: str) -> str:
         if bias is not None:
             y = g.op("Add", [y, g.const(bias, "bias")])
         y = y if last else g.op("Transpose", [y], perm=[0, 2, 1])
+    return activation(layer.activation, g, y)
+
+
+def _depthwise(layer: L.DepthwiseConv2D | L.SeparableConv2D, g: Graph, x: str, bias: np.ndarray | None) -> str:
+    """The depthwise step: in float32 ONNX Conv with one group per channel on NCHW (its output in NCHW); in
+    float64, on channels-last ``x``, each window tap times its per-channel weights, summed over the taps
+    (its output channels-last)."""
+    kernel = layer.params["depthwise_kernel"]
+    kh, kw, c, dm = kernel.shape
+    if native(g):
+        inputs = [x, g.const(kernel.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw), "depthwise_kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        return g.op("Conv", inputs, kernel_shape=[kh, kw], strides=list(layer.strides),
+                    dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads), group=c)
+    total = None
+    for k, tap in enumerate(_window_taps(layer, g, x, layer.kernel_size, layer.strides, layer.dilation_rate)):
+        if dm > 1:  # (batch, oh, ow, channels, 1) times (channels, multiplier)
+            tap = g.op("Reshape", [tap, g.ints([0, 0, 0, c, 1], "shape")])
+        term = g.op("Mul", [tap, g.const(kernel[k // kw, k % kw] if dm > 1 else kernel[k // kw, k % kw, :, 0],
+                                         "depthwise_kernel")])
+        total = term if total is None else g.op("Add", [total, term])
+    if dm > 1:
+        total = g.op("Reshape", [total, g.ints([0, 0, 0, c * dm], "shape")])
+    return total if bias is None else g.op("Add", [total, g.const(bias, "bias")])
+
+
+@converts(L.DepthwiseConv2D)
+def _depthwise_conv(layer: L.DepthwiseConv2D, g: Graph, x: str) -> str:
+    """ONNX Conv with ``group`` = channels and weights ``(channels * multiplier, 1, kh, kw)``; in float64 the
+    taps' per-channel products summed (:func:`_depthwise`)."""
+    bias = layer.params.get("bias")
+    if native(g):
+        y = _from_first(layer, g, _depthwise(layer, g, _to_first(layer, g, x), bias))
+    else:
+        y = _from_last(layer, g, _depthwise(layer, g, _to_last(layer, g, x), bias))
+    return activation(layer.activation, g, y)
+
+
+@converts(L.SeparableConv2D)
+def _separable_conv(layer: L.SeparableConv2D, g: Graph, x: str) -> str:
+    """Two ONNX Conv nodes, the depthwise one (``group`` = channels) and a 1x1 one with the bias; in float64
+    the depthwise taps summed, then a MatMul by the pointwise kernel."""
+    pointwise, bias = layer.params["pointwise_kernel"], layer.params.get("bias")
+    if native(g):
+        d = _depthwise(layer, g, _to_first(layer, g, x), None)
+        inputs = [d, g.const(pointwise.transpose(3, 2, 0, 1), "pointwise_kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        y = _from_first(layer, g, g.op("Conv", inputs, kernel_shape=[1, 1]))
+    else:
+        d = _depthwise(layer, g, _to_last(layer, g, x), None)
+        y = g.op("MatMul", [d, g.const(pointwise.reshape(-1, layer.filters), "pointwise_kernel")])
+        if bias is not None:
+            y = g.op("Add", [y, g.const(bias, "bias")])
+        y = _from_last(layer, g, y)
     return activation(layer.activation, g, y)
 
 
