@@ -360,7 +360,8 @@ def slice_index(shape: list[Any], starts: list[int], ends: list[int], axes: list
             if not full:
                 raise bad(f"{node_label(node)} slices the batch axis")
             continue
-        index[a] = slice(*slice(s, e, st).indices(shape[a]))
+        start, stop, step = slice(s, e, st).indices(shape[a])
+        index[a] = slice(start, None if stop < 0 else stop, step)  # stop -1: through index 0, not to the last
     return index
 
 
