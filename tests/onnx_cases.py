@@ -109,8 +109,71 @@ def pooling_cnn():
     return net.eval(), torch.rand(BATCH, 2, 16, 16)
 
 
+def mobilenet_block():
+    """A grouped convolution, then an inverted-residual-style block without the residual: 1x1 expansion,
+    depthwise 3x3 (stride 2, and a multiplier of 2 in a second one) each with BatchNorm2d, 1x1 projection."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=(1, 2), dilation=(1, 2), groups=16), nn.Tanh(),
+        nn.Conv2d(32, 6, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    _randomize_batchnorm(net)
+    return net.eval(), torch.randn(BATCH, 4, 10, 9)
+
+
+def padded_cnn():
+    """Explicit padding: ZeroPad2d before a stride-2 Conv (TensorFlow's 'same' as MobileNet ports write it),
+    a max pool and an average pool with padding (PyTorch counts the padding in averages by default)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(),
+                        nn.MaxPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, stride=1, padding=1),
+                        nn.ZeroPad2d((1, 2, 2, 0)), nn.Conv2d(6, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 5, 3))
+    return net.eval(), torch.randn(BATCH, 3, 15, 17)
+
+
+class _Causal:
+    """Factory of a 1-d convolutional sequence classifier on ``(batch, channels, steps)``."""
+
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv1 = nn.Conv1d(FEATURES, 8, 5, padding=2)
+                self.conv2 = nn.Conv1d(8, 8, 3, dilation=2, groups=4, bias=False)
+                self.norm = nn.BatchNorm1d(8)
+                self.conv3 = nn.Conv1d(8, 4, 3, stride=2, padding=1)
+                self.fc = nn.Linear(4 * 6, CLASSES)
+
+            def forward(self, x):
+                x = torch.relu(self.conv1(x))
+                x = torch.tanh(self.norm(self.conv2(nn.functional.pad(x, (4, 0)))))  # causal: 4 steps before
+                return self.fc(torch.flatten(self.conv3(x), 1))
+
+        torch.manual_seed(0)
+        net = Net()
+        _randomize_batchnorm(net)
+        return net.eval(), torch.randn(BATCH, FEATURES, 11)
+
+
+def conv1d_net():
+    return _Causal.build()
+
+
 MODELS = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "gru": gru, "rnn": rnn, "embedding_gru": embedding_gru,
-          "pooling_cnn": pooling_cnn}
+          "pooling_cnn": pooling_cnn,
+          "mobilenet_block": mobilenet_block, "padded_cnn": padded_cnn, "conv1d_net": conv1d_net}
 
 
 def activations_mlp():

@@ -166,6 +166,35 @@ def test_conv2d_kernel_initializer_uses_receptive_field_fans():
     assert np.abs(kernel).max() > 0.95 * limit
 
 
+@pytest.mark.parametrize("groups", [2, 3, 6])
+def test_grouped_conv2d_is_one_convolution_per_block_of_channels(groups):
+    layer = Conv2D(6, 3, strides=(1, 2), padding=((1, 0), (2, 1)), groups=groups)
+    layer.build((5, 6, 6), np.random.default_rng(0), "float64")
+    kernel, bias = layer.params["kernel"], np.random.default_rng(1).standard_normal(6)
+    layer.params["bias"][...] = bias
+    x = np.random.default_rng(2).standard_normal((2, 5, 6, 6))
+    cg = fg = 6 // groups
+    expected = np.concatenate([direct_conv(x[..., k * cg:(k + 1) * cg], kernel[..., k * fg:(k + 1) * fg],
+                                           bias[k * fg:(k + 1) * fg], layer.strides, (1, 1), layer._pads)
+                               for k in range(groups)], axis=-1)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-12, atol=1e-12)
+    assert kernel.shape == (3, 3, 6 // groups, 6)
+
+
+def test_conv2d_config_without_groups_is_one_group():
+    """Files written before groups existed have no ``groups`` key; one-group layers still write none."""
+    config = Conv2D(4, 3, padding=1).get_config()
+    assert "groups" not in config
+    assert Conv2D.from_config(config).groups == 1
+    assert Conv2D.from_config({**config, "groups": 2}).get_config()["groups"] == 2
+
+
+def test_grouped_conv2d_needs_input_channels_divisible_by_groups():
+    with pytest.raises(ShapeError, match=r"Conv2D\(4, \(3, 3\), groups=2\) cuts its input channels into 2 groups, "
+                                         r"but the input has 3 channels, not a multiple of 2"):
+        Conv2D(4, 3, groups=2).build((6, 6, 3), np.random.default_rng(0))
+
+
 # ----------------------------------------------------------------- pooling values
 def test_max_pooling_by_hand_and_ties_go_to_the_first_maximum():
     layer = MaxPooling2D(2)
@@ -297,13 +326,19 @@ def test_global_average_pooling_by_hand():
     (lambda: Conv2D(0, 3), "Conv2D filters must be a positive integer, got 0"),
     (lambda: Conv2D(4, (3, 3, 3)), r"Conv2D kernel_size must be a positive integer or a pair of them, got \(3, 3, 3\)"),
     (lambda: Conv2D(4, 3, strides=0), "Conv2D strides must be a positive integer or a pair of them, got 0"),
-    (lambda: Conv2D(4, 3, padding="full"), "Conv2D padding must be 'valid', 'same', an int >= 0 or a pair of them, "
-                                           "got 'full'"),
+    (lambda: Conv2D(4, 3, padding="full"), r"Conv2D padding must be 'valid', 'same', an int >= 0, a pair \(height, "
+                                           r"width\) of them, or \(\(top, bottom\), \(left, right\)\), got 'full'"),
     (lambda: Conv2D(4, 3, padding=(1, -1)), r"Conv2D padding must be .* got \(1, -1\)"),
     (lambda: Conv2D(4, 3, l2=-0.1), "Conv2D l2 must be >= 0, got -0.1"),
     (lambda: Conv2D(4, 3, data_format="NHWC"),
      r"Conv2D data_format must be one of \('channels_last', 'channels_first'\), got 'NHWC'"),
-    (lambda: MaxPooling2D(2, padding=1), "MaxPooling2D padding must be 'valid' or 'same', got 1"),
+    (lambda: MaxPooling2D(2, padding="full"), "MaxPooling2D padding must be 'valid', 'same', an int >= 0"),
+    (lambda: MaxPooling2D(2, padding=((0, 2), 1)), r"MaxPooling2D pads \(\(0, 2\), 1\), as much as its \(2, 2\) window "
+                                                   r"or more; padding must be smaller than the window on every side"),
+    (lambda: Conv2D(4, 3, padding=((1, 2), (3,))), r"Conv2D padding must be .* got \(\(1, 2\), \(3,\)\)"),
+    (lambda: Conv2D(6, 3, groups=4), "Conv2D cuts its 6 filters into 4 groups; filters must be a multiple of groups"),
+    (lambda: Conv2D(6, 3, groups=0), "Conv2D groups must be a positive integer, got 0"),
+    (lambda: AveragePooling2D(2, count_include_pad=1), "AveragePooling2D count_include_pad must be True or False"),
     (lambda: AveragePooling2D(pool_size=(2, 0)), r"AveragePooling2D pool_size must be .*got \(2, 0\)"),
     (lambda: GlobalAveragePooling2D(data_format="channels_middle"), "GlobalAveragePooling2D data_format"),
 ])

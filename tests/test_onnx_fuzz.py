@@ -14,6 +14,7 @@ import onnx_mutations as om  # noqa: E402
 
 SEEDS = [("mlp", "legacy-unfolded"), ("cnn", "legacy-unfolded"), ("lstm", "legacy"), ("gru", "legacy"),
          ("embedding_gru", "legacy")]
+SEEDS += [("mobilenet_block", "legacy-unfolded"), ("padded_cnn", "legacy"), ("conv1d_net", "legacy")]
 
 
 @pytest.fixture(scope="module")

@@ -815,3 +815,14 @@ def test_mutated_bidirectional_files_end_in_barenet_errors(bidirectional_seeds, 
     path = tmp_path / "case.onnx"
     path.write_bytes(mutated)
     om.check_import(path)
+
+
+def test_slice_with_a_negative_step_down_to_the_first_element_keeps_it(tmp_path):
+    """PyTorch's legacy exporter reverses F.pad's amounts with Slice(starts=-1, ends=-2**63+1, steps=-1)."""
+    from barenet.onnx._fold import slice_index
+
+    node = helper.make_node("Slice", ["a", "s", "e", "x", "t"], ["b"])
+    index = slice_index([4], [-1], [-2**63 + 1], [0], [-1], node)
+    np.testing.assert_array_equal(np.arange(4)[tuple(index)], [3, 2, 1, 0])
+    index = slice_index([5, 3], [3, 0], [0, 3], [0, 1], [-2, 1], node)
+    np.testing.assert_array_equal(np.arange(15).reshape(5, 3)[tuple(index)], [[9, 10, 11], [3, 4, 5]])

@@ -364,6 +364,24 @@ def im2col(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int]
     return out
 
 
+def im2col_groups(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+                  dilation: tuple[int, int] = (1, 1), groups: int = 1) -> np.ndarray:
+    r"""The windows of ``x : (batch, height, width, channels)`` unfolded per group of channels.
+
+    Returns
+    -------
+    ``cols : (groups, batch * out_height * out_width, kh * kw * channels / groups)``, C-contiguous:
+    ``cols[k]`` is :func:`im2col` of the ``k``-th block of ``channels / groups`` channels, so a grouped
+    convolution is one batched product ``numpy.matmul(cols, W_blocks)`` over the group axis. One strided copy.
+    """
+    windows = sliding_windows(x, kernel_size, strides, dilation)
+    n, oh, ow, kh, kw, c = windows.shape
+    cg = c // groups
+    out = np.empty((groups, n, oh, ow, kh, kw, cg), dtype=x.dtype)
+    np.copyto(out, windows.reshape(n, oh, ow, kh, kw, groups, cg).transpose(5, 0, 1, 2, 3, 4, 6))
+    return out.reshape(groups, n * oh * ow, kh * kw * cg)
+
+
 def col2im(taps: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size: tuple[int, int],
            strides: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
            out: np.ndarray | None = None) -> np.ndarray:

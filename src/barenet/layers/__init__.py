@@ -21,7 +21,9 @@ from .augmentation import RandomFlip
 from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
+from .conv1d import Conv1D
 from .dense import Dense
+from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .dropout import Dropout
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Maximum, Merge, Multiply, Subtract
@@ -46,4 +48,6 @@ __all__ = [
     "LayerNormalization", "SiLU", "Softplus", "ReLU6", "HardSigmoid", "HardSwish", "Mish",
     "GlobalMaxPooling2D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
     "UpSampling2D", "ZeroPadding2D",
+    "Conv1D",
+    "DepthwiseConv2D", "SeparableConv2D",
 ]

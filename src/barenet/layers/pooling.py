@@ -10,7 +10,7 @@ from .. import functional as F
 from ..errors import ConfigError, ShapeError
 from ..kernels import pooling as kernels
 from .base import register
-from .conv import ImageLayer, normalize_pair, resolve_padding
+from .conv import ImageLayer, normalize_padding, normalize_pair, padding_config, resolve_padding
 
 
 class Pooling2D(ImageLayer):
@@ -22,10 +22,13 @@ class Pooling2D(ImageLayer):
         Window height and width.
     strides : int, (int, int) or None
         Step between windows; ``None`` means ``pool_size`` (windows that tile the image).
-    padding : "valid" or "same"
+    padding : "valid", "same", int, (int, int) or ((int, int), (int, int))
         ``"valid"`` drops windows that do not fit; ``"same"`` pads so that there are
-        ``ceil(size / stride)`` outputs, the extra row/column going at the bottom/right. Padded
-        pixels never take part: they are never a maximum and are not counted in an average.
+        ``ceil(size / stride)`` outputs, the extra row/column going at the bottom/right; an integer
+        ``p`` or a pair ``(ph, pw)`` pads that many rows/columns on each side (PyTorch's ``padding``),
+        ``((top, bottom), (left, right))`` those amounts (ONNX's ``pads``); each smaller than the window,
+        so that every window holds a pixel of the image. Padded pixels never take part: they are never a
+        maximum and are not counted in an average (unless ``AveragePooling2D(count_include_pad=True)``).
     data_format : "channels_last" or "channels_first"
         See :class:`~barenet.layers.conv.ImageLayer`.
 
@@ -35,14 +38,19 @@ class Pooling2D(ImageLayer):
     """
 
     def __init__(self, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
-                 padding: str = "valid", **kwargs: Any) -> None:
+                 padding: str | int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] = "valid",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
         self.pool_size = normalize_pair(pool_size, "pool_size", name)
         self.strides = self.pool_size if strides is None else normalize_pair(strides, "strides", name)
-        if padding not in ("valid", "same"):
-            raise ConfigError(f"{name} padding must be 'valid' or 'same', got {padding!r}")
-        self.padding = padding
+        self.padding = normalize_padding(padding, name)
+        if not isinstance(self.padding, str):
+            sides = resolve_padding(self.padding, (1, 1), self.pool_size, self.strides, (1, 1))
+            if any(p >= k for pair, k in zip(sides, self.pool_size, strict=True) for p in pair):
+                raise ConfigError(f"{name} pads {padding!r}, as much as its {self.pool_size} window or more; "
+                                  f"padding must be smaller than the window on every side, so that every "
+                                  f"window holds a pixel of the image")
 
     def compute_output_shape(self, input_shape):
         h, w, c = self.image_shape(input_shape)
@@ -65,7 +73,7 @@ class Pooling2D(ImageLayer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
+                "padding": padding_config(self.padding)}
 
 
 @register
@@ -103,12 +111,28 @@ class AveragePooling2D(Pooling2D):
     :math:`y_{n,p,q,c} = \frac{1}{|W_{pq}|}\sum_{(i,j) \in W_{pq}} x_{n,i,j,c}` over the window's pixels inside
     the image (padding is not counted, as in Keras), so
     :math:`\partial L/\partial x_{n,i,j,c} = \sum_{pq:\,(i,j) \in W_{pq}} g_{n,p,q,c} / |W_{pq}|`.
+
+    ``count_include_pad=True`` divides every window by its full size :math:`k_h k_w` instead, padded zeros
+    counted: PyTorch's ``AvgPool2d`` default and ONNX ``AveragePool(count_include_pad=1)``, which an
+    imported network needs to give the same numbers. It differs from the default only where windows
+    overlap the padding.
     """
+
+    def __init__(self, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
+                 padding: str | int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] = "valid", *,
+                 count_include_pad: bool = False, **kwargs: Any) -> None:
+        super().__init__(pool_size, strides, padding, **kwargs)
+        if not isinstance(count_include_pad, (bool, np.bool_)):
+            raise ConfigError(f"AveragePooling2D count_include_pad must be True or False, got {count_include_pad!r}")
+        self.count_include_pad = bool(count_include_pad)
 
     def build(self, input_shape, rng, dtype="float32"):
         super().build(input_shape, rng, dtype)
         h, w, _ = self.image_shape(self.input_shape)
         out_hw = self.image_shape(self.output_shape)[:2]
+        if self.count_include_pad:
+            self._scale = np.full(out_hw, 1 / (self.pool_size[0] * self.pool_size[1]), dtype=self.dtype)
+            return
         rows, cols = (window_counts(n, k, s, pad[0], o) for n, k, s, pad, o in
                       zip((h, w), self.pool_size, self.strides, self._pads, out_hw, strict=True))
         self._scale = (1 / np.outer(rows, cols)).astype(self.dtype)  # (oh, ow): 1 / pixels inside each window
@@ -125,6 +149,12 @@ class AveragePooling2D(Pooling2D):
         dx = kernels.average_backward(self.to_last(grad), cache["shape"], self.pool_size, self.strides,
                                       self._pads, self._scale.astype(grad.dtype, copy=False))
         return self.from_last(dx)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.count_include_pad:
+            config["count_include_pad"] = True
+        return config
 
 
 @register

@@ -62,6 +62,7 @@ ATTRIBUTE_TYPES = {
                      "count_include_pad", "keepdims", "training_mode", "layout", "input_forget", "hidden_size",
                      "linear_before_reset", "to", "value_int"), 2),
     **dict.fromkeys(("approximate", "auto_pad", "direction"), 3),
+    "mode": 3,
     "value": 4,
     **dict.fromkeys(("value_floats", "activation_alpha", "activation_beta"), 6),
     **dict.fromkeys(("perm", "pads", "strides", "dilations", "kernel_shape", "axes", "starts", "ends",

@@ -8,10 +8,14 @@ tensor feeds the next operator only (shape computations may read it too). Along 
   NCHW), ``MaxPool``/``AveragePool``/``GlobalAveragePool`` the matching pooling layers in the same layout
   (and ``ReduceMean`` over height and width a global average pool); where the graph transposed an NHWC tensor
   to NCHW first (barenet's own exporter does), the layers take ``"channels_last"`` and no transpose is kept;
+* a grouped ``Conv`` becomes ``Conv2D(groups=...)``, one with a group per input channel
+  :class:`~barenet.layers.DepthwiseConv2D`; a ``Conv`` on ``(N, C, L)`` sequences becomes
+  :class:`~barenet.layers.Conv1D`; padding, ``pads`` of any amounts or ``auto_pad``, becomes the layer's
+  ``padding``, and a zero ``Pad`` right before a ``Conv`` is added to the convolution's own padding;
 * ``BatchNormalization`` becomes :class:`~barenet.layers.BatchNormalization` on features ``(batch, C)`` and
-  on images held as NHWC; on NCHW images right after a ``Conv`` it is folded into the convolution (as
-  exporters do in eval mode);
-* an activation right after a ``Dense``/``Conv2D`` becomes that layer's ``activation`` (so a final softmax
+  on images held as NHWC; on NCHW images (or NCL sequences) right after a ``Conv`` it is folded into the
+  convolution (as exporters do in eval mode);
+* an activation right after a ``Dense`` or a convolution becomes that layer's ``activation`` (so a final softmax
   fuses with cross-entropy when the model is fine-tuned), otherwise an activation layer;
 * ``RNN``/``LSTM``/``GRU`` become :class:`~barenet.layers.SimpleRNN`/``LSTM``/``GRU``, gate blocks reordered
   (ONNX LSTM ``i, o, f, c`` -> barenet ``i, f, c, o``; GRU ``z, r, h`` is barenet's order; the two ONNX biases
@@ -43,9 +47,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import functional as F
 from .. import layers as L
 from ..errors import BarenetError, ModelFileError
-from ..layers.conv import resolve_padding
+from ..layers.conv import Pads, resolve_padding
 from ..models import Sequential
 from ._checks import (
     MAX_FILE_BYTES,
@@ -67,6 +72,7 @@ LAYER_OPS = frozenset({
     "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
     "Concat", "Mul",
+    "Pad",
 })
 #: Operators of the activations, normalization, pooling, resizing and padding layers added with LayerNormalization.
 LAYER_OPS = LAYER_OPS | {"Swish", "Mish", "HardSwish", "HardSigmoid", "Softplus", "Clip", "LayerNormalization",
@@ -80,7 +86,7 @@ ARITY = {
     "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2), "MatMul": (2, 2), "Gemm": (2, 3), "Conv": (2, 3),
     "Squeeze": (1, 2), "Unsqueeze": (1, 2), "ReduceMean": (1, 2), "Slice": (1, 5), "Dropout": (1, 3),
     "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
-    "Clip": (1, 3), "LayerNormalization": (1, 3), "ReduceMax": (1, 2), "Resize": (1, 4), "Pad": (2, 4),
+    "Clip": (1, 3), "LayerNormalization": (1, 3), "ReduceMax": (1, 2), "Resize": (1, 4), "Pad": (1, 4),
     "Pow": (2, 2), "Less": (2, 2), "Greater": (2, 2), "Where": (3, 3), "Max": (1, 1 << 16), "Min": (1, 1 << 16),
 }
 #: Largest per-sample element count of any tensor on the data path.
@@ -164,6 +170,7 @@ class _Translator:
         self.uses: dict[str, int] = {}
         self.dtype = np.dtype("float32")
         self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
+        self.zero_pads: dict[int, tuple[Data, list[int]]] = {}  # a Pad's output -> (its input, ONNX pads)
 
     # ----------------------------------------------------------------- driver
     def run(self, order: list[Any]) -> Sequential:
@@ -180,12 +187,16 @@ class _Translator:
         self.input_is_int = in_dtype.kind in "iu"
         if in_dtype.kind == "f":
             self.dtype = in_dtype
+        self.readers: dict[str, list[str]] = {}  # a tensor -> the operators that read it
         for node in order:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
+                self.readers.setdefault(name, []).append(node.op_type)
         for node in order:
             self._node(node)
         out = self.values[graph.output[0].name]
+        if isinstance(out, Data) and out.serial in self.zero_pads:
+            raise bad("the graph ends in a Pad; barenet imports Pad only as the padding of the Conv after it")
         if self.pending is not None:
             raise bad(f"the two directions of {self.pending.label} are never merged into one tensor (Concat, Add, "
                       "Mul); barenet's Bidirectional gives one output")
@@ -285,6 +296,9 @@ class _Translator:
         if x is not self.head or self.head_used:
             raise bad(f"{node_label(node)} reads a data-path tensor that another operator also reads; barenet's "
                       "Sequential is a chain without branches")
+        if x.serial in self.zero_pads and node.op_type != "Conv":
+            raise bad(f"{node_label(node)} reads the output of a Pad; barenet imports Pad only as the padding of "
+                      "the Conv right after it")
         self.head_used = True
 
     def _data(self, shape: tuple[int, ...], axes: tuple[int | None, ...]) -> Data:
@@ -388,7 +402,7 @@ class _Translator:
 
     # ----------------------------------------------------------------- activations
     def _activation(self, node, x: Data, layer: L.Activation, fusable: bool = True):
-        host = self._last_open((L.Dense, L.Conv2D), x) if fusable else None
+        host = self._last_open((L.Dense, L.Conv2D, L.Conv1D, L.DepthwiseConv2D), x) if fusable else None
         if host is not None and host.activation.kind == "linear":
             host.activation = layer
             return self._data(x.shape, x.axes)
@@ -476,15 +490,17 @@ class _Translator:
         c, h, w = x.shape
         return c, h, w, "channels_first"
 
-    def _padding(self, node, attrs, hw, kernel, strides, dilation, explicit: bool) -> str | tuple[int, int]:
+    def _padding(self, node, attrs, hw, kernel, strides, dilation) -> str | tuple[int, int] | Pads:
         auto = attrs.get("auto_pad", "NOTSET")
         if auto == "VALID":
             return "valid"
         if auto == "SAME_UPPER":
             return "same"
+        if auto == "SAME_LOWER":  # the extra pixel at the top/left
+            (top, bottom), (left, right) = resolve_padding("same", hw, kernel, strides, dilation)
+            return _sides(bottom, top, right, left)
         if auto != "NOTSET":
-            raise bad(f"{node_label(node)} has auto_pad={auto!r}; barenet pads 'same' with the extra pixel at the "
-                      "bottom/right (SAME_UPPER)")
+            raise bad(f"{node_label(node)} has auto_pad={auto!r}; expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
         pads = attrs.get("pads", [0, 0, 0, 0])
         if len(pads) != 4 or min(pads) < 0:
             raise bad(f"{node_label(node)} has pads {pads}; expected four sizes >= 0")
@@ -494,11 +510,13 @@ class _Translator:
         same = resolve_padding("same", hw, kernel, strides, dilation)
         if same == ((top, bottom), (left, right)):
             return "same"
+        # A window must hold a pixel of the image: a pool has nothing to take otherwise, and a convolution
+        # would be asked for ever larger padded copies of its input.
         extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
-        if explicit and top == bottom and left == right and top < extent[0] and left < extent[1]:
-            return (top, left)
+        if max(top, bottom) < extent[0] and max(left, right) < extent[1]:
+            return _sides(top, bottom, left, right)
         raise bad(f"{node_label(node)} has pads {pads}, which barenet's {node.op_type} layer cannot express "
-                  "(it pads 'valid', 'same' or, for Conv, the same amount on both sides, less than the kernel)")
+                  f"(it pads fewer pixels than its {extent[0]}x{extent[1]} window spans on each side)")
 
     def _pairs(self, node, attrs, name, default):
         value = attrs.get(name, default)
@@ -508,28 +526,127 @@ class _Translator:
 
     def _Conv(self, node, inputs, attrs):
         x = inputs[0]
+        if x.serial in self.zero_pads:
+            x, attrs = self._padded_conv(node, x, attrs)
+        if isinstance(inputs[1], np.ndarray) and inputs[1].ndim == 3:
+            return self._conv1d(node, x, inputs, attrs)
         c, h, w_, data_format = self._image(x, node)
         weight = self._weights(inputs[1], "weight", node, (4,))
         filters, in_c, kh, kw = weight.shape
-        if attrs.get("group", 1) != 1:
-            raise bad(f"{node_label(node)} is a grouped convolution (group={attrs['group']}); barenet's Conv2D "
-                      "has one group")
-        if in_c != c or min(weight.shape) < 1:
-            raise bad(f"{node_label(node)} has weights {weight.shape} for {c}-channel images")
+        group = attrs.get("group", 1)
+        if group < 1 or in_c * group != c or filters % group or min(weight.shape) < 1:
+            raise bad(f"{node_label(node)} has weights {weight.shape} in {group} group(s) for {c}-channel images")
         kernel = self._pairs(node, attrs, "kernel_shape", [kh, kw])
         if kernel != (kh, kw):
             raise bad(f"{node_label(node)} declares kernel_shape {list(kernel)} but its weights are {kh}x{kw}")
         strides = self._pairs(node, attrs, "strides", [1, 1])
         dilation = self._pairs(node, attrs, "dilations", [1, 1])
-        padding = self._padding(node, attrs, (h, w_), kernel, strides, dilation, explicit=True)
+        padding = self._padding(node, attrs, (h, w_), kernel, strides, dilation)
         arrays = {"kernel": weight.transpose(2, 3, 1, 0)}  # (F, C, kh, kw) -> (kh, kw, C, F)
         if len(inputs) > 2 and inputs[2] is not None:
             arrays["bias"] = self._weights(inputs[2], "bias", node, (1,))
             if arrays["bias"].shape != (filters,):
                 raise bad(f"{node_label(node)} has a bias of shape {arrays['bias'].shape} for {filters} filters")
-        layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, dilation_rate=dilation,
+        if group == c > 1:  # one group per channel: depthwise, (C * multiplier, 1, kh, kw) -> (kh, kw, C, multiplier)
+            arrays["depthwise_kernel"] = weight.reshape(c, filters // c, kh, kw).transpose(2, 3, 0, 1)
+            del arrays["kernel"]
+            layer = L.DepthwiseConv2D(kernel, strides=strides, padding=padding, depth_multiplier=filters // c,
+                                      dilation_rate=dilation, use_bias="bias" in arrays, data_format=data_format)
+        else:
+            layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, dilation_rate=dilation, groups=group,
+                             use_bias="bias" in arrays, data_format=data_format)
+        return self._add(layer, x, out_axes=x.axes, **arrays)
+
+    def _padded_conv(self, node, x: Data, attrs) -> tuple[Data, dict[str, Any]]:
+        """The input of the Pad before this Conv, and the Conv's attributes with that Pad's amounts added to its
+        ``pads`` (ONNX ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]`` over the spatial axes)."""
+        source, full = self.zero_pads[x.serial]
+        rank = len(full) // 2
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise bad(f"{node_label(node)} has auto_pad={attrs['auto_pad']!r} after a Pad; barenet adds a Pad's "
+                      "amounts to explicit pads only")
+        extra = full[2:rank] + full[rank + 2:]
+        own = attrs.get("pads", [0] * len(extra)) if attrs.get("auto_pad", "NOTSET") == "NOTSET" else [0] * len(extra)
+        if len(own) != len(extra):
+            raise bad(f"{node_label(node)} has pads {own} for {len(extra) // 2} spatial axes")
+        return source, {**attrs, "auto_pad": "NOTSET", "pads": [a + b for a, b in zip(own, extra, strict=True)]}
+
+    def _conv1d(self, node, x: Data, inputs, attrs):
+        """A Conv on ``(N, C, L)`` sequences: :class:`~barenet.layers.Conv1D` (``channels_last`` where the graph
+        transposed barenet's ``(N, L, C)`` first)."""
+        if len(x.axes) == 3 and x.axes == (0, 2, 1):
+            steps, c = x.shape
+            data_format = "channels_last"
+        elif len(x.axes) == 3 and x.plain:
+            c, steps = x.shape
+            data_format = "channels_first"
+        else:
+            raise bad(f"{node_label(node)} has 1-d weights, for sequences (N, C, L); the data path here is "
+                      f"{list(x.onnx_shape)}")
+        weight = self._weights(inputs[1], "weight", node, (3,))
+        filters, in_c, k = weight.shape
+        group = attrs.get("group", 1)
+        if group < 1 or in_c * group != c or filters % group or min(weight.shape) < 1:
+            raise bad(f"{node_label(node)} has weights {weight.shape} in {group} group(s) for {c}-channel sequences")
+        size = {name: attrs.get(name, [default]) for name, default in
+                (("kernel_shape", k), ("strides", 1), ("dilations", 1))}
+        if any(len(v) != 1 or v[0] < 1 for v in size.values()) or size["kernel_shape"] != [k]:
+            raise bad(f"{node_label(node)} has kernel_shape, strides, dilations {list(size.values())}; expected one "
+                      f"positive size each, the kernel's {k}")
+        stride, dilation = size["strides"][0], size["dilations"][0]
+        auto = attrs.get("auto_pad", "NOTSET")
+        same = F.same_padding(steps, k, stride, dilation)
+        pads = {"VALID": [0, 0], "SAME_UPPER": list(same), "SAME_LOWER": list(same[::-1])}.get(auto) \
+            or attrs.get("pads", [0, 0])
+        if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER") or len(pads) != 2 or min(pads) < 0 \
+                or max(pads) > (k - 1) * dilation:
+            raise bad(f"{node_label(node)} has auto_pad={auto!r}, pads {pads}; barenet's Conv1D pads fewer steps "
+                      f"than its window spans ({(k - 1) * dilation + 1}) on each side")
+        padding = ("valid" if not any(pads) else "same" if tuple(pads) == same
+                   else "causal" if pads == [(k - 1) * dilation, 0] else tuple(pads))
+        arrays = {"kernel": weight.transpose(2, 1, 0)}  # (F, C / group, k) -> (k, C / group, F)
+        if len(inputs) > 2 and inputs[2] is not None:
+            arrays["bias"] = self._weights(inputs[2], "bias", node, (1,))
+            if arrays["bias"].shape != (filters,):
+                raise bad(f"{node_label(node)} has a bias of shape {arrays['bias'].shape} for {filters} filters")
+        layer = L.Conv1D(filters, k, strides=stride, padding=padding, dilation_rate=dilation, groups=group,
                          use_bias="bias" in arrays, data_format=data_format)
         return self._add(layer, x, out_axes=x.axes, **arrays)
+
+    def _Pad(self, node, inputs, attrs):
+        """A zero Pad of the spatial axes: the Conv right after it takes the amounts (:meth:`_padded_conv`);
+        read by anything else, a ZeroPadding2D (:meth:`_zero_padding`)."""
+        readers = self.readers.get(node.output[0], [])
+        if not readers or any(op != "Conv" for op in readers):
+            return self._zero_padding(node, inputs, attrs)
+        x = inputs[0]
+        if self.opset < 11:
+            raise bad(f"{node_label(node)} is a Pad of opset {self.opset}; barenet imports Pad from opset 11 on")
+        if attrs.get("mode", "constant") != "constant" or \
+                (len(inputs) > 2 and inputs[2] is not None and not _is_zero(inputs[2])):
+            raise bad(f"{node_label(node)} pads with mode {attrs.get('mode', 'constant')!r} or a value other than 0; "
+                      "barenet imports zero padding only")
+        rank = len(x.axes)
+        amounts = int_list(inputs[1], "pads", node) if len(inputs) > 1 and inputs[1] is not None else []
+        axes = int_list(inputs[3], "axes", node) if len(inputs) > 3 and inputs[3] is not None else list(range(rank))
+        if len(amounts) != 2 * len(axes) or any(not -rank <= a < rank for a in axes) \
+                or len({a % rank for a in axes}) != len(axes):
+            raise bad(f"{node_label(node)} has pads {amounts} for axes {axes} of a {rank}-d tensor")
+        full = [0] * (2 * rank)
+        for k, a in enumerate(axes):
+            full[a % rank], full[a % rank + rank] = amounts[k], amounts[k + len(axes)]
+        shape = list(x.shape)
+        for k in range(rank):
+            before, after = full[k], full[k + rank]
+            if not before and not after:
+                continue
+            if k < 2 or rank not in (3, 4) or min(before, after) < 0 or x.axes[k] in (None, DIR):
+                raise bad(f"{node_label(node)} pads {full} a {rank}-d tensor; barenet imports zero padding that "
+                          "adds to the spatial axes of (N, C, L) or (N, C, H, W)")
+            shape[x.axes[k] - 1] += before + after
+        out = self._data(tuple(shape), x.axes)
+        self.zero_pads[out.serial] = (x, full)
+        return out
 
     def _pool(self, node, inputs, attrs, cls):
         x = inputs[0]
@@ -543,10 +660,12 @@ class _Translator:
                       "has neither")
         kernel = self._pairs(node, attrs, "kernel_shape", [])
         strides = self._pairs(node, attrs, "strides", [1, 1])
-        padding = self._padding(node, attrs, (h, w), kernel, strides, (1, 1), explicit=False)
+        padding = self._padding(node, attrs, (h, w), kernel, strides, (1, 1))
+        options = {}
         if cls is L.AveragePooling2D and padding != "valid" and attrs.get("count_include_pad", 0):
-            raise bad(f"{node_label(node)} counts padding in its averages; barenet's AveragePooling2D does not")
-        return self._add(cls(kernel, strides=strides, padding=padding, data_format=data_format), x, out_axes=x.axes)
+            options["count_include_pad"] = True
+        return self._add(cls(kernel, strides=strides, padding=padding, data_format=data_format, **options), x,
+                         out_axes=x.axes)
 
     def _MaxPool(self, node, inputs, attrs):
         if len(inputs[0].axes) == 3:
@@ -721,7 +840,7 @@ class _Translator:
         interpolation = "nearest" if mode == "nearest" else "bilinear"
         return self._add(L.UpSampling2D(size, interpolation, data_format=data_format), x, out_axes=x.axes)
 
-    def _Pad(self, node, inputs, attrs):
+    def _zero_padding(self, node, inputs, attrs):
         """Zeros around the height and width of images: pads on barenet axes 1 and 2 are a channels-last
         ZeroPadding2D, on axes 2 and 3 a channels-first one."""
         x = inputs[0]
@@ -754,7 +873,7 @@ class _Translator:
         eps = attrs.get("epsilon", 1e-5)
         if not eps > 0 or np.any(var + eps <= 0):
             raise bad(f"{node_label(node)} has a non-positive variance + epsilon")
-        channels_last = len(x.axes) == 4 and self._image(x, node)[3] == "channels_last"
+        channels_last = (len(x.axes) == 4 and self._image(x, node)[3] == "channels_last") or x.axes == (0, 2, 1)
         if not channels_last:
             self._require_plain(x, node, "(batch, channels, ...)")
         channels = x.shape[-1] if channels_last else x.shape[0]
@@ -764,7 +883,7 @@ class _Translator:
             layer = L.BatchNormalization(momentum=attrs.get("momentum", 0.9), epsilon=eps)
             return self._add(layer, x, out_axes=x.axes, gamma=gamma, beta=beta, moving_mean=mean,
                              moving_variance=var)
-        conv = self._last_open((L.Conv2D,), x)
+        conv = self._last_open((L.Conv2D, L.Conv1D, L.DepthwiseConv2D), x)
         if conv is None or conv.activation.kind != "linear":
             raise bad(f"{node_label(node)} normalizes {len(x.shape) + 1}-d tensors not right after a Conv; "
                       "barenet imports such a BatchNormalization by folding it into the Conv before it")
@@ -772,7 +891,10 @@ class _Translator:
         scale = (gamma / np.sqrt(var + eps)).astype(self.dtype)
         arrays = self.weights[-1]
         bias = arrays.get("bias", np.zeros(channels, dtype=self.dtype))
-        arrays["kernel"] = arrays["kernel"] * scale
+        if isinstance(conv, L.DepthwiseConv2D):  # output channel c * multiplier + m is kernel[..., c, m]
+            arrays["depthwise_kernel"] = arrays["depthwise_kernel"] * scale.reshape(-1, conv.depth_multiplier)
+        else:
+            arrays["kernel"] = arrays["kernel"] * scale
         arrays["bias"] = ((bias - mean) * scale + beta).astype(self.dtype)
         conv.use_bias = True
         return self._data(x.shape, x.axes)
@@ -1161,3 +1283,8 @@ def _is_zero(x: Any) -> bool:
     if isinstance(x, Filled):
         return bool(x.value == 0)
     return isinstance(x, np.ndarray) and x.dtype != object and not np.any(x)
+
+
+def _sides(top: int, bottom: int, left: int, right: int) -> tuple[int, int] | Pads:
+    """A layer's explicit ``padding``: ``(ph, pw)`` when each axis is symmetric, else per side."""
+    return (top, left) if top == bottom and left == right else ((top, bottom), (left, right))

@@ -1,5 +1,5 @@
 """Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, pooling, Flatten, Reshape, Embedding and the position layers.
+Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape, Embedding and the position layers.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -304,22 +304,126 @@ def _window_taps(layer, g: Graph, x: str, kernel, strides, dilation) -> list[str
     return taps
 
 
+def ungrouped(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``(kh, kw, channels / groups, filters)`` as the ``(kh, kw, channels, filters)`` kernel of
+    the same convolution with one group: each filter's weights at its group's channels, zeros elsewhere."""
+    kh, kw, cg, filters = kernel.shape
+    fg = filters // groups
+    full = np.zeros((kh, kw, groups, cg, groups, fg), dtype=kernel.dtype)
+    blocks = kernel.reshape(kh, kw, cg, groups, fg)
+    for k in range(groups):
+        full[:, :, k, :, k, :] = blocks[:, :, :, k, :]
+    return full.reshape(kh, kw, groups * cg, filters)
+
+
 @converts(L.Conv2D)
 def _conv(layer: L.Conv2D, g: Graph, x: str) -> str:
-    """ONNX Conv (NCHW, kernel ``(filters, channels, kh, kw)``) with the layer's explicit pads; in float64,
-    im2col written out: the window taps concatenated along channels, times the kernel matrix."""
+    """ONNX Conv (NCHW, kernel ``(filters, channels / group, kh, kw)``) with the layer's explicit pads and
+    groups; in float64, im2col written out: the window taps concatenated along channels, times the kernel
+    matrix (a grouped kernel spread out with zeros, :func:`ungrouped`)."""
     kernel, bias = layer.params["kernel"], layer.params.get("bias")
     if native(g):
         inputs = [_to_first(layer, g, x), g.const(kernel.transpose(3, 2, 0, 1), "kernel")]
         if bias is not None:
             inputs.append(g.const(bias, "bias"))
         y = g.op("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-                 dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads))
+                 dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads), group=layer.groups)
         y = _from_first(layer, g, y)
     else:
         taps = _window_taps(layer, g, _to_last(layer, g, x), layer.kernel_size, layer.strides, layer.dilation_rate)
         cols = taps[0] if len(taps) == 1 else g.op("Concat", taps, axis=-1)
+        kernel = ungrouped(kernel, layer.groups)
         y = g.op("MatMul", [cols, g.const(kernel.reshape(-1, layer.filters), "kernel")])
+        if bias is not None:
+            y = g.op("Add", [y, g.const(bias, "bias")])
+        y = _from_last(layer, g, y)
+    return activation(layer.activation, g, y)
+
+
+@converts(L.Conv1D)
+def _conv1d(layer: L.Conv1D, g: Graph, x: str) -> str:
+    """ONNX Conv on ``(batch, channels, steps)`` (kernel ``(filters, channels / group, k)``), a ``Transpose``
+    to and from it for channels-last sequences; in float64, im2col written out as for Conv2D."""
+    kernel, bias = layer.params["kernel"], layer.params.get("bias")
+    last = layer.data_format == "channels_last"
+    left, right = layer._pads
+    if native(g):
+        inputs = [g.op("Transpose", [x], perm=[0, 2, 1]) if last else x, g.const(kernel.transpose(2, 1, 0), "kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        y = g.op("Conv", inputs, kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                 dilations=[layer.dilation_rate], pads=[left, right], group=layer.groups)
+        y = g.op("Transpose", [y], perm=[0, 2, 1]) if last else y
+    else:
+        x = x if last else g.op("Transpose", [x], perm=[0, 2, 1])
+        if left or right:
+            x = g.op("Pad", [x, g.ints([0, left, 0, 0, right, 0], "pads"), g.const(0.0, "zero")], mode="constant")
+        steps = layer.output_shape[0] if last else layer.output_shape[1]
+        taps = []
+        for i in range(layer.kernel_size):
+            start = i * layer.dilation_rate
+            taps.append(g.op("Slice", [x, g.ints([start], "starts"), g.ints([start + (steps - 1) * layer.strides + 1],
+                                                                              "ends"),
+                                       g.ints([1], "axes"), g.ints([layer.strides], "steps")]))
+        cols = taps[0] if len(taps) == 1 else g.op("Concat", taps, axis=-1)
+        matrix = ungrouped(kernel[None], layer.groups).reshape(-1, layer.filters)
+        y = g.op("MatMul", [cols, g.const(matrix, "kernel")])
+        if bias is not None:
+            y = g.op("Add", [y, g.const(bias, "bias")])
+        y = y if last else g.op("Transpose", [y], perm=[0, 2, 1])
+    return activation(layer.activation, g, y)
+
+
+def _depthwise(layer: L.DepthwiseConv2D | L.SeparableConv2D, g: Graph, x: str, bias: np.ndarray | None) -> str:
+    """The depthwise step: in float32 ONNX Conv with one group per channel on NCHW (its output in NCHW); in
+    float64, on channels-last ``x``, each window tap times its per-channel weights, summed over the taps
+    (its output channels-last)."""
+    kernel = layer.params["depthwise_kernel"]
+    kh, kw, c, dm = kernel.shape
+    if native(g):
+        inputs = [x, g.const(kernel.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw), "depthwise_kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        return g.op("Conv", inputs, kernel_shape=[kh, kw], strides=list(layer.strides),
+                    dilations=list(layer.dilation_rate), pads=_onnx_pads(layer._pads), group=c)
+    total = None
+    for k, tap in enumerate(_window_taps(layer, g, x, layer.kernel_size, layer.strides, layer.dilation_rate)):
+        if dm > 1:  # (batch, oh, ow, channels, 1) times (channels, multiplier)
+            tap = g.op("Reshape", [tap, g.ints([0, 0, 0, c, 1], "shape")])
+        term = g.op("Mul", [tap, g.const(kernel[k // kw, k % kw] if dm > 1 else kernel[k // kw, k % kw, :, 0],
+                                         "depthwise_kernel")])
+        total = term if total is None else g.op("Add", [total, term])
+    if dm > 1:
+        total = g.op("Reshape", [total, g.ints([0, 0, 0, c * dm], "shape")])
+    return total if bias is None else g.op("Add", [total, g.const(bias, "bias")])
+
+
+@converts(L.DepthwiseConv2D)
+def _depthwise_conv(layer: L.DepthwiseConv2D, g: Graph, x: str) -> str:
+    """ONNX Conv with ``group`` = channels and weights ``(channels * multiplier, 1, kh, kw)``; in float64 the
+    taps' per-channel products summed (:func:`_depthwise`)."""
+    bias = layer.params.get("bias")
+    if native(g):
+        y = _from_first(layer, g, _depthwise(layer, g, _to_first(layer, g, x), bias))
+    else:
+        y = _from_last(layer, g, _depthwise(layer, g, _to_last(layer, g, x), bias))
+    return activation(layer.activation, g, y)
+
+
+@converts(L.SeparableConv2D)
+def _separable_conv(layer: L.SeparableConv2D, g: Graph, x: str) -> str:
+    """Two ONNX Conv nodes, the depthwise one (``group`` = channels) and a 1x1 one with the bias; in float64
+    the depthwise taps summed, then a MatMul by the pointwise kernel."""
+    pointwise, bias = layer.params["pointwise_kernel"], layer.params.get("bias")
+    if native(g):
+        d = _depthwise(layer, g, _to_first(layer, g, x), None)
+        inputs = [d, g.const(pointwise.transpose(3, 2, 0, 1), "pointwise_kernel")]
+        if bias is not None:
+            inputs.append(g.const(bias, "bias"))
+        y = _from_first(layer, g, g.op("Conv", inputs, kernel_shape=[1, 1]))
+    else:
+        d = _depthwise(layer, g, _to_last(layer, g, x), None)
+        y = g.op("MatMul", [d, g.const(pointwise.reshape(-1, layer.filters), "pointwise_kernel")])
         if bias is not None:
             y = g.op("Add", [y, g.const(bias, "bias")])
         y = _from_last(layer, g, y)
@@ -336,10 +440,12 @@ def _max_pool(layer: L.MaxPooling2D, g: Graph, x: str) -> str:
 
 @converts(L.AveragePooling2D)
 def _average_pool(layer: L.AveragePooling2D, g: Graph, x: str) -> str:
-    """AveragePool with ``count_include_pad=0``; in float64 the window sum times 1 / (pixels inside)."""
+    """AveragePool with the layer's ``count_include_pad``; in float64 the window sum times 1 / (pixels
+    counted)."""
     if native(g):
         y = g.op("AveragePool", [_to_first(layer, g, x)], kernel_shape=list(layer.pool_size),
-                 strides=list(layer.strides), pads=_onnx_pads(layer._pads), count_include_pad=0)
+                 strides=list(layer.strides), pads=_onnx_pads(layer._pads),
+                 count_include_pad=int(layer.count_include_pad))
         return _from_first(layer, g, y)
     taps = _window_taps(layer, g, _to_last(layer, g, x), layer.pool_size, layer.strides, (1, 1))
     total = taps[0]
