@@ -12,14 +12,17 @@ drivers share one list of mutations:
   input's dims changed, a node removed.
 
 The contract (:func:`check_import`): ``bn.import_onnx`` either returns a model or raises a ``BarenetError``,
-within ``seconds`` and ``megabytes`` of Python-tracked memory, and never opens a file other than the one given.
+within ``seconds`` and ``megabytes`` of Python-tracked memory, and opens no file outside the model's folder,
+and none in it more than once.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,22 +217,28 @@ class Outcome:
 
 
 class _NoOtherFiles:
-    """Fails the case if anything opens a file other than ``allowed`` while it is active, but for what the
-    process reads of itself: its map of loaded libraries (threadpoolctl reads it once, when a model first
-    runs on barenet's threads) and numba's cache of compiled kernels (``.nbi``/``.nbc``, on a kernel's
-    first call)."""
+    """Fails the case if anything opens a file outside the model's folder (or one in it twice) while it is
+    active, but for what the process reads of itself: its map of loaded libraries (threadpoolctl reads it once,
+    when a model first runs on barenet's threads) and numba's cache of compiled kernels (``.nbi``/``.nbc``, on a
+    kernel's first call)."""
 
-    def __init__(self, allowed: Path) -> None:
-        self.allowed = str(allowed)
+    def __init__(self, model: Path) -> None:
+        self.model = str(model)
+        self.folder = os.path.realpath(Path(model).parent)
         self.opened: list[str] = []
+        self.inside: Counter = Counter()
 
     def __enter__(self):
         self._open = builtins.open
 
         def guarded(file, *args, **kwargs):
-            if (isinstance(file, (str, Path)) and str(file) not in (self.allowed, "/proc/self/maps")
-                    and not str(file).endswith((".nbi", ".nbc"))):
-                self.opened.append(str(file))
+            if isinstance(file, (str, Path)) and str(file) not in (self.model, "/proc/self/maps") \
+                    and not str(file).endswith((".nbi", ".nbc")):
+                real = os.path.realpath(file)
+                if os.path.commonpath([real, self.folder]) == self.folder:
+                    self.inside[real] += 1
+                else:
+                    self.opened.append(str(file))
             return self._open(file, *args, **kwargs)
 
         builtins.open = guarded
@@ -262,7 +271,8 @@ def check_import(path: Path, *, seconds: float = 5.0, megabytes: float = 200.0) 
         peak = tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
-    assert not guard.opened, f"import opened other files: {guard.opened}"
+    assert not guard.opened, f"import opened files outside the model's folder: {guard.opened}"
+    assert all(n == 1 for n in guard.inside.values()), f"import opened a file more than once: {guard.inside}"
     assert elapsed < seconds, f"import took {elapsed:.2f} s"
     assert peak < megabytes, f"import peaked at {peak:.0f} MB"
     return Outcome(imported, elapsed, peak, error)

@@ -380,7 +380,8 @@ def _short_data(tensor):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (_external, "refers to external data"), (_external_entry_only, "refers to external data"),
+    (_external, "names external data '/etc/passwd', an absolute path"),
+    (_external_entry_only, "names external data without data_location EXTERNAL"),
     (_huge_dims, "declares dims .* more than the"), (_short_data, r"declares dims \[4, 2\] \(32 bytes"),
 ], ids=["external-etc-passwd", "external-entry", "huge-dims", "short-data"])
 def test_hostile_initializers_are_refused_before_allocation(tmp_path, edit, message):

@@ -55,6 +55,7 @@ from ._checks import (
     element_budget,
     node_label,
     opset_version,
+    read_external_data,
     read_model,
     tensor_array,
 )
@@ -118,9 +119,10 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
     ----------
     path : str or path-like
         The ``.onnx`` file. It is read as untrusted data: it is size-checked, parsed, and validated before
-        anything is allocated; it may not refer to other files.
+        anything is allocated. Tensors it stores outside itself are read only from files in its own folder
+        (:func:`~barenet.onnx._checks.read_external_data`).
     max_bytes : int
-        Largest file accepted.
+        Largest number of bytes read: the file plus the external data it names.
 
     Returns
     -------
@@ -128,6 +130,7 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
         Built, not compiled; ``model.predict`` gives the ONNX graph's output. Compile it to fine-tune.
     """
     model, n_bytes = read_model(path, max_bytes=max_bytes)
+    n_bytes += read_external_data(model, path, n_bytes, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
     try:
         return _Translator(model, n_bytes).run(order)
