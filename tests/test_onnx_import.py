@@ -248,6 +248,20 @@ def test_float64_graph_gives_a_float64_model(tmp_path):
     np.testing.assert_array_equal(model.predict(np.ones((1, 2))), [[1.5, 2.5, 3.5]])
 
 
+def test_a_float32_graph_imports_in_float64_when_asked(exported):
+    """dtype="float64" widens the weights (a batch norm folded into a convolution would be folded in float64);
+    predictions agree with the float32 import to float32 accuracy."""
+    path, _, x = exported("mlp", "legacy-unfolded")
+    model32, model64 = bn.import_onnx(path), bn.import_onnx(path, dtype="float64")
+    assert model64.dtype == np.float64 and all(w.dtype == np.float64 for w in model64.get_weights())
+    for a, b in zip(model32.get_weights(), model64.get_weights(), strict=True):
+        np.testing.assert_array_equal(a.astype(np.float64), b)
+    X = _inputs(x)
+    np.testing.assert_allclose(model64.predict(X), model32.predict(X), rtol=0, atol=TOLERANCE)
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        bn.import_onnx(path, dtype="float16")
+
+
 REFUSALS = {
     "unknown operator": ([helper.make_node("Cos", ["x"], ["y"], name="cosine")], {},
                          r"operator 'Cos' \('Cos' node 'cosine'\) has no barenet counterpart"),

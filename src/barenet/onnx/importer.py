@@ -112,7 +112,7 @@ class Data:
         return self.axes == tuple(range(len(self.shape) + 1))
 
 
-def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> Sequential:
+def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, dtype: Any = None) -> Sequential:
     """Build a barenet model from the ONNX file ``path``; see the module docstring for what is supported.
 
     Parameters
@@ -123,17 +123,22 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
         (:func:`~barenet.onnx._checks.read_external_data`).
     max_bytes : int
         Largest number of bytes read: the file plus the external data it names.
+    dtype : {"float32", "float64"}, optional
+        The model's dtype; by default that of the graph's float input (float32 when the inputs are integers).
+        ``"float64"`` imports a float32 graph for fine-tuning in double precision (its weights are widened).
 
     Returns
     -------
     Sequential
         Built, not compiled; ``model.predict`` gives the ONNX graph's output. Compile it to fine-tune.
     """
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     model, n_bytes = read_model(path, max_bytes=max_bytes)
     n_bytes += read_external_data(model, path, n_bytes, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
     try:
-        return _Translator(model, n_bytes).run(order)
+        return _Translator(model, n_bytes, None if dtype is None else np.dtype(dtype)).run(order)
     except ModelFileError:
         raise
     except BarenetError as exc:  # a layer refused a value read from the file
@@ -143,7 +148,7 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
 class _Translator:
     """Walks the nodes in topological order, folding constants and appending layers."""
 
-    def __init__(self, model: Any, n_bytes: int) -> None:
+    def __init__(self, model: Any, n_bytes: int, dtype: np.dtype | None = None) -> None:
         self.model = model
         self.graph = model.graph
         self.opset = opset_version(model)
@@ -156,7 +161,8 @@ class _Translator:
         self.head_used = False
         self.serial = 0
         self.uses: dict[str, int] = {}
-        self.dtype = np.dtype("float32")
+        self.dtype_given = dtype is not None
+        self.dtype = dtype or np.dtype("float32")
         self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
 
     # ----------------------------------------------------------------- driver
@@ -172,7 +178,7 @@ class _Translator:
         self.head = self._data(sample_shape, tuple(range(len(sample_shape) + 1)))
         self.values[inputs[0].name] = self.head
         self.input_is_int = in_dtype.kind in "iu"
-        if in_dtype.kind == "f":
+        if in_dtype.kind == "f" and not self.dtype_given:
             self.dtype = in_dtype
         for node in order:
             for name in node.input:
