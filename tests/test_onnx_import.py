@@ -262,6 +262,28 @@ def test_a_float32_graph_imports_in_float64_when_asked(exported):
         bn.import_onnx(path, dtype="float16")
 
 
+def test_a_graph_exported_for_one_batch_size_predicts_any(tmp_path):
+    """torch.onnx.export without dynamic shapes fixes the batch size (here 3) and writes it into the Reshape
+    that flattens each sample; the import reads that entry as the batch axis."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(11)
+    inits = {"shape": np.array([3, 24]), "w": rng.standard_normal((24, 2)).astype(np.float32)}
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / "fixed.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["ReLU", "Flatten", "Dense"]
+    X = rng.standard_normal((7, 2, 3, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X[:3]})[0]
+    got = model.predict(X)
+    np.testing.assert_allclose(got[:3], want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[3:6], ort.InferenceSession(str(path)).run(None, {"x": X[3:6]})[0], atol=1e-5)
+
+
 REFUSALS = {
     "unknown operator": ([helper.make_node("Cos", ["x"], ["y"], name="cosine")], {},
                          r"operator 'Cos' \('Cos' node 'cosine'\) has no barenet counterpart"),

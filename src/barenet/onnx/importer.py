@@ -164,6 +164,7 @@ class _Translator:
         self.dtype_given = dtype is not None
         self.dtype = dtype or np.dtype("float32")
         self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
+        self.fixed_batch: int | None = None  # the batch size the graph input fixes, if it fixes one
 
     # ----------------------------------------------------------------- driver
     def run(self, order: list[Any]) -> Sequential:
@@ -175,6 +176,8 @@ class _Translator:
             raise bad(f"barenet imports graphs with one input and one output; this one has {len(inputs)} "
                       f"input(s) and {len(graph.output)} output(s)")
         sample_shape, in_dtype = self._input_signature(inputs[0])
+        batch = inputs[0].type.tensor_type.shape.dim[0]
+        self.fixed_batch = batch.dim_value if batch.HasField("dim_value") else None
         self.head = self._data(sample_shape, tuple(range(len(sample_shape) + 1)))
         self.values[inputs[0].name] = self.head
         self.input_is_int = in_dtype.kind in "iu"
@@ -847,7 +850,12 @@ class _Translator:
         target = inputs[1]
         if not isinstance(target, np.ndarray) or target.ndim != 1 or target.dtype.kind not in "iuO":
             raise bad(f"{node_label(node)} reshapes the data path to a shape that is not a constant vector")
-        return self._reshape(inputs[0], list(target), attrs.get("allowzero", 0), node)
+        target = list(target)
+        # A graph exported for one batch size (torch.onnx.export's default) names it where it means the batch.
+        if self.fixed_batch is not None and target and target[0] is not BATCH and target[0] == self.fixed_batch \
+                and inputs[0].onnx_shape[0] is BATCH:
+            target[0] = BATCH
+        return self._reshape(inputs[0], target, attrs.get("allowzero", 0), node)
 
     def _Squeeze(self, node, inputs, attrs):
         x = inputs[0]
