@@ -113,6 +113,88 @@ MODELS = {"mlp": mlp, "cnn": cnn, "lstm": lstm, "gru": gru, "rnn": rnn, "embeddi
           "pooling_cnn": pooling_cnn}
 
 
+def residual_mlp():
+    """Linear - ReLU, then a Linear added back to its own input (one skip connection), then a Linear head."""
+    import torch
+    from torch import nn
+
+    class ResidualMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.block, self.head = nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, CLASSES)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x))
+            return self.head(h + self.block(h))
+
+    torch.manual_seed(0)
+    return ResidualMLP().eval(), torch.randn(BATCH, 16)
+
+
+def two_branch():
+    """Two branches on one input (Linear - Tanh and Linear - ReLU) joined by concatenation, then a Linear."""
+    import torch
+    from torch import nn
+
+    class TwoBranch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wide, self.narrow, self.head = nn.Linear(16, 24), nn.Linear(16, 8), nn.Linear(32, CLASSES)
+
+        def forward(self, x):
+            return self.head(torch.cat([torch.tanh(self.wide(x)), torch.relu(self.narrow(x))], dim=1))
+
+    torch.manual_seed(0)
+    return TwoBranch().eval(), torch.randn(BATCH, 16)
+
+
+def residual_cnn():
+    """A ResNet basic block on the input (Conv - BN - ReLU - Conv - BN, plus the identity, then ReLU), global
+    average pooling and a Linear."""
+    import torch
+    from torch import nn
+
+    class ResidualBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = torch.relu(self.bn2(self.conv2(h)) + x)
+            return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+    torch.manual_seed(0)
+    net = ResidualBlock()
+    _randomize_batchnorm(net)
+    return net.eval(), torch.randn(BATCH, 8, 10, 10)
+
+
+GRAPH_MODELS = {"residual_mlp": residual_mlp, "two_branch": two_branch, "residual_cnn": residual_cnn}
+
+
+def export_default(name: str, path: Path, exporter: str = "dynamo"):
+    """Export graph model ``name`` with ``torch.onnx.export``'s default settings: ``"dynamo"`` (the default
+    exporter, weights in ``<path>.data`` beside the file), ``"legacy"`` (``dynamo=False``, batch norm folded
+    into the convolutions) or ``"legacy-unfolded"`` (no constant folding: BatchNormalization nodes stay).
+    Returns ``(module, example_input)``; the batch size is fixed at the example's."""
+    import contextlib
+    import io
+
+    import torch
+
+    net, x = GRAPH_MODELS[name]()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            torch.onnx.export(net, (x,), str(path))
+        else:
+            torch.onnx.export(net, (x,), str(path), dynamo=False, do_constant_folding=exporter == "legacy")
+    return net, x
+
+
 def export_barenet_cnn(path: Path) -> None:
     """A channels-last barenet CNN with batch norm, written by barenet's own exporter (its graph transposes
     NHWC to NCHW around each image operator)."""

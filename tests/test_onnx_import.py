@@ -291,8 +291,18 @@ REFUSALS = {
                        r"'Relu' node 'y' is in operator domain 'com.example'"),
     "cycle": ([helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("Relu", ["a"], ["c"]),
                helper.make_node("Relu", ["c"], ["y"])], {}, "the graph has a cycle"),
-    "branch": ([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
-                helper.make_node("Add", ["a", "b"], ["y"])], {}, "combines two data-path tensors"),
+    "division by a computed tensor": (
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
+         helper.make_node("Div", ["a", "b"], ["y"])], {},
+        "'Div' node 'y' divides one data-path tensor by another; barenet has no layer"),
+    "product of two computed tensors": (
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("MatMul", ["a", "x"], ["y"])], {},
+        "'MatMul' node 'y' reads 2 data-path tensors; barenet joins computed tensors only with Add, Concat, Max, "
+        "Mean, Mul, Sub, Sum"),
+    "a join that broadcasts": (
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Unsqueeze", ["f", "one"], ["u"]),
+         helper.make_node("Add", ["x", "u"], ["y"])], {"one": np.array([1])},
+        r"'Add' node 'y' joins data-path tensors of ONNX shapes \[\[batch, 3, 4\], \[batch, 1, 12\]\]"),
     "dangling input": ([helper.make_node("Relu", ["nowhere"], ["y"])], {}, "reads value 'nowhere', which no"),
     "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
     "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
