@@ -256,6 +256,23 @@ def test_an_embedding_input_beside_a_float_input(tmp_path):
     _check_against_onnxruntime(path, model, [rng.integers(0, 10, (5, 6)), rng.standard_normal((5, 4), np.float32)])
 
 
+def test_sub_mul_add_of_per_channel_constants_is_a_batch_normalization(tmp_path):
+    """(x - mean) * scale + shift with (C, 1, 1) constants on NCHW images: BatchNormalization(axis=1)."""
+    rng = np.random.default_rng(8)
+    k = _weights(rng, (3, 2, 3, 3))[0]
+    inits = {"k": k, "mean": rng.standard_normal((3, 1, 1)).astype(np.float32),
+             "scale": rng.random((3, 1, 1)).astype(np.float32) + 0.5,
+             "shift": rng.standard_normal((3, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Sub", ["r", "mean"], ["d"]), helper.make_node("Mul", ["d", "scale"], ["m"]),
+             helper.make_node("Add", ["shift", "m"], ["y"])]
+    path = _save(tmp_path, nodes, inits, {"x": [2, 6, 6]})
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "BatchNormalization"]
+    assert model.layers[1].axis == 1
+    _check_against_onnxruntime(path, model, [rng.standard_normal((4, 2, 6, 6), np.float32)])
+
+
 def test_an_imported_graph_saves_loads_and_fine_tunes(exported, tmp_path):
     path, _, x = exported("two_branch", "dynamo")
     model = bn.import_onnx(path)
@@ -306,6 +323,17 @@ GRAPH_REFUSALS = {
     "concatenation along the batch": (
         [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Concat", ["x", "a"], ["y"], axis=0)], {},
         {"x": [3]}, r"'Concat' node 'y' concatenates along axis 0 of ONNX shape \[batch, 3\]"),
+    "a cast to another float type": (
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)], {}, {"x": [3]},
+        r"'Cast' node 'y' casts the data path \(float32\) to ONNX type 11; barenet imports a Cast only to the "
+        "type the data already has"),
+    "a constant subtracted that is not one value per feature": (
+        [helper.make_node("Sub", ["x", "c"], ["y"])], {"c": np.ones((2, 3), np.float32)}, {"x": [2, 3]},
+        r"'Sub' node 'y' subtracts a constant of shape \(2, 3\) on the data path \[batch, 2, 3\]; barenet imports one "
+        "value per feature or channel"),
+    "a scale without the Sub before it": (
+        [helper.make_node("Mul", ["x", "c"], ["y"])], {"c": np.ones(3, np.float32)}, {"x": [3]},
+        "'Mul' node 'y' multiplies the data path by a constant"),
     "a bias added to a MatMul another node also reads": (
         [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"]),
          helper.make_node("Relu", ["h"], ["r"]), helper.make_node("Add", ["y", "r"], ["z"])],

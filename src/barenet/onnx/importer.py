@@ -19,6 +19,9 @@ a ``Model`` whose layer calls follow the graph. Along the way
 * ``Add``, ``Sub``, ``Mul``, ``Max``, ``Sum``, ``Mean`` and ``Concat`` of computed tensors (of one shape, no
   broadcasting) become the merge layers :class:`~barenet.layers.Add`, ``Subtract``, ``Multiply``,
   ``Maximum``, ``Add``, ``Average`` and ``Concatenate``;
+* ``Sub``, ``Mul`` and ``Add`` of constants holding one value per feature or channel, in that order and
+  starting with the ``Sub`` (batch normalization as Keras writes it at inference), become one
+  :class:`~barenet.layers.BatchNormalization`;
 * ``RNN``/``LSTM``/``GRU`` become :class:`~barenet.layers.SimpleRNN`/``LSTM``/``GRU``, gate blocks reordered
   (ONNX LSTM ``i, o, f, c`` -> barenet ``i, f, c, o``; GRU ``z, r, h`` is barenet's order; the two ONNX biases
   are summed, or kept apart for GRU with ``linear_before_reset=1``, barenet's ``reset_after=True``);
@@ -31,7 +34,8 @@ a ``Model`` whose layer calls follow the graph. Along the way
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten`` on the data path only relabel axes
   when they move size-1 axes or undo one another (the time-major dance around recurrent operators), and
   become :class:`~barenet.layers.Flatten`/``Reshape`` when they reshape each sample;
-* ``Identity`` and inference-mode ``Dropout`` pass through (``Dropout`` keeps its rate for fine-tuning).
+* ``Identity``, a ``Cast`` to the type the data already has, and inference-mode ``Dropout`` pass through
+  (``Dropout`` keeps its rate for fine-tuning).
 
 Everything that does not touch the data path is folded to constants (:mod:`._fold`). Anything else is
 refused with a :class:`~barenet.errors.ModelFileError` naming the operator and the node.
@@ -76,7 +80,7 @@ LAYER_OPS = frozenset({
     "Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax", "LeakyRelu", "Elu", "Gelu", "Conv",
     "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
-    "Concat", "Mul", "Sub", "Div", "Max", "Sum", "Mean",
+    "Concat", "Mul", "Sub", "Div", "Max", "Sum", "Mean", "Cast",
 })
 SUPPORTED_OPS = LAYER_OPS | FOLDABLE
 #: (fewest, most) inputs of each operator; the fewest must all be given.
@@ -98,6 +102,11 @@ _RNN_DEFAULTS = {"RNN": ["tanh"], "LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["
 DIR = -1
 #: Operators that may move a bidirectional node's output (or one direction of it) before the merge.
 _BIDIRECTIONAL_MOVES = frozenset({"Transpose", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Gather"})
+#: The variance given to a batch normalization read from ``Sub``/``Mul``/``Add`` (the graph holds only the product
+#: ``gamma / sqrt(variance + epsilon)``): with the epsilon below, ``variance + epsilon`` is 1 and ``gamma`` that
+#: product, exactly in float32 and float64.
+_AFFINE_EPSILON = 1e-3
+_AFFINE_VARIANCE = 1 - _AFFINE_EPSILON
 
 
 @dataclass(eq=False)
@@ -207,7 +216,9 @@ class _Translator:
         self.uses: dict[str, int] = {}
         self.dtype_given = dtype is not None
         self.dtype = dtype or np.dtype("float32")
+        self.onnx_dtype: np.dtype | None = None  # the float type of the graph's data path
         self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
+        self.affine: dict[int, str] = {}  # id of a batch norm read from Sub/Mul/Add -> the last of them read
         self.fixed_batch: int | None = None  # the batch size the graph inputs fix, if they all fix one
 
     # ----------------------------------------------------------------- driver
@@ -256,8 +267,10 @@ class _Translator:
         floats = {dt for _, dt in signature if dt.kind == "f"}
         if len(floats) > 1:
             raise bad(f"the graph inputs mix {sorted(dt.name for dt in floats)}; a barenet model computes in one dtype")
-        if floats and not self.dtype_given:
-            self.dtype = floats.pop()
+        if floats:
+            self.onnx_dtype = floats.pop()
+            if not self.dtype_given:
+                self.dtype = self.onnx_dtype
         return signature
 
     def _output(self, name: str) -> _Tensor:
@@ -534,10 +547,16 @@ class _Translator:
             return self._join(node, inputs, L.Add())
         x = inputs[0] if isinstance(inputs[0], Data) else inputs[1]
         other = inputs[1] if x is inputs[0] else inputs[0]
+        if self._affine(node, x, other, "Add"):
+            return self._data(x.shape, x.axes)
+        conv = self._last_open((L.Conv2D,), x)
+        if conv is not None and not conv.use_bias and conv.activation.kind == "linear":
+            return self._conv_bias(node, conv, x, other)
         dense = self._last_open((L.Dense,), x)
         if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
             raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a "
-                      "MatMul right before it; barenet has no layer for that")
+                      "MatMul right before it (or of a Conv, or the shift of a batch normalization written as Sub, "
+                      "Mul, Add); barenet has no layer for that")
         b = self._weights(other, "bias", node, None)
         units = dense.units
         # A bias broadcasts over every axis but the last: (units,), (1, ..., units) or one value. (units, 1)
@@ -550,10 +569,31 @@ class _Translator:
         self._arrays(dense)["bias"] = np.broadcast_to(b.reshape(-1), (units,)).copy()
         return self._data(x.shape, x.axes)
 
+    def _conv_bias(self, node, conv: L.Conv2D, x: Data, c: Any) -> Data:
+        """An ``Add`` of one value per filter right after a bias-free ``Conv`` (Keras writes its convolutions
+        so) is the convolution's bias."""
+        channel = 1 if conv.data_format == "channels_first" else len(x.shape)
+        if np.size(c) == 1:
+            values, axis = np.full(conv.filters, self._weights(c, "bias", node, None).reshape(-1)[0]), channel
+        else:
+            values, axis = self._per_channel(node, x, c, "adds")
+        if axis != channel or values.shape != (conv.filters,):
+            raise bad(f"{node_label(node)} adds a constant of shape {np.shape(c)} to the output of a Conv with "
+                      f"{conv.filters} filters (ONNX shape {list(x.onnx_shape)}); a bias is one value per filter")
+        conv.use_bias = True
+        self._arrays(conv)["bias"] = values
+        return self._data(x.shape, x.axes)
+
     def _Sub(self, node, inputs, attrs):
         if all(isinstance(v, Data) for v in inputs):
             return self._join(node, inputs, L.Subtract())
-        raise bad(f"{node_label(node)} subtracts a constant from the data path; barenet has no layer for that")
+        x = inputs[0]
+        mean, axis = self._per_channel(node, x, inputs[1], "subtracts")
+        n = mean.shape[0]
+        layer = L.BatchNormalization(axis=axis, epsilon=_AFFINE_EPSILON)
+        self.affine[id(layer)] = "Sub"
+        return self._add(layer, x, out_axes=x.axes, moving_mean=mean, gamma=np.ones(n, self.dtype),
+                         beta=np.zeros(n, self.dtype), moving_variance=np.full(n, _AFFINE_VARIANCE, self.dtype))
 
     def _Div(self, node, inputs, attrs):
         what = "one data-path tensor by another" if all(isinstance(v, Data) for v in inputs) else \
@@ -568,6 +608,38 @@ class _Translator:
 
     def _Mean(self, node, inputs, attrs):
         return self._join(node, inputs, L.Average()) if len(inputs) > 1 else self._Identity(node, inputs, attrs)
+
+    def _per_channel(self, node, x: Data, c: Any, verb: str) -> tuple[np.ndarray, int]:
+        """A constant that broadcasts against ``x`` as one value per feature or channel: ``(values, axis)``, the
+        barenet axis it runs along (one value for all is spread along the last)."""
+        c = self._weights(c, "constant", node, None)
+        shape = list(x.onnx_shape)
+        lengths = [d for d in c.shape if d != 1]
+        if c.ndim > len(shape) or len(lengths) > 1 or DIR in x.axes:
+            raise bad(f"{node_label(node)} {verb} a constant of shape {c.shape} on the data path "
+                      f"{list(shape)}; barenet imports one value per feature or channel (batch normalization)")
+        if not lengths:
+            return np.full(x.shape[-1], c.reshape(-1)[0], self.dtype), len(x.shape)
+        k = len(shape) - c.ndim + next(k for k, d in enumerate(c.shape) if d != 1)
+        axis = x.axes[k]
+        if axis is None or axis < 1 or shape[k] != lengths[0]:
+            raise bad(f"{node_label(node)} {verb} a constant of shape {c.shape} on the data path {list(shape)}; "
+                      "barenet imports one value per feature or channel (batch normalization)")
+        return c.reshape(-1), axis
+
+    def _affine(self, node, x: Data, c: Any, op: str) -> bool:
+        """Fold ``Mul``/``Add`` by a per-channel constant into the batch normalization a ``Sub`` began right before
+        (Keras writes its inference-mode batch norm as ``(x - mean) * (gamma / sqrt(var + eps)) + beta``)."""
+        bn = self._last_open((L.BatchNormalization,), x)
+        stage = self.affine.get(id(bn)) if bn is not None else None
+        if stage is None or (op, stage) not in (("Mul", "Sub"), ("Add", "Sub"), ("Add", "Mul")):
+            return False
+        values, axis = self._per_channel(node, x, c, "multiplies by" if op == "Mul" else "adds")
+        if axis != bn.axis or values.shape != self._arrays(bn)["gamma"].shape:
+            raise bad(f"{node_label(node)} scales or shifts another axis than the Sub before it subtracted from")
+        self._arrays(bn)["gamma" if op == "Mul" else "beta"] = values
+        self.affine[id(bn)] = op
+        return True
 
     # ----------------------------------------------------------------- activations
     def _activation(self, node, x: Data, layer: L.Activation, fusable: bool = True):
@@ -933,8 +1005,11 @@ class _Translator:
                 and other.size == 1 and other.ndim <= len(x.axes) and float(other.reshape(-1)[0]) == 0.5:
             bi.merge_mode = "ave"
             return self._data(x.shape, x.axes)
+        if self._affine(node, x, other, "Mul"):
+            return self._data(x.shape, x.axes)
         raise bad(f"{node_label(node)} multiplies the data path by a constant; barenet imports that only as the "
-                  "0.5 of the average of a bidirectional recurrent node's directions after their Add")
+                  "0.5 of the average of a bidirectional recurrent node's directions after their Add, or as the "
+                  "scale of a batch normalization written as Sub, Mul, Add")
 
     def _last_step(self, x: Data, axis: int, index: int, node: Any, keep: bool) -> Data:
         """Select the last time step of a recurrent layer's sequence output along ONNX ``axis``."""
@@ -965,6 +1040,7 @@ class _Translator:
                           "an Embedding of a constant table by an integer input of the model")
             self._require_plain(idx, node, "(batch, time) token ids")
             table = self._weights(data, "embedding table", node, (2,))
+            self.onnx_dtype = self.onnx_dtype or data.dtype
             layer = L.Embedding(table.shape[0], table.shape[1])
             return self._add(layer, idx, embeddings=table)
         if not isinstance(data, Data):
@@ -1009,6 +1085,19 @@ class _Translator:
 
     def _Identity(self, node, inputs, attrs):
         x = inputs[0]
+        return self._data(x.shape, x.axes)
+
+    def _Cast(self, node, inputs, attrs):
+        """A cast to the type the data path already has passes through (Keras's exports hold many); any other
+        would change what the graph computes."""
+        x = inputs[0]
+        to = attrs.get("to")
+        target = TENSOR_TYPES[to][0].newbyteorder("=") if to in TENSOR_TYPES else None
+        ids = x.tensor.integer and x.tensor.call is None
+        source = "integer ids" if ids else (self.onnx_dtype or np.dtype("float32")).name
+        if target is None or (target.kind not in "iu" if ids else target.name != source):
+            raise bad(f"{node_label(node)} casts the data path ({source}) to ONNX type {to}; barenet imports a "
+                      "Cast only to the type the data already has")
         return self._data(x.shape, x.axes)
 
     def _Dropout(self, node, inputs, attrs):
