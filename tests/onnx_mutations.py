@@ -9,7 +9,11 @@ drivers share one list of mutations:
   replaced, an ``external_data`` reference to a local path (``/etc/passwd``, ``../secret``), a node input
   rewired to a later node's output (a cycle), an operator renamed to an unknown or to another known one,
   an unknown domain, another opset version, attribute values made huge, negative or empty, the graph
-  input's dims changed, a node removed.
+  input's dims changed, a node removed;
+* external data, for a :class:`Case` whose tensors lie in a file beside the model: the location made
+  absolute, climbing out with ``..``, a symbolic link out of the folder (or inside it), missing or empty;
+  offsets and lengths past the file, negative, huge or not numbers; keys dropped, repeated or unknown; the
+  data file truncated, extended, flipped, removed, replaced by a folder; more tensors moved out.
 
 The contract (:func:`check_import`): ``bn.import_onnx`` either returns a model or raises a ``BarenetError``,
 within ``seconds`` and ``megabytes`` of Python-tracked memory, and opens no file outside the model's folder,
@@ -20,11 +24,12 @@ from __future__ import annotations
 
 import builtins
 import os
+import shutil
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +211,160 @@ def mutate(data: bytes, c: Choices) -> tuple[bytes, str]:
             m(model, c)
         names.append(m.__name__.lstrip("_"))
     return (data if byte_level else model.SerializeToString()), "+".join(names)
+
+
+# --------------------------------------------------------------------- external data
+#: A file of a :class:`Case` that is a folder.
+FOLDER = object()
+#: Where symbolic links of the external-data mutations may point (each outside the case's folder but the last).
+LINK_TARGETS = ["/etc/passwd", "../outside.bin", "/dev/zero", "/proc/self/mem"]
+LOCATIONS = ["/etc/passwd", "../outside.bin", "sub/../{data}", "./{data}", "", "{data}\0", "C:\\{data}",
+             "\\..\\{data}", "missing.bin", "link.bin", "case.onnx", "{data}/", "/{data}"]
+NUMBERS = ["-1", "", " 1", "0x10", "1e3", "9" * 30, str(2**63), str(2**31), "0", "4", "7"]
+
+
+@dataclass
+class Case:
+    """A model file and the files beside it: bytes, a ``str`` (a symbolic link to that target), or
+    :data:`FOLDER`."""
+
+    model: bytes
+    files: dict[str, object] = field(default_factory=dict)
+
+
+def write_case(folder: Path, case: Case, name: str = "case.onnx") -> Path:
+    """Empty ``folder`` (made if missing), write ``case`` into it and return the model file's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for file, content in case.files.items():
+        if content is FOLDER:
+            (folder / file).mkdir()
+        elif isinstance(content, str):
+            os.symlink(content, folder / file)
+        else:
+            (folder / file).write_bytes(content)
+    (folder / name).write_bytes(case.model)
+    return folder / name
+
+
+def _external_tensors(model) -> list:
+    return [t for t in model.graph.initializer if t.data_location == 1]
+
+
+def _entry(tensor, key: str):
+    return next((e for e in tensor.external_data if e.key == key), None)
+
+
+def _data_name(case: Case) -> str:
+    return next((k for k, v in case.files.items() if isinstance(v, bytes)), "data.bin")
+
+
+def _location(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    entry = _entry(c.one(tensors), "location")
+    if entry is None:
+        return
+    entry.value = c.one(LOCATIONS).format(data=_data_name(case))
+    if entry.value == "link.bin":
+        case.files["link.bin"] = c.one([*LINK_TARGETS, _data_name(case)])
+
+
+def _numbers(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    tensor = c.one(tensors)
+    key = c.one(["offset", "length"])
+    entry = _entry(tensor, key) or tensor.external_data.add(key=key)
+    data = case.files.get(_data_name(case))
+    size = len(data) if isinstance(data, bytes) else 0
+    entry.value = c.one([*NUMBERS, str(size), str(size + 1), str(max(size - 4, 0))])
+
+
+def _keys(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    tensor = c.one(tensors)
+    action = c.pick(3)
+    if action == 0 and len(tensor.external_data):
+        del tensor.external_data[c.pick(len(tensor.external_data))]
+    elif action == 1:
+        tensor.external_data.add(key=c.one(["basepath", "checksum", "location", "offset", "LOCATION"]),
+                                 value=c.one(["..", "0", _data_name(case), "/tmp"]))
+    else:
+        tensor.data_location = 0 if c.pick(2) else 1
+        if c.pick(2):
+            tensor.raw_data = b"\0" * 4
+
+
+def _data_file(model, case: Case, c: Choices) -> None:
+    name = _data_name(case)
+    data = case.files.get(name)
+    if not isinstance(data, bytes):
+        return
+    action = c.pick(6)
+    if action == 0:
+        case.files[name] = data[:c.pick(len(data) + 1)]
+    elif action == 1:
+        case.files[name] = data + c.raw(1 + c.pick(64))
+    elif action == 2 and data:
+        flipped = bytearray(data)
+        for _ in range(1 + c.pick(8)):
+            flipped[c.pick(len(flipped))] ^= 1 << c.pick(8)
+        case.files[name] = bytes(flipped)
+    elif action == 3:
+        del case.files[name]
+    elif action == 4:
+        case.files[name] = FOLDER
+    else:
+        case.files[name] = c.one(LINK_TARGETS)
+
+
+def _move_out(model, case: Case, c: Choices) -> None:
+    """Move an inline initializer into the data file (its bytes appended), at the right offset or not."""
+    name = _data_name(case)
+    data = case.files.get(name)
+    inline = [t for t in model.graph.initializer if t.data_location != 1 and t.raw_data]
+    if not isinstance(data, bytes) or not inline:
+        return
+    tensor = c.one(inline)
+    offset, raw = len(data), tensor.raw_data
+    case.files[name] = data + raw
+    tensor.ClearField("raw_data")
+    tensor.data_location = 1
+    tensor.external_data.add(key="location", value=name)
+    tensor.external_data.add(key="offset", value=str(offset + c.one([0, 0, 1, -1, len(raw)])))
+    tensor.external_data.add(key="length", value=str(len(raw) + c.one([0, 0, 4, -4])))
+
+
+EXTERNAL_MUTATIONS = [_location, _numbers, _keys, _data_file, _move_out]
+
+
+def mutate_case(case: Case, c: Choices) -> tuple[Case, str]:
+    """Mutate ``case``: its model as :func:`mutate` does, or, for a case with external data (half the time),
+    one to three external-data mutations of its model and files."""
+    import onnx
+
+    if not case.files or c.pick(2) == 0:
+        model, names = mutate(case.model, c)
+        return Case(model, dict(case.files)), names
+    model = onnx.ModelProto()
+    model.ParseFromString(case.model)
+    new = Case(b"", dict(case.files))
+    names = []
+    for _ in range(1 + c.pick(3)):
+        m = c.one(EXTERNAL_MUTATIONS)
+        m(model, new, c)
+        names.append(m.__name__.lstrip("_"))
+    new.model = model.SerializeToString()
+    return new, "+".join(names)
 
 
 @dataclass
