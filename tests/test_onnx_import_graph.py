@@ -40,17 +40,7 @@ LAYERS = {"residual_mlp": ["Dense", "Dense", "Add", "Dense"],
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``(name, exporter) -> (path, torch module, example input)``, each exported once, on first use."""
-    cache: dict[tuple[str, str], tuple] = {}
-    folder = tmp_path_factory.mktemp("onnx_graphs")
-
-    def get(name: str, exporter: str):
-        if (name, exporter) not in cache:
-            path = folder / f"{name}-{exporter}.onnx"
-            net, x = oc.export_default(name, path, exporter)
-            cache[name, exporter] = (path, net, x.numpy())
-        return cache[name, exporter]
-
-    return get
+    return oc.export_cache(tmp_path_factory.mktemp("onnx_graphs"), oc.export_default)
 
 
 def _onnxruntime(path, feeds):
@@ -338,7 +328,8 @@ GRAPH_REFUSALS = {
         [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"]),
          helper.make_node("Relu", ["h"], ["r"]), helper.make_node("Add", ["y", "r"], ["z"])],
         {"w": np.ones((3, 2), np.float32), "b": np.ones(2, np.float32)}, {"x": [3]},
-        "'Add' node 'y' adds a constant to the data path other than as the bias of a MatMul right before it"),
+        "'Add' node 'y' adds a constant to the data path other than as the bias of a MatMul or Conv right before it "
+        "whose output nothing else reads"),
 }
 
 

@@ -554,9 +554,9 @@ class _Translator:
             return self._conv_bias(node, conv, x, other)
         dense = self._last_open((L.Dense,), x)
         if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
-            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a "
-                      "MatMul right before it (or of a Conv, or the shift of a batch normalization written as Sub, "
-                      "Mul, Add); barenet has no layer for that")
+            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a MatMul or "
+                      "Conv right before it whose output nothing else reads (or as the shift of a batch normalization "
+                      "written as Sub, Mul, Add); barenet has no layer for that")
         b = self._weights(other, "bias", node, None)
         units = dense.units
         # A bias broadcasts over every axis but the last: (units,), (1, ..., units) or one value. (units, 1)
