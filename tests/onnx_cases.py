@@ -227,6 +227,22 @@ def export(name: str, path: Path, exporter: str = "legacy"):
     return net, x
 
 
+def export_cache(folder: Path, export_fn=None):
+    """``get(name, exporter) -> (path, torch module, example input as NumPy)``: each model exported into
+    ``folder`` once, on first use, by ``export_fn`` (:func:`export` by default, or :func:`export_default`)."""
+    export_fn = export_fn or export
+    cache: dict[tuple[str, str], tuple] = {}
+
+    def get(name: str, exporter: str):
+        if (name, exporter) not in cache:
+            path = folder / f"{name}-{exporter}.onnx"
+            net, x = export_fn(name, path, exporter)
+            cache[name, exporter] = (path, net, x.numpy())
+        return cache[name, exporter]
+
+    return get
+
+
 def torch_predict(net, x: np.ndarray) -> np.ndarray:
     import torch
 

@@ -33,17 +33,7 @@ EXPORTS += [("rnn", "legacy"), ("embedding_gru", "legacy"), ("pooling_cnn", "leg
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``(name, exporter) -> (path, torch module, example input)``, each exported once, on first use."""
-    cache: dict[tuple[str, str], tuple] = {}
-    folder = tmp_path_factory.mktemp("onnx")
-
-    def get(name: str, exporter: str):
-        if (name, exporter) not in cache:
-            path = folder / f"{name}-{exporter}.onnx"
-            net, x = oc.export(name, path, exporter)
-            cache[name, exporter] = (path, net, x.numpy())
-        return cache[name, exporter]
-
-    return get
+    return oc.export_cache(tmp_path_factory.mktemp("onnx"))
 
 
 def _inputs(x: np.ndarray, n: int = 9) -> np.ndarray:
