@@ -1,11 +1,13 @@
 """The long fuzz run of ``bn.import_onnx``: thousands of mutated real exported ONNX files.
 
 Each case takes one of the files PyTorch exports for the import tests (an MLP, the Fashion-MNIST CNN, an LSTM,
-a GRU and an Embedding+GRU classifier) or barenet's own exporter writes (a channels-last CNN), applies one to
-three mutations (tests/onnx_mutations.py: byte flips, truncation, insertion, huge dims, external-data
-references to local paths, cycles, unknown operators and domains, edited attributes ...), and imports it.
-The contract: a model or a ``BarenetError``, within the time and memory bounds, and no other file opened.
-The CI share of this is tests/test_onnx_fuzz.py.
+a GRU and an Embedding+GRU classifier; a residual MLP, a two-branch MLP and a ResNet block exported with
+torch.onnx.export's defaults, their weights in a file beside the model) or barenet's own exporter writes (a
+channels-last CNN), applies one to three mutations (tests/onnx_mutations.py: byte flips, truncation,
+insertion, huge dims, external-data references to local paths, cycles, unknown operators and domains, edited
+attributes; for the files with external data, locations, offsets, lengths, keys and the data file itself ...),
+and imports it. The contract: a model or a ``BarenetError``, within the time and memory bounds, and no file
+opened outside the model's folder (none in it twice). The CI share of this is tests/test_onnx_fuzz.py.
 
 Run::
 
@@ -36,6 +38,7 @@ import onnx_mutations as om  # noqa: E402
 SEEDS = [("mlp", "legacy-unfolded"), ("cnn", "legacy-unfolded"), ("lstm", "legacy"), ("gru", "legacy"),
          ("embedding_gru", "legacy")]
 SEEDS += [("mobilenet_block", "legacy-unfolded"), ("padded_cnn", "legacy"), ("conv1d_net", "legacy")]
+EXTERNAL_SEEDS = ["residual_mlp", "two_branch", "residual_cnn"]
 
 
 def reason(message: str) -> str:
@@ -57,25 +60,28 @@ def main() -> int:
         seeds = []
         for name, exporter in SEEDS:
             oc.export(name, folder / f"{name}.onnx", exporter)
-            seeds.append((folder / f"{name}.onnx").read_bytes())
+            seeds.append(om.Case((folder / f"{name}.onnx").read_bytes()))
         oc.export_barenet_cnn(folder / "barenet_cnn.onnx")
-        seeds.append((folder / "barenet_cnn.onnx").read_bytes())
+        seeds.append(om.Case((folder / "barenet_cnn.onnx").read_bytes()))
+        for name in EXTERNAL_SEEDS:
+            oc.export_default(name, folder / f"{name}.onnx")
+            data = folder / f"{name}.onnx.data"
+            seeds.append(om.Case((folder / f"{name}.onnx").read_bytes(), {data.name: data.read_bytes()}))
         rng = np.random.default_rng(args.seed)
         choices = om.Choices.from_rng(rng)
         imported, refused, broken = 0, collections.Counter(), []
         slowest, peak = 0.0, 0.0
         start = time.perf_counter()
-        path = folder / "case.onnx"
         for case in range(args.cases):
-            data, names = om.mutate(seeds[choices.pick(len(seeds))], choices)
-            path.write_bytes(data)
+            mutated, names = om.mutate_case(seeds[choices.pick(len(seeds))], choices)
+            path = om.write_case(folder / "case", mutated)
             try:
                 outcome = om.check_import(path, seconds=args.seconds, megabytes=args.megabytes)
             except Exception as exc:  # a broken contract: report it, keep going
                 broken.append(f"case {case} ({names}): {type(exc).__name__}: {exc}")
                 if args.save_broken:
                     args.save_broken.mkdir(parents=True, exist_ok=True)
-                    (args.save_broken / f"case{case}.onnx").write_bytes(data)
+                    om.write_case(args.save_broken / f"case{case}", mutated)
                 continue
             slowest, peak = max(slowest, outcome.seconds), max(peak, outcome.peak_mb)
             if outcome.imported:

@@ -243,6 +243,88 @@ def sequence_pools():
 MODELS.update({"activations_mlp": activations_mlp, "layernorm_sequence": layernorm_sequence,
                "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools})
 
+def residual_mlp():
+    """Linear - ReLU, then a Linear added back to its own input (one skip connection), then a Linear head."""
+    import torch
+    from torch import nn
+
+    class ResidualMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.block, self.head = nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, CLASSES)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x))
+            return self.head(h + self.block(h))
+
+    torch.manual_seed(0)
+    return ResidualMLP().eval(), torch.randn(BATCH, 16)
+
+
+def two_branch():
+    """Two branches on one input (Linear - Tanh and Linear - ReLU) joined by concatenation, then a Linear."""
+    import torch
+    from torch import nn
+
+    class TwoBranch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wide, self.narrow, self.head = nn.Linear(16, 24), nn.Linear(16, 8), nn.Linear(32, CLASSES)
+
+        def forward(self, x):
+            return self.head(torch.cat([torch.tanh(self.wide(x)), torch.relu(self.narrow(x))], dim=1))
+
+    torch.manual_seed(0)
+    return TwoBranch().eval(), torch.randn(BATCH, 16)
+
+
+def residual_cnn():
+    """A ResNet basic block on the input (Conv - BN - ReLU - Conv - BN, plus the identity, then ReLU), global
+    average pooling and a Linear."""
+    import torch
+    from torch import nn
+
+    class ResidualBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            h = torch.relu(self.bn2(self.conv2(h)) + x)
+            return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+    torch.manual_seed(0)
+    net = ResidualBlock()
+    _randomize_batchnorm(net)
+    return net.eval(), torch.randn(BATCH, 8, 10, 10)
+
+
+GRAPH_MODELS = {"residual_mlp": residual_mlp, "two_branch": two_branch, "residual_cnn": residual_cnn}
+
+
+def export_default(name: str, path: Path, exporter: str = "dynamo"):
+    """Export graph model ``name`` with ``torch.onnx.export``'s default settings: ``"dynamo"`` (the default
+    exporter, weights in ``<path>.data`` beside the file), ``"legacy"`` (``dynamo=False``, batch norm folded
+    into the convolutions) or ``"legacy-unfolded"`` (no constant folding: BatchNormalization nodes stay).
+    Returns ``(module, example_input)``; the batch size is fixed at the example's."""
+    import contextlib
+    import io
+
+    import torch
+
+    net, x = GRAPH_MODELS[name]()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            torch.onnx.export(net, (x,), str(path))
+        else:
+            torch.onnx.export(net, (x,), str(path), dynamo=False, do_constant_folding=exporter == "legacy")
+    return net, x
+
+
 def export_barenet_cnn(path: Path) -> None:
     """A channels-last barenet CNN with batch norm, written by barenet's own exporter (its graph transposes
     NHWC to NCHW around each image operator)."""
@@ -275,6 +357,22 @@ def export(name: str, path: Path, exporter: str = "legacy"):
                               do_constant_folding=exporter != "legacy-unfolded",
                               opset_version=21 if exporter == "legacy-opset21" else None)
     return net, x
+
+
+def export_cache(folder: Path, export_fn=None):
+    """``get(name, exporter) -> (path, torch module, example input as NumPy)``: each model exported into
+    ``folder`` once, on first use, by ``export_fn`` (:func:`export` by default, or :func:`export_default`)."""
+    export_fn = export_fn or export
+    cache: dict[tuple[str, str], tuple] = {}
+
+    def get(name: str, exporter: str):
+        if (name, exporter) not in cache:
+            path = folder / f"{name}-{exporter}.onnx"
+            net, x = export_fn(name, path, exporter)
+            cache[name, exporter] = (path, net, x.numpy())
+        return cache[name, exporter]
+
+    return get
 
 
 def torch_predict(net, x: np.ndarray) -> np.ndarray:

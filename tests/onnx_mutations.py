@@ -9,19 +9,27 @@ drivers share one list of mutations:
   replaced, an ``external_data`` reference to a local path (``/etc/passwd``, ``../secret``), a node input
   rewired to a later node's output (a cycle), an operator renamed to an unknown or to another known one,
   an unknown domain, another opset version, attribute values made huge, negative or empty, the graph
-  input's dims changed, a node removed.
+  input's dims changed, a node removed;
+* external data, for a :class:`Case` whose tensors lie in a file beside the model: the location made
+  absolute, climbing out with ``..``, a symbolic link out of the folder (or inside it), missing or empty;
+  offsets and lengths past the file, negative, huge or not numbers; keys dropped, repeated or unknown; the
+  data file truncated, extended, flipped, removed, replaced by a folder; more tensors moved out.
 
 The contract (:func:`check_import`): ``bn.import_onnx`` either returns a model or raises a ``BarenetError``,
-within ``seconds`` and ``megabytes`` of Python-tracked memory, and never opens a file other than the one given.
+within ``seconds`` and ``megabytes`` of Python-tracked memory, and opens no file outside the model's folder,
+and none in it more than once.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
+import shutil
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +213,160 @@ def mutate(data: bytes, c: Choices) -> tuple[bytes, str]:
     return (data if byte_level else model.SerializeToString()), "+".join(names)
 
 
+# --------------------------------------------------------------------- external data
+#: A file of a :class:`Case` that is a folder.
+FOLDER = object()
+#: Where symbolic links of the external-data mutations may point (each outside the case's folder but the last).
+LINK_TARGETS = ["/etc/passwd", "../outside.bin", "/dev/zero", "/proc/self/mem"]
+LOCATIONS = ["/etc/passwd", "../outside.bin", "sub/../{data}", "./{data}", "", "{data}\0", "C:\\{data}",
+             "\\..\\{data}", "missing.bin", "link.bin", "case.onnx", "{data}/", "/{data}"]
+NUMBERS = ["-1", "", " 1", "0x10", "1e3", "9" * 30, str(2**63), str(2**31), "0", "4", "7"]
+
+
+@dataclass
+class Case:
+    """A model file and the files beside it: bytes, a ``str`` (a symbolic link to that target), or
+    :data:`FOLDER`."""
+
+    model: bytes
+    files: dict[str, object] = field(default_factory=dict)
+
+
+def write_case(folder: Path, case: Case, name: str = "case.onnx") -> Path:
+    """Empty ``folder`` (made if missing), write ``case`` into it and return the model file's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for file, content in case.files.items():
+        if content is FOLDER:
+            (folder / file).mkdir()
+        elif isinstance(content, str):
+            os.symlink(content, folder / file)
+        else:
+            (folder / file).write_bytes(content)
+    (folder / name).write_bytes(case.model)
+    return folder / name
+
+
+def _external_tensors(model) -> list:
+    return [t for t in model.graph.initializer if t.data_location == 1]
+
+
+def _entry(tensor, key: str):
+    return next((e for e in tensor.external_data if e.key == key), None)
+
+
+def _data_name(case: Case) -> str:
+    return next((k for k, v in case.files.items() if isinstance(v, bytes)), "data.bin")
+
+
+def _location(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    entry = _entry(c.one(tensors), "location")
+    if entry is None:
+        return
+    entry.value = c.one(LOCATIONS).format(data=_data_name(case))
+    if entry.value == "link.bin":
+        case.files["link.bin"] = c.one([*LINK_TARGETS, _data_name(case)])
+
+
+def _numbers(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    tensor = c.one(tensors)
+    key = c.one(["offset", "length"])
+    entry = _entry(tensor, key) or tensor.external_data.add(key=key)
+    data = case.files.get(_data_name(case))
+    size = len(data) if isinstance(data, bytes) else 0
+    entry.value = c.one([*NUMBERS, str(size), str(size + 1), str(max(size - 4, 0))])
+
+
+def _keys(model, case: Case, c: Choices) -> None:
+    tensors = _external_tensors(model)
+    if not tensors:
+        return
+    tensor = c.one(tensors)
+    action = c.pick(3)
+    if action == 0 and len(tensor.external_data):
+        del tensor.external_data[c.pick(len(tensor.external_data))]
+    elif action == 1:
+        tensor.external_data.add(key=c.one(["basepath", "checksum", "location", "offset", "LOCATION"]),
+                                 value=c.one(["..", "0", _data_name(case), "/tmp"]))
+    else:
+        tensor.data_location = 0 if c.pick(2) else 1
+        if c.pick(2):
+            tensor.raw_data = b"\0" * 4
+
+
+def _data_file(model, case: Case, c: Choices) -> None:
+    name = _data_name(case)
+    data = case.files.get(name)
+    if not isinstance(data, bytes):
+        return
+    action = c.pick(6)
+    if action == 0:
+        case.files[name] = data[:c.pick(len(data) + 1)]
+    elif action == 1:
+        case.files[name] = data + c.raw(1 + c.pick(64))
+    elif action == 2 and data:
+        flipped = bytearray(data)
+        for _ in range(1 + c.pick(8)):
+            flipped[c.pick(len(flipped))] ^= 1 << c.pick(8)
+        case.files[name] = bytes(flipped)
+    elif action == 3:
+        del case.files[name]
+    elif action == 4:
+        case.files[name] = FOLDER
+    else:
+        case.files[name] = c.one(LINK_TARGETS)
+
+
+def _move_out(model, case: Case, c: Choices) -> None:
+    """Move an inline initializer into the data file (its bytes appended), at the right offset or not."""
+    name = _data_name(case)
+    data = case.files.get(name)
+    inline = [t for t in model.graph.initializer if t.data_location != 1 and t.raw_data]
+    if not isinstance(data, bytes) or not inline:
+        return
+    tensor = c.one(inline)
+    offset, raw = len(data), tensor.raw_data
+    case.files[name] = data + raw
+    tensor.ClearField("raw_data")
+    tensor.data_location = 1
+    tensor.external_data.add(key="location", value=name)
+    tensor.external_data.add(key="offset", value=str(offset + c.one([0, 0, 1, -1, len(raw)])))
+    tensor.external_data.add(key="length", value=str(len(raw) + c.one([0, 0, 4, -4])))
+
+
+EXTERNAL_MUTATIONS = [_location, _numbers, _keys, _data_file, _move_out]
+
+
+def mutate_case(case: Case, c: Choices) -> tuple[Case, str]:
+    """Mutate ``case``: its model as :func:`mutate` does, or, for a case with external data (half the time),
+    one to three external-data mutations of its model and files."""
+    import onnx
+
+    if not case.files or c.pick(2) == 0:
+        model, names = mutate(case.model, c)
+        return Case(model, dict(case.files)), names
+    model = onnx.ModelProto()
+    model.ParseFromString(case.model)
+    new = Case(b"", dict(case.files))
+    names = []
+    for _ in range(1 + c.pick(3)):
+        m = c.one(EXTERNAL_MUTATIONS)
+        m(model, new, c)
+        names.append(m.__name__.lstrip("_"))
+    new.model = model.SerializeToString()
+    return new, "+".join(names)
+
+
 @dataclass
 class Outcome:
     imported: bool
@@ -214,22 +376,28 @@ class Outcome:
 
 
 class _NoOtherFiles:
-    """Fails the case if anything opens a file other than ``allowed`` while it is active, but for what the
-    process reads of itself: its map of loaded libraries (threadpoolctl reads it once, when a model first
-    runs on barenet's threads) and numba's cache of compiled kernels (``.nbi``/``.nbc``, on a kernel's
-    first call)."""
+    """Fails the case if anything opens a file outside the model's folder (or one in it twice) while it is
+    active, but for what the process reads of itself: its map of loaded libraries (threadpoolctl reads it once,
+    when a model first runs on barenet's threads) and numba's cache of compiled kernels (``.nbi``/``.nbc``, on a
+    kernel's first call)."""
 
-    def __init__(self, allowed: Path) -> None:
-        self.allowed = str(allowed)
+    def __init__(self, model: Path) -> None:
+        self.model = str(model)
+        self.folder = os.path.realpath(Path(model).parent)
         self.opened: list[str] = []
+        self.inside: Counter = Counter()
 
     def __enter__(self):
         self._open = builtins.open
 
         def guarded(file, *args, **kwargs):
-            if (isinstance(file, (str, Path)) and str(file) not in (self.allowed, "/proc/self/maps")
-                    and not str(file).endswith((".nbi", ".nbc"))):
-                self.opened.append(str(file))
+            if isinstance(file, (str, Path)) and str(file) not in (self.model, "/proc/self/maps") \
+                    and not str(file).endswith((".nbi", ".nbc")):
+                real = os.path.realpath(file)
+                if os.path.commonpath([real, self.folder]) == self.folder:
+                    self.inside[real] += 1
+                else:
+                    self.opened.append(str(file))
             return self._open(file, *args, **kwargs)
 
         builtins.open = guarded
@@ -262,7 +430,8 @@ def check_import(path: Path, *, seconds: float = 5.0, megabytes: float = 200.0) 
         peak = tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
-    assert not guard.opened, f"import opened other files: {guard.opened}"
+    assert not guard.opened, f"import opened files outside the model's folder: {guard.opened}"
+    assert all(n == 1 for n in guard.inside.values()), f"import opened a file more than once: {guard.inside}"
     assert elapsed < seconds, f"import took {elapsed:.2f} s"
     assert peak < megabytes, f"import peaked at {peak:.0f} MB"
     return Outcome(imported, elapsed, peak, error)

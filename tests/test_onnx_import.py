@@ -33,17 +33,7 @@ EXPORTS += [("rnn", "legacy"), ("embedding_gru", "legacy"), ("pooling_cnn", "leg
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``(name, exporter) -> (path, torch module, example input)``, each exported once, on first use."""
-    cache: dict[tuple[str, str], tuple] = {}
-    folder = tmp_path_factory.mktemp("onnx")
-
-    def get(name: str, exporter: str):
-        if (name, exporter) not in cache:
-            path = folder / f"{name}-{exporter}.onnx"
-            net, x = oc.export(name, path, exporter)
-            cache[name, exporter] = (path, net, x.numpy())
-        return cache[name, exporter]
-
-    return get
+    return oc.export_cache(tmp_path_factory.mktemp("onnx"))
 
 
 def _inputs(x: np.ndarray, n: int = 9) -> np.ndarray:
@@ -256,6 +246,41 @@ def test_a_constant_reversed_by_slice_folds_to_all_its_entries(tmp_path):
              helper.make_node("Reshape", ["x", "shape"], ["y"])]
     model = bn.import_onnx(_save(tmp_path, nodes, inits, [6]))
     assert [(type(layer).__name__, layer.output_shape) for layer in model.layers] == [("Reshape", (2, 3))]
+def test_a_float32_graph_imports_in_float64_when_asked(exported):
+    """dtype="float64" widens the weights (a batch norm folded into a convolution would be folded in float64);
+    predictions agree with the float32 import to float32 accuracy."""
+    path, _, x = exported("mlp", "legacy-unfolded")
+    model32, model64 = bn.import_onnx(path), bn.import_onnx(path, dtype="float64")
+    assert model64.dtype == np.float64 and all(w.dtype == np.float64 for w in model64.get_weights())
+    for a, b in zip(model32.get_weights(), model64.get_weights(), strict=True):
+        np.testing.assert_array_equal(a.astype(np.float64), b)
+    X = _inputs(x)
+    np.testing.assert_allclose(model64.predict(X), model32.predict(X), rtol=0, atol=TOLERANCE)
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        bn.import_onnx(path, dtype="float16")
+
+
+def test_a_graph_exported_for_one_batch_size_predicts_any(tmp_path):
+    """torch.onnx.export without dynamic shapes fixes the batch size (here 3) and writes it into the Reshape
+    that flattens each sample; the import reads that entry as the batch axis."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(11)
+    inits = {"shape": np.array([3, 24]), "w": rng.standard_normal((24, 2)).astype(np.float32)}
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / "fixed.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = bn.import_onnx(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["ReLU", "Flatten", "Dense"]
+    X = rng.standard_normal((7, 2, 3, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X[:3]})[0]
+    got = model.predict(X)
+    np.testing.assert_allclose(got[:3], want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[3:6], ort.InferenceSession(str(path)).run(None, {"x": X[3:6]})[0], atol=1e-5)
+
 
 REFUSALS = {
     "unknown operator": ([helper.make_node("Cos", ["x"], ["y"], name="cosine")], {},
@@ -264,8 +289,18 @@ REFUSALS = {
                        r"'Relu' node 'y' is in operator domain 'com.example'"),
     "cycle": ([helper.make_node("Add", ["x", "c"], ["a"]), helper.make_node("Relu", ["a"], ["c"]),
                helper.make_node("Relu", ["c"], ["y"])], {}, "the graph has a cycle"),
-    "branch": ([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
-                helper.make_node("Add", ["a", "b"], ["y"])], {}, "combines two data-path tensors"),
+    "division by a computed tensor": (
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
+         helper.make_node("Div", ["a", "b"], ["y"])], {},
+        "'Div' node 'y' divides one data-path tensor by another; barenet has no layer"),
+    "product of two computed tensors": (
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("MatMul", ["a", "x"], ["y"])], {},
+        "'MatMul' node 'y' reads 2 data-path tensors; barenet joins computed tensors only with Add, Concat, Max, "
+        "Mean, Mul, Sub, Sum"),
+    "a join that broadcasts": (
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Unsqueeze", ["f", "one"], ["u"]),
+         helper.make_node("Add", ["x", "u"], ["y"])], {"one": np.array([1])},
+        r"'Add' node 'y' joins data-path tensors of ONNX shapes \[\[batch, 3, 4\], \[batch, 1, 12\]\]"),
     "dangling input": ([helper.make_node("Relu", ["nowhere"], ["y"])], {}, "reads value 'nowhere', which no"),
     "too few inputs": ([helper.make_node("Gemm", ["x"], ["y"])], {}, "an ONNX Gemm takes 2 to 3 inputs"),
     "attribute of the wrong type": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=[1, 2])], {},
@@ -389,7 +424,8 @@ def _short_data(tensor):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (_external, "refers to external data"), (_external_entry_only, "refers to external data"),
+    (_external, "names external data '/etc/passwd', an absolute path"),
+    (_external_entry_only, "names external data without data_location EXTERNAL"),
     (_huge_dims, "declares dims .* more than the"), (_short_data, r"declares dims \[4, 2\] \(32 bytes"),
 ], ids=["external-etc-passwd", "external-entry", "huge-dims", "short-data"])
 def test_hostile_initializers_are_refused_before_allocation(tmp_path, edit, message):

@@ -148,11 +148,6 @@ REFUSALS = {
                  helper.make_node("Conv", ["t", "w"], ["y"])], "pads with mode 'reflect' or a value other than 0"),
     "non-zero value": ([helper.make_node("Pad", ["x", "p", "v"], ["t"]), helper.make_node("Conv", ["t", "w"], ["y"])],
                        "pads with mode 'constant' or a value other than 0"),
-    "before an activation": ([helper.make_node("Pad", ["x", "p"], ["t"]), helper.make_node("Relu", ["t"], ["y"])],
-                             r"'Relu' node 'y' reads the output of a Pad; barenet imports Pad only as the padding of "
-                             "the Conv right after it"),
-    "at the end": ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Pad", ["r", "p"], ["y"])],
-                   "the graph ends in a Pad"),
     "of the channels": ([helper.make_node("Pad", ["x", "c"], ["t"]), helper.make_node("Conv", ["t", "w"], ["y"])],
                         r"pads \[0, 1, 0, 0, 0, 0, 0, 0\] a 4-d tensor; barenet imports zero padding that adds to "
                         "the spatial axes"),
@@ -183,5 +178,19 @@ def test_pad_of_opset_10_is_refused_by_name(tmp_path):
     nodes = [helper.make_node("Pad", ["x"], ["t"], pads=[0, 0, 1, 1, 0, 0, 1, 1]),
              helper.make_node("Conv", ["t", "w"], ["y"])]
     path = _save(tmp_path, nodes, {"w": W}, [2, 6, 6], opset=10)
-    with pytest.raises(ModelFileError, match="is a Pad of opset 10; barenet imports Pad from opset 11 on"):
+    with pytest.raises(ModelFileError, match="has attribute 'pads', which barenet does not know for a Pad at opset 10"):
         bn.import_onnx(path)
+
+
+@pytest.mark.parametrize("nodes", [
+    [helper.make_node("Pad", ["x", "p"], ["t"]), helper.make_node("Relu", ["t"], ["y"])],
+    [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Pad", ["r", "p"], ["y"])],
+], ids=["before an activation", "at the end"])
+def test_a_pad_read_by_anything_but_a_conv_is_a_zero_padding_layer(tmp_path, nodes):
+    ort = pytest.importorskip("onnxruntime")
+    path = _save(tmp_path, nodes, {"p": PADS}, [2, 6, 6])
+    model = bn.import_onnx(path)
+    assert any(isinstance(layer, bn.layers.ZeroPadding2D) for layer in model.layers)
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    expected = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-6, atol=1e-6)

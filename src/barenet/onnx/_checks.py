@@ -1,16 +1,16 @@
 """Reading an ONNX file as untrusted data: every check that runs before anything is built or allocated.
 
 An ONNX file is treated like a ``.barenet`` file: it may be truncated, corrupted or hostile. This module
-reads the one file it is given (never another: external data is refused, not followed), parses it with
-protobuf, and checks, before a single weight array is made:
+reads the file it is given, and the external data files it names only where they lie in its own folder
+(:func:`read_external_data`), parses it with protobuf, and checks, before a single weight array is made:
 
-* the file size against a cap, and that protobuf can parse it;
+* the file size (with its external data) against a cap, and that protobuf can parse it;
 * the operator sets it imports (the default domain only, at a version this onnx package knows);
-* every initializer and constant: no external or segmented data, a known dtype, non-negative dims whose
-  element count times the item size equals the bytes actually stored, within a budget tied to the file size;
+* every initializer and constant: no segmented data, a known dtype, non-negative dims whose element count
+  times the item size equals the bytes actually stored, within a budget tied to the bytes read;
 * every node: a known domain, an operator in the importer's list, no subgraph attributes;
-* the graph: one input, one output, every value defined once, and an order in which every node's inputs
-  exist before it runs (a topological order; a cycle or a dangling input is refused).
+* the graph: every value defined once, and an order in which every node's inputs exist before it runs (a
+  topological order; a cycle or a dangling input is refused).
 
 Every problem raises :class:`~barenet.errors.ModelFileError` saying what was wrong.
 """
@@ -18,6 +18,8 @@ Every problem raises :class:`~barenet.errors.ModelFileError` saying what was wro
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,9 @@ TENSOR_TYPES: dict[int, tuple[np.dtype, str]] = {
 DEFAULT_DOMAINS = ("", "ai.onnx")
 #: Oldest default-domain opset accepted (older ones have different Slice/Squeeze/Dropout signatures).
 MIN_OPSET = 9
+#: The keys of a tensor's ``external_data`` that are read. ``checksum`` (a SHA-1 digest that the ONNX
+#: specification leaves loosely defined, and that no writer in use fills) is accepted and not checked.
+EXTERNAL_KEYS = ("location", "offset", "length", "checksum")
 
 
 def bad(message: str) -> ModelFileError:
@@ -90,6 +95,120 @@ def read_model(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES):
     if not model.HasField("graph"):
         raise bad(f"{str(p)!r} holds no ONNX graph; is it an ONNX model file?")
     return model, len(data)
+
+
+def read_external_data(model: Any, path: str | os.PathLike, model_bytes: int, *, max_bytes: int = MAX_FILE_BYTES
+                       ) -> int:
+    """Move the data of every tensor ``model`` stores outside its file (``data_location = EXTERNAL``: the
+    initializers, and tensor attributes of the nodes) into the tensor itself; return the bytes read.
+
+    A tensor's ``external_data`` names a ``location`` and optionally an ``offset`` and a ``length`` (decimal
+    byte counts). The location must be a relative path that stays in the folder of ``path``: not absolute, no
+    ``..`` part, and no symbolic link that leads out of the folder (links are resolved before anything is
+    opened). The range must lie inside the file and hold exactly the bytes the tensor's dims and type declare
+    (without a length, the rest of the file from the offset). The model file and all the bytes read may add up
+    to ``max_bytes`` at most. Each file is opened once, however many tensors it holds. Anything else raises
+    :class:`ModelFileError` naming the tensor and the location.
+    """
+    tensors = [(t, f"initializer {t.name!r}") for t in model.graph.initializer]
+    tensors += [(a.t, f"attribute {a.name!r} of {node_label(node)}") for node in model.graph.node
+                for a in node.attribute if a.HasField("t")]
+    wanted = [(t, what) for t, what in tensors if t.data_location == 1]
+    if not wanted:
+        return 0
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(os.fspath(path))))
+    plans: dict[str, list[tuple[Any, str, str, int, int | None, int]]] = {}
+    for tensor, what in wanted:
+        location, offset, length, expected = _external_entry(tensor, what, max_bytes)
+        real = os.path.realpath(os.path.join(folder, location))
+        if os.path.commonpath([real, folder]) != folder:
+            raise bad(f"{what} names external data {location!r}, which leads out of the model's folder through a "
+                      "symbolic link; barenet reads external data only from files in the model's folder")
+        plans.setdefault(real, []).append((tensor, what, location, offset, length, expected))
+    total = 0
+    for real, parts in plans.items():
+        location = parts[0][2]
+        try:
+            with open(real, "rb", opener=_no_follow) as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise bad(f"external data {location!r} of {parts[0][1]} is not a regular file")
+                size = info.st_size
+                for tensor, what, _, offset, length, expected in parts:
+                    length = size - offset if length is None else length
+                    if offset > size or length < 0 or offset + length > size:
+                        raise bad(f"{what} reads bytes {offset} to {offset + max(length, 0)} of external data "
+                                  f"{location!r}, which has {size} bytes")
+                    if length != expected:
+                        raise bad(f"{what} declares dims {list(tensor.dims)} ({expected} bytes) but its external "
+                                  f"data {location!r} holds {length} bytes")
+                    total += length
+                    if model_bytes + total > max_bytes:
+                        raise bad(f"the ONNX file and its external data come to more than the {max_bytes}-byte "
+                                  "limit (pass max_bytes=... to allow larger models)")
+                    f.seek(offset)
+                    data = f.read(length)
+                    if len(data) != length:
+                        raise bad(f"external data {location!r} shrank while it was read")
+                    tensor.ClearField("external_data")
+                    tensor.data_location = 0
+                    tensor.raw_data = data
+        except FileNotFoundError:
+            raise bad(f"{parts[0][1]} names external data {location!r}, which does not exist in the model's "
+                      f"folder {folder!r}") from None
+        except OSError as exc:
+            raise bad(f"cannot read external data {location!r} of {parts[0][1]}: {exc.strerror or exc}") from None
+    return total
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """Open without following a symbolic link in the last component (the path was resolved just before)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _external_entry(tensor: Any, what: str, max_bytes: int) -> tuple[str, int, int | None, int]:
+    """``(location, offset, length or None, the bytes the tensor declares)`` of an external tensor, checked
+    without touching the file system."""
+    entries: dict[str, str] = {}
+    for entry in tensor.external_data:
+        if not isinstance(entry.key, str) or not isinstance(entry.value, str):  # protobuf hands back bad UTF-8 as bytes
+            raise bad(f"{what} has an external_data entry that is not UTF-8 text")
+        if entry.key not in EXTERNAL_KEYS:
+            raise bad(f"{what} has external_data key {entry.key!r}; barenet reads {', '.join(EXTERNAL_KEYS)}")
+        if entry.key in entries:
+            raise bad(f"{what} gives external_data key {entry.key!r} twice")
+        entries[entry.key] = entry.value
+    location = entries.get("location", "")
+    if tensor.raw_data or any(len(getattr(tensor, name)) for _, name in TENSOR_TYPES.values()):
+        raise bad(f"{what} stores data both inside the ONNX file and in external data {location!r}")
+    if not location or "\0" in location:
+        raise bad(f"{what} is stored externally but names no location (or one with a NUL character)")
+    parts = re.split(r"[/\\]", location)
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location):
+        raise bad(f"{what} names external data {location!r}, an absolute path; barenet reads external data only "
+                  "from files in the model's folder, named by a relative path")
+    if parts[-1] in ("", "."):
+        raise bad(f"{what} names external data {location!r}, a folder rather than a file")
+    if ".." in parts:
+        raise bad(f"{what} names external data {location!r}, which climbs out of the model's folder ('..'); barenet "
+                  "reads external data only from files in the model's folder")
+    numbers = {}
+    for key in ("offset", "length"):
+        if key in entries:
+            if not re.fullmatch(r"[0-9]{1,20}", entries[key]):
+                raise bad(f"{what} has external_data {key} {entries[key]!r}; expected a number of bytes")
+            numbers[key] = int(entries[key])
+    if tensor.data_type not in TENSOR_TYPES:
+        raise bad(f"{what} has ONNX data type {tensor.data_type}; barenet reads "
+                  f"{sorted(str(dt) for dt, _ in TENSOR_TYPES.values())}")
+    expected = TENSOR_TYPES[tensor.data_type][0].itemsize
+    for d in tensor.dims:
+        if d < 0:
+            raise bad(f"{what} has a negative dimension in {list(tensor.dims)}")
+        expected *= d
+        if expected > max_bytes:
+            raise bad(f"{what} declares dims {list(tensor.dims)}, more than the {max_bytes}-byte limit")
+    return location, numbers.get("offset", 0), numbers.get("length"), expected
 
 
 def check_model(model: Any, file_bytes: int, supported_ops: frozenset[str]) -> list[Any]:
@@ -140,8 +259,8 @@ def opset_version(model: Any) -> int:
 def check_tensor(tensor: Any, what: str, budget: int) -> None:
     """Check one ``TensorProto``'s storage before it is turned into an array."""
     if tensor.data_location == 1 or len(tensor.external_data):
-        raise bad(f"{what} refers to external data; barenet reads only tensors stored inside the ONNX file "
-                  "and never opens other files")
+        raise bad(f"{what} names external data without data_location EXTERNAL, or where barenet reads none "
+                  "(it reads initializers and tensor attributes of the main graph's nodes from external files)")
     if tensor.HasField("segment"):
         raise bad(f"{what} is a segment of a tensor; barenet reads whole tensors only")
     if tensor.data_type not in TENSOR_TYPES:

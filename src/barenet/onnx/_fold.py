@@ -85,7 +85,7 @@ _WINDOW = ("auto_pad", "dilations", "kernel_shape", "pads", "strides")
 #: added it, an older one had it, or it is misspelt: ignoring it could change what the node computes.
 KNOWN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("Add", "Sub", "Mul", "Div", "MatMul", "Relu", "Sigmoid", "Tanh", "Identity",
-                     "GlobalAveragePool", "Expand"), ()),
+                     "GlobalAveragePool", "Expand", "Max", "Sum", "Mean"), ()),
     **dict.fromkeys(("LeakyRelu", "Elu"), ("alpha",)),
     **dict.fromkeys(("Softmax", "Flatten", "Gather", "Concat"), ("axis",)),
     **dict.fromkeys(("Squeeze", "Unsqueeze"), ("axes",)),

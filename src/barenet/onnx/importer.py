@@ -1,7 +1,10 @@
-"""Import an ONNX graph as a barenet :class:`~barenet.Sequential` model.
+"""Import an ONNX graph as a barenet model: a :class:`~barenet.Sequential` when the graph is a chain, else a
+functional :class:`~barenet.Model`.
 
-The graph must be a chain: one input, one output, and a data path from one to the other in which every
-tensor feeds the next operator only (shape computations may read it too). Along the way
+A chain has one input, one output, and a data path from one to the other in which every tensor feeds the next
+operator only (shape computations may read it too); it imports as a ``Sequential``, as it always has. Any
+other graph (a tensor read by several operators, branches joined again, several inputs or outputs) imports as
+a ``Model`` whose layer calls follow the graph. Along the way
 
 * ``Gemm`` and ``MatMul`` (+ ``Add`` of a constant bias) become :class:`~barenet.layers.Dense`;
 * ``Conv`` becomes :class:`~barenet.layers.Conv2D` with ``data_format="channels_first"`` (ONNX images are
@@ -17,6 +20,12 @@ tensor feeds the next operator only (shape computations may read it too). Along 
   convolution (as exporters do in eval mode);
 * an activation right after a ``Dense`` or a convolution becomes that layer's ``activation`` (so a final softmax
   fuses with cross-entropy when the model is fine-tuned), otherwise an activation layer;
+* ``Add``, ``Sub``, ``Mul``, ``Max``, ``Sum``, ``Mean`` and ``Concat`` of computed tensors (of one shape, no
+  broadcasting) become the merge layers :class:`~barenet.layers.Add`, ``Subtract``, ``Multiply``,
+  ``Maximum``, ``Add``, ``Average`` and ``Concatenate``;
+* ``Sub``, ``Mul`` and ``Add`` of constants holding one value per feature or channel, in that order and
+  starting with the ``Sub`` (batch normalization as Keras writes it at inference), become one
+  :class:`~barenet.layers.BatchNormalization`;
 * ``RNN``/``LSTM``/``GRU`` become :class:`~barenet.layers.SimpleRNN`/``LSTM``/``GRU``, gate blocks reordered
   (ONNX LSTM ``i, o, f, c`` -> barenet ``i, f, c, o``; GRU ``z, r, h`` is barenet's order; the two ONNX biases
   are summed, or kept apart for GRU with ``linear_before_reset=1``, barenet's ``reset_after=True``);
@@ -25,18 +34,22 @@ tensor feeds the next operator only (shape computations may read it too). Along 
   ``merge_mode`` read from the operators that join the two directions: ``Concat`` over the feature axis (or a
   ``Transpose`` + ``Reshape`` that folds the direction axis into the features, as PyTorch writes it) is
   ``"concat"``, ``Add`` is ``"sum"`` (``"ave"`` when a ``Mul`` by 0.5 follows), ``Mul`` is ``"mul"``;
-* ``Gather`` of a constant table by the integer input becomes :class:`~barenet.layers.Embedding`;
+* ``Gather`` of a constant table by an integer input becomes :class:`~barenet.layers.Embedding`;
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten`` on the data path only relabel axes
   when they move size-1 axes or undo one another (the time-major dance around recurrent operators), and
   become :class:`~barenet.layers.Flatten`/``Reshape`` when they reshape each sample;
-* ``Identity`` and inference-mode ``Dropout`` pass through (``Dropout`` keeps its rate for fine-tuning).
+* ``Identity``, a ``Cast`` to the type the data already has, and inference-mode ``Dropout`` pass through
+  (``Dropout`` keeps its rate for fine-tuning).
 
 Everything that does not touch the data path is folded to constants (:mod:`._fold`). Anything else is
 refused with a :class:`~barenet.errors.ModelFileError` naming the operator and the node.
 
-Layout bookkeeping: a tensor on the data path is a :class:`Data`: the barenet tensor's per-sample shape
-plus, for each ONNX axis, which barenet axis it is (0 = batch) or ``None`` for an ONNX axis of size 1 that
-barenet does not have. A transpose permutes that list; nothing is computed until a layer needs it.
+Bookkeeping: each layer call is a :class:`_Call`; each barenet tensor (a graph input or a call's output) is a
+:class:`_Tensor`, which counts the operators that read it, so that an operator is folded into the layer before
+it (an activation, a bias, a batch norm) only when nothing else reads that layer's output. An ONNX value on
+the data path is a :class:`Data`: a view of one barenet tensor, its per-sample shape plus, for each ONNX axis,
+which barenet axis it is (0 = batch) or ``None`` for an ONNX axis of size 1 that barenet does not have. A
+transpose permutes that list; nothing is computed until a layer needs it. The calls become layers at the end.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ from .. import layers as L
 from ..errors import BarenetError, ModelFileError
 from ..layers.conv import Pads, resolve_padding
 from ..models import Sequential
+from ..models.graph import Input, Model, call_layer
 from ._checks import (
     MAX_FILE_BYTES,
     TENSOR_TYPES,
@@ -60,6 +74,7 @@ from ._checks import (
     element_budget,
     node_label,
     opset_version,
+    read_external_data,
     read_model,
     tensor_array,
 )
@@ -71,7 +86,7 @@ LAYER_OPS = frozenset({
     "Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax", "LeakyRelu", "Elu", "Gelu", "Conv",
     "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gather",
     "RNN", "LSTM", "GRU", "Identity", "Dropout", "Transpose", "Squeeze", "Unsqueeze", "Slice", "ReduceMean",
-    "Concat", "Mul",
+    "Concat", "Mul", "Sub", "Div", "Max", "Sum", "Mean", "Cast",
     "Pad",
 })
 #: Operators of the activations, normalization, pooling, resizing and padding layers added with LayerNormalization.
@@ -88,7 +103,10 @@ ARITY = {
     "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
     "Clip": (1, 3), "LayerNormalization": (1, 3), "ReduceMax": (1, 2), "Resize": (1, 4), "Pad": (1, 4),
     "Pow": (2, 2), "Less": (2, 2), "Greater": (2, 2), "Where": (3, 3), "Max": (1, 1 << 16), "Min": (1, 1 << 16),
+    "Sum": (1, 1 << 16), "Mean": (1, 1 << 16),
 }
+#: Operators that may read several data-path tensors (and join them with a merge layer).
+JOINS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Sum", "Mean", "Concat"})
 #: Largest per-sample element count of any tensor on the data path.
 MAX_SAMPLE_ELEMENTS = 1 << 24
 
@@ -98,11 +116,45 @@ _RNN_DEFAULTS = {"RNN": ["tanh"], "LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["
 DIR = -1
 #: Operators that may move a bidirectional node's output (or one direction of it) before the merge.
 _BIDIRECTIONAL_MOVES = frozenset({"Transpose", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Gather"})
+#: The variance given to a batch normalization read from ``Sub``/``Mul``/``Add`` (the graph holds only the product
+#: ``gamma / sqrt(variance + epsilon)``): with the epsilon below, ``variance + epsilon`` is 1 and ``gamma`` that
+#: product, exactly in float32 and float64.
+_AFFINE_EPSILON = 1e-3
+_AFFINE_VARIANCE = 1 - _AFFINE_EPSILON
+
+
+@dataclass(eq=False)
+class _Call:
+    """One layer call of the imported network: ``layer`` applied to ``inputs`` (a list when it joins several);
+    ``weights`` are set once the model is built."""
+
+    layer: L.Layer
+    inputs: list[_Tensor]
+    single: bool
+    weights: dict[str, np.ndarray]
+    output: _Tensor | None = None
+
+
+@dataclass(eq=False)
+class _Tensor:
+    """A barenet tensor: a graph input (``call`` None) or the output of one layer call.
+
+    ``pending`` counts the reads of the ONNX values that are views of it still to come (a graph output counts as
+    one read); ``readers`` the operators that have read its values so far, those that only moved its axes (or
+    were folded into its layer) excepted. An operator may change the layer that made a tensor (fold an
+    activation into it, say) only when it is the one reader and none are pending.
+    """
+
+    call: _Call | None
+    integer: bool = False
+    pending: int = 0
+    readers: int = 0
 
 
 @dataclass(frozen=True)
 class Data:
-    """A tensor on the data path: barenet per-sample ``shape`` and, per ONNX axis, the barenet axis.
+    """A tensor on the data path: barenet per-sample ``shape`` and, per ONNX axis, the barenet axis; ``tensor``
+    is the barenet tensor it is a view of.
 
     Between a bidirectional recurrent node and the operator that merges its directions, ``shape`` is one
     direction's output; the node's output has an axis labelled :data:`DIR`, and ``half`` is the direction
@@ -113,6 +165,7 @@ class Data:
     axes: tuple[int | None, ...]
     serial: int
     half: int | None = None
+    tensor: _Tensor | None = field(default=None, compare=False)
 
     @property
     def onnx_shape(self) -> tuple[Any, ...]:
@@ -125,27 +178,36 @@ class Data:
         return self.axes == tuple(range(len(self.shape) + 1))
 
 
-def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> Sequential:
+def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, dtype: Any = None) -> Sequential:
     """Build a barenet model from the ONNX file ``path``; see the module docstring for what is supported.
 
     Parameters
     ----------
     path : str or path-like
         The ``.onnx`` file. It is read as untrusted data: it is size-checked, parsed, and validated before
-        anything is allocated; it may not refer to other files.
+        anything is allocated. Tensors it stores outside itself are read only from files in its own folder
+        (:func:`~barenet.onnx._checks.read_external_data`).
     max_bytes : int
-        Largest file accepted.
+        Largest number of bytes read: the file plus the external data it names.
+    dtype : {"float32", "float64"}, optional
+        The model's dtype; by default that of the graph's float input (float32 when the inputs are integers).
+        ``"float64"`` imports a float32 graph for fine-tuning in double precision (its weights are widened).
 
     Returns
     -------
-    Sequential
-        Built, not compiled; ``model.predict`` gives the ONNX graph's output. Compile it to fine-tune.
+    Sequential or Model
+        A :class:`~barenet.Sequential` for a chain, a functional :class:`~barenet.Model` (a subclass) for any
+        other graph, with one input per graph input and one output per graph output. Built, not compiled;
+        ``model.predict`` gives the ONNX graph's output(s). Compile it to fine-tune.
     """
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     model, n_bytes = read_model(path, max_bytes=max_bytes)
+    n_bytes += read_external_data(model, path, n_bytes, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
     order = fuse(model.graph, order, opset_version(model), element_budget(n_bytes))
     try:
-        return _Translator(model, n_bytes).run(order)
+        return _Translator(model, n_bytes, None if dtype is None else np.dtype(dtype)).run(order)
     except ModelFileError:
         raise
     except BarenetError as exc:  # a layer refused a value read from the file
@@ -153,24 +215,27 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
 
 
 class _Translator:
-    """Walks the nodes in topological order, folding constants and appending layers."""
+    """Walks the nodes in topological order, folding constants and recording layer calls."""
 
-    def __init__(self, model: Any, n_bytes: int) -> None:
+    def __init__(self, model: Any, n_bytes: int, dtype: np.dtype | None = None) -> None:
         self.model = model
         self.graph = model.graph
         self.opset = opset_version(model)
         self.budget = element_budget(n_bytes)
         self.folder = Folder(self.budget, self.opset)
         self.values: dict[str, Any] = {}
-        self.layers: list[L.Layer] = []
-        self.weights: list[dict[str, np.ndarray]] = []
-        self.head: Data | None = None  # the newest tensor of the data path
-        self.head_used = False
+        self.calls: list[_Call] = []
+        self.call_of: dict[int, _Call] = {}  # id(layer) -> its call
+        self.current: _Tensor | None = None  # the tensor the node at hand reads (its first data-path input)
         self.serial = 0
         self.uses: dict[str, int] = {}
-        self.dtype = np.dtype("float32")
+        self.dtype_given = dtype is not None
+        self.dtype = dtype or np.dtype("float32")
+        self.onnx_dtype: np.dtype | None = None  # the float type of the graph's data path
         self.pending: _Unmerged | None = None  # a bidirectional node whose directions are not merged yet
         self.zero_pads: dict[int, tuple[Data, list[int]]] = {}  # a Pad's output -> (its input, ONNX pads)
+        self.affine: dict[int, str] = {}  # id of a batch norm read from Sub/Mul/Add -> the last of them read
+        self.fixed_batch: int | None = None  # the batch size the graph inputs fix, if they all fix one
 
     # ----------------------------------------------------------------- driver
     def run(self, order: list[Any]) -> Sequential:
@@ -178,36 +243,79 @@ class _Translator:
         for t in graph.initializer:
             self.values[t.name] = tensor_array(t)
         inputs = [i for i in graph.input if i.name not in self.values]
-        if len(inputs) != 1 or len(graph.output) != 1:
-            raise bad(f"barenet imports graphs with one input and one output; this one has {len(inputs)} "
-                      f"input(s) and {len(graph.output)} output(s)")
-        sample_shape, in_dtype = self._input_signature(inputs[0])
-        self.head = self._data(sample_shape, tuple(range(len(sample_shape) + 1)))
-        self.values[inputs[0].name] = self.head
-        self.input_is_int = in_dtype.kind in "iu"
-        if in_dtype.kind == "f":
-            self.dtype = in_dtype
+        if not inputs or not len(graph.output):
+            raise bad(f"the graph has {len(inputs)} input(s) and {len(graph.output)} output(s); barenet imports "
+                      "graphs with at least one of each")
         self.readers: dict[str, list[str]] = {}  # a tensor -> the operators that read it
         for node in order:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
                 self.readers.setdefault(name, []).append(node.op_type)
+        for out in graph.output:
+            self.uses[out.name] = self.uses.get(out.name, 0) + 1
+        signature = self._signatures(inputs)
+        batch = {d.dim_value if d.HasField("dim_value") else None for d in
+                 (value.type.tensor_type.shape.dim[0] for value in inputs)}
+        self.fixed_batch = batch.pop() if len(batch) == 1 and None not in batch else None
+        starts = []
+        for value, (sample_shape, in_dtype) in zip(inputs, signature, strict=True):
+            tensor = _Tensor(None, integer=in_dtype.kind in "iu")
+            data = self._data(sample_shape, tuple(range(len(sample_shape) + 1)), tensor)
+            tensor.pending = self.uses.get(value.name, 0)
+            self.values[value.name] = data
+            starts.append((value.name, tensor, sample_shape))
         for node in order:
             self._node(node)
-        out = self.values[graph.output[0].name]
-        if isinstance(out, Data) and out.serial in self.zero_pads:
-            raise bad("the graph ends in a Pad; barenet imports Pad only as the padding of the Conv after it")
+        for value in graph.output:
+            out = self.values.get(value.name)
+            if isinstance(out, Data) and out.serial in self.zero_pads:
+                raise bad("the graph ends in a Pad; barenet imports Pad only as the padding of the Conv after it")
         if self.pending is not None:
             raise bad(f"the two directions of {self.pending.label} are never merged into one tensor (Concat, Add, "
                       "Mul); barenet's Bidirectional gives one output")
-        if not isinstance(out, Data) or out is not self.head:
-            raise bad(f"graph output {graph.output[0].name!r} is not the end of the data path from the input "
-                      f"{inputs[0].name!r}")
-        if not out.plain:
-            self._to_batch_major(out, out.onnx_shape, None)
-        if not self.layers:
+        ends = [self._output(value.name) for value in graph.output]
+        self._prune(ends)
+        if not self.calls:
             raise bad("the graph computes nothing barenet has a layer for (it is an identity)")
-        return self._build(sample_shape)
+        reached = {id(t) for call in self.calls for t in call.inputs}
+        unused = [name for name, tensor, _ in starts if id(tensor) not in reached]
+        if unused:
+            raise bad(f"graph input(s) {unused} reach no graph output; a barenet model uses each of its inputs")
+        return self._build(starts, ends)
+
+    def _signatures(self, inputs: list[Any]) -> list[tuple[tuple[int, ...], np.dtype]]:
+        """Each input's per-sample shape and dtype; float inputs set the model's dtype (they must agree)."""
+        signature = [self._input_signature(value) for value in inputs]
+        floats = {dt for _, dt in signature if dt.kind == "f"}
+        if len(floats) > 1:
+            raise bad(f"the graph inputs mix {sorted(dt.name for dt in floats)}; a barenet model computes in one dtype")
+        if floats:
+            self.onnx_dtype = floats.pop()
+            if not self.dtype_given:
+                self.dtype = self.onnx_dtype
+        return signature
+
+    def _output(self, name: str) -> _Tensor:
+        """The barenet tensor that graph output ``name`` is, as (batch, ...) in ONNX's layout."""
+        out = self.values[name]
+        if not isinstance(out, Data):
+            raise bad(f"graph output {name!r} is a constant, not computed from the graph's input")
+        if not out.plain:
+            self.current = out.tensor
+            out = self._to_batch_major(out, out.onnx_shape, None)
+        if out.tensor.call is None:
+            raise bad(f"graph output {name!r} is a graph input, unchanged; barenet models compute every output")
+        return out.tensor
+
+    def _prune(self, ends: list[_Tensor]) -> None:
+        """Drop the calls no graph output depends on."""
+        live = {id(t) for t in ends}
+        kept = []
+        for call in reversed(self.calls):
+            if id(call.output) in live:
+                kept.append(call)
+                live.update(id(t) for t in call.inputs)
+        self.calls = kept[::-1]
 
     def _input_signature(self, value: Any) -> tuple[tuple[int, ...], np.dtype]:
         tensor_type = value.type.tensor_type
@@ -228,20 +336,27 @@ class _Translator:
             shape.append(int(d.dim_value))
         return tuple(shape), dtype
 
-    def _build(self, sample_shape: tuple[int, ...]) -> Sequential:
-        model = Sequential(self.layers, seed=0, dtype=self.dtype)
+    def _build(self, starts: list[tuple[str, _Tensor, tuple[int, ...]]], ends: list[_Tensor]) -> Sequential:
+        """The model: a Sequential when the calls form one chain from the one input to the one output, else a
+        functional Model; then the weights read from the file."""
         try:
-            model.build(sample_shape)
+            if self._is_chain(starts, ends):
+                model = Sequential([call.layer for call in self.calls], seed=0, dtype=self.dtype)
+                model.build(starts[0][2])
+            else:
+                model = self._graph_model(starts, ends)
         except BarenetError as exc:
             raise bad(f"the imported layers do not fit together: {exc}") from None
-        for layer, arrays in zip(self.layers, self.weights, strict=True):
-            for name, value in arrays.items():
+        for call in self.calls:
+            layer = call.layer
+            for name, value in call.weights.items():
                 target = layer.params.get(name, layer.buffers.get(name))
                 if target is None or target.shape != value.shape:
                     raise bad(f"{layer.describe()} {name} has shape {None if target is None else target.shape}, "
                               f"the ONNX graph gives {value.shape}")
                 target[...] = value
-        for layer in model.layers:
+        for call in self.calls:
+            layer = call.layer
             for name, value in {**layer.params, **layer.buffers}.items():
                 if not np.all(np.isfinite(value)):
                     raise bad(f"{layer.describe()} {name} holds NaN or infinite values in the ONNX file")
@@ -250,6 +365,33 @@ class _Translator:
                                            "producer_version": self.model.producer_version[:100],
                                            "opset": self.opset}
         return model
+
+    def _is_chain(self, starts: list[tuple[str, _Tensor, tuple[int, ...]]], ends: list[_Tensor]) -> bool:
+        if len(starts) != 1 or len(ends) != 1:
+            return False
+        tensor = starts[0][1]
+        for call in self.calls:
+            if not call.single or call.inputs[0] is not tensor:
+                return False
+            tensor = call.output
+        return tensor is ends[0]
+
+    def _graph_model(self, starts: list[tuple[str, _Tensor, tuple[int, ...]]], ends: list[_Tensor]) -> Model:
+        """Replay the calls on symbolic tensors (so each layer's shapes are those it was imported with)."""
+        symbolic: dict[int, Any] = {}
+        ins = []
+        for name, tensor, shape in starts:
+            # An integer input stays integer when only Embeddings read it; others read it as floats, as in Sequential.
+            ids = tensor.integer and all(isinstance(call.layer, L.Embedding) for call in self.calls
+                                         if any(t is tensor for t in call.inputs))
+            symbolic[id(tensor)] = Input(shape, name=name, dtype="int64" if ids else None)
+            ins.append(symbolic[id(tensor)])
+        for call in self.calls:
+            args = [symbolic[id(t)] for t in call.inputs]
+            symbolic[id(call.output)] = call_layer(call.layer, args[0] if call.single else args)
+        outs = [symbolic[id(t)] for t in ends]
+        return Model(ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, seed=0,
+                     dtype=self.dtype)
 
     def _node(self, node: Any) -> None:
         fewest, most = ARITY.get(node.op_type, (1, 1))
@@ -261,28 +403,36 @@ class _Translator:
         inputs = [self.values[name] if name else None for name in node.input]
         attrs = attributes(node, self.opset)
         on_path = [x for x in inputs if isinstance(x, Data)]
+        for x in on_path:
+            x.tensor.pending -= 1
+        read = list({id(x.tensor): x.tensor for x in on_path}.values())
         if node.op_type == "Shape" and on_path:
             outs = self.folder.fold(node, [_ShapeView(on_path[0].onnx_shape)], attrs)
         elif on_path:
             if node.op_type not in LAYER_OPS:
                 raise bad(f"{node_label(node)} computes on the data path, where barenet has no {node.op_type!r} "
                           "layer")
-            if self.pending is not None:
+            self.current = on_path[0].tensor
+            for tensor in read:
+                self._consume(next(x for x in on_path if x.tensor is tensor), node)
+            if self.pending is not None and any(x.tensor is self.pending.tensor for x in on_path):
                 outs = self._bidirectional_step(node, inputs, attrs, on_path)
             else:
-                if sum(isinstance(x, Data) for x in inputs) > 1:
-                    raise bad(f"{node_label(node)} combines two data-path tensors; barenet's Sequential is a chain")
+                if len(on_path) > 1 and node.op_type not in JOINS:
+                    raise bad(f"{node_label(node)} reads {len(on_path)} data-path tensors; barenet joins computed "
+                              f"tensors only with {', '.join(sorted(JOINS - {'Div'}))}")
                 where = {"Gather": (0, 1), "Add": (0, 1), "Mul": (0, 1)}.get(node.op_type, (0,))
+                if node.op_type in JOINS - {"Sub", "Div"}:
+                    where = tuple(range(len(inputs)))
                 if not any(isinstance(inputs[k], Data) for k in where):
                     raise bad(f"{node_label(node)} takes the data path as input "
                               f"{next(k for k, v in enumerate(inputs) if v is on_path[0])}, where "
                               f"an ONNX {node.op_type} expects a constant")
-                self._consume(on_path[0], node)
                 outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
             outs = outs if isinstance(outs, list) else [outs]
-            for o in outs:
-                if isinstance(o, Data):
-                    self.head, self.head_used = o, False
+            for tensor in read:  # an output that is a view of what the node read: the node only moved it
+                if any(isinstance(o, Data) and o.tensor is tensor for o in outs):
+                    tensor.readers -= 1
         elif node.op_type in FOLDABLE:
             outs = self.folder.fold(node, inputs, attrs)
         else:
@@ -291,17 +441,19 @@ class _Translator:
         for name, value in zip(node.output, outs, strict=False):
             if name:
                 self.values[name] = value
+                if isinstance(value, Data):
+                    value.tensor.pending += self.uses.get(name, 0)
 
     def _consume(self, x: Data, node: Any) -> None:
-        if x is not self.head or self.head_used:
-            raise bad(f"{node_label(node)} reads a data-path tensor that another operator also reads; barenet's "
-                      "Sequential is a chain without branches")
+        """``node`` reads the values of ``x``'s tensor (called once per tensor it reads)."""
+        x.tensor.readers += 1
         if x.serial in self.zero_pads and node.op_type != "Conv":
             raise bad(f"{node_label(node)} reads the output of a Pad; barenet imports Pad only as the padding of "
                       "the Conv right after it")
-        self.head_used = True
 
-    def _data(self, shape: tuple[int, ...], axes: tuple[int | None, ...]) -> Data:
+    def _data(self, shape: tuple[int, ...], axes: tuple[int | None, ...], tensor: _Tensor | None = None) -> Data:
+        """A data-path value of per-sample ``shape`` and ``axes``, a view of ``tensor`` (by default the one the
+        node at hand reads)."""
         n = 1
         for d in shape:
             n *= int(d)
@@ -309,18 +461,44 @@ class _Translator:
             raise bad(f"a tensor of per-sample shape {shape} is outside barenet's limits "
                       f"(1 to {MAX_SAMPLE_ELEMENTS} values per sample)")
         self.serial += 1
-        return Data(tuple(int(d) for d in shape), axes, self.serial)
+        return Data(tuple(int(d) for d in shape), axes, self.serial, tensor=tensor or self.current)
+
+    def _call(self, layer: L.Layer, xs: list[Data], single: bool, arrays: dict[str, Any]) -> _Tensor:
+        """Record ``layer`` called on the tensors of ``xs``; return its output tensor."""
+        call = _Call(layer, [x.tensor for x in xs], single, {k: np.asarray(v) for k, v in arrays.items()})
+        call.output = _Tensor(call)
+        self.calls.append(call)
+        self.call_of[id(layer)] = call
+        return call.output
 
     def _add(self, layer: L.Layer, x: Data, out_axes: tuple[int | None, ...] | None = None,
              **arrays: np.ndarray) -> Data:
-        """Append ``layer`` (its weights set after build) applied to ``x``; return its output."""
+        """Call ``layer`` (its weights set after build) on ``x``; return its output."""
         try:
             shape = layer.compute_output_shape(x.shape)
         except BarenetError as exc:
             raise bad(f"cannot import {layer.describe()}: {exc}") from None
-        self.layers.append(layer)
-        self.weights.append({k: np.asarray(v) for k, v in arrays.items()})
-        return self._data(shape, out_axes if out_axes is not None else tuple(range(len(shape) + 1)))
+        tensor = self._call(layer, [x], True, arrays)
+        return self._data(shape, out_axes if out_axes is not None else tuple(range(len(shape) + 1)), tensor)
+
+    def _join(self, node: Any, xs: list[Data], layer: L.Layer) -> Data:
+        """Call the merge ``layer`` on the data-path tensors ``xs`` (one layout, shapes the layer accepts)."""
+        first = xs[0]
+        shapes = [list(x.onnx_shape) for x in xs]
+        concat = isinstance(layer, L.Concatenate)
+        try:
+            shape = layer.compute_output_shape([x.shape for x in xs])
+        except BarenetError:
+            shape = None
+        one_layout = all(x.axes == first.axes and DIR not in x.axes for x in xs)
+        if shape is None or not one_layout and (concat or any(s != shapes[0] for s in shapes)):
+            need = "them equal but along the joined axis" if concat else "one shape"
+            raise bad(f"{node_label(node)} joins data-path tensors of ONNX shapes {shapes}; barenet's "
+                      f"{type(layer).__name__} needs {need} (no broadcasting)")
+        if not one_layout:
+            raise bad(f"{node_label(node)} joins data-path tensors held in different layouts (ONNX shapes {shapes}); "
+                      f"barenet's {type(layer).__name__} takes tensors of one layout")
+        return self._data(shape, first.axes, self._call(layer, xs, False, {}))
 
     def _const(self, x: Any, what: str, node: Any, ndim: tuple[int, ...] | None = None) -> np.ndarray:
         if not isinstance(x, np.ndarray) or x.dtype == object:
@@ -343,10 +521,18 @@ class _Translator:
                       f"into a layout barenet's layers do not take (ONNX shape {list(x.onnx_shape)})")
 
     def _last_open(self, kinds: tuple[type, ...], x: Data) -> L.Layer | None:
-        """The last layer if it is one of ``kinds`` and ``x`` is still its (relabelled) output."""
-        if self.layers and isinstance(self.layers[-1], kinds) and x is self.head:
-            return self.layers[-1]
+        """The layer that computed ``x`` if it is one of ``kinds`` and the operator at hand is the only reader of
+        its output (so that operator can be folded into it)."""
+        tensor = x.tensor
+        if tensor.call is not None and isinstance(tensor.call.layer, kinds) and tensor.pending == 0 \
+                and tensor.readers == 1:
+            return tensor.call.layer
         return None
+
+    def _arrays(self, layer: L.Layer) -> dict[str, np.ndarray]:
+        """The weights the file gives ``layer``."""
+        return self.call_of[id(layer)].weights
+
 
     # ----------------------------------------------------------------- dense
     def _Gemm(self, node, inputs, attrs):
@@ -382,12 +568,20 @@ class _Translator:
         return self._add(L.Dense(w.shape[1], use_bias=False), x, kernel=w)
 
     def _Add(self, node, inputs, attrs):
+        if all(isinstance(v, Data) for v in inputs):
+            return self._join(node, inputs, L.Add())
         x = inputs[0] if isinstance(inputs[0], Data) else inputs[1]
         other = inputs[1] if x is inputs[0] else inputs[0]
+        if self._affine(node, x, other, "Add"):
+            return self._data(x.shape, x.axes)
+        conv = self._last_open((L.Conv2D,), x)
+        if conv is not None and not conv.use_bias and conv.activation.kind == "linear":
+            return self._conv_bias(node, conv, x, other)
         dense = self._last_open((L.Dense,), x)
         if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
-            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a "
-                      "MatMul right before it; barenet has no layer for that")
+            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a MatMul or "
+                      "Conv right before it whose output nothing else reads (or as the shift of a batch normalization "
+                      "written as Sub, Mul, Add); barenet has no layer for that")
         b = self._weights(other, "bias", node, None)
         units = dense.units
         # A bias broadcasts over every axis but the last: (units,), (1, ..., units) or one value. (units, 1)
@@ -397,8 +591,80 @@ class _Translator:
                       f"({', '.join(map(str, ('batch', *x.shape)))}) output of a MatMul; a bias is one value per "
                       f"unit, of shape ({units},) or (1, ..., {units}), or one value for all")
         dense.use_bias = True
-        self.weights[-1]["bias"] = np.broadcast_to(b.reshape(-1), (units,)).copy()
+        self._arrays(dense)["bias"] = np.broadcast_to(b.reshape(-1), (units,)).copy()
         return self._data(x.shape, x.axes)
+
+    def _conv_bias(self, node, conv: L.Conv2D, x: Data, c: Any) -> Data:
+        """An ``Add`` of one value per filter right after a bias-free ``Conv`` (Keras writes its convolutions
+        so) is the convolution's bias."""
+        channel = 1 if conv.data_format == "channels_first" else len(x.shape)
+        if np.size(c) == 1:
+            values, axis = np.full(conv.filters, self._weights(c, "bias", node, None).reshape(-1)[0]), channel
+        else:
+            values, axis = self._per_channel(node, x, c, "adds")
+        if axis != channel or values.shape != (conv.filters,):
+            raise bad(f"{node_label(node)} adds a constant of shape {np.shape(c)} to the output of a Conv with "
+                      f"{conv.filters} filters (ONNX shape {list(x.onnx_shape)}); a bias is one value per filter")
+        conv.use_bias = True
+        self._arrays(conv)["bias"] = values
+        return self._data(x.shape, x.axes)
+
+    def _Sub(self, node, inputs, attrs):
+        if all(isinstance(v, Data) for v in inputs):
+            return self._join(node, inputs, L.Subtract())
+        x = inputs[0]
+        mean, axis = self._per_channel(node, x, inputs[1], "subtracts")
+        n = mean.shape[0]
+        layer = L.BatchNormalization(axis=axis, epsilon=_AFFINE_EPSILON)
+        self.affine[id(layer)] = "Sub"
+        return self._add(layer, x, out_axes=x.axes, moving_mean=mean, gamma=np.ones(n, self.dtype),
+                         beta=np.zeros(n, self.dtype), moving_variance=np.full(n, _AFFINE_VARIANCE, self.dtype))
+
+    def _Div(self, node, inputs, attrs):
+        what = "one data-path tensor by another" if all(isinstance(v, Data) for v in inputs) else \
+            "the data path by a constant"
+        raise bad(f"{node_label(node)} divides {what}; barenet has no layer for that")
+
+    def _Max(self, node, inputs, attrs):
+        return self._join(node, inputs, L.Maximum()) if len(inputs) > 1 else self._Identity(node, inputs, attrs)
+
+    def _Sum(self, node, inputs, attrs):
+        return self._join(node, inputs, L.Add()) if len(inputs) > 1 else self._Identity(node, inputs, attrs)
+
+    def _Mean(self, node, inputs, attrs):
+        return self._join(node, inputs, L.Average()) if len(inputs) > 1 else self._Identity(node, inputs, attrs)
+
+    def _per_channel(self, node, x: Data, c: Any, verb: str) -> tuple[np.ndarray, int]:
+        """A constant that broadcasts against ``x`` as one value per feature or channel: ``(values, axis)``, the
+        barenet axis it runs along (one value for all is spread along the last)."""
+        c = self._weights(c, "constant", node, None)
+        shape = list(x.onnx_shape)
+        lengths = [d for d in c.shape if d != 1]
+        if c.ndim > len(shape) or len(lengths) > 1 or DIR in x.axes:
+            raise bad(f"{node_label(node)} {verb} a constant of shape {c.shape} on the data path "
+                      f"{list(shape)}; barenet imports one value per feature or channel (batch normalization)")
+        if not lengths:
+            return np.full(x.shape[-1], c.reshape(-1)[0], self.dtype), len(x.shape)
+        k = len(shape) - c.ndim + next(k for k, d in enumerate(c.shape) if d != 1)
+        axis = x.axes[k]
+        if axis is None or axis < 1 or shape[k] != lengths[0]:
+            raise bad(f"{node_label(node)} {verb} a constant of shape {c.shape} on the data path {list(shape)}; "
+                      "barenet imports one value per feature or channel (batch normalization)")
+        return c.reshape(-1), axis
+
+    def _affine(self, node, x: Data, c: Any, op: str) -> bool:
+        """Fold ``Mul``/``Add`` by a per-channel constant into the batch normalization a ``Sub`` began right before
+        (Keras writes its inference-mode batch norm as ``(x - mean) * (gamma / sqrt(var + eps)) + beta``)."""
+        bn = self._last_open((L.BatchNormalization,), x)
+        stage = self.affine.get(id(bn)) if bn is not None else None
+        if stage is None or (op, stage) not in (("Mul", "Sub"), ("Add", "Sub"), ("Add", "Mul")):
+            return False
+        values, axis = self._per_channel(node, x, c, "multiplies by" if op == "Mul" else "adds")
+        if axis != bn.axis or values.shape != self._arrays(bn)["gamma"].shape:
+            raise bad(f"{node_label(node)} scales or shifts another axis than the Sub before it subtracted from")
+        self._arrays(bn)["gamma" if op == "Mul" else "beta"] = values
+        self.affine[id(bn)] = op
+        return True
 
     # ----------------------------------------------------------------- activations
     def _activation(self, node, x: Data, layer: L.Activation, fusable: bool = True):
@@ -884,12 +1150,13 @@ class _Translator:
             return self._add(layer, x, out_axes=x.axes, gamma=gamma, beta=beta, moving_mean=mean,
                              moving_variance=var)
         conv = self._last_open((L.Conv2D, L.Conv1D, L.DepthwiseConv2D), x)
-        if conv is None or conv.activation.kind != "linear":
-            raise bad(f"{node_label(node)} normalizes {len(x.shape) + 1}-d tensors not right after a Conv; "
-                      "barenet imports such a BatchNormalization by folding it into the Conv before it")
+        if conv is None or conv.activation.kind != "linear":  # not foldable: a layer normalizing axis 1
+            layer = L.BatchNormalization(axis=1, momentum=attrs.get("momentum", 0.9), epsilon=eps)
+            return self._add(layer, x, out_axes=x.axes, gamma=gamma, beta=beta, moving_mean=mean,
+                             moving_variance=var)
         # y = gamma (conv(x) + b - mean) / sqrt(var + eps) + beta: scale the filters, shift the bias.
         scale = (gamma / np.sqrt(var + eps)).astype(self.dtype)
-        arrays = self.weights[-1]
+        arrays = self._arrays(conv)
         bias = arrays.get("bias", np.zeros(channels, dtype=self.dtype))
         if isinstance(conv, L.DepthwiseConv2D):  # output channel c * multiplier + m is kernel[..., c, m]
             arrays["depthwise_kernel"] = arrays["depthwise_kernel"] * scale.reshape(-1, conv.depth_multiplier)
@@ -952,7 +1219,7 @@ class _Translator:
         elif acts != _RNN_DEFAULTS[op]:
             raise bad(f"{node_label(node)} uses activations {attrs['activations']}; barenet's {op} uses "
                       f"{_RNN_DEFAULTS[op]}")
-        uses = [bool(name and (self.uses.get(name) or name == self.graph.output[0].name)) for name in node.output]
+        uses = [bool(name and self.uses.get(name)) for name in node.output]
         uses += [False] * (3 - len(uses))
         if uses[2] or (uses[0] and uses[1]):
             raise bad(f"{node_label(node)} feeds on its cell state or on two of its outputs; barenet imports "
@@ -977,9 +1244,12 @@ class _Translator:
             bi = L.Bidirectional(layer, merge_mode="concat")  # the merge is read from the operators that follow
             named = {f"{prefix}_{k}": v for prefix, a in zip(("forward", "backward"), arrays, strict=True)
                      for k, v in a.items()}
-            self._add(bi, x, **named)
-            out = self._data(layer.compute_output_shape(x.shape), axes)
-            self.pending = _Unmerged(bi, node_label(node), out)
+            if self.pending is not None:
+                raise bad(f"{node_label(node)} is a second bidirectional node while the directions of "
+                          f"{self.pending.label} are not merged yet; barenet merges them right after the recurrence")
+            tensor = self._add(bi, x, **named).tensor
+            out = self._data(layer.compute_output_shape(x.shape), axes, tensor)
+            self.pending = _Unmerged(bi, node_label(node), out, tensor)
         return [None, out] if uses[1] else [out, None]
 
     _RNN = _LSTM = _GRU = _recurrent
@@ -1008,10 +1278,10 @@ class _Translator:
             p.reads += 1
         elif x is not p.tips[x.half]:
             raise bad(f"{node_label(node)} reads direction {x.half} of {p.label} a second time; barenet's "
-                      "Sequential is a chain without branches")
-        n_layers = len(self.layers)
+                      "Bidirectional gives the two directions merged, once")
+        n_calls = len(self.calls)
         outs = getattr(self, "_" + node.op_type)(node, inputs, attrs)
-        if len(self.layers) != n_layers:
+        if len(self.calls) != n_calls:
             raise bad(refuse)
         if self.pending is None:  # a Reshape concatenated the directions
             return [outs]
@@ -1051,19 +1321,34 @@ class _Translator:
         return self._data(shape, first.axes)
 
     def _Concat(self, node, inputs, attrs):
-        raise bad(f"{node_label(node)} concatenates the data path with something else; barenet imports Concat only "
-                  "as the merge of a bidirectional recurrent node's two directions")
+        if not all(isinstance(v, Data) for v in inputs):
+            raise bad(f"{node_label(node)} concatenates the data path with constants; barenet concatenates computed "
+                      "tensors only")
+        if len(inputs) == 1:
+            return self._Identity(node, inputs, attrs)
+        first = inputs[0]
+        rank = len(first.axes)
+        axis = attrs.get("axis")
+        if axis is None or not -rank <= axis < rank or first.axes[axis % rank] in (None, 0, DIR):
+            raise bad(f"{node_label(node)} concatenates along axis {axis} of ONNX shape {list(first.onnx_shape)}; "
+                      "barenet concatenates along an axis of each sample")
+        return self._join(node, inputs, L.Concatenate(axis=first.axes[axis % rank]))
 
     def _Mul(self, node, inputs, attrs):
+        if all(isinstance(v, Data) for v in inputs):
+            return self._join(node, inputs, L.Multiply())
         x = inputs[0] if isinstance(inputs[0], Data) else inputs[1]
         other = inputs[1] if x is inputs[0] else inputs[0]
         bi = self._last_open((L.Bidirectional,), x)
-        if bi is None or bi.merge_mode != "sum" or not isinstance(other, np.ndarray) or other.dtype == object \
-                or other.size != 1 or other.ndim > len(x.axes) or float(other.reshape(-1)[0]) != 0.5:
-            raise bad(f"{node_label(node)} multiplies the data path; barenet imports Mul only as the merge of a "
-                      "bidirectional recurrent node's directions, or as the 0.5 of their average after their Add")
-        bi.merge_mode = "ave"
-        return self._data(x.shape, x.axes)
+        if bi is not None and bi.merge_mode == "sum" and isinstance(other, np.ndarray) and other.dtype != object \
+                and other.size == 1 and other.ndim <= len(x.axes) and float(other.reshape(-1)[0]) == 0.5:
+            bi.merge_mode = "ave"
+            return self._data(x.shape, x.axes)
+        if self._affine(node, x, other, "Mul"):
+            return self._data(x.shape, x.axes)
+        raise bad(f"{node_label(node)} multiplies the data path by a constant; barenet imports that only as the "
+                  "0.5 of the average of a bidirectional recurrent node's directions after their Add, or as the "
+                  "scale of a batch normalization written as Sub, Mul, Add")
 
     def _last_step(self, x: Data, axis: int, index: int, node: Any, keep: bool) -> Data:
         """Select the last time step of a recurrent layer's sequence output along ONNX ``axis``."""
@@ -1083,7 +1368,7 @@ class _Translator:
     # ----------------------------------------------------------------- gather, slice, reshape
     def _is_embedding(self, inputs) -> bool:
         return (len(inputs) == 2 and isinstance(inputs[1], Data) and isinstance(inputs[0], np.ndarray)
-                and self.input_is_int and inputs[1] is self.head and len(self.layers) == 0)
+                and inputs[1].tensor.integer and inputs[1].tensor.call is None)
 
     def _Gather(self, node, inputs, attrs):
         data, idx = inputs[0], inputs[1]
@@ -1091,9 +1376,10 @@ class _Translator:
         if isinstance(idx, Data):
             if not isinstance(data, np.ndarray) or axis != 0 or not self._is_embedding(inputs):
                 raise bad(f"{node_label(node)} looks rows up with data-path indices; barenet imports that only as "
-                          "an Embedding of a constant table by the model's integer input")
+                          "an Embedding of a constant table by an integer input of the model")
             self._require_plain(idx, node, "(batch, time) token ids")
             table = self._weights(data, "embedding table", node, (2,))
+            self.onnx_dtype = self.onnx_dtype or data.dtype
             layer = L.Embedding(table.shape[0], table.shape[1])
             return self._add(layer, idx, embeddings=table)
         if not isinstance(data, Data):
@@ -1140,6 +1426,19 @@ class _Translator:
         x = inputs[0]
         return self._data(x.shape, x.axes)
 
+    def _Cast(self, node, inputs, attrs):
+        """A cast to the type the data path already has passes through (Keras's exports hold many); any other
+        would change what the graph computes."""
+        x = inputs[0]
+        to = attrs.get("to")
+        target = TENSOR_TYPES[to][0].newbyteorder("=") if to in TENSOR_TYPES else None
+        ids = x.tensor.integer and x.tensor.call is None
+        source = "integer ids" if ids else (self.onnx_dtype or np.dtype("float32")).name
+        if target is None or (target.kind not in "iu" if ids else target.name != source):
+            raise bad(f"{node_label(node)} casts the data path ({source}) to ONNX type {to}; barenet imports a "
+                      "Cast only to the type the data already has")
+        return self._data(x.shape, x.axes)
+
     def _Dropout(self, node, inputs, attrs):
         x = inputs[0]
         if len(node.output) > 1 and node.output[1] and self.uses.get(node.output[1]):
@@ -1175,7 +1474,12 @@ class _Translator:
         target = inputs[1]
         if not isinstance(target, np.ndarray) or target.ndim != 1 or target.dtype.kind not in "iuO":
             raise bad(f"{node_label(node)} reshapes the data path to a shape that is not a constant vector")
-        return self._reshape(inputs[0], list(target), attrs.get("allowzero", 0), node)
+        target = list(target)
+        # A graph exported for one batch size (torch.onnx.export's default) names it where it means the batch.
+        if self.fixed_batch is not None and target and target[0] is not BATCH and target[0] == self.fixed_batch \
+                and inputs[0].onnx_shape[0] is BATCH:
+            target[0] = BATCH
+        return self._reshape(inputs[0], target, attrs.get("allowzero", 0), node)
 
     def _Squeeze(self, node, inputs, attrs):
         x = inputs[0]
@@ -1225,17 +1529,15 @@ class _Translator:
         if order != list(range(len(order))) or lead < 0 or any(d != 1 for d in dst[:lead]):
             where = node_label(node) if node is not None else "the graph output"
             raise bad(f"{where} needs the data path as {list(dst)}, which would move the batch axis or reorder "
-                      f"axes (it is {list(x.onnx_shape)}); barenet's Sequential cannot express that")
+                      f"axes (it is {list(x.onnx_shape)}); barenet's layers cannot express that")
         sample = tuple(int(d) for d in dst[lead + 1:])
         axes = tuple([None] * lead + list(range(len(sample) + 1)))
         if sample == x.shape:
-            return self._data(x.shape, axes)
+            return self._data(x.shape, axes, x.tensor)
         if int(np.prod(sample, dtype=object)) != int(np.prod(x.shape, dtype=object)):
             raise bad(f"cannot reshape samples of shape {x.shape} to {sample}")
         layer = L.Flatten() if len(sample) == 1 else L.Reshape(sample)
-        out = self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1))), out_axes=axes)
-        self.head = out
-        return out
+        return self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1)), x.tensor), out_axes=axes)
 
 
 @dataclass
@@ -1245,6 +1547,7 @@ class _Unmerged:
     layer: L.Bidirectional
     label: str
     both: Data  # its output, with the direction axis, as moved so far
+    tensor: _Tensor  # the barenet tensor of its (merged) output
     reads: int = 0  # operators that read ``both``
     picked: set[int] = field(default_factory=set)  # directions taken from it
     tips: dict[int, Data] = field(default_factory=dict)  # each direction, as moved so far
