@@ -619,6 +619,28 @@ def test_sample_shape_beyond_the_limit_is_refused_before_building(tmp_path):
     assert peak < 2**20
 
 
+
+def _graph_with_a_big_dense() -> dict:
+    """A graph description whose one Dense layer, built, holds 4000 x 20000 floats (320 MB)."""
+    return {"name": "m", "dtype": "float32", "seed": 0, "layers": [{"class": "Dense", "config": {"name": "big",
+                                                                                                   "units": 4000}}],
+            "inputs": [{"name": "x", "shape": [20000], "integer": False}],
+            "nodes": [{"layer": 0, "inputs": [["input", 0]], "single": True}], "outputs": [["node", 0]],
+            "single_input": True, "single_output": True}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"class": "Model", "config": _graph_with_a_big_dense()}, "layer 0 of the Sequential model is a Model"),
+    ({"class": "Bidirectional", "config": {"layer": {"class": "Model", "config": _graph_with_a_big_dense()}}},
+     "unknown layer type 'Model'"),
+])
+def test_a_model_inside_a_sequential_description_is_refused_before_it_is_built(tmp_path, spec, message):
+    path = json_only_file(tmp_path / "m.barenet", [spec, {"class": "Dense", "config": {"units": 2}}], [3])
+    error, peak, seconds = measured_load(path)
+    assert isinstance(error, ModelFileError) and message in str(error), error
+    assert peak < 2**20, f"{peak} bytes traced"
+    assert seconds < 5
+
 # --------------------------------------------------------------------- ModelCheckpoint
 class Snapshot(bn.callbacks.Callback):
     """Records predictions at the end of each epoch, with the epoch's logs."""

@@ -393,6 +393,9 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
     sample_limit = max(MIN_SAMPLE_BYTES, held)
     for i, spec in enumerate(config["layers"]):
         _check_sample(shape, dtype, sample_limit, f"layer {i}'s input", path)
+        if spec["class"] == "Model":
+            raise ModelFileError(f"{path}: layer {i} of the Sequential model is a Model; a Sequential holds layers "
+                                 "only (a model that calls another is a graph, bn.Model)")
         try:
             layer = layer_class(spec["class"]).from_config(spec["config"])
             layer_params, layer_buffers, shape = layer.dry_build(shape, dtype)

@@ -36,7 +36,6 @@ from .. import optimizers as optimizers_mod
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
 from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
-from ..layers.base import _REGISTRY
 from ..rng import Seed, make_rng
 from . import training, validation
 from .sequential import Sequential
@@ -700,8 +699,14 @@ class Model(Sequential):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
-        """Rebuild an (untrained) model from :meth:`get_config`'s output."""
-        layers = [layer_class(spec["class"]).from_config(spec.get("config", {})) for spec in config["layers"]]
+        """Rebuild an (untrained) model from :meth:`get_config`'s output (a nested model's spec has the class
+        ``"Model"``).
+
+        The configuration is trusted: it is built as it says. :func:`barenet.load` checks a file's configuration
+        before building anything and never comes here.
+        """
+        layers = [Model.from_config(spec.get("config", {})) if spec["class"] == "Model" else
+                  layer_class(spec["class"]).from_config(spec.get("config", {})) for spec in config["layers"]]
         return graph_from_config(config, layers, cls)
 
     # ----------------------------------------------------------------- a model as a layer
@@ -808,5 +813,3 @@ def graph_from_config(config: dict[str, Any], layers: list[Layer], cls: type[Mod
                 name=config.get("name"), seed=config.get("seed"), dtype=config.get("dtype", "float32"))
     return model
 
-
-_REGISTRY["Model"] = Model  # a model used as a layer is saved and loaded as one
