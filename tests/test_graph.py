@@ -286,6 +286,12 @@ def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_pa
      r"more than 10000 layers and layer calls"),
     (lambda c: c["inputs"][0].update(shape=[4]),
      r"layers.0.kernel.npy has shape \(5, 6\); the saved architecture needs \(4, 6\)"),
+    (lambda c: c["nodes"].append({"layer": 3, "inputs": [["node", 2]], "single": True}),
+     r"nodes \[4\] are needed by no output"),
+    (lambda c: c["inputs"].append({"name": "spare", "shape": [2], "integer": False}),
+     r"inputs \[1\] are read by no layer"),
+    (lambda c: (c["layers"].insert(0, c["layers"].pop(1)), c["nodes"][0].update(layer=1),
+                c["nodes"][1].update(layer=0)), r"calls its layers in the order \[1, 0, 2, 3\]"),
 ])
 def test_a_hostile_graph_description_is_refused_before_anything_is_built(tmp_path, change, message):
     import json

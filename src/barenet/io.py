@@ -60,6 +60,7 @@ from .layers import Layer, layer_class
 from .layers.base import skip_initialization
 from .metadata import MetadataError, check_metadata
 from .models import Sequential
+from .models.graph import call_order
 
 FORMAT_NAME = "barenet-model"
 #: The newest file format version this module writes and reads.
@@ -542,7 +543,30 @@ class _GraphPlan:
             raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called")
         self.input_shapes = input_shapes
         self.output_shapes = [self._resolve(ref, len(nodes), produced, input_shapes, path, where) for ref in outputs]
+        self._check_order(nodes, outputs, len(inputs), path, where)
         self.config = config
+
+    @staticmethod
+    def _check_order(nodes: list[Any], outputs: list[Any], n_inputs: int, path: Path, where: str) -> None:
+        """Refuse calls no output needs, inputs nothing reads, and layers numbered otherwise than in the order the
+        model will call them (:func:`barenet.models.graph.call_order`): the model would drop the first two, and
+        its weights are keyed by that order."""
+        order = call_order([tuple(ref) for ref in outputs], lambda ref: [tuple(r) for r in nodes[ref[1]]["inputs"]],
+                           lambda ref: ref[0] == "input", lambda ref: ref)
+        needed = {k for _, k in order}
+        dead = [k for k in range(len(nodes)) if k not in needed]
+        if dead:
+            raise ModelFileError(f"{path}: {where} nodes {dead[:5]} are needed by no output; a saved graph holds "
+                                 f"only the calls its outputs depend on")
+        read = {ref[1] for k in needed for ref in nodes[k]["inputs"] if ref[0] == "input"}
+        read.update(ref[1] for ref in outputs if ref[0] == "input")
+        unread = [j for j in range(n_inputs) if j not in read]
+        if unread:
+            raise ModelFileError(f"{path}: {where} inputs {unread[:5]} are read by no layer and are no output")
+        numbering = list(dict.fromkeys(nodes[k]["layer"] for _, k in order))
+        if numbering != sorted(numbering):
+            raise ModelFileError(f"{path}: {where} calls its layers in the order {numbering[:8]}; a saved graph "
+                                 f"numbers its layers in the order the model calls them")
 
     @staticmethod
     def flat(shapes: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -238,26 +238,14 @@ class Model(Sequential):
         given = {id(t.node) for t in self.inputs}
         if len(given) != len(self.inputs):
             raise ConfigError("Model inputs name the same Input twice")
-        order: list[Node] = []
-        state: dict[int, str] = {}
-        stack: list[tuple[Node, bool]] = [(t.node, False) for t in reversed(self.outputs)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                state[id(node)] = "done"
-                order.append(node)
-                continue
-            if state.get(id(node)) is not None:
-                continue
-            if node.layer is None:
-                if id(node) not in given:
-                    raise ConfigError(f"the outputs depend on input {node.name!r}, which is not among the "
-                                      f"Model's inputs {[t.name for t in self.inputs]}")
-                state[id(node)] = "done"
-                continue
-            state[id(node)] = "open"
-            stack.append((node, True))
-            stack.extend((t.node, False) for t in reversed(node.inputs) if state.get(id(t.node)) is None)
+
+        def is_input(node: Node) -> bool:
+            if node.layer is None and id(node) not in given:
+                raise ConfigError(f"the outputs depend on input {node.name!r}, which is not among the "
+                                  f"Model's inputs {[t.name for t in self.inputs]}")
+            return node.layer is None
+
+        order = call_order([t.node for t in self.outputs], lambda node: [t.node for t in node.inputs], is_input, id)
         used = {id(t.node) for node in order for t in node.inputs} | {id(t.node) for t in self.outputs}
         unused = [t.name for t in self.inputs if id(t.node) not in used]
         if unused:
@@ -772,6 +760,35 @@ def _task(loss: losses_mod.Loss, output_shape: tuple[int, ...]) -> str:
     if isinstance(loss, losses_mod.BinaryCrossentropy):
         return "binary" if int(np.prod(output_shape)) == 1 else "multilabel"
     return "regression"
+
+
+def call_order(outputs: Sequence[Any], reads: Callable[[Any], Sequence[Any]], is_input: Callable[[Any], bool],
+               key: Callable[[Any], Hashable]) -> list[Any]:
+    """The calls that ``outputs`` depend on, each after the calls it reads from, in the order a model runs them.
+
+    A depth-first walk from the outputs (the first output first, a call's inputs in their order); ``reads(call)``
+    gives what a call reads, ``is_input(x)`` whether ``x`` is a model input (not a call), ``key(x)`` an identity.
+    :class:`Model` orders its nodes with it, and :func:`barenet.load` orders a file's calls with it before
+    building anything, so both agree on which calls a graph needs and on the order of its layers.
+    """
+    order: list[Any] = []
+    state: dict[Hashable, bool] = {}  # False while a call's inputs are being ordered, True once it is placed
+    stack: list[tuple[Any, bool]] = [(x, False) for x in reversed(outputs)]
+    while stack:
+        x, placed = stack.pop()
+        if placed:
+            state[key(x)] = True
+            order.append(x)
+            continue
+        if key(x) in state:
+            continue
+        if is_input(x):
+            state[key(x)] = True
+            continue
+        state[key(x)] = False
+        stack.append((x, True))
+        stack.extend((y, False) for y in reversed(reads(x)) if key(y) not in state)
+    return order
 
 
 def graph_from_config(config: dict[str, Any], layers: list[Layer], cls: type[Model] = Model) -> Model:
