@@ -200,6 +200,10 @@ def test_graph_errors_name_what_is_wrong():
         bn.Model(x, Dense(2, name="d")(Dense(2, name="d")(x)))
     with pytest.raises(ShapeError, match=r"Subtract\(\) takes exactly 2 inputs, got 3"):
         Subtract()([x, x, x])
+    inner_in = bn.Input(shape=(3,))
+    inner = bn.Model(inner_in, Dense(3, name="d")(inner_in), name="p")
+    with pytest.raises(ConfigError, match=r"two weights of this model would be named 'p.d.kernel'"):
+        bn.Model(x, Dense(3, name="p.d")(inner(x)))
 
 
 def test_data_for_several_inputs_is_checked_by_name():
@@ -275,6 +279,28 @@ def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_pa
     h1 = model.fit(X, y, epochs=1, batch_size=8, verbose=0).history
     h2 = loaded.fit(X, y, epochs=1, batch_size=8, verbose=0).history
     assert h1 == h2
+
+
+def test_weights_named_twice_in_a_nested_model_are_refused_before_anything_is_built(tmp_path):
+    import json
+    import zipfile
+
+    p_in, n_in, x = bn.Input(shape=(3,)), bn.Input(shape=(3,)), bn.Input(shape=(3,))
+    p = bn.Model(p_in, Dense(3, name="d")(p_in), name="p")
+    n = bn.Model(n_in, Dense(3, name="q")(p(n_in)), name="n")
+    bn.save(bn.Model(x, n(x)), tmp_path / "good.barenet")
+    with zipfile.ZipFile(tmp_path / "good.barenet") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(members["barenet.json"])
+    document["model"]["layers"][0]["config"]["layers"][1]["config"]["name"] = "p.d"  # "q" beside "p", holding "d"
+    members["barenet.json"] = json.dumps(document).encode()
+    members = {name.replace(".q.", ".p.d."): data for name, data in members.items()}  # one member per weight
+    with zipfile.ZipFile(tmp_path / "bad.barenet", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(bn.errors.ModelFileError, match=r"two weights of model.layers\[0\] would be named "
+                                                      r"'p.d.kernel'"):
+        bn.load(tmp_path / "bad.barenet")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -60,7 +60,7 @@ from .layers import Layer, layer_class
 from .layers.base import skip_initialization
 from .metadata import MetadataError, check_metadata
 from .models import Sequential
-from .models.graph import call_order
+from .models.graph import call_order, repeated_weight_name
 
 FORMAT_NAME = "barenet-model"
 #: The newest file format version this module writes and reads.
@@ -541,6 +541,10 @@ class _GraphPlan:
         unused = [i for i, c in enumerate(called_on) if c is None]
         if unused:
             raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called")
+        twice = repeated_weight_name((name, [*ps, *bs]) for name, (ps, bs) in zip(self.names, self.shapes, strict=True))
+        if twice is not None:
+            raise ModelFileError(f"{path}: two weights of {where} would be named {twice!r}: a layer's name is "
+                                 f"another's followed by a dot")
         self.input_shapes = input_shapes
         self.output_shapes = [self._resolve(ref, len(nodes), produced, input_shapes, path, where) for ref in outputs]
         self._check_order(nodes, outputs, len(inputs), path, where)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -283,6 +283,10 @@ class Model(Sequential):
             if isinstance(layer, Model) and layer.dtype != self.dtype:
                 raise ConfigError(f"nested model {layer.name!r} computes in {layer.dtype.name}, this model in "
                                   f"{self.dtype.name}; build both with one dtype")
+        twice = repeated_weight_name((layer.name, list(_named_arrays(layer))) for layer in self.layers)
+        if twice is not None:
+            raise ConfigError(f"two weights of this model would be named {twice!r} (a layer's name, a dot, the "
+                              f"weight's name): a layer's name is another's followed by a dot; rename one of them")
         self.calls = {layer: sum(node.layer is layer for node in self.nodes) for layer in self.layers}
         readers: dict[int, list[Layer]] = {}
         for node in self.nodes:
@@ -760,6 +764,23 @@ def _task(loss: losses_mod.Loss, output_shape: tuple[int, ...]) -> str:
     if isinstance(loss, losses_mod.BinaryCrossentropy):
         return "binary" if int(np.prod(output_shape)) == 1 else "multilabel"
     return "regression"
+
+
+def repeated_weight_name(layers: Iterable[tuple[str, Iterable[str]]]) -> str | None:
+    """The first weight name given twice when each ``(layer name, weight names)`` pair names its weights
+    ``"<layer name>.<weight name>"``, or None.
+
+    A layer named ``"p.d"`` beside a nested model ``"p"`` holding a layer ``"d"`` gives two weights
+    ``"p.d.kernel"``; :class:`Model` and :func:`barenet.load` refuse that with this one rule.
+    """
+    seen: set[str] = set()
+    for layer, weights in layers:
+        for weight in weights:
+            name = f"{layer}.{weight}"
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
 
 
 def call_order(outputs: Sequence[Any], reads: Callable[[Any], Sequence[Any]], is_input: Callable[[Any], bool],
