@@ -74,8 +74,9 @@ _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", 
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
 _GRAPH_KEYS = {"name", "dtype", "seed", "layers", "inputs", "nodes", "outputs", "single_input", "single_output"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
-#: A graph model file may describe at most this many layer calls (nested models counted): a description of
-#: millions of parameterless layers fits in a small file, and each costs time to construct.
+#: A graph model file may describe at most this many nodes (inputs and layer calls, nested models' counted), and
+#: its calls and outputs may read at most four times as many tensors: a description of millions of parameterless
+#: layers fits in a small file, and each costs time to construct.
 MAX_GRAPH_NODES = 10_000
 _MAX_JSON_BYTES = 64 * 2**20
 #: A file's members may inflate to at most this many times the file's size (plus INFLATION_SLACK bytes).
@@ -417,7 +418,7 @@ def _plan_graph(config: dict[str, Any], path: Path, held: int) -> _Plan:
     if config["dtype"] not in ("float32", "float64"):
         raise ModelFileError(f"{path}: 'model.dtype' is {config['dtype']!r:.60}; expected 'float32' or 'float64'")
     dtype = np.dtype(config["dtype"])
-    budget = {"nodes": 0, "arrays": {}}
+    budget = {"nodes": 0, "reads": 0, "arrays": {}}
     part = _GraphPlan(config, path, held, dtype, budget, "model")
     arrays, params = {}, {}
     for i, (layer_params, layer_buffers) in enumerate(part.shapes):
@@ -446,10 +447,14 @@ class _GraphPlan:
         for key in ("single_input", "single_output"):
             if not isinstance(config[key], bool):
                 raise ModelFileError(f"{path}: '{where}.{key}' must be true or false")
-        budget["nodes"] += len(nodes) + len(specs)
+        budget["nodes"] += len(inputs) + len(nodes)
         if budget["nodes"] > MAX_GRAPH_NODES:
-            raise ModelFileError(f"{path}: the graph describes more than {MAX_GRAPH_NODES} layers and layer calls; "
-                                 f"barenet loads graphs of at most that many")
+            raise ModelFileError(f"{path}: the graph describes more than {MAX_GRAPH_NODES} nodes (inputs and layer "
+                                 f"calls, nested models' counted); barenet loads graphs of at most that many")
+        if len(specs) > len(nodes):
+            raise ModelFileError(f"{path}: {where} has {len(specs)} layers but {len(nodes)} calls; every layer is "
+                                 f"called at least once")
+        budget["reads"] += len(outputs)  # checked with the first call's reads below
         sample_limit = max(MIN_SAMPLE_BYTES, held)
         produced: list[Any] = []  # the sample shape of each input, then of each node, in order
         input_shapes = []
@@ -490,7 +495,6 @@ class _GraphPlan:
         self.names = [spec["config"]["name"] for spec in specs]
         self.shapes: list[Any] = [None] * len(specs)
         called_on: list[Any] = [None] * len(specs)
-        refs_seen = 0
         for k, node in enumerate(nodes):
             if not isinstance(node, dict) or set(node) != {"layer", "inputs", "single"} or not isinstance(
                     node["single"], bool) or not isinstance(node["inputs"], list) or not node["inputs"]:
@@ -499,9 +503,10 @@ class _GraphPlan:
             i = node["layer"]
             if not _is_int(i) or not 0 <= i < len(specs):
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' calls layer {i!r:.30}; there are {len(specs)}")
-            refs_seen += len(node["inputs"])
-            if refs_seen > 4 * MAX_GRAPH_NODES:
-                raise ModelFileError(f"{path}: the graph's calls read more than {4 * MAX_GRAPH_NODES} tensors")
+            budget["reads"] += len(node["inputs"])
+            if budget["reads"] > 4 * MAX_GRAPH_NODES:
+                raise ModelFileError(f"{path}: the graph's calls and outputs read more than {4 * MAX_GRAPH_NODES} "
+                                     f"tensors (nested models' counted)")
             shapes = [self._resolve(ref, k, produced, input_shapes, path, where) for ref in node["inputs"]]
             if node["single"] and len(shapes) != 1:
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' is a one-input call with {len(shapes)} inputs")
