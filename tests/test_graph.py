@@ -42,7 +42,10 @@ def test_every_merge_layer_is_in_the_merge_table():
 def test_merge_layers_pass_gradcheck_keep_nothing_and_round_trip(name):
     make, n = MERGES[name]
     layer = make()
+    announced = layer.dry_build([(3, 2)] * n, "float64")
+    assert not layer.built
     layer.build([(3, 2)] * n, np.random.default_rng(0), "float64")
+    assert announced == ({}, {}, layer.output_shape)
     xs = [RNG.standard_normal((4, 3, 2)) for _ in range(n)]
     before = dict(vars(layer))
     cache = L.Cache()
