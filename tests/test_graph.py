@@ -284,6 +284,18 @@ def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_pa
     assert h1 == h2
 
 
+def test_models_nested_three_deep_load_without_a_compile_section(tmp_path):
+    x = bn.Input(shape=(64,))
+    model = bn.Model(x, Dense(64, name="d")(x), name="m0", seed=0)
+    for level in range(1, 4):  # the file's arrays are the one Dense's, whatever the depth
+        x = bn.Input(shape=(64,))
+        model = bn.Model(x, model(x), name=f"m{level}", seed=0)
+    bn.save(model, tmp_path / "nested.barenet")
+    loaded = bn.load(tmp_path / "nested.barenet")
+    X = RNG.standard_normal((3, 64))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
 def test_weights_named_twice_in_a_nested_model_are_refused_before_anything_is_built(tmp_path):
     import json
     import zipfile

@@ -538,9 +538,10 @@ class _GraphPlan:
                                      f"{i}, {specs[i]['class']!r:.60}): {exc}") from None
             _check_sample(tuple(out), dtype, sample_limit, f"{where} node {k}'s output", path)
             self.shapes[i] = (layer_params, layer_buffers)
-            budget["arrays"].update({(where, i, name): (s, dtype) for name, s in
-                                     [*layer_params.items(), *layer_buffers.items()]})
-            _check_budget({f"{key}": value for key, value in budget["arrays"].items()}, held, path)
+            if not isinstance(layer, _GraphPlan):  # a nested model's plan counted its layers' arrays
+                budget["arrays"].update({(where, i, name): (s, dtype) for name, s in
+                                         [*layer_params.items(), *layer_buffers.items()]})
+                _check_budget({f"{key}": value for key, value in budget["arrays"].items()}, held, path)
             called_on[i] = (shape, tuple(out))
             produced.append(tuple(out))
         unused = [i for i, c in enumerate(called_on) if c is None]
