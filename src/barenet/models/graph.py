@@ -23,6 +23,7 @@ cache (:mod:`barenet.layers.base`), which is what lets one layer take part at se
 
 from __future__ import annotations
 
+import collections
 import itertools
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -260,13 +261,16 @@ class Model(Sequential):
                 if layer.name in taken and taken[layer.name] is not layer:
                     raise ConfigError(f"two layers of this model are named {layer.name!r}; names must be unique")
                 taken[layer.name] = layer
+        tried: dict[str, int] = {}  # per class name, the suffixes below this are taken
         for layer in self.layers:
             if layer.name is None:
                 base = _snake(type(layer).__name__)
-                name = next(f"{base}_{k}" if k else base for k in itertools.count() if
-                            (f"{base}_{k}" if k else base) not in taken)
-                layer.name = name
-                taken[name] = layer
+                k = tried.get(base, 0)
+                while (f"{base}_{k}" if k else base) in taken:
+                    k += 1
+                tried[base] = k + 1
+                layer.name = f"{base}_{k}" if k else base
+                taken[layer.name] = layer
         input_names = [t.name for t in self.inputs]
         if len(set(input_names)) != len(input_names):
             raise ConfigError(f"Model inputs have repeated names {input_names}; give each Input its own name")
@@ -287,7 +291,7 @@ class Model(Sequential):
         if twice is not None:
             raise ConfigError(f"two weights of this model would be named {twice!r} (a layer's name, a dot, the "
                               f"weight's name): a layer's name is another's followed by a dot; rename one of them")
-        self.calls = {layer: sum(node.layer is layer for node in self.nodes) for layer in self.layers}
+        self.calls = collections.Counter(node.layer for node in self.nodes)
         readers: dict[int, list[Layer]] = {}
         for node in self.nodes:
             for t in node.inputs:
