@@ -318,7 +318,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     if extra:
         raise ModelFileError(f"{path}: unexpected members that the saved architecture has no place for: {extra}")
     dtypes = {member: np.dtype(np.int64) if member == _ITERATIONS_MEMBER else plan.dtype for member in members}
-    _check_budget({m: (expected[m], dtypes[m]) for m in members}, held, path)
+    _check_budget(sum(_nbytes(expected[m], dtypes[m]) for m in members), held, path)
     for member in sorted(members):
         _read_header(archive, member, expected[member], dtypes[member], path)
     try:
@@ -392,6 +392,7 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
     layers: list[Layer] = []
     arrays: dict[str, tuple[int, ...]] = {}
     params: dict[str, tuple[int, ...]] = {}
+    needed = 0
     sample_limit = max(MIN_SAMPLE_BYTES, held)
     for i, spec in enumerate(config["layers"]):
         _check_sample(shape, dtype, sample_limit, f"layer {i}'s input", path)
@@ -407,7 +408,8 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
         layers.append(layer)
         params.update({f"layers.{i}.{name}": s for name, s in layer_params.items()})
         arrays.update({f"layers.{i}.{name}": s for name, s in [*layer_params.items(), *layer_buffers.items()]})
-        _check_budget({key: (s, dtype) for key, s in arrays.items()}, held, path)
+        needed += sum(_nbytes(s, dtype) for s in [*layer_params.values(), *layer_buffers.values()])
+        _check_budget(needed, held, path)
     _check_sample(shape, dtype, sample_limit, "the model's output", path)
     return _Plan(layers, dtype, input_shape, shape, arrays, params)
 
@@ -418,7 +420,7 @@ def _plan_graph(config: dict[str, Any], path: Path, held: int) -> _Plan:
     if config["dtype"] not in ("float32", "float64"):
         raise ModelFileError(f"{path}: 'model.dtype' is {config['dtype']!r:.60}; expected 'float32' or 'float64'")
     dtype = np.dtype(config["dtype"])
-    budget = {"nodes": 0, "reads": 0, "arrays": {}}
+    budget = {"nodes": 0, "reads": 0, "bytes": 0}
     part = _GraphPlan(config, path, held, dtype, budget, "model")
     arrays, params = {}, {}
     for i, (layer_params, layer_buffers) in enumerate(part.shapes):
@@ -539,9 +541,8 @@ class _GraphPlan:
             _check_sample(tuple(out), dtype, sample_limit, f"{where} node {k}'s output", path)
             self.shapes[i] = (layer_params, layer_buffers)
             if not isinstance(layer, _GraphPlan):  # a nested model's plan counted its layers' arrays
-                budget["arrays"].update({(where, i, name): (s, dtype) for name, s in
-                                         [*layer_params.items(), *layer_buffers.items()]})
-                _check_budget({f"{key}": value for key, value in budget["arrays"].items()}, held, path)
+                budget["bytes"] += sum(_nbytes(s, dtype) for s in [*layer_params.values(), *layer_buffers.values()])
+                _check_budget(budget["bytes"], held, path)
             called_on[i] = (shape, tuple(out))
             produced.append(tuple(out))
         unused = [i for i, c in enumerate(called_on) if c is None]
@@ -649,9 +650,13 @@ def _array_bytes(archive: zipfile.ZipFile) -> int:
     return sum(info.file_size for info in archive.infolist() if info.filename != _CONFIG_MEMBER)
 
 
-def _check_budget(expected: dict[str, tuple[tuple[int, ...], np.dtype]], held: int, path: Path) -> None:
-    """Refuse an architecture whose arrays need more bytes than the file's members declare, before any read."""
-    needed = sum(math.prod(shape) * dtype.itemsize for shape, dtype in expected.values())
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _check_budget(needed: int, held: int, path: Path) -> None:
+    """Refuse an architecture whose arrays need ``needed`` bytes, more than the file's members declare, before
+    any read."""
     if needed > held:
         raise ModelFileError(f"{path}: the saved architecture needs at least {needed} bytes of arrays, but the "
                              f"file's array members hold only {held} bytes; the description does not match the "
