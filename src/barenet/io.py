@@ -74,6 +74,9 @@ _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", 
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
 _GRAPH_KEYS = {"name", "dtype", "seed", "layers", "inputs", "nodes", "outputs", "single_input", "single_output"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
+#: A Sequential model file may describe at most this many layers: a description of millions of parameterless
+#: layers fits in a small file, and each costs time to construct.
+MAX_LAYERS = 10_000
 #: A graph model file may describe at most this many nodes (inputs and layer calls, nested models' counted), and
 #: its calls and outputs may read at most four times as many tensors: a description of millions of parameterless
 #: layers fits in a small file, and each costs time to construct.
@@ -690,6 +693,12 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     layers = model["layers"]
     if not isinstance(layers, list) or not layers:
         raise ModelFileError(f"{path}: 'model.layers' must be a non-empty list of layer descriptions")
+    if "nodes" not in model and len(layers) > MAX_LAYERS:
+        raise ModelFileError(f"{path}: the model has {len(layers)} layers; barenet loads Sequential models of at "
+                             f"most {MAX_LAYERS} layers")
+    if "nodes" in model and len(layers) > MAX_GRAPH_NODES:
+        raise ModelFileError(f"{path}: the graph has {len(layers)} layers, more than the {MAX_GRAPH_NODES} nodes "
+                             f"barenet loads could call")
     for i, spec in enumerate(layers):
         if (not isinstance(spec, dict) or set(spec) != {"class", "config"} or not isinstance(spec["class"], str)
                 or not isinstance(spec["config"], dict)):
