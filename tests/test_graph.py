@@ -42,7 +42,10 @@ def test_every_merge_layer_is_in_the_merge_table():
 def test_merge_layers_pass_gradcheck_keep_nothing_and_round_trip(name):
     make, n = MERGES[name]
     layer = make()
+    announced = layer.dry_build([(3, 2)] * n, "float64")
+    assert not layer.built
     layer.build([(3, 2)] * n, np.random.default_rng(0), "float64")
+    assert announced == ({}, {}, layer.output_shape)
     xs = [RNG.standard_normal((4, 3, 2)) for _ in range(n)]
     before = dict(vars(layer))
     cache = L.Cache()
@@ -200,6 +203,10 @@ def test_graph_errors_name_what_is_wrong():
         bn.Model(x, Dense(2, name="d")(Dense(2, name="d")(x)))
     with pytest.raises(ShapeError, match=r"Subtract\(\) takes exactly 2 inputs, got 3"):
         Subtract()([x, x, x])
+    inner_in = bn.Input(shape=(3,))
+    inner = bn.Model(inner_in, Dense(3, name="d")(inner_in), name="p")
+    with pytest.raises(ConfigError, match=r"two weights of this model would be named 'p.d.kernel'"):
+        bn.Model(x, Dense(3, name="p.d")(inner(x)))
 
 
 def test_data_for_several_inputs_is_checked_by_name():
@@ -277,15 +284,59 @@ def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_pa
     assert h1 == h2
 
 
+def test_models_nested_three_deep_load_without_a_compile_section(tmp_path):
+    x = bn.Input(shape=(64,))
+    model = bn.Model(x, Dense(64, name="d")(x), name="m0", seed=0)
+    for level in range(1, 4):  # the file's arrays are the one Dense's, whatever the depth
+        x = bn.Input(shape=(64,))
+        model = bn.Model(x, model(x), name=f"m{level}", seed=0)
+    bn.save(model, tmp_path / "nested.barenet")
+    loaded = bn.load(tmp_path / "nested.barenet")
+    X = RNG.standard_normal((3, 64))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_weights_named_twice_in_a_nested_model_are_refused_before_anything_is_built(tmp_path):
+    import json
+    import zipfile
+
+    p_in, n_in, x = bn.Input(shape=(3,)), bn.Input(shape=(3,)), bn.Input(shape=(3,))
+    p = bn.Model(p_in, Dense(3, name="d")(p_in), name="p")
+    n = bn.Model(n_in, Dense(3, name="q")(p(n_in)), name="n")
+    bn.save(bn.Model(x, n(x)), tmp_path / "good.barenet")
+    with zipfile.ZipFile(tmp_path / "good.barenet") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(members["barenet.json"])
+    document["model"]["layers"][0]["config"]["layers"][1]["config"]["name"] = "p.d"  # "q" beside "p", holding "d"
+    members["barenet.json"] = json.dumps(document).encode()
+    members = {name.replace(".q.", ".p.d."): data for name, data in members.items()}  # one member per weight
+    with zipfile.ZipFile(tmp_path / "bad.barenet", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(bn.errors.ModelFileError, match=r"two weights of model.layers\[0\] would be named "
+                                                      r"'p.d.kernel'"):
+        bn.load(tmp_path / "bad.barenet")
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["nodes"][0].update(inputs=[["node", 0]]), r"reads node 0, which does not come before it"),
     (lambda c: c["nodes"][1].update(inputs=[["node", 5]]), r"reads node 5, which does not come before it"),
     (lambda c: c["nodes"][0].update(layer=9), r"calls layer 9; there are"),
     (lambda c: c["layers"][1]["config"].update(name="h"), r"needs a name of its own, got 'h'"),
     (lambda c: c["nodes"].extend([{"layer": 3, "inputs": [["node", 3]], "single": True}] * 20_000),
-     r"more than 10000 layers and layer calls"),
+     r"more than 10000 nodes \(inputs and layer calls, nested models' counted\)"),
+    (lambda c: c["layers"].extend([{"class": "ReLU", "config": {"name": f"r{i}"}} for i in range(10**5)]),
+     r"the graph has 100004 layers, more than the 10000 nodes barenet loads could call"),
+    (lambda c: c.update(outputs=[["node", 3]] * 40_000, single_output=False),
+     r"calls and outputs read more than 40000 tensors"),
     (lambda c: c["inputs"][0].update(shape=[4]),
      r"layers.0.kernel.npy has shape \(5, 6\); the saved architecture needs \(4, 6\)"),
+    (lambda c: c["nodes"].append({"layer": 3, "inputs": [["node", 2]], "single": True}),
+     r"nodes \[4\] are needed by no output"),
+    (lambda c: c["inputs"].append({"name": "spare", "shape": [2], "integer": False}),
+     r"inputs \[1\] are read by no layer"),
+    (lambda c: (c["layers"].insert(0, c["layers"].pop(1)), c["nodes"][0].update(layer=1),
+                c["nodes"][1].update(layer=0)), r"calls its layers in the order \[1, 0, 2, 3\]"),
 ])
 def test_a_hostile_graph_description_is_refused_before_anything_is_built(tmp_path, change, message):
     import json

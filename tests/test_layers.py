@@ -266,6 +266,18 @@ def test_output_shape_matches_compute_output_shape(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_dry_build_announces_what_build_makes_and_leaves_the_layer_unbuilt(case):
+    layer = case.make()
+    before = layer.get_config()
+    params, buffers, output_shape = layer.dry_build(case.input_shape, "float32")
+    assert not layer.built and not layer.params and not layer.buffers and layer.get_config() == before
+    built = _built(case, dtype="float32")
+    assert params == {k: v.shape for k, v in built.params.items()}
+    assert buffers == {k: v.shape for k, v in built.buffers.items()}
+    assert output_shape == built.output_shape
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_config_round_trip_rebuilds_an_equivalent_layer(case):
     layer = case.make()
     config = layer.get_config()

@@ -186,6 +186,19 @@ def test_model_is_built_from_the_data_when_no_input_dim_is_given():
 
 
 # ----------------------------------------------------------------- construction and description
+def test_construction_checks_every_layer_and_builds_once_from_a_declared_input_shape():
+    first, second = Dense(4, input_dim=3), Dense(2)
+    model = bn.Sequential([first, second, Dropout(0.1)], seed=0)
+    assert model.built and model.output_shape == (2,) and second.input_shape == (4,)
+    with pytest.raises(ConfigError, match=r"is already in the model; create a new layer to add another"):
+        bn.Sequential([Dense(2), first, first])
+    with pytest.raises(ConfigError, match=r"Sequential takes Layer objects, got str"):
+        bn.Sequential([Dense(2), "relu"])
+    with pytest.raises(ShapeError, match=r"Dense\(4.*\) was built for input \(3,\), but the layers before it "
+                                         r"output \(5,\)"):
+        bn.Sequential([Dense(5, input_dim=2), first])
+
+
 def test_from_architecture_builds_dense_stack():
     arch = [{"input_dim": 2, "output_dim": 5, "activation": "relu"},
             {"input_dim": 5, "output_dim": 1, "activation": "sigmoid", "kernel_initializer": "he_normal"}]

@@ -60,6 +60,7 @@ from .layers import Layer, layer_class
 from .layers.base import skip_initialization
 from .metadata import MetadataError, check_metadata
 from .models import Sequential
+from .models.graph import call_order, repeated_weight_name
 
 FORMAT_NAME = "barenet-model"
 #: The newest file format version this module writes and reads.
@@ -73,8 +74,12 @@ _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", 
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
 _GRAPH_KEYS = {"name", "dtype", "seed", "layers", "inputs", "nodes", "outputs", "single_input", "single_output"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
-#: A graph model file may describe at most this many layer calls (nested models counted): a description of
-#: millions of parameterless layers fits in a small file, and each costs time to construct.
+#: A Sequential model file may describe at most this many layers: a description of millions of parameterless
+#: layers fits in a small file, and each costs time to construct.
+MAX_LAYERS = 10_000
+#: A graph model file may describe at most this many nodes (inputs and layer calls, nested models' counted), and
+#: its calls and outputs may read at most four times as many tensors: a description of millions of parameterless
+#: layers fits in a small file, and each costs time to construct.
 MAX_GRAPH_NODES = 10_000
 _MAX_JSON_BYTES = 64 * 2**20
 #: Suffixes of other formats' model files: a barenet file is never written under them.
@@ -326,7 +331,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     if extra:
         raise ModelFileError(f"{path}: unexpected members that the saved architecture has no place for: {extra}")
     dtypes = {member: np.dtype(np.int64) if member == _ITERATIONS_MEMBER else plan.dtype for member in members}
-    _check_budget({m: (expected[m], dtypes[m]) for m in members}, held, path)
+    _check_budget(sum(_nbytes(expected[m], dtypes[m]) for m in members), held, path)
     for member in sorted(members):
         _read_header(archive, member, expected[member], dtypes[member], path)
     try:
@@ -400,9 +405,13 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
     layers: list[Layer] = []
     arrays: dict[str, tuple[int, ...]] = {}
     params: dict[str, tuple[int, ...]] = {}
+    needed = 0
     sample_limit = max(MIN_SAMPLE_BYTES, held)
     for i, spec in enumerate(config["layers"]):
         _check_sample(shape, dtype, sample_limit, f"layer {i}'s input", path)
+        if spec["class"] == "Model":
+            raise ModelFileError(f"{path}: layer {i} of the Sequential model is a Model; a Sequential holds layers "
+                                 "only (a model that calls another is a graph, bn.Model)")
         try:
             layer = layer_class(spec["class"]).from_config(spec["config"])
             layer_params, layer_buffers, shape = layer.dry_build(shape, dtype)
@@ -412,7 +421,8 @@ def _plan(config: dict[str, Any], path: Path, held: int) -> _Plan:
         layers.append(layer)
         params.update({f"layers.{i}.{name}": s for name, s in layer_params.items()})
         arrays.update({f"layers.{i}.{name}": s for name, s in [*layer_params.items(), *layer_buffers.items()]})
-        _check_budget({key: (s, dtype) for key, s in arrays.items()}, held, path)
+        needed += sum(_nbytes(s, dtype) for s in [*layer_params.values(), *layer_buffers.values()])
+        _check_budget(needed, held, path)
     _check_sample(shape, dtype, sample_limit, "the model's output", path)
     return _Plan(layers, dtype, input_shape, shape, arrays, params)
 
@@ -423,7 +433,7 @@ def _plan_graph(config: dict[str, Any], path: Path, held: int) -> _Plan:
     if config["dtype"] not in ("float32", "float64"):
         raise ModelFileError(f"{path}: 'model.dtype' is {config['dtype']!r:.60}; expected 'float32' or 'float64'")
     dtype = np.dtype(config["dtype"])
-    budget = {"nodes": 0, "arrays": {}}
+    budget = {"nodes": 0, "reads": 0, "bytes": 0}
     part = _GraphPlan(config, path, held, dtype, budget, "model")
     arrays, params = {}, {}
     for i, (layer_params, layer_buffers) in enumerate(part.shapes):
@@ -452,10 +462,14 @@ class _GraphPlan:
         for key in ("single_input", "single_output"):
             if not isinstance(config[key], bool):
                 raise ModelFileError(f"{path}: '{where}.{key}' must be true or false")
-        budget["nodes"] += len(nodes) + len(specs)
+        budget["nodes"] += len(inputs) + len(nodes)
         if budget["nodes"] > MAX_GRAPH_NODES:
-            raise ModelFileError(f"{path}: the graph describes more than {MAX_GRAPH_NODES} layers and layer calls; "
-                                 f"barenet loads graphs of at most that many")
+            raise ModelFileError(f"{path}: the graph describes more than {MAX_GRAPH_NODES} nodes (inputs and layer "
+                                 f"calls, nested models' counted); barenet loads graphs of at most that many")
+        if len(specs) > len(nodes):
+            raise ModelFileError(f"{path}: {where} has {len(specs)} layers but {len(nodes)} calls; every layer is "
+                                 f"called at least once")
+        budget["reads"] += len(outputs)  # checked with the first call's reads below
         sample_limit = max(MIN_SAMPLE_BYTES, held)
         produced: list[Any] = []  # the sample shape of each input, then of each node, in order
         input_shapes = []
@@ -496,7 +510,6 @@ class _GraphPlan:
         self.names = [spec["config"]["name"] for spec in specs]
         self.shapes: list[Any] = [None] * len(specs)
         called_on: list[Any] = [None] * len(specs)
-        refs_seen = 0
         for k, node in enumerate(nodes):
             if not isinstance(node, dict) or not {"layer", "inputs", "single"} <= set(node) <= {
                     "layer", "inputs", "single", "options"} or not isinstance(node["single"], bool) or not isinstance(
@@ -506,9 +519,10 @@ class _GraphPlan:
             i = node["layer"]
             if not _is_int(i) or not 0 <= i < len(specs):
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' calls layer {i!r:.30}; there are {len(specs)}")
-            refs_seen += len(node["inputs"])
-            if refs_seen > 4 * MAX_GRAPH_NODES:
-                raise ModelFileError(f"{path}: the graph's calls read more than {4 * MAX_GRAPH_NODES} tensors")
+            budget["reads"] += len(node["inputs"])
+            if budget["reads"] > 4 * MAX_GRAPH_NODES:
+                raise ModelFileError(f"{path}: the graph's calls and outputs read more than {4 * MAX_GRAPH_NODES} "
+                                     f"tensors (nested models' counted)")
             shapes = [self._resolve(ref, k, produced, input_shapes, path, where) for ref in node["inputs"]]
             if node["single"] and len(shapes) != 1:
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' is a one-input call with {len(shapes)} inputs")
@@ -540,17 +554,44 @@ class _GraphPlan:
                                      f"{i}, {specs[i]['class']!r:.60}): {exc}") from None
             _check_sample(tuple(out), dtype, sample_limit, f"{where} node {k}'s output", path)
             self.shapes[i] = (layer_params, layer_buffers)
-            budget["arrays"].update({(where, i, name): (s, dtype) for name, s in
-                                     [*layer_params.items(), *layer_buffers.items()]})
-            _check_budget({f"{key}": value for key, value in budget["arrays"].items()}, held, path)
+            if not isinstance(layer, _GraphPlan):  # a nested model's plan counted its layers' arrays
+                budget["bytes"] += sum(_nbytes(s, dtype) for s in [*layer_params.values(), *layer_buffers.values()])
+                _check_budget(budget["bytes"], held, path)
             called_on[i] = (shape, tuple(out))
             produced.append(tuple(out))
         unused = [i for i, c in enumerate(called_on) if c is None]
         if unused:
             raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called")
+        twice = repeated_weight_name((name, [*ps, *bs]) for name, (ps, bs) in zip(self.names, self.shapes, strict=True))
+        if twice is not None:
+            raise ModelFileError(f"{path}: two weights of {where} would be named {twice!r}: a layer's name is "
+                                 f"another's followed by a dot")
         self.input_shapes = input_shapes
         self.output_shapes = [self._resolve(ref, len(nodes), produced, input_shapes, path, where) for ref in outputs]
+        self._check_order(nodes, outputs, len(inputs), path, where)
         self.config = config
+
+    @staticmethod
+    def _check_order(nodes: list[Any], outputs: list[Any], n_inputs: int, path: Path, where: str) -> None:
+        """Refuse calls no output needs, inputs nothing reads, and layers numbered otherwise than in the order the
+        model will call them (:func:`barenet.models.graph.call_order`): the model would drop the first two, and
+        its weights are keyed by that order."""
+        order = call_order([tuple(ref) for ref in outputs], lambda ref: [tuple(r) for r in nodes[ref[1]]["inputs"]],
+                           lambda ref: ref[0] == "input", lambda ref: ref)
+        needed = {k for _, k in order}
+        dead = [k for k in range(len(nodes)) if k not in needed]
+        if dead:
+            raise ModelFileError(f"{path}: {where} nodes {dead[:5]} are needed by no output; a saved graph holds "
+                                 f"only the calls its outputs depend on")
+        read = {ref[1] for k in needed for ref in nodes[k]["inputs"] if ref[0] == "input"}
+        read.update(ref[1] for ref in outputs if ref[0] == "input")
+        unread = [j for j in range(n_inputs) if j not in read]
+        if unread:
+            raise ModelFileError(f"{path}: {where} inputs {unread[:5]} are read by no layer and are no output")
+        numbering = list(dict.fromkeys(nodes[k]["layer"] for _, k in order))
+        if numbering != sorted(numbering):
+            raise ModelFileError(f"{path}: {where} calls its layers in the order {numbering[:8]}; a saved graph "
+                                 f"numbers its layers in the order the model calls them")
 
     @staticmethod
     def flat(shapes: dict[str, Any]) -> dict[str, Any]:
@@ -623,9 +664,13 @@ def _array_bytes(archive: zipfile.ZipFile) -> int:
     return sum(info.file_size for info in archive.infolist() if info.filename != _CONFIG_MEMBER)
 
 
-def _check_budget(expected: dict[str, tuple[tuple[int, ...], np.dtype]], held: int, path: Path) -> None:
-    """Refuse an architecture whose arrays need more bytes than the file's members declare, before any read."""
-    needed = sum(math.prod(shape) * dtype.itemsize for shape, dtype in expected.values())
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _check_budget(needed: int, held: int, path: Path) -> None:
+    """Refuse an architecture whose arrays need ``needed`` bytes, more than the file's members declare, before
+    any read."""
     if needed > held:
         raise ModelFileError(f"{path}: the saved architecture needs at least {needed} bytes of arrays, but the "
                              f"file's array members hold only {held} bytes; the description does not match the "
@@ -659,6 +704,12 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     layers = model["layers"]
     if not isinstance(layers, list) or not layers:
         raise ModelFileError(f"{path}: 'model.layers' must be a non-empty list of layer descriptions")
+    if "nodes" not in model and len(layers) > MAX_LAYERS:
+        raise ModelFileError(f"{path}: the model has {len(layers)} layers; barenet loads Sequential models of at "
+                             f"most {MAX_LAYERS} layers")
+    if "nodes" in model and len(layers) > MAX_GRAPH_NODES:
+        raise ModelFileError(f"{path}: the graph has {len(layers)} layers, more than the {MAX_GRAPH_NODES} nodes "
+                             f"barenet loads could call")
     for i, spec in enumerate(layers):
         if (not isinstance(spec, dict) or set(spec) != {"class", "config"} or not isinstance(spec["class"], str)
                 or not isinstance(spec["config"], dict)):

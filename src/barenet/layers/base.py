@@ -72,6 +72,7 @@ without drawing them. A layer that allocates its weights any other way overrides
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,11 +117,7 @@ def check_contract(layer: Layer) -> None:
     to change.
     """
     cls = type(layer)
-    forward = inspect.signature(cls.forward).parameters
-    backward = [p for p in inspect.signature(cls.backward).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_cache = "cache" in forward or any(p.kind is p.VAR_KEYWORD for p in forward.values())
-    if takes_cache and len(backward) >= 3:
+    if _keeps_contract(cls.forward, cls.backward):
         return
     raise ConfigError(
         f"{layer.describe()} implements the old layer contract: forward(x, *, training) keeping the call's "
@@ -129,6 +126,21 @@ def check_contract(layer: Layer) -> None:
         f"cache[...] = ...; None at inference, when nothing is to be kept), and backward(self, grad, cache), "
         f"reading it back from cache. See barenet.layers.base"
     )
+
+
+@functools.cache
+def _keeps_contract(forward: Callable[..., Any], backward: Callable[..., Any]) -> bool:
+    """Whether ``forward`` takes a ``cache`` and ``backward`` a ``(grad, cache)`` pair.
+
+    Cached by the two functions (a class's methods are the same objects for all its instances, and a
+    class whose methods are replaced gets new keys): reading signatures costs tens of microseconds, and
+    a model checks every layer it holds.
+    """
+    params = inspect.signature(forward).parameters
+    positional = [p for p in inspect.signature(backward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_cache = "cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return takes_cache and len(positional) >= 3
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -172,16 +184,20 @@ class Layer:
 
         Subclasses with parameters override this and call ``super().build(...)`` first.
         """
+        self.input_shape, self.output_shape = self._build_shapes(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.rng = rng
+        self.built = True
+
+    def _build_shapes(self, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``(input shape, output shape)`` for inputs of ``input_shape``, checked against a declared input shape."""
         if self.input_shape is not None and tuple(self.input_shape) != tuple(input_shape):
             raise ShapeError(
                 f"{self.describe()} was declared with input shape {self.input_shape}, "
                 f"but the previous layer outputs {tuple(input_shape)}"
             )
-        self.input_shape = tuple(int(d) for d in input_shape)
-        self.dtype = np.dtype(dtype)
-        self.rng = rng
-        self.output_shape = self.compute_output_shape(self.input_shape)
-        self.built = True
+        shape = tuple(int(d) for d in input_shape)
+        return shape, self.compute_output_shape(shape)
 
     def dry_build(self, input_shape: tuple[int, ...], dtype: Any = "float32") -> tuple[
             dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], tuple[int, ...]]:
@@ -191,7 +207,13 @@ class Layer:
         copy of this (unbuilt) layer whose initializers return zero-strided arrays that own one element,
         and whose ``add_param`` only records them. Buffers a layer creates directly (BatchNormalization's
         statistics) are as large as one input sample's axis, so the caller bounds the sample size.
+
+        A layer whose class keeps :meth:`Layer.build` (activations, Dropout, Flatten ...) creates no
+        parameter, buffer or sublayer when built, so its shapes are computed without the copy, which
+        would cost far more than the rest of loading such a layer.
         """
+        if type(self).build is Layer.build:
+            return {}, {}, tuple(self._build_shapes(tuple(input_shape))[1])
         probe = copy.deepcopy(self)
         for layer in _layer_tree(probe):
             for key in [k for k in vars(layer) if k.endswith("_initializer")]:

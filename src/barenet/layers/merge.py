@@ -40,13 +40,9 @@ class Merge(Layer):
                                  f"{(None, *s)}")
         return shapes[0]
 
-    def build(self, input_shape, rng, dtype="float32"):
+    def _build_shapes(self, input_shape):
         shapes = self._shapes(input_shape)
-        self.output_shape = self.compute_output_shape(shapes)
-        self.input_shape = shapes
-        self.dtype = np.dtype(dtype)
-        self.rng = rng
-        self.built = True
+        return shapes, self.compute_output_shape(shapes)
 
     def check_input(self, xs: list[np.ndarray]) -> None:
         if not self.built:

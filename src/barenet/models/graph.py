@@ -23,9 +23,10 @@ cache (:mod:`barenet.layers.base`), which is what lets one layer take part at se
 
 from __future__ import annotations
 
+import collections
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from .. import optimizers as optimizers_mod
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
 from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
-from ..layers.base import _REGISTRY, weights_of
+from ..layers.base import weights_of
 from ..rng import Seed, make_rng
 from . import training, validation
 from .keras_api import _readable_bytes
@@ -245,26 +246,14 @@ class Model(Sequential):
         given = {id(t.node) for t in self.inputs}
         if len(given) != len(self.inputs):
             raise ConfigError("Model inputs name the same Input twice")
-        order: list[Node] = []
-        state: dict[int, str] = {}
-        stack: list[tuple[Node, bool]] = [(t.node, False) for t in reversed(self.outputs)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                state[id(node)] = "done"
-                order.append(node)
-                continue
-            if state.get(id(node)) is not None:
-                continue
-            if node.layer is None:
-                if id(node) not in given:
-                    raise ConfigError(f"the outputs depend on input {node.name!r}, which is not among the "
-                                      f"Model's inputs {[t.name for t in self.inputs]}")
-                state[id(node)] = "done"
-                continue
-            state[id(node)] = "open"
-            stack.append((node, True))
-            stack.extend((t.node, False) for t in reversed(node.inputs) if state.get(id(t.node)) is None)
+
+        def is_input(node: Node) -> bool:
+            if node.layer is None and id(node) not in given:
+                raise ConfigError(f"the outputs depend on input {node.name!r}, which is not among the "
+                                  f"Model's inputs {[t.name for t in self.inputs]}")
+            return node.layer is None
+
+        order = call_order([t.node for t in self.outputs], lambda node: [t.node for t in node.inputs], is_input, id)
         used = {id(t.node) for node in order for t in node.inputs} | {id(t.node) for t in self.outputs}
         unused = [t.name for t in self.inputs if id(t.node) not in used]
         if unused:
@@ -279,13 +268,16 @@ class Model(Sequential):
                 if layer.name in taken and taken[layer.name] is not layer:
                     raise ConfigError(f"two layers of this model are named {layer.name!r}; names must be unique")
                 taken[layer.name] = layer
+        tried: dict[str, int] = {}  # per class name, the suffixes below this are taken
         for layer in self.layers:
             if layer.name is None:
                 base = _snake(type(layer).__name__)
-                name = next(f"{base}_{k}" if k else base for k in itertools.count() if
-                            (f"{base}_{k}" if k else base) not in taken)
-                layer.name = name
-                taken[name] = layer
+                k = tried.get(base, 0)
+                while (f"{base}_{k}" if k else base) in taken:
+                    k += 1
+                tried[base] = k + 1
+                layer.name = f"{base}_{k}" if k else base
+                taken[layer.name] = layer
         input_names = [t.name for t in self.inputs]
         if len(set(input_names)) != len(input_names):
             raise ConfigError(f"Model inputs have repeated names {input_names}; give each Input its own name")
@@ -302,7 +294,11 @@ class Model(Sequential):
             if isinstance(layer, Model) and layer.dtype != self.dtype:
                 raise ConfigError(f"nested model {layer.name!r} computes in {layer.dtype.name}, this model in "
                                   f"{self.dtype.name}; build both with one dtype")
-        self.calls = {layer: sum(node.layer is layer for node in self.nodes) for layer in self.layers}
+        twice = repeated_weight_name((layer.name, list(_named_arrays(layer))) for layer in self.layers)
+        if twice is not None:
+            raise ConfigError(f"two weights of this model would be named {twice!r} (a layer's name, a dot, the "
+                              f"weight's name): a layer's name is another's followed by a dot; rename one of them")
+        self.calls = collections.Counter(node.layer for node in self.nodes)
         readers: dict[int, list[Layer]] = {}
         for node in self.nodes:
             for t in node.inputs:
@@ -734,8 +730,14 @@ class Model(Sequential):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
-        """Rebuild an (untrained) model from :meth:`get_config`'s output."""
-        layers = [layer_class(spec["class"]).from_config(spec.get("config", {})) for spec in config["layers"]]
+        """Rebuild an (untrained) model from :meth:`get_config`'s output (a nested model's spec has the class
+        ``"Model"``).
+
+        The configuration is trusted: it is built as it says. :func:`barenet.load` checks a file's configuration
+        before building anything and never comes here.
+        """
+        layers = [Model.from_config(spec.get("config", {})) if spec["class"] == "Model" else
+                  layer_class(spec["class"]).from_config(spec.get("config", {})) for spec in config["layers"]]
         return graph_from_config(config, layers, cls)
 
     # ----------------------------------------------------------------- a model as a layer
@@ -800,6 +802,52 @@ def _task(loss: losses_mod.Loss, output_shape: tuple[int, ...]) -> str:
     return "regression"
 
 
+def repeated_weight_name(layers: Iterable[tuple[str, Iterable[str]]]) -> str | None:
+    """The first weight name given twice when each ``(layer name, weight names)`` pair names its weights
+    ``"<layer name>.<weight name>"``, or None.
+
+    A layer named ``"p.d"`` beside a nested model ``"p"`` holding a layer ``"d"`` gives two weights
+    ``"p.d.kernel"``; :class:`Model` and :func:`barenet.load` refuse that with this one rule.
+    """
+    seen: set[str] = set()
+    for layer, weights in layers:
+        for weight in weights:
+            name = f"{layer}.{weight}"
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
+
+
+def call_order(outputs: Sequence[Any], reads: Callable[[Any], Sequence[Any]], is_input: Callable[[Any], bool],
+               key: Callable[[Any], Hashable]) -> list[Any]:
+    """The calls that ``outputs`` depend on, each after the calls it reads from, in the order a model runs them.
+
+    A depth-first walk from the outputs (the first output first, a call's inputs in their order); ``reads(call)``
+    gives what a call reads, ``is_input(x)`` whether ``x`` is a model input (not a call), ``key(x)`` an identity.
+    :class:`Model` orders its nodes with it, and :func:`barenet.load` orders a file's calls with it before
+    building anything, so both agree on which calls a graph needs and on the order of its layers.
+    """
+    order: list[Any] = []
+    state: dict[Hashable, bool] = {}  # False while a call's inputs are being ordered, True once it is placed
+    stack: list[tuple[Any, bool]] = [(x, False) for x in reversed(outputs)]
+    while stack:
+        x, placed = stack.pop()
+        if placed:
+            state[key(x)] = True
+            order.append(x)
+            continue
+        if key(x) in state:
+            continue
+        if is_input(x):
+            state[key(x)] = True
+            continue
+        state[key(x)] = False
+        stack.append((x, True))
+        stack.extend((y, False) for y in reversed(reads(x)) if key(y) not in state)
+    return order
+
+
 def graph_from_config(config: dict[str, Any], layers: list[Layer], cls: type[Model] = Model) -> Model:
     """Re-create the graph of :meth:`Model.get_config` over the given (unbuilt or built) ``layers``.
 
@@ -842,5 +890,3 @@ def graph_from_config(config: dict[str, Any], layers: list[Layer], cls: type[Mod
                 name=config.get("name"), seed=config.get("seed"), dtype=config.get("dtype", "float32"))
     return model
 
-
-_REGISTRY["Model"] = Model  # a model used as a layer is saved and loaded as one

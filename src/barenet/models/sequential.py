@@ -77,15 +77,21 @@ class Sequential(KerasMethods):
         self.stop_training = False
         #: JSON-serializable notes saved with the model (for example the preprocessing the CLI applied).
         self.metadata: dict[str, Any] = {}
-        for layer in layers or []:
-            self.add(layer)
+        layers = list(layers or [])
+        seen: set[int] = set()
+        for layer in layers:  # what add checks, in one pass: adding one layer at a time costs O(n) each
+            _check_layer(layer)
+            if id(layer) in seen:
+                raise ConfigError(f"{layer.describe()} is already in the model; create a new layer to add another")
+            seen.add(id(layer))
+        self.layers = layers
+        if layers and layers[0].input_shape is not None:
+            self.build()
 
     # ----------------------------------------------------------------- construction
     def add(self, layer: Layer) -> None:
         """Append a layer; on a built model it is built at once on the current output shape."""
-        if not isinstance(layer, Layer):
-            raise ConfigError(f"Sequential takes Layer objects, got {type(layer).__name__}: {layer!r}")
-        check_contract(layer)
+        _check_layer(layer)
         if any(layer is other for other in self.layers):
             raise ConfigError(f"{layer.describe()} is already in the model; create a new layer to add another")
         if not self.built:
@@ -149,6 +155,9 @@ class Sequential(KerasMethods):
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape, self.rng, self.dtype)
+            elif layer.input_shape != shape:
+                raise ShapeError(f"{layer.describe()} was built for input {layer.input_shape}, but the layers "
+                                 f"before it output {shape}")
             shape = layer.output_shape
         self.output_shape = shape
         self._pack_parameters()
@@ -608,6 +617,12 @@ class Sequential(KerasMethods):
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name!r})"
+
+
+def _check_layer(layer: Any) -> None:
+    if not isinstance(layer, Layer):
+        raise ConfigError(f"Sequential takes Layer objects, got {type(layer).__name__}: {layer!r}")
+    check_contract(layer)
 
 
 def _refuse_own_references(layer: Layer, moved: dict[int, str]) -> None:
