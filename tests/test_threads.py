@@ -9,9 +9,11 @@ rounding of one thread.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -91,17 +93,59 @@ def test_the_thread_count_is_checked_and_read_from_the_environment(monkeypatch):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="positive integer"):
             bn.set_num_threads(bad)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
         monkeypatch.setenv("BARENET_NUM_THREADS", "3")
         bn.set_num_threads(None)
         assert bn.get_num_threads() == 3
-        monkeypatch.setenv("BARENET_NUM_THREADS", "many")
-        bn.set_num_threads(None)
-        with pytest.raises(ConfigError, match="BARENET_NUM_THREADS must be a positive integer, got 'many'"):
-            bn.get_num_threads()
     finally:
         monkeypatch.delenv("BARENET_NUM_THREADS")
         bn.set_num_threads(None)
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Sets the two thread variables (``None`` unsets) and returns the thread count barenet then reads;
+    every unusable value warns afresh."""
+    monkeypatch.setattr(threads, "_warned", set(), raising=False)
+
+    def use(barenet: str | None, omp: str | None) -> int:
+        for name, value in (("BARENET_NUM_THREADS", barenet), ("OMP_NUM_THREADS", omp)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        threads.set_num_threads(None)
+        return threads.get_num_threads()
+
+    yield use
+    monkeypatch.undo()
+    threads.set_num_threads(None)
+
+
+def test_openmp_list_syntax_gives_the_first_level_and_predict_works(environment):
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 10, 10, 1), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert environment(None, "2,1") == 2
+        assert environment(None, " 3 , 2,1 ") == 3
+        assert environment("4", "2,1") == 4
+        assert _cnn().predict(X).shape == (8, 3)
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3", "2,abc", "2,,1", "1.5"])
+def test_an_unusable_thread_count_in_the_environment_warns_once_and_is_ignored(bad, environment):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    message = f"barenet ignores OMP_NUM_THREADS={bad!r}: expected a positive number of threads"
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        assert environment(None, bad) == cores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the same value does not warn again
+        assert environment(None, bad) == cores
+        assert _cnn().predict(np.zeros((4, 10, 10, 1), np.float32)).shape == (4, 3)
+    with pytest.warns(UserWarning, match=re.escape(f"barenet ignores BARENET_NUM_THREADS={bad!r}")):
+        assert environment(bad, "2") == 2  # the next source counts instead
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -20,17 +20,21 @@ samples made an LSTM slower (0.87x against 0.96x PyTorch's speed), the threads' 
 waiting for each other's GIL.
 
 The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
-``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it.
+``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it. The
+variables are read as OpenMP reads ``OMP_NUM_THREADS``: a count, or a list of counts per nesting level of
+which barenet's one level takes the first ("4,1" is 4); a value of neither form is ignored with a warning.
 With one thread nothing is split. With more, results differ from the one-thread results by float
-rounding only (sums taken in another order), and are the same from run to run for the same number
-of threads.
+rounding only (sums taken in another order), and are the same from run to run for the same number of
+threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -49,18 +53,32 @@ _lock = threading.Lock()
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_owner: tuple[int, int] = (0, 0)  # (process id, workers) the pool was made for
+_warned: set[tuple[str, str]] = set()  # unusable environment values already warned about
+
+
+def _env_threads(name: str) -> int | None:
+    """The thread count in the environment variable ``name``, read as OpenMP reads ``OMP_NUM_THREADS``: a
+    positive integer, or a comma-separated list of them, one per level of nesting, of which barenet's one
+    level takes the first ("2,1" is 2). ``None`` when unset or unusable (with one warning per value)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    levels = [level.strip() for level in value.split(",")]
+    if all(re.fullmatch(r"[0-9]+", level) and int(level) > 0 for level in levels):
+        return int(levels[0])
+    if (name, value) not in _warned:
+        _warned.add((name, value))
+        warnings.warn(f"barenet ignores {name}={value!r}: expected a positive number of threads, or a "
+                      f"comma-separated list of them such as '4,1' (the first is used)", stacklevel=4)
+    return None
+
+
 
 
 def _default_threads() -> int:
     for name in ("BARENET_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            try:
-                n = int(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-            if n < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        n = _env_threads(name)
+        if n is not None:
             return n
     try:
         return len(os.sched_getaffinity(0))
