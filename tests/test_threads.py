@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -160,6 +161,56 @@ def test_a_forked_child_gets_threads_of_its_own(split):
                 os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --------------------------------------------------------------------------- one process, several callers
+def test_two_threads_splitting_into_2_and_3_parts_at_once(split):
+    """Each caller hands out its own number of parts to the one pool; neither stops the other's."""
+    errors, wrong = [], []
+
+    def caller(k: int) -> None:
+        try:
+            for _ in range(300):
+                got = threads.run(lambda rows: rows.start, [slice(i, i + 1) for i in range(k)])
+                if got != list(range(k)):
+                    wrong.append(got)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch between the two callers as often as possible
+    try:
+        with split(3):
+            callers = [threading.Thread(target=caller, args=(k,)) for k in (2, 3)]
+            for t in callers:
+                t.start()
+            for t in callers:
+                t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and wrong == []
+
+
+def _helper_threads() -> int:
+    return sum(t.name.startswith("barenet") for t in threading.enumerate())
+
+
+def test_one_pool_serves_every_split_and_lives_on(split):
+    """Splits into 2 and 3 parts, one after the other, and a CNN whose last batch has fewer samples than
+    threads, all use one pool, which grows to the largest need and never stops a thread."""
+    with split(2):
+        threads.run(lambda rows: None, threads.parts(4))
+        pool, size = threads._pool, threads._pool.size
+        for i in range(100):
+            k = 2 + i % 2
+            assert threads.run(lambda rows: rows.start, [slice(j, j + 1) for j in range(k)]) == list(range(k))
+        assert threads._pool is pool
+    assert threads._pool is pool and _helper_threads() == pool.size == max(size, 2)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((100, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 100)
+    with split(4):
+        _cnn().fit(X, y, epochs=2, batch_size=32, verbose=0)
+    assert threads._pool is pool and _helper_threads() == pool.size == max(size, 3)
 
 
 # --------------------------------------------------------------------------- layers: threads = one thread

@@ -19,6 +19,9 @@ hand-over measured on that machine). So do recurrent layers: each thread running
 samples made an LSTM slower (0.87x against 0.96x PyTorch's speed), the threads' per-step Python work
 waiting for each other's GIL.
 
+All threads of a process share one set of helper threads, started as splits need them; they live as
+long as the process (a forked child starts its own), and a split into fewer parts hands out fewer tasks.
+
 The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
 ``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it. The
 variables are read as OpenMP reads ``OMP_NUM_THREADS``: a count, or a list of counts per nesting level of
@@ -32,11 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import TypeVar
 
 import numpy as np
@@ -49,10 +53,8 @@ T = TypeVar("T")
 MIN_WORK = 1 << 18
 
 _state = threading.local()  # .depth: enabled engine() blocks entered; .inside: this thread runs a part
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards the pool
 _threads: int | None = None
-_pool: ThreadPoolExecutor | None = None
-_pool_owner: tuple[int, int] = (0, 0)  # (process id, workers) the pool was made for
 _warned: set[tuple[str, str]] = set()  # unusable environment values already warned about
 
 
@@ -102,16 +104,49 @@ def set_num_threads(n: int | None) -> None:
     _threads = n
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The pool of ``workers`` helper threads (the calling thread is the other one); made anew after a
-    fork, whose child has none of its parent's threads."""
-    global _pool, _pool_owner
+class _Pool:
+    """Helper threads that take parts from one queue and live as long as the process; more are started
+    when a split needs them, none is ever stopped, so a split on fewer threads just hands out fewer parts."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.size = 0
+
+    def grow(self, workers: int) -> None:
+        """Have at least ``workers`` threads (called under ``_lock``)."""
+        while self.size < workers:
+            threading.Thread(target=self._work, name=f"barenet-{self.size}", daemon=True).start()
+            self.size += 1
+
+    def submit(self, function: Callable[[slice], T], part: slice) -> Future[T]:
+        future: Future[T] = Future()
+        self._tasks.put((future, function, part))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, function, part = self._tasks.get()
+            future.set_running_or_notify_cancel()
+            try:
+                result = _run_inside(function, part)
+            except BaseException as error:  # handed to the caller, which raises it
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            del future, function, part  # hold no arrays while idle
+
+
+_pool: _Pool | None = None
+
+
+def _helpers(workers: int) -> _Pool:
+    """The process's pool, with at least ``workers`` threads and as many as :func:`get_num_threads` needs."""
+    global _pool
+    workers = max(workers, get_num_threads() - 1)
     with _lock:
-        if _pool is None or _pool_owner != (os.getpid(), workers):
-            if _pool is not None and _pool_owner[0] == os.getpid():
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="barenet")
-            _pool_owner = (os.getpid(), workers)
+        if _pool is None:
+            _pool = _Pool()
+        _pool.grow(workers)
         return _pool
 
 
@@ -146,14 +181,14 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
 
     The calling thread runs the first slice itself. Every slice has finished when this returns or
     raises (an exception in a slice, or an interrupt while waiting, is raised after all are done), so
-    no thread still writes into the arrays afterwards.
+    no thread still writes into the arrays afterwards. Inside a part the slices run one after another.
     """
-    if len(slices) == 1:
-        return [function(slices[0])]
-    pool = _executor(len(slices) - 1)
+    if len(slices) == 1 or getattr(_state, "inside", False):
+        return [function(s) for s in slices]
+    pool = _helpers(len(slices) - 1)
     futures: list[Future[T]] = []
     try:
-        futures = [pool.submit(_run_inside, function, s) for s in slices[1:]]
+        futures = [pool.submit(function, s) for s in slices[1:]]
         first = _run_inside(function, slices[0])
         return [first, *(f.result() for f in futures)]
     finally:
@@ -198,6 +233,18 @@ def engine(enabled: bool = True) -> Iterator[None]:
             yield
         finally:
             _state.depth = depth
+
+
+def _after_fork_in_child() -> None:
+    """A child starts with the forking thread only: no helper threads, and no lock held by a thread that
+    is gone."""
+    global _lock, _pool
+    _lock = threading.Lock()
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
