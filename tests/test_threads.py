@@ -8,9 +8,11 @@ rounding of one thread.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import barenet as bn
 from barenet import threads
@@ -213,6 +215,88 @@ def test_one_pool_serves_every_split_and_lives_on(split):
     assert threads._pool is pool and _helper_threads() == pool.size == max(size, 3)
 
 
+def _split_once() -> None:
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+
+
+@pytest.fixture
+def blas_at_two():
+    """Every BLAS library on two threads (whatever the machine), and barenet on two threads."""
+    previous = threads.get_num_threads()
+    threads.set_num_threads(2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield
+    threads.set_num_threads(previous)
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
+def test_overlapping_engine_blocks_in_two_threads_leave_blas_as_it_was(blas_at_two):
+    """First in limits BLAS, last out restores it, whatever the order in which the two blocks end."""
+    before = _blas_threads()
+    assert before == [2] * len(before)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a() -> None:
+        with threads.engine():
+            _split_once()
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(10)
+        with threads.engine():
+            _split_once()
+            b_in.set()
+            a_out.wait(10)
+            seen["b alone"] = _blas_threads()
+
+    callers = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert seen["b alone"] == [1] * len(before)  # the other thread's block ending does not lift the limit
+    assert _blas_threads() == before
+
+
+_LOADED_LATER = """
+import json, os
+from threadpoolctl import threadpool_info
+from barenet import threads
+
+def blas():
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+def split_once():
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+
+with threads.engine():
+    split_once()
+known = set(blas())
+import scipy.linalg  # noqa: E402
+with threads.engine():
+    split_once()
+    inside = [n for path, n in blas().items() if path not in known]
+after = [n for path, n in blas().items() if path not in known]
+print(json.dumps({"inside": inside, "after": after}))
+"""
+
+
+def test_a_blas_loaded_after_barenet_first_split_is_limited_too():
+    pytest.importorskip("scipy.linalg")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "BARENET_NUM_THREADS": "2",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _LOADED_LATER], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    seen = json.loads(done.stdout.splitlines()[-1])
+    if not seen["after"]:
+        pytest.skip("SciPy uses the BLAS that NumPy loaded")
+    assert seen["after"] == [2] * len(seen["after"])
+    assert seen["inside"] == [1] * len(seen["after"])
+
+
 # --------------------------------------------------------------------------- layers: threads = one thread
 LAYERS = {
     "conv same": (lambda: L.Conv2D(6, 3, padding="same"), (9, 9, 2)),
@@ -294,20 +378,17 @@ class _BlasSeen(bn.callbacks.Callback):
 
 
 @pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
-def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains():
+def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains(split):
     before = _blas_threads()
     rng = np.random.default_rng(0)
     X, y = rng.random((40, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 40)
-    threads.set_num_threads(2)
-    try:
-        cnn, seen_cnn = _cnn(), _BlasSeen()
-        cnn.fit(X, y, epochs=1, callbacks=[seen_cnn], verbose=0)
-        mlp = bn.Sequential([L.Dense(8, activation="relu", input_dim=100), L.Dense(3, activation="softmax")])
-        mlp.compile(loss="categorical_crossentropy", optimizer="adam")
-        seen_mlp = _BlasSeen()
-        mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
-    finally:
-        threads.set_num_threads(None)
+    threads.set_num_threads(2)  # the fixture splits every batch and restores the count
+    cnn, seen_cnn = _cnn(), _BlasSeen()
+    cnn.fit(X, y, epochs=1, callbacks=[seen_cnn], verbose=0)
+    mlp = bn.Sequential([L.Dense(8, activation="relu", input_dim=100), L.Dense(3, activation="softmax")])
+    mlp.compile(loss="categorical_crossentropy", optimizer="adam")
+    seen_mlp = _BlasSeen()
+    mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
     assert seen_cnn.seen == [1] * len(before)
     assert seen_mlp.seen == before  # dense layers only: BLAS keeps its own threads
     assert _blas_threads() == before
