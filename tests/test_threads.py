@@ -8,14 +8,19 @@ rounding of one thread.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import barenet as bn
 from barenet import threads
@@ -91,17 +96,59 @@ def test_the_thread_count_is_checked_and_read_from_the_environment(monkeypatch):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="positive integer"):
             bn.set_num_threads(bad)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
         monkeypatch.setenv("BARENET_NUM_THREADS", "3")
         bn.set_num_threads(None)
         assert bn.get_num_threads() == 3
-        monkeypatch.setenv("BARENET_NUM_THREADS", "many")
-        bn.set_num_threads(None)
-        with pytest.raises(ConfigError, match="BARENET_NUM_THREADS must be a positive integer, got 'many'"):
-            bn.get_num_threads()
     finally:
         monkeypatch.delenv("BARENET_NUM_THREADS")
         bn.set_num_threads(None)
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Sets the two thread variables (``None`` unsets) and returns the thread count barenet then reads;
+    every unusable value warns afresh."""
+    monkeypatch.setattr(threads, "_warned", set(), raising=False)
+
+    def use(barenet: str | None, omp: str | None) -> int:
+        for name, value in (("BARENET_NUM_THREADS", barenet), ("OMP_NUM_THREADS", omp)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        threads.set_num_threads(None)
+        return threads.get_num_threads()
+
+    yield use
+    monkeypatch.undo()
+    threads.set_num_threads(None)
+
+
+def test_openmp_list_syntax_gives_the_first_level_and_predict_works(environment):
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 10, 10, 1), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert environment(None, "2,1") == 2
+        assert environment(None, " 3 , 2,1 ") == 3
+        assert environment("4", "2,1") == 4
+        assert _cnn().predict(X).shape == (8, 3)
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3", "2,abc", "2,,1", "1.5"])
+def test_an_unusable_thread_count_in_the_environment_warns_once_and_is_ignored(bad, environment):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    message = f"barenet ignores OMP_NUM_THREADS={bad!r}: expected a positive number of threads"
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        assert environment(None, bad) == cores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the same value does not warn again
+        assert environment(None, bad) == cores
+        assert _cnn().predict(np.zeros((4, 10, 10, 1), np.float32)).shape == (4, 3)
+    with pytest.warns(UserWarning, match=re.escape(f"barenet ignores BARENET_NUM_THREADS={bad!r}")):
+        assert environment(bad, "2") == 2  # the next source counts instead
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -116,6 +163,138 @@ def test_a_forked_child_gets_threads_of_its_own(split):
                 os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --------------------------------------------------------------------------- one process, several callers
+def test_two_threads_splitting_into_2_and_3_parts_at_once(split):
+    """Each caller hands out its own number of parts to the one pool; neither stops the other's."""
+    errors, wrong = [], []
+
+    def caller(k: int) -> None:
+        try:
+            for _ in range(300):
+                got = threads.run(lambda rows: rows.start, [slice(i, i + 1) for i in range(k)])
+                if got != list(range(k)):
+                    wrong.append(got)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch between the two callers as often as possible
+    try:
+        with split(3):
+            callers = [threading.Thread(target=caller, args=(k,)) for k in (2, 3)]
+            for t in callers:
+                t.start()
+            for t in callers:
+                t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and wrong == []
+
+
+def _helper_threads() -> int:
+    return sum(t.name.startswith("barenet") for t in threading.enumerate())
+
+
+def test_one_pool_serves_every_split_and_lives_on(split):
+    """Splits into 2 and 3 parts, one after the other, and a CNN whose last batch has fewer samples than
+    threads, all use one pool, which grows to the largest need and never stops a thread."""
+    with split(2):
+        threads.run(lambda rows: None, threads.parts(4))
+        pool, size = threads._pool, threads._pool.size
+        for i in range(100):
+            k = 2 + i % 2
+            assert threads.run(lambda rows: rows.start, [slice(j, j + 1) for j in range(k)]) == list(range(k))
+        assert threads._pool is pool
+    assert threads._pool is pool and _helper_threads() == pool.size == max(size, 2)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((100, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 100)
+    with split(4):
+        _cnn().fit(X, y, epochs=2, batch_size=32, verbose=0)
+    assert threads._pool is pool and _helper_threads() == pool.size == max(size, 3)
+
+
+def _split_once() -> None:
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+
+
+@pytest.fixture
+def blas_at_two():
+    """Every BLAS library on two threads (whatever the machine), and barenet on two threads."""
+    previous = threads.get_num_threads()
+    threads.set_num_threads(2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        yield
+    threads.set_num_threads(previous)
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
+def test_overlapping_engine_blocks_in_two_threads_leave_blas_as_it_was(blas_at_two):
+    """First in limits BLAS, last out restores it, whatever the order in which the two blocks end."""
+    before = _blas_threads()
+    assert before == [2] * len(before)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a() -> None:
+        with threads.engine():
+            _split_once()
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(10)
+        with threads.engine():
+            _split_once()
+            b_in.set()
+            a_out.wait(10)
+            seen["b alone"] = _blas_threads()
+
+    callers = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert seen["b alone"] == [1] * len(before)  # the other thread's block ending does not lift the limit
+    assert _blas_threads() == before
+
+
+_LOADED_LATER = """
+import json, os
+from threadpoolctl import threadpool_info
+from barenet import threads
+
+def blas():
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+def split_once():
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+
+with threads.engine():
+    split_once()
+known = set(blas())
+import scipy.linalg  # noqa: E402
+with threads.engine():
+    split_once()
+    inside = [n for path, n in blas().items() if path not in known]
+after = [n for path, n in blas().items() if path not in known]
+print(json.dumps({"inside": inside, "after": after}))
+"""
+
+
+def test_a_blas_loaded_after_barenet_first_split_is_limited_too():
+    pytest.importorskip("scipy.linalg")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "BARENET_NUM_THREADS": "2",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _LOADED_LATER], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    seen = json.loads(done.stdout.splitlines()[-1])
+    if not seen["after"]:
+        pytest.skip("SciPy uses the BLAS that NumPy loaded")
+    assert seen["after"] == [2] * len(seen["after"])
+    assert seen["inside"] == [1] * len(seen["after"])
 
 
 # --------------------------------------------------------------------------- layers: threads = one thread
@@ -199,20 +378,17 @@ class _BlasSeen(bn.callbacks.Callback):
 
 
 @pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
-def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains():
+def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains(split):
     before = _blas_threads()
     rng = np.random.default_rng(0)
     X, y = rng.random((40, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 40)
-    threads.set_num_threads(2)
-    try:
-        cnn, seen_cnn = _cnn(), _BlasSeen()
-        cnn.fit(X, y, epochs=1, callbacks=[seen_cnn], verbose=0)
-        mlp = bn.Sequential([L.Dense(8, activation="relu", input_dim=100), L.Dense(3, activation="softmax")])
-        mlp.compile(loss="categorical_crossentropy", optimizer="adam")
-        seen_mlp = _BlasSeen()
-        mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
-    finally:
-        threads.set_num_threads(None)
+    threads.set_num_threads(2)  # the fixture splits every batch and restores the count
+    cnn, seen_cnn = _cnn(), _BlasSeen()
+    cnn.fit(X, y, epochs=1, callbacks=[seen_cnn], verbose=0)
+    mlp = bn.Sequential([L.Dense(8, activation="relu", input_dim=100), L.Dense(3, activation="softmax")])
+    mlp.compile(loss="categorical_crossentropy", optimizer="adam")
+    seen_mlp = _BlasSeen()
+    mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
     assert seen_cnn.seen == [1] * len(before)
     assert seen_mlp.seen == before  # dense layers only: BLAS keeps its own threads
     assert _blas_threads() == before

@@ -5,35 +5,41 @@ slice per thread and run their kernels (NumPy products and ufuncs, the compiled 
 slices at once; all of those release Python's GIL while they compute. Parameter gradients are summed
 over the slices (or, for a dense layer's kernel, computed in blocks of columns).
 
-This happens inside :func:`engine`, which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients``
-of a :class:`~barenet.Sequential` enter for models with a layer whose work is large and not a single
-matrix product (:attr:`barenet.layers.Layer.splits_batch`: convolutions with their column copies,
-batch normalization, pooling). Inside it the BLAS library (the
-matrix products' own thread pool) runs on one thread: after a product, BLAS's idle threads keep
-spinning for a while and take the cores from the element-wise kernels that follow. On a two-core
-machine one CNN layer's forward and backward (convolution, batch normalization) took 95 ms with two
-BLAS threads and 45 ms with two barenet threads of one BLAS thread each (112 ms on one thread).
-Models of dense layers only keep BLAS's own threads: there the step is nearly all products, which
-BLAS's threads share out faster than Python threads can be handed work (about 90 microseconds a
-hand-over measured on that machine). So do recurrent layers: each thread running the time loop of its
-samples made an LSTM slower (0.87x against 0.96x PyTorch's speed), the threads' per-step Python work
-waiting for each other's GIL.
+Splitting happens inside an :func:`engine` block, which ``fit``, ``evaluate``, ``predict`` and
+``compute_gradients`` of a :class:`~barenet.Sequential` enter for models with a layer whose work is large
+and not a single matrix product (:attr:`barenet.layers.Layer.splits_batch`: convolutions with their
+column copies, batch normalization, pooling). From a block's first split until it ends, the BLAS
+libraries (the matrix products' own thread pools) run on one thread: after a product, BLAS's idle
+threads keep spinning for a while and take the cores from the element-wise kernels that follow. Models
+of dense layers keep BLAS's own threads, which share out their products faster than Python threads can
+be handed work; so do recurrent layers, whose per-step Python work would wait for the GIL.
+
+All threads of a process share one set of helper threads and one BLAS limit. The helpers are started as
+splits need them and live as long as the process (a forked child starts its own); a split into fewer
+parts hands out fewer tasks. The limit is set by the first block to split, in any thread, and lifted by
+the last of them to end; a BLAS library loaded in the meantime (SciPy's own) is limited too.
 
 The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
-``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it.
+``OMP_NUM_THREADS``, else the cores this process may run on; :func:`set_num_threads` changes it. The
+variables are read as OpenMP reads ``OMP_NUM_THREADS``: a count, or a list of counts per nesting level of
+which barenet's one level takes the first ("4,1" is 4); a value of neither form is ignored with a warning.
 With one thread nothing is split. With more, results differ from the one-thread results by float
-rounding only (sums taken in another order), and are the same from run to run for the same number
-of threads.
+rounding only (sums taken in another order), and are the same from run to run for the same number of
+threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import re
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from concurrent.futures import Future, wait
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,23 +50,36 @@ T = TypeVar("T")
 #: A split is not worth a thread hand-off (tens of microseconds) below this many values (or multiply-adds) of work.
 MIN_WORK = 1 << 18
 
-_state = threading.local()  # .depth: enabled engine() blocks entered; .inside: this thread runs a part
-_lock = threading.Lock()
+# .depth: enabled engine() blocks entered; .inside: this thread runs a part; .limits_blas: this thread's
+# outermost block holds BLAS's one-thread limit
+_state = threading.local()
+_lock = threading.Lock()  # guards the pool and the BLAS limit below
 _threads: int | None = None
-_pool: ThreadPoolExecutor | None = None
-_pool_owner: tuple[int, int] = (0, 0)  # (process id, workers) the pool was made for
+_warned: set[tuple[str, str]] = set()  # unusable environment values already warned about
+
+
+# --------------------------------------------------------------------------- how many threads
+def _env_threads(name: str) -> int | None:
+    """The thread count in the environment variable ``name``, read as OpenMP reads ``OMP_NUM_THREADS``: a
+    positive integer, or a comma-separated list of them, one per level of nesting, of which barenet's one
+    level takes the first ("2,1" is 2). ``None`` when unset or unusable (with one warning per value)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    levels = [level.strip() for level in value.split(",")]
+    if all(re.fullmatch(r"[0-9]+", level) and int(level) > 0 for level in levels):
+        return int(levels[0])
+    if (name, value) not in _warned:
+        _warned.add((name, value))
+        warnings.warn(f"barenet ignores {name}={value!r}: expected a positive number of threads, or a "
+                      f"comma-separated list of them such as '4,1' (the first is used)", stacklevel=4)
+    return None
 
 
 def _default_threads() -> int:
     for name in ("BARENET_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            try:
-                n = int(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-            if n < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        n = _env_threads(name)
+        if n is not None:
             return n
     try:
         return len(os.sched_getaffinity(0))
@@ -84,16 +103,50 @@ def set_num_threads(n: int | None) -> None:
     _threads = n
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The pool of ``workers`` helper threads (the calling thread is the other one); made anew after a
-    fork, whose child has none of its parent's threads."""
-    global _pool, _pool_owner
+# --------------------------------------------------------------------------- the helper threads
+class _Pool:
+    """Helper threads that take parts from one queue and live as long as the process; more are started
+    when a split needs them, none is ever stopped, so a split on fewer threads just hands out fewer parts."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.size = 0
+
+    def grow(self, workers: int) -> None:
+        """Have at least ``workers`` threads (called under ``_lock``)."""
+        while self.size < workers:
+            threading.Thread(target=self._work, name=f"barenet-{self.size}", daemon=True).start()
+            self.size += 1
+
+    def submit(self, function: Callable[[slice], T], part: slice) -> Future[T]:
+        future: Future[T] = Future()
+        self._tasks.put((future, function, part))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, function, part = self._tasks.get()
+            future.set_running_or_notify_cancel()
+            try:
+                result = _run_inside(function, part)
+            except BaseException as error:  # handed to the caller, which raises it
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            del future, function, part  # hold no arrays while idle
+
+
+_pool: _Pool | None = None
+
+
+def _helpers(workers: int) -> _Pool:
+    """The process's pool, with at least ``workers`` threads and as many as :func:`get_num_threads` needs."""
+    global _pool
+    workers = max(workers, get_num_threads() - 1)
     with _lock:
-        if _pool is None or _pool_owner != (os.getpid(), workers):
-            if _pool is not None and _pool_owner[0] == os.getpid():
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="barenet")
-            _pool_owner = (os.getpid(), workers)
+        if _pool is None:
+            _pool = _Pool()
+        _pool.grow(workers)
         return _pool
 
 
@@ -128,14 +181,17 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
 
     The calling thread runs the first slice itself. Every slice has finished when this returns or
     raises (an exception in a slice, or an interrupt while waiting, is raised after all are done), so
-    no thread still writes into the arrays afterwards.
+    no thread still writes into the arrays afterwards. Inside a part the slices run one after another.
     """
-    if len(slices) == 1:
-        return [function(slices[0])]
-    pool = _executor(len(slices) - 1)
+    if len(slices) == 1 or getattr(_state, "inside", False):
+        return [function(s) for s in slices]
+    if getattr(_state, "depth", 0) > 0 and not getattr(_state, "limits_blas", False):
+        _blas.acquire()  # held until this thread's outermost engine block ends
+        _state.limits_blas = True
+    pool = _helpers(len(slices) - 1)
     futures: list[Future[T]] = []
     try:
-        futures = [pool.submit(_run_inside, function, s) for s in slices[1:]]
+        futures = [pool.submit(function, s) for s in slices[1:]]
         first = _run_inside(function, slices[0])
         return [first, *(f.result() for f in futures)]
     finally:
@@ -150,36 +206,93 @@ def by_rows(function: Callable[..., object], *arrays: np.ndarray) -> None:
     run(lambda rows: function(*(a[rows] for a in arrays)), parts(n, max(a[0].size for a in arrays) if n else 1))
 
 
-_controller = None
+# --------------------------------------------------------------------------- BLAS on one thread
+class _BlasLimit:
+    """BLAS held to one thread while a thread of the process splits work in an :func:`engine` block.
+
+    The limit is process-wide, so it has one owner: the first holder (a thread's outermost block, from its
+    first split) reads every BLAS library's thread count and sets it to 1, the last to let go sets the
+    counts back. The libraries are looked up again (threadpoolctl reads the list of loaded libraries, most
+    of a millisecond) when modules were imported since the last look-up, so a BLAS loaded later (SciPy's
+    own OpenBLAS) is limited too.
+    """
+
+    def __init__(self) -> None:
+        self.holders = 0  # threads whose outermost block holds the limit
+        self.saved: dict[str, tuple[Any, int]] = {}  # library path -> (controller, thread count before)
+        self.libraries: list[Any] = []
+        self.modules_seen = -1
+
+    def acquire(self) -> None:
+        with _lock:
+            if len(sys.modules) != self.modules_seen:
+                self.modules_seen = len(sys.modules)
+                from threadpoolctl import ThreadpoolController
+
+                self.libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            for library in self.libraries:
+                if library.filepath not in self.saved:
+                    n = library.num_threads
+                    if n is not None:  # None: the library does not say (nor take a count)
+                        self.saved[library.filepath] = library, n
+                        _set_blas_threads(library, 1)
+            self.holders += 1
+
+    def release(self) -> None:
+        with _lock:
+            self.holders -= 1
+            if self.holders == 0:
+                for library, n in self.saved.values():
+                    _set_blas_threads(library, n)
+                self.saved.clear()
 
 
-def _blas_controller():
-    """threadpoolctl's handle on the thread pools loaded in this process, looked up once (it reads the
-    list of loaded libraries): NumPy's BLAS, loaded before barenet, is among them."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
+def _set_blas_threads(library: Any, n: int) -> None:
+    """Set one library's thread count. threadpoolctl (3.8 on) lets only one Python thread at a time set
+    OpenBLAS's count and silently ignores the others; barenet's limit, which has one owner under a lock,
+    takes that role for the call and hands it back."""
+    release = getattr(type(library), "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    library.set_num_threads(n)
+    if release is not None:
+        release()
 
-        _controller = ThreadpoolController()
-    return _controller
+
+_blas = _BlasLimit()
 
 
 @contextlib.contextmanager
 def engine(enabled: bool = True) -> Iterator[None]:
     """Within this block (with ``enabled`` and more than one thread) the layers split batches across the
-    threads and BLAS runs on one thread of its own (restored on leaving); otherwise nothing changes.
-    Nests: an inner block keeps the outer one's choice."""
+    threads, and from the first split on BLAS runs on one thread (in the whole process, until the last
+    block holding that limit in any thread ends); otherwise nothing changes. Nests: an inner block keeps
+    the outer one's choice."""
     depth = getattr(_state, "depth", 0)
-    splitting = depth > 0 or (enabled and get_num_threads() > 1)
-    limit = contextlib.nullcontext()
-    if splitting and depth == 0:
-        limit = _blas_controller().limit(limits=1, user_api="blas")
-    with limit:
-        _state.depth = depth + 1 if splitting else 0
-        try:
-            yield
-        finally:
-            _state.depth = depth
+    if depth == 0 and not (enabled and get_num_threads() > 1):
+        yield
+        return
+    _state.depth = depth + 1
+    try:
+        yield
+    finally:
+        _state.depth = depth
+        if depth == 0 and getattr(_state, "limits_blas", False):
+            _state.limits_blas = False
+            _blas.release()
+
+
+def _after_fork_in_child() -> None:
+    """A child starts with the forking thread only: no helper threads, no lock held by a thread that
+    is gone, and of the blocks holding BLAS's limit only the forking thread's, which it will end."""
+    global _lock, _pool
+    _lock = threading.Lock()
+    _pool = None
+    _blas.holders = 1 if getattr(_state, "limits_blas", False) else 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
