@@ -297,6 +297,22 @@ def test_a_blas_loaded_after_barenet_first_split_is_limited_too():
     assert seen["inside"] == [1] * len(seen["after"])
 
 
+@pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
+def test_a_dense_layer_leaves_its_products_to_blas_until_a_splitting_layer_has_split(split, blas_at_two):
+    dense, norm = L.Dense(4), L.BatchNormalization()
+    with split(2):
+        with threads.layer(dense):
+            assert threads.parts(8) == [slice(0, 8)]  # BLAS's own threads share out the product
+        assert _blas_threads() == [2] * len(_blas_threads())
+        with threads.layer(norm):
+            assert len(threads.parts(8)) == 2
+            _split_once()
+        with threads.layer(dense):  # BLAS is on one thread now: the product splits
+            assert len(threads.parts(8)) == 2
+            assert _blas_threads() == [1] * len(_blas_threads())
+    assert _blas_threads() == [2] * len(_blas_threads())
+
+
 # --------------------------------------------------------------------------- layers: threads = one thread
 LAYERS = {
     "conv same": (lambda: L.Conv2D(6, 3, padding="same"), (9, 9, 2)),

@@ -12,7 +12,11 @@ column copies, batch normalization, pooling). From a block's first split until i
 libraries (the matrix products' own thread pools) run on one thread: after a product, BLAS's idle
 threads keep spinning for a while and take the cores from the element-wise kernels that follow. Models
 of dense layers keep BLAS's own threads, which share out their products faster than Python threads can
-be handed work; so do recurrent layers, whose per-step Python work would wait for the GIL.
+be handed work; so do recurrent layers, whose per-step Python work would wait for the GIL. Within a
+block, a model that enters :func:`layer` around each layer's call decides per layer: the splitting layers
+split, and a dense layer keeps BLAS's threads for its products until one of them has split (a network of
+dense layers with one small batch normalization then runs as a dense network does; a CNN's dense layers
+split like the rest).
 
 All threads of a process share one set of helper threads and one BLAS limit. The helpers are started as
 splits need them and live as long as the process (a forked child starts its own); a split into fewer
@@ -51,7 +55,7 @@ T = TypeVar("T")
 MIN_WORK = 1 << 18
 
 # .depth: enabled engine() blocks entered; .inside: this thread runs a part; .limits_blas: this thread's
-# outermost block holds BLAS's one-thread limit
+# outermost block holds BLAS's one-thread limit; .products: the layer being called is matrix products
 _state = threading.local()
 _lock = threading.Lock()  # guards the pool and the BLAS limit below
 _threads: int | None = None
@@ -152,8 +156,10 @@ def _helpers(workers: int) -> _Pool:
 
 def active() -> bool:
     """Whether work is split across threads here: inside an enabled :func:`engine` with more than one
-    thread, and not already inside a part."""
-    return getattr(_state, "depth", 0) > 0 and not getattr(_state, "inside", False) and get_num_threads() > 1
+    thread, not already inside a part, and not in a :func:`layer` of matrix products while BLAS still
+    has its own threads."""
+    return (getattr(_state, "depth", 0) > 0 and not getattr(_state, "inside", False) and get_num_threads() > 1
+            and (not getattr(_state, "products", False) or getattr(_state, "limits_blas", False)))
 
 
 def parts(n: int, work_per_row: int = 1) -> list[slice]:
@@ -280,6 +286,33 @@ def engine(enabled: bool = True) -> Iterator[None]:
         if depth == 0 and getattr(_state, "limits_blas", False):
             _state.limits_blas = False
             _blas.release()
+
+
+class _LayerCall:
+    __slots__ = ("products", "outer")
+
+    def __init__(self, products: bool) -> None:
+        self.products = products
+
+    def __enter__(self) -> None:
+        self.outer = getattr(_state, "products", False)
+        _state.products = self.products
+
+    def __exit__(self, *exc_info: object) -> None:
+        _state.products = self.outer
+
+
+def layer(called: Any) -> contextlib.AbstractContextManager[None]:
+    """The block around one call of a layer's ``forward`` or ``backward`` in an :func:`engine` block.
+
+    A layer whose work is large and not one matrix product (``called.splits_batch``) splits as the
+    engine says. Any other (a Dense layer: matrix products) leaves its products to BLAS's own threads,
+    which share them out without a hand-over, until a layer of the first kind has split in this engine
+    block and so put BLAS on one thread; from then on it splits too. Switching BLAS back for it would
+    cost more than it gains: BLAS's threads spin for a while after each product and take the cores
+    from the next layer's parts.
+    """
+    return _LayerCall(not getattr(called, "splits_batch", False))
 
 
 def _after_fork_in_child() -> None:
