@@ -16,7 +16,8 @@ A training step (forward and backward, no optimizer) of a network is timed under
 
 Networks (float32, batch 128): ``mlp``, Dense 784-256, BatchNormalization, Dense 128, Dense 10 (ReLU
 fused into the Dense layers); ``cnn``, the network of ``examples/fashion_cnn.py`` on 28x28x1 images.
-The arrangements take turns (``--repeats`` turns of ``--steps`` steps each); the table quotes the
+The arrangements take turns (``--repeats`` turns of ``--steps`` steps each, after one untimed step that
+lets the previous arrangement's BLAS threads go idle); the table quotes the
 median over the turns of the wall-clock ms per step, its range, and the median CPU ms per step (all
 threads: BLAS's spinning threads count). Also timed: BLAS's limit set and lifted, the blocks' own cost,
 and threadpoolctl's look-up of the loaded BLAS libraries.
@@ -184,6 +185,7 @@ def compare(name: str, repeats: int, steps: int) -> None:
     cpu: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(repeats):
         for key, run in runs.items():
+            run()  # untimed: the previous arrangement's BLAS threads may still be spinning
             start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 run()
