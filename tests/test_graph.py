@@ -40,6 +40,7 @@ def test_every_merge_layer_is_in_the_merge_table():
 
 @pytest.mark.parametrize("name", sorted(MERGES))
 def test_merge_layers_pass_gradcheck_keep_nothing_and_round_trip(name):
+    RNG = np.random.default_rng(100)
     make, n = MERGES[name]
     layer = make()
     announced = layer.dry_build([(3, 2)] * n, "float64")
@@ -71,6 +72,7 @@ def test_merge_layers_pass_gradcheck_keep_nothing_and_round_trip(name):
 
 # --------------------------------------------------------------------- gradients
 def test_a_residual_graph_passes_gradcheck_and_trains():
+    RNG = np.random.default_rng(101)
     model = _residual()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     X, y = RNG.standard_normal((40, 5)), RNG.integers(0, 3, 40)
@@ -81,6 +83,7 @@ def test_a_residual_graph_passes_gradcheck_and_trains():
 
 
 def test_fan_out_shared_layers_and_merges_get_summed_gradients_by_finite_differences():
+    RNG = np.random.default_rng(102)
     a, b = bn.Input(shape=(4,), name="a"), bn.Input(shape=(4,), name="b")
     shared = Dense(3, activation="tanh", name="shared")
     ha, hb = shared(a), shared(b)  # one layer, two calls: its gradient is the sum over both
@@ -106,6 +109,7 @@ def test_fan_out_shared_layers_and_merges_get_summed_gradients_by_finite_differe
 
 
 def test_a_model_called_as_a_layer_shares_its_weights():
+    RNG = np.random.default_rng(103)
     inner_in = bn.Input(shape=(3,))
     inner = bn.Model(inner_in, Dense(4, activation="tanh", name="enc")(inner_in), name="encoder", seed=0,
                      dtype="float64")
@@ -125,6 +129,7 @@ def test_a_model_called_as_a_layer_shares_its_weights():
 
 # --------------------------------------------------------------------- Sequential as a chain
 def test_a_chain_model_trains_exactly_as_the_same_sequential():
+    RNG = np.random.default_rng(104)
     X, y = RNG.standard_normal((32, 5)), RNG.integers(0, 3, 32)
     seq = bn.Sequential([Dense(6, activation="relu", input_dim=5), L.Dropout(0.2), Dense(3, activation="softmax")],
                         seed=3, dtype="float64")
@@ -143,15 +148,16 @@ def test_a_chain_model_trains_exactly_as_the_same_sequential():
 
 # --------------------------------------------------------------------- several outputs
 def test_two_outputs_with_their_own_losses_weights_and_metrics():
+    rng = np.random.default_rng(5)
     x = bn.Input(shape=(4,), name="x")
-    h = Dense(8, activation="relu")(x)
+    h = Dense(8, activation="tanh")(x)  # smooth: finite differences see no kink
     cls = Dense(3, activation="softmax", name="class")(h)
     box = Dense(2, name="box")(h)
     model = bn.Model(x, [cls, box], seed=0, dtype="float64")
     model.compile(loss={"class": "categorical_crossentropy", "box": "mse"}, loss_weights={"class": 1.0, "box": 0.5},
                   optimizer="adam", metrics={"class": ["accuracy"], "box": ["mae"]})
-    X = RNG.standard_normal((24, 4))
-    targets = {"class": RNG.integers(0, 3, 24), "box": RNG.standard_normal((24, 2))}
+    X = rng.standard_normal((24, 4))
+    targets = {"class": rng.integers(0, 3, 24), "box": rng.standard_normal((24, 2))}
     assert bn.gradcheck(model, X, [targets["class"], targets["box"]]).max_error < 1e-6
     history = model.fit(X, targets, epochs=2, batch_size=8, verbose=0).history
     assert {"loss", "class_loss", "box_loss", "class_accuracy", "box_mae"} <= set(history)
@@ -171,6 +177,7 @@ def test_summary_shows_what_each_call_is_connected_to():
 
 
 def test_config_round_trip_rebuilds_the_same_graph():
+    RNG = np.random.default_rng(105)
     model = _residual(seed=4)
     again = bn.Model.from_config(model.get_config())
     assert again.get_config() == model.get_config()
@@ -222,6 +229,7 @@ def test_data_for_several_inputs_is_checked_by_name():
 
 # --------------------------------------------------------------------- PyTorch, float64
 def test_graphs_match_pytorch_in_float64():
+    RNG = np.random.default_rng(106)
     torch = pytest.importorskip("torch")
     a_in, b_in = bn.Input(shape=(4,), name="a"), bn.Input(shape=(4,), name="b")
     shared = Dense(5, activation="tanh", name="shared")
@@ -261,6 +269,7 @@ def test_graphs_match_pytorch_in_float64():
 
 # --------------------------------------------------------------------- saving and loading
 def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_path):
+    RNG = np.random.default_rng(107)
     inner_in = bn.Input(shape=(3,))
     inner = bn.Model(inner_in, Dense(4, activation="tanh", name="enc")(inner_in), name="encoder", seed=0)
     a, b = bn.Input(shape=(3,), name="a"), bn.Input(shape=(3,), name="b")
@@ -285,6 +294,7 @@ def test_graph_models_save_and_load_with_their_weights_and_training_state(tmp_pa
 
 
 def test_models_nested_three_deep_load_without_a_compile_section(tmp_path):
+    RNG = np.random.default_rng(108)
     x = bn.Input(shape=(64,))
     model = bn.Model(x, Dense(64, name="d")(x), name="m0", seed=0)
     for level in range(1, 4):  # the file's arrays are the one Dense's, whatever the depth
@@ -357,6 +367,7 @@ def test_a_hostile_graph_description_is_refused_before_anything_is_built(tmp_pat
 
 # --------------------------------------------------------------------- ONNX
 def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path):
+    RNG = np.random.default_rng(109)
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     inner_in = bn.Input(shape=(6, 6, 2))
@@ -382,6 +393,7 @@ def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path):
 
 
 def test_per_output_sample_weights_and_class_weight_for_one_output_only():
+    RNG = np.random.default_rng(110)
     x = bn.Input(shape=(4,), name="x")
     h = Dense(5, activation="tanh")(x)
     a, b = Dense(1, name="a")(h), Dense(1, name="b")(h)

@@ -313,6 +313,37 @@ def test_a_dense_layer_leaves_its_products_to_blas_until_a_splitting_layer_has_s
     assert _blas_threads() == [2] * len(_blas_threads())
 
 
+class _SeesBlas(L.Dense):
+    """A Dense layer that records how many threads BLAS has whenever its forward pass runs."""
+
+    seen: list[list[int]] = []
+
+    def forward(self, x, *, training=False, cache=None):
+        type(self).seen.append(_blas_threads())
+        return super().forward(x, training=training, cache=cache)
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
+@pytest.mark.parametrize("graph", [False, True], ids=["sequential", "model"])
+def test_one_batch_normalization_leaves_the_first_dense_products_on_blas_threads(split, blas_at_two, graph):
+    """A model marks each layer call (threads.layer): the Dense layer before the batch normalization computes
+    on BLAS's own threads, although the model holds a layer that splits the batch."""
+    _SeesBlas.seen = []
+    if graph:
+        x = bn.Input(shape=(12,))
+        out = L.Dense(3, activation="softmax")(L.BatchNormalization()(_SeesBlas(16, activation="relu")(x)))
+        model = bn.Model(x, out, seed=0)
+    else:
+        model = bn.Sequential([_SeesBlas(16, activation="relu", input_dim=12), L.BatchNormalization(),
+                               L.Dense(3, activation="softmax")], seed=0)
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    X, y = np.random.default_rng(0).standard_normal((256, 12)), np.arange(256) % 3
+    split(2)  # two threads, every batch split; fit enters one engine block a step
+    model.fit(X, y, epochs=1, batch_size=128, verbose=0)
+    assert len(_SeesBlas.seen) >= 2 and all(seen == [2] * len(seen) for seen in _SeesBlas.seen)
+    assert _blas_threads() == [2] * len(_blas_threads())
+
+
 # --------------------------------------------------------------------------- layers: threads = one thread
 LAYERS = {
     "conv same": (lambda: L.Conv2D(6, 3, padding="same"), (9, 9, 2)),
@@ -394,7 +425,8 @@ class _BlasSeen(bn.callbacks.Callback):
 
 
 @pytest.mark.skipif(not _blas_threads(), reason="NumPy's BLAS is not one that threadpoolctl controls")
-def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains(split):
+def test_blas_runs_on_one_thread_only_while_a_model_that_splits_computes_a_step(split):
+    """BLAS is limited from a step's first split to the step's end, and is back between steps."""
     before = _blas_threads()
     rng = np.random.default_rng(0)
     X, y = rng.random((40, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 40)
@@ -405,7 +437,7 @@ def test_blas_runs_on_one_thread_only_while_a_model_that_splits_trains(split):
     mlp.compile(loss="categorical_crossentropy", optimizer="adam")
     seen_mlp = _BlasSeen()
     mlp.fit(X.reshape(40, -1), y, epochs=1, callbacks=[seen_mlp], verbose=0)
-    assert seen_cnn.seen == [1] * len(before)
+    assert seen_cnn.seen == before  # between steps BLAS has its own threads back
     assert seen_mlp.seen == before  # dense layers only: BLAS keeps its own threads
     assert _blas_threads() == before
 

@@ -34,6 +34,7 @@ import numpy as np
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
+from .. import threads
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
 from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
@@ -519,10 +520,12 @@ class Model(Sequential):
                 wants = cache.input_grad or any(t.node.layer is not None for t in node.inputs)
                 sub = cache.child(str(k), input_grad=wants)
             layer = node.layer
-            if node.output.key in stop:
-                y = arg if isinstance(layer, Activation) else layer.forward_logits(arg, training=training, cache=sub)
-            else:
-                y = layer.forward(arg, training=training, cache=sub, **node.options)
+            with threads.layer(layer):  # split the batch, or leave a layer's products to BLAS's threads
+                if node.output.key in stop:
+                    y = arg if isinstance(layer, Activation) else layer.forward_logits(arg, training=training,
+                                                                                       cache=sub)
+                else:
+                    y = layer.forward(arg, training=training, cache=sub, **node.options)
             values[node.output.key] = y
             if cache is None:
                 for t in node.inputs:
@@ -551,10 +554,11 @@ class Model(Sequential):
             if g is None:
                 continue
             layer, sub = node.layer, cache[str(k)]
-            if node.output.key in stops:
-                dx = g if isinstance(layer, Activation) else layer.backward_logits(g, sub)
-            else:
-                dx = layer.backward(g, sub)
+            with threads.layer(layer):
+                if node.output.key in stops:
+                    dx = g if isinstance(layer, Activation) else layer.backward_logits(g, sub)
+                else:
+                    dx = layer.backward(g, sub)
             if self.calls[layer] > 1:
                 if layer in summed:
                     for name, total in summed[layer].items():
@@ -626,11 +630,11 @@ class Model(Sequential):
             return empty[0] if self.single_output else empty
         progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
         parts = []
-        with self._engine():
-            for i in range(0, n, bs):
+        for i in range(0, n, bs):
+            with self._engine():
                 parts.append(self.forward(X[i:i + bs], training=False))
-                if progress is not None:
-                    progress.update(len(parts))
+            if progress is not None:
+                progress.update(len(parts))
         if progress is not None:
             progress.end()
         if self.single_output:

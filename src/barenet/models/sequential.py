@@ -321,25 +321,29 @@ class Sequential(KerasMethods):
             return None if cache is None else cache.child(str(i), input_grad=cache.input_grad if i == 0 else True)
 
         for i, layer in enumerate(self.layers[:-1]):
-            x = layer.forward(x, training=training, cache=sub(i))
+            with threads.layer(layer):  # split the batch, or leave a layer's products to BLAS's threads
+                x = layer.forward(x, training=training, cache=sub(i))
         last, i = self.layers[-1], len(self.layers) - 1
         if cache is not None:
             cache["logits"] = logits
-        if not logits:
-            return last.forward(x, training=training, cache=sub(i))
-        return x if isinstance(last, Activation) else last.forward_logits(x, training=training, cache=sub(i))
+        with threads.layer(last):
+            if not logits:
+                return last.forward(x, training=training, cache=sub(i))
+            return x if isinstance(last, Activation) else last.forward_logits(x, training=training, cache=sub(i))
 
     def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         """Backpropagate dLoss/dOutput (dLoss/dLogits when the forward call stopped at the logits) through the
         stack, filling every layer's ``grads``; returns dLoss/dInput (``None`` unless ``cache.input_grad``)."""
         last, i = self.layers[-1], len(self.layers) - 1
-        if cache["logits"]:
-            if not isinstance(last, Activation):
-                grad = last.backward_logits(grad, cache[str(i)])
-        else:
-            grad = last.backward(grad, cache[str(i)])
+        with threads.layer(last):
+            if cache["logits"]:
+                if not isinstance(last, Activation):
+                    grad = last.backward_logits(grad, cache[str(i)])
+            else:
+                grad = last.backward(grad, cache[str(i)])
         for i in range(len(self.layers) - 2, -1, -1):
-            grad = self.layers[i].backward(grad, cache[str(i)])
+            with threads.layer(self.layers[i]):
+                grad = self.layers[i].backward(grad, cache[str(i)])
         return grad
 
     def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, training: bool, need_grad: bool,
@@ -447,9 +451,10 @@ class Sequential(KerasMethods):
 
     # ----------------------------------------------------------------- training and inference
     def _engine(self) -> AbstractContextManager[None]:
-        """The block in which ``fit``, ``evaluate``, ``predict`` and ``compute_gradients`` run: batches split
-        across :mod:`barenet.threads` when a layer's ``splits_batch`` says so (convolution, pooling, batch
-        normalization)."""
+        """The block in which one batch of ``fit``, ``evaluate`` or ``predict`` (or ``compute_gradients``) runs:
+        batches split across :mod:`barenet.threads` when a layer's ``splits_batch`` says so (convolution,
+        pooling, batch normalization), each layer call marked by :func:`barenet.threads.layer`. One block a
+        batch: a Dense layer before the first splitting layer keeps BLAS's own threads at every step."""
         return threads.engine(any(layer.splits_batch for layer in self.layers))
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
@@ -504,11 +509,10 @@ class Sequential(KerasMethods):
         past :data:`barenet.models.training.DIVERGENCE_FACTOR` times the first epoch's, or a non-finite weight),
         and on Ctrl-C, keeping the weights of the last completed epoch (``model.interrupted`` is then True).
         """
-        with self._engine():
-            return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                                validation_data=validation_data, validation_split=validation_split,
-                                class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
-                                verbose=verbose)
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                            validation_data=validation_data, validation_split=validation_split,
+                            class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
+                            verbose=verbose)
 
     def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
                  verbose: int = 0) -> dict[str, float]:
@@ -526,8 +530,7 @@ class Sequential(KerasMethods):
         y = self.check_targets(y, len(X))
         w = self.check_sample_weight(sample_weight, len(X))
         progress = StepProgress("evaluate", (len(X) + bs - 1) // bs, verbose) if verbose else None
-        with self._engine():
-            return training.evaluate_arrays(self, X, y, w, batch_size=bs, progress=progress)
+        return training.evaluate_arrays(self, X, y, w, batch_size=bs, progress=progress)
 
     def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
@@ -544,11 +547,11 @@ class Sequential(KerasMethods):
             return np.empty((0, *self.output_shape), dtype=self.dtype)
         progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
         out = []
-        with self._engine():
-            for start in range(0, len(X), bs):
+        for start in range(0, len(X), bs):
+            with self._engine():  # one block a batch: see training._train_epoch
                 out.append(self.forward(X[start:start + bs], training=False))
-                if progress is not None:
-                    progress.update(len(out))
+            if progress is not None:
+                progress.update(len(out))
         if progress is not None:
             progress.end()
         return np.concatenate(out) if len(out) > 1 else out[0]

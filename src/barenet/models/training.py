@@ -159,9 +159,12 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
     for step in range(math.ceil(n / bs)):
         part = slice(step * bs, min(n, (step + 1) * bs))
         idx = part if order is None else order[part]
-        value, y_pred = model.loss_and_gradients(X[idx], y[idx], None if w is None else w[idx], training=True)
-        if math.isfinite(value):
-            model.optimizer.step(params, grads)
+        # One engine block a step: a Dense layer before the first splitting layer computes on BLAS's own
+        # threads, and BLAS is on one thread from that layer's split to the end of the step (barenet.threads).
+        with model._engine():
+            value, y_pred = model.loss_and_gradients(X[idx], y[idx], None if w is None else w[idx], training=True)
+            if math.isfinite(value):
+                model.optimizer.step(params, grads)
         if preds is not None:
             preds[idx] = y_pred.argmax(axis=-1) if as_labels else y_pred
         total += value * len(y_pred)
@@ -222,7 +225,8 @@ def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarr
     for start in range(0, len(X), batch_size):
         part = slice(start, start + batch_size)
         wb = None if w is None else w[part]
-        value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
+        with model._engine():
+            value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
         preds[part] = y_pred.argmax(axis=-1) if as_labels else y_pred
         total += value * len(X[part])
         if progress is not None:
