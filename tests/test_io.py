@@ -641,6 +641,49 @@ def test_a_model_inside_a_sequential_description_is_refused_before_it_is_built(t
     assert peak < 2**20, f"{peak} bytes traced"
     assert seconds < 5
 
+
+def _parameterless(i: int, name: str | None = None) -> dict:
+    config = [{}, {}, {"rate": 0.1}][i % 3]
+    return {"class": ["ReLU", "Flatten", "Dropout"][i % 3], "config": {**config, **({"name": name} if name else {})}}
+
+
+def sequential_of(folder: Path, n: int) -> Path:
+    """A Sequential file of ``n`` layers: Dense(4) then ReLU, Flatten and Dropout in turn."""
+    bn.save(bn.Sequential([bn.layers.Dense(4, input_dim=4)], seed=0), folder / "dense.barenet")
+    more = [_parameterless(i) for i in range(n - 1)]
+    return edit_document(folder / "dense.barenet", folder / f"sequential-{n}.barenet",
+                         lambda document: document["model"]["layers"].extend(more))
+
+
+def graph_of(folder: Path, calls: int) -> Path:
+    """A graph file of one input and ``calls`` calls in a chain: Dense(4) then ReLU, Flatten and Dropout, each a
+    layer of its own."""
+    x = bn.Input(shape=(4,), name="x")
+    bn.save(bn.Model(x, bn.layers.Dense(4, name="dense")(x), seed=0), folder / "dense.barenet")
+
+    def edit(document):
+        graph = document["model"]
+        graph["layers"] += [_parameterless(i, f"p{i}") for i in range(calls - 1)]
+        graph["nodes"] += [{"layer": i, "inputs": [["node", i - 1]], "single": True} for i in range(1, calls)]
+        graph["outputs"] = [["node", calls - 1]]
+    return edit_document(folder / "dense.barenet", folder / f"graph-{calls}.barenet", edit)
+
+
+@pytest.mark.parametrize("make, most, message", [
+    (sequential_of, bn.io.MAX_LAYERS, r"the model has 10001 layers; barenet loads Sequential models of at most "
+                                      r"10000 layers"),
+    (graph_of, bn.io.MAX_GRAPH_NODES - 1, r"the graph describes more than 10000 nodes \(inputs and layer calls"),
+])
+def test_a_file_of_the_most_layers_loads_in_seconds_and_one_more_is_refused(tmp_path, make, most, message):
+    path = make(tmp_path, most)
+    start = time.perf_counter()
+    model = bn.load(path)
+    seconds = time.perf_counter() - start
+    assert len(model.layers) == most
+    assert seconds < 5, f"{seconds:.1f} s"  # generous: the machine may be busy
+    with pytest.raises(ModelFileError, match=message):
+        bn.load(make(tmp_path, most + 1))
+
 # --------------------------------------------------------------------- ModelCheckpoint
 class Snapshot(bn.callbacks.Callback):
     """Records predictions at the end of each epoch, with the epoch's logs."""

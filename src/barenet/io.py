@@ -16,7 +16,8 @@ import by name. Nothing the size of a weight is allocated before the whole file 
 
 1. the archive: every member's stored bytes lie inside the file, and all members together inflate
    to at most :data:`MAX_INFLATION` times the file's size (zip bombs are refused unread);
-2. ``barenet.json``, read with a cap, and its structure;
+2. ``barenet.json``, read with a cap, and its structure, with at most :data:`MAX_LAYERS` layers (a
+   Sequential's) or :data:`MAX_GRAPH_NODES` nodes (a graph's);
 3. the architecture, *dry-built* (:meth:`barenet.layers.Layer.dry_build`): layers are constructed from
    registered classes only and their parameter shapes computed without allocating them, every
    sample bounded by :data:`MIN_SAMPLE_BYTES` or the file's array bytes, whichever is larger, and the
@@ -74,6 +75,9 @@ _TOP_KEYS = {"format", "version", "barenet_version", "model", "compile", "rng", 
 _MODEL_KEYS = {"name", "dtype", "seed", "input_shape", "layers"}
 _GRAPH_KEYS = {"name", "dtype", "seed", "layers", "inputs", "nodes", "outputs", "single_input", "single_output"}
 _COMPILE_KEYS = {"loss", "optimizer", "metrics"}
+#: A Sequential model file may describe at most this many layers: a description of millions of parameterless
+#: layers fits in a small file, and each costs time to construct.
+MAX_LAYERS = 10_000
 #: A graph model file may describe at most this many nodes (inputs and layer calls, nested models' counted), and
 #: its calls and outputs may read at most four times as many tensors: a description of millions of parameterless
 #: layers fits in a small file, and each costs time to construct.
@@ -690,6 +694,12 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     layers = model["layers"]
     if not isinstance(layers, list) or not layers:
         raise ModelFileError(f"{path}: 'model.layers' must be a non-empty list of layer descriptions")
+    if "nodes" not in model and len(layers) > MAX_LAYERS:
+        raise ModelFileError(f"{path}: the model has {len(layers)} layers; barenet loads Sequential models of at "
+                             f"most {MAX_LAYERS} layers")
+    if "nodes" in model and len(layers) > MAX_GRAPH_NODES:
+        raise ModelFileError(f"{path}: the graph has {len(layers)} layers, more than the {MAX_GRAPH_NODES} nodes "
+                             f"barenet loads could call")
     for i, spec in enumerate(layers):
         if (not isinstance(spec, dict) or set(spec) != {"class", "config"} or not isinstance(spec["class"], str)
                 or not isinstance(spec["config"], dict)):
