@@ -1,7 +1,8 @@
 """Fuzz ``barenet.load`` with thousands of mutated real model files and print what happened.
 
-The long form of ``tests/test_io_fuzz.py``: the same five architectures and eight kinds of mutation,
-with hypothesis drawing fresh cases (``--seed`` repeats a run). Every case must load or raise a
+The long form of ``tests/test_io_fuzz.py``: the same nine architectures (five Sequential, four graphs) and
+kinds of mutation (those of every file, and the graph edits for graph files), with hypothesis drawing fresh
+cases (``--seed`` repeats a run). Every case must load or raise a
 ``BarenetError`` within its time and memory bound; the script prints the outcome counts per
 architecture and mutation, the slowest case and the highest peak memory, and every failure, and
 exits 1 when there was one.
@@ -47,16 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted({outcome for *_, outcome in outcomes})
     print(f"{sum(outcomes.values())} cases in {elapsed:.0f} s over {len(files)} architectures "
           f"({', '.join(f'{k}: {len(v)} bytes' for k, v in files.items())})")
-    print(f"{'mutation':<16}" + "".join(f"{name:>18}" for name in names))
-    for kind in fuzz.MUTATIONS:
+    print(f"{'mutation':<20}" + "".join(f"{name:>18}" for name in names))
+    for kind in fuzz.MUTATIONS + fuzz.GRAPH_MUTATIONS:
         row = [sum(c for (_, k, o), c in outcomes.items() if k == kind and o == name) for name in names]
-        print(f"{kind:<16}" + "".join(f"{n:>18}" for n in row))
+        print(f"{kind:<20}" + "".join(f"{n:>18}" for n in row))
     totals = [sum(c for (*_, o), c in outcomes.items() if o == name) for name in names]
-    print(f"{'all':<16}" + "".join(f"{n:>18}" for n in totals))
-    print(f"{'architecture':<16}" + "".join(f"{name:>18}" for name in names))
+    print(f"{'all':<20}" + "".join(f"{n:>18}" for n in totals))
+    print(f"{'architecture':<20}" + "".join(f"{name:>18}" for name in names))
     for architecture in files:
         row = [sum(c for (a, _, o), c in outcomes.items() if a == architecture and o == name) for name in names]
-        print(f"{architecture:<16}" + "".join(f"{n:>18}" for n in row))
+        print(f"{architecture:<20}" + "".join(f"{n:>18}" for n in row))
     if worst:
         print(f"slowest load {worst['seconds'] * 1000:.0f} ms; highest peak {worst['peak_bytes'] / 2**20:.1f} MiB "
               f"traced, at most {worst['peak_per_file_byte']:.0f} bytes per byte of file")

@@ -335,6 +335,8 @@ def test_weights_named_twice_in_a_nested_model_are_refused_before_anything_is_bu
     (lambda c: c["layers"][1]["config"].update(name="h"), r"needs a name of its own, got 'h'"),
     (lambda c: c["nodes"].extend([{"layer": 3, "inputs": [["node", 3]], "single": True}] * 20_000),
      r"more than 10000 nodes \(inputs and layer calls, nested models' counted\)"),
+    (lambda c: c["layers"].extend([{"class": "ReLU", "config": {"name": f"r{i}"}} for i in range(10)]),
+     r"has 14 layers but 4 calls; every layer is called at least once"),
     (lambda c: c["layers"].extend([{"class": "ReLU", "config": {"name": f"r{i}"}} for i in range(10**5)]),
      r"the graph has 100004 layers, more than the 10000 nodes barenet loads could call"),
     (lambda c: c.update(outputs=[["node", 3]] * 40_000, single_output=False),

@@ -1,14 +1,17 @@
 """Property test: any mutation of a real model file loads, or fails with barenet's own error, quickly and in
 bounded memory.
 
-Real files of five architectures (Dense with table metadata, Conv+BatchNormalization, LSTM,
-GRU+Embedding, Bidirectional) are mutated the ways a damaged or hostile file differs from a good one:
-byte flips, truncations, insertions, edits of ``barenet.json`` fields (the architecture, compile
-settings, random state and metadata), member replacement and renaming, and edits of the zip headers'
-fields. ``bn.load`` must either return a model or raise a :class:`~barenet.errors.BarenetError`; every
-case is timed and its memory traced against :func:`memory_bound`.
+Real files of nine architectures, five Sequential (Dense with table metadata, Conv+BatchNormalization, LSTM,
+GRU+Embedding, Bidirectional) and four graphs (a residual block, two inputs and two outputs with a loss each,
+a layer called twice, a model called as a layer), are mutated the ways a damaged or hostile file differs from
+a good one: byte flips, truncations, insertions, edits of ``barenet.json`` fields (the architecture, compile
+settings, random state and metadata), another file's layer (or a whole graph) in place of a layer, member
+replacement and renaming, and edits of the zip headers' fields. A graph's description also gets the edits of
+:data:`GRAPH_MUTATIONS`: bad references, layer indices, names, fan-out, node counts, ``single`` flags and input
+shapes, in the graph itself or in a nested model's. ``bn.load`` must either return a model or raise a
+:class:`~barenet.errors.BarenetError`; every case is timed and its memory traced against :func:`memory_bound`.
 
-The test suite runs a fixed, derandomized sample; ``bench/fuzz_model_files.py`` runs thousands of
+The test suite runs a fixed, derandomized sample; ``scripts/fuzz_model_files.py`` runs thousands of
 cases through :func:`fuzz` and prints the outcome counts.
 """
 
@@ -34,7 +37,11 @@ import barenet as bn
 from barenet.errors import BarenetError
 
 MUTATIONS = ("flip", "truncate", "insert", "json_field", "metadata_field", "replace_member", "rename_member",
-             "zip_header")
+             "zip_header", "foreign_layer")
+#: Edits of a graph model's description (``barenet.json``'s ``model``), drawn for graph files only. Each edits the
+#: top graph or, in a file holding a nested model, a nested one.
+GRAPH_MUTATIONS = ("graph_reference", "graph_layer_index", "graph_names", "graph_fan_out", "graph_many_nodes",
+                   "graph_single", "graph_input_shape", "graph_nested")
 #: Seconds one load may take (generous: the machine running the suite may be busy).
 SECONDS_PER_CASE = 10.0
 
@@ -56,11 +63,14 @@ def _table_metadata(features: int, classes: int) -> dict[str, Any]:
             "history": {"loss": [1.0, None], "val_loss": [1.1, 0.9]}, "training": {"epochs": 2}}
 
 
-def architectures() -> dict[str, tuple[bn.Sequential, np.ndarray, np.ndarray]]:
-    """Five small compiled models and data to train them one step on."""
+def architectures() -> dict[str, tuple[bn.Sequential, Any, Any, dict[str, Any]]]:
+    """Small models, the data to train them one step on, and how each is compiled: five Sequential
+    ones and four graphs (a residual block, two inputs and two outputs with their own losses, a layer
+    called twice, and a model called as a layer)."""
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 12, (8, 5))
     sequences = rng.normal(size=(8, 5, 3))
+    mse = {"loss": "mse"}
     dense = bn.Sequential([bn.layers.Dense(6, activation="relu", input_dim=5), bn.layers.Dropout(0.2),
                            bn.layers.Dense(3, activation="softmax")], seed=0)
     dense.metadata = _table_metadata(5, 3)
@@ -71,20 +81,58 @@ def architectures() -> dict[str, tuple[bn.Sequential, np.ndarray, np.ndarray]]:
     bidirectional = bn.Sequential([bn.layers.Bidirectional(bn.layers.SimpleRNN(3), input_shape=(5, 3)),
                                    bn.layers.Dense(2)], seed=4)
     return {
-        "dense": (dense, rng.normal(size=(8, 5)), np.arange(8) % 3),
-        "conv_bn": (conv, rng.normal(size=(8, 6, 6, 1)), rng.normal(size=(8, 2))),
-        "lstm": (lstm, sequences, rng.normal(size=(8, 2))),
-        "gru_embedding": (gru, tokens, rng.normal(size=(8, 2))),
-        "bidirectional": (bidirectional, sequences, rng.normal(size=(8, 2))),
+        "dense": (dense, rng.normal(size=(8, 5)), np.arange(8) % 3, {"loss": "sparse_categorical_crossentropy"}),
+        "conv_bn": (conv, rng.normal(size=(8, 6, 6, 1)), rng.normal(size=(8, 2)), mse),
+        "lstm": (lstm, sequences, rng.normal(size=(8, 2)), mse),
+        "gru_embedding": (gru, tokens, rng.normal(size=(8, 2)), mse),
+        "bidirectional": (bidirectional, sequences, rng.normal(size=(8, 2)), mse),
+        **_graph_architectures(rng),
+    }
+
+
+def _graph_architectures(rng: np.random.Generator) -> dict[str, tuple[bn.Model, Any, Any, dict[str, Any]]]:
+    L = bn.layers
+    x = bn.Input(shape=(5,), name="x")
+    h = L.Dense(6, activation="relu", name="h")(x)
+    residual = bn.Model(x, L.Dense(3, activation="softmax", name="out")(L.Add(name="sum")([h, L.Dense(6)(h)])),
+                        seed=5)
+
+    a, b = bn.Input(shape=(4,), name="a"), bn.Input(shape=(3,), name="b")
+    ha, hb = L.Dense(5, activation="tanh", name="ha")(a), L.Dense(5, name="hb")(b)
+    cls = L.Dense(3, activation="softmax", name="cls")(L.Concatenate()([ha, hb]))
+    reg = L.Dense(1, name="reg")(L.Multiply()([ha, hb]))
+    two_by_two = bn.Model([a, b], [cls, reg], seed=6)
+
+    x = bn.Input(shape=(4,), name="x")
+    shared = L.Dense(4, activation="tanh", name="shared")
+    h1 = shared(x)
+    h2 = shared(L.Dropout(0.1)(h1))
+    shared_model = bn.Model(x, L.Dense(2, name="out")(L.Add()([h1, h2])), seed=7)
+
+    inner_in = bn.Input(shape=(3,), name="inner_in")
+    encoder = bn.Model(inner_in, L.BatchNormalization(name="bn")(L.Dense(4, activation="relu", name="enc")(inner_in)),
+                       name="encoder", seed=8)
+    a, b = bn.Input(shape=(3,), name="a"), bn.Input(shape=(3,), name="b")
+    nested = bn.Model([a, b], L.Dense(1, activation="sigmoid", name="head")(L.Concatenate()([encoder(a), encoder(b)])),
+                      seed=9)
+    return {
+        "graph_residual": (residual, rng.normal(size=(8, 5)), np.arange(8) % 3,
+                           {"loss": "categorical_crossentropy"}),
+        "graph_two_by_two": (two_by_two, [rng.normal(size=(8, 4)), rng.normal(size=(8, 3))],
+                             [np.arange(8) % 3, rng.normal(size=8)],
+                             {"loss": ["categorical_crossentropy", "mse"], "loss_weights": [1.0, 0.5],
+                              "metrics": [["accuracy"], ["mae"]]}),
+        "graph_shared": (shared_model, rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), {"loss": "mse"}),
+        "graph_nested": (nested, [rng.normal(size=(8, 3)), rng.normal(size=(8, 3))], np.arange(8) % 2,
+                         {"loss": "binary_crossentropy"}),
     }
 
 
 def real_files(folder: Path) -> dict[str, bytes]:
     """The bytes of each architecture's model file, trained one epoch (so optimizer slots exist)."""
     out = {}
-    for name, (model, X, y) in architectures().items():
-        loss = "sparse_categorical_crossentropy" if name == "dense" else "mse"
-        model.compile(loss, "adam")
+    for name, (model, X, y, compile_args) in architectures().items():
+        model.compile(optimizer="adam", **compile_args)
         model.fit(X, y, epochs=1, batch_size=4, verbose=0)
         path = folder / f"{name}.barenet"
         bn.save(model, path)
@@ -210,8 +258,203 @@ def _zip_header(raw: bytes, data: st.DataObject) -> bytes:
     return bytes(out)
 
 
-def mutate(raw: bytes, kind: str, data: st.DataObject) -> bytes:
-    """``raw`` (a model file's bytes) damaged the way ``kind`` names."""
+def _bad_reference(k: int, n_nodes: int, n_inputs: int, data: st.DataObject) -> Any:
+    """A reference, for node ``k``, to no tensor made before it: itself, a later node, out of range, malformed."""
+    return data.draw(st.sampled_from([
+        ["node", k], ["node", min(k + 1, n_nodes)], ["node", n_nodes], ["node", -1], ["node", 10**12],
+        ["input", n_inputs], ["input", -1], ["input", True], ["node", 0.0], ["nodes", 0], ["node"], ["node", 0, 0],
+        "node", None, ["input", "0"], [["input", 0]],
+    ]))
+
+
+def _graph_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``config`` and every nested model's config in it, outermost first."""
+    found = [config]
+    for spec in config.get("layers", []):
+        if isinstance(spec, dict) and spec.get("class") == "Model" and isinstance(spec.get("config"), dict):
+            found += _graph_configs(spec["config"])
+    return found
+
+
+def _valid_reference(graph: dict[str, Any], k: int, data: st.DataObject) -> list[Any]:
+    """A reference to a tensor that exists before node ``k``."""
+    refs = [["input", j] for j in range(len(graph["inputs"]))] + [["node", j] for j in range(k)]
+    return data.draw(st.sampled_from(refs))
+
+
+def _edit_graph(graph: dict[str, Any], kind: str, data: st.DataObject) -> None:
+    """Damage one graph description in place the way ``kind`` names."""
+    nodes, layers, inputs = graph["nodes"], graph["layers"], graph["inputs"]
+    k = data.draw(st.integers(0, len(nodes) - 1))
+    node = nodes[k]
+    if kind == "graph_reference":
+        if data.draw(st.booleans()):
+            node["inputs"][data.draw(st.integers(0, len(node["inputs"]) - 1))] = _bad_reference(
+                k, len(nodes), len(inputs), data)
+        else:
+            graph["outputs"][data.draw(st.integers(0, len(graph["outputs"]) - 1))] = _bad_reference(
+                len(nodes), len(nodes), len(inputs), data)
+    elif kind == "graph_layer_index":
+        node["layer"] = data.draw(st.integers(0, len(layers) - 1) | st.sampled_from(
+            [-1, len(layers), 10**12, True, "0", 0.5, None, [0]]))
+    elif kind == "graph_names":
+        i, j = data.draw(st.integers(0, len(layers) - 1)), data.draw(st.integers(0, len(layers) - 1))
+        config, other = layers[i]["config"], layers[j]["config"].get("name")
+        edit = data.draw(st.sampled_from(["same_as_other", "missing", "not_a_string", "dotted", "input_clash",
+                                          "input_twice"]))
+        if edit == "same_as_other":
+            config["name"] = other
+        elif edit == "missing":
+            config.pop("name", None)
+        elif edit == "not_a_string":
+            config["name"] = data.draw(st.sampled_from([None, 1, ["a"], {"a": 1}, ""]))
+        elif edit == "dotted":  # "encoder.enc" beside a nested model "encoder" holding a layer "enc"
+            inner = next((spec["config"] for spec in layers if spec["class"] == "Model"), None)
+            sub = inner["layers"][0]["config"].get("name") if inner else "kernel"
+            config["name"] = f"{other}.{sub}"
+        elif edit == "input_clash":
+            inputs[0]["name"] = other
+        else:
+            inputs[-1]["name"] = inputs[0]["name"] if len(inputs) > 1 else None
+    elif kind == "graph_fan_out":
+        count = data.draw(st.sampled_from([2, 3, 50, 4000, 10**5]))
+        ref = _valid_reference(graph, k, data)
+        if data.draw(st.integers(0, 3)):
+            node["inputs"] = [ref] * count
+            node["single"] = data.draw(st.sampled_from([False, False, False, True]))
+        else:
+            graph["outputs"] = [ref] * count
+            graph["single_output"] = False
+    elif kind == "graph_many_nodes":
+        count = data.draw(st.sampled_from([10, 1000, 4990, 5000, 5001, 9990, 10**5]) | st.integers(1, 12000))
+        out = graph["outputs"][0]
+        edit = data.draw(st.sampled_from(["shared_chain", "own_layers", "repeated_node"]))
+        if edit == "shared_chain":  # one ReLU called ``count`` times in a chain after the first output
+            layers.append({"class": "ReLU", "config": {"name": "many_relu"}})
+            first = len(nodes)
+            nodes.append({"layer": len(layers) - 1, "inputs": [out], "single": True})
+            nodes.extend({"layer": len(layers) - 1, "inputs": [["node", first + c]], "single": True}
+                         for c in range(count - 1))
+            graph["outputs"][0] = ["node", len(nodes) - 1]
+        elif edit == "own_layers":  # ``count`` Linear layers, each called once
+            first = len(nodes)
+            for c in range(count):
+                layers.append({"class": "Linear", "config": {"name": f"linear_{c}"}})
+                nodes.append({"layer": len(layers) - 1, "inputs": [out if c == 0 else ["node", first + c - 1]],
+                              "single": True})
+            graph["outputs"][0] = ["node", len(nodes) - 1]
+        else:  # the same call again and again, its outputs unused
+            nodes.extend(dict(node) for _ in range(count))
+    elif kind == "graph_single":
+        where = data.draw(st.sampled_from(["node", "single_input", "single_output"]))
+        target, key = (node, "single") if where == "node" else (graph, where)
+        target[key] = data.draw(st.sampled_from([not target[key], None, 0, 1, "true"]))
+    elif kind == "graph_input_shape":
+        spec = inputs[data.draw(st.integers(0, len(inputs) - 1))]
+        shape = spec["shape"]
+        edit = data.draw(st.sampled_from(["size", "add_axis", "drop_axis", "integer", "not_a_list"]))
+        if edit == "size":
+            shape[data.draw(st.integers(0, len(shape) - 1))] = data.draw(
+                st.integers(1, 9) | st.sampled_from([0, -1, 10**6, 10**9, 2**63, True, 2.0]))
+        elif edit == "add_axis":
+            shape.insert(data.draw(st.integers(0, len(shape))), data.draw(st.sampled_from([1, 2, 7, 10**5])))
+        elif edit == "drop_axis":
+            shape.pop(data.draw(st.integers(0, len(shape) - 1)))
+        elif edit == "integer":
+            spec["integer"] = not spec["integer"]
+        else:
+            spec["shape"] = data.draw(st.sampled_from([[], None, 3, "3", [[3]], [3] * 9]))
+    else:  # graph_nested: a field edit anywhere in the graph, or the graph nested in itself
+        if data.draw(st.booleans()):
+            where = data.draw(st.sampled_from(list(_paths(graph))[1:]))
+            target = graph
+            for key in where[:-1]:
+                target = target[key]
+            if data.draw(st.booleans()) and isinstance(target, dict):
+                del target[where[-1]]
+            else:
+                target[where[-1]] = data.draw(json_values)
+        else:  # its first layer replaced by a model of this graph, whose first layer is one again, ``depth`` deep
+            depth = data.draw(st.sampled_from([1, 2, 30, 200]))
+            base = json.loads(json.dumps(graph))
+            inner = base
+            for level in range(depth):
+                outer = json.loads(json.dumps(base))
+                outer["name"] = f"nest_{level}"
+                outer["layers"][0] = {"class": "Model", "config": inner}
+                inner = outer
+            graph["layers"][0] = {"class": "Model", "config": inner}
+
+
+def layer_donors(files: dict[str, bytes]) -> list[dict[str, Any]]:
+    """Every layer description of ``files`` (nested models' and wrapped layers' included), and each graph as the
+    description of a model used as a layer: what :func:`mutate`'s ``foreign_layer`` puts where it does not
+    belong."""
+    donors = []
+    for raw in files.values():
+        model = json.loads(_members(raw)["barenet.json"])["model"]
+        if "nodes" in model:
+            donors.append({"class": "Model", "config": model})
+        for slot, key in _layer_slots(model):
+            donors.append(slot[key])
+    return donors
+
+
+def _layer_slots(model: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """``(container, key)`` of every layer description in a model's description, nested ones included."""
+    slots = []
+    for config in _graph_configs(model):
+        for i, spec in enumerate(config.get("layers", [])):
+            slots.append((config["layers"], i))
+            if isinstance(spec, dict) and spec.get("class") == "Bidirectional":
+                slots.append((spec["config"], "layer"))
+    return slots
+
+
+def _inflate(value: Any, size: int) -> None:
+    """Set every layer width (``units``, ``filters``) and every graph input's sizes in ``value`` to ``size``."""
+    if isinstance(value, dict):
+        for key in ("units", "filters"):
+            if key in value:
+                value[key] = size
+        if isinstance(value.get("shape"), list) and "integer" in value:
+            value["shape"] = [size] * len(value["shape"])
+        for item in value.values():
+            _inflate(item, size)
+    elif isinstance(value, list):
+        for item in value:
+            _inflate(item, size)
+
+
+def _foreign_layer(raw: bytes, data: st.DataObject, donors: list[dict[str, Any]]) -> bytes:
+    """A layer description of another file, or a whole graph, in place of a layer or inserted among them; half the
+    time with its widths and input sizes made large (what it describes, built, would not fit the file)."""
+    members = _members(raw)
+    document = json.loads(members["barenet.json"])
+    container, key = data.draw(st.sampled_from(_layer_slots(document["model"])))
+    donor = json.loads(json.dumps(data.draw(st.sampled_from(donors))))
+    if data.draw(st.booleans()):
+        _inflate(donor, data.draw(st.sampled_from([64, 4000, 20000])))
+    if isinstance(key, int) and data.draw(st.booleans()):
+        container.insert(key, donor)
+    else:
+        container[key] = donor
+    members["barenet.json"] = json.dumps(document).encode()
+    return _archive(list(members.items()), data.draw(st.booleans()))
+
+
+def _mutate_graph(raw: bytes, kind: str, data: st.DataObject) -> bytes:
+    members = _members(raw)
+    document = json.loads(members["barenet.json"])
+    graphs = _graph_configs(document["model"])
+    _edit_graph(graphs[data.draw(st.integers(0, len(graphs) - 1))], kind, data)
+    members["barenet.json"] = json.dumps(document).encode()
+    return _archive(list(members.items()), data.draw(st.booleans()))
+
+
+def mutate(raw: bytes, kind: str, data: st.DataObject, donors: list[dict[str, Any]] | None = None) -> bytes:
+    """``raw`` (a model file's bytes) damaged the way ``kind`` names; ``foreign_layer`` takes a layer description
+    from ``donors`` (:func:`layer_donors`)."""
     if kind == "flip":
         out = bytearray(raw)
         for _ in range(data.draw(st.integers(1, 8))):
@@ -228,46 +471,69 @@ def mutate(raw: bytes, kind: str, data: st.DataObject) -> bytes:
         return _edit_json(raw, data, ("metadata",))
     if kind == "replace_member":
         return _replace_member(raw, data)
+    if kind in GRAPH_MUTATIONS:
+        return _mutate_graph(raw, kind, data)
+    if kind == "foreign_layer":
+        return _foreign_layer(raw, data, donors or layer_donors({"": raw}))
     if kind == "rename_member":
         return _rename_member(raw, data)
     return _zip_header(raw, data)
 
 
 # --------------------------------------------------------------------- the property
+def _outcome(path: Path) -> str:
+    try:
+        bn.load(path)
+    except BarenetError as exc:
+        return type(exc).__name__
+    return "loaded"
+
+
 def check_load(path: Path) -> tuple[str, float, int]:
     """Load ``path``; returns ``("loaded" or the BarenetError's class name, seconds, peak traced bytes)``.
 
-    Any other exception escapes; a case past its time or memory bound raises AssertionError."""
+    Any other exception escapes; a case past its time or memory bound raises AssertionError. The load runs with
+    its memory traced, which makes many small allocations several times slower: a load that takes longer than
+    the time bound so is timed again untraced, and that time is the one bounded (and returned)."""
     size = path.stat().st_size
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        bn.load(path)
-        outcome = "loaded"
-    except BarenetError as exc:
-        outcome = type(exc).__name__
+        outcome = _outcome(path)
     finally:
         seconds = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert seconds < SECONDS_PER_CASE, f"loading took {seconds:.1f} s"
     assert peak < memory_bound(size), f"loading traced {peak} bytes for a {size}-byte file"
+    if seconds >= SECONDS_PER_CASE:
+        start = time.perf_counter()
+        again = _outcome(path)
+        seconds = time.perf_counter() - start
+        assert again == outcome, f"loading gave {outcome}, then {again}"
+    assert seconds < SECONDS_PER_CASE, f"loading took {seconds:.1f} s"
     return outcome, seconds, peak
 
 
 def fuzz(files: dict[str, bytes], path: Path, outcomes: Counter, *, max_examples: int, derandomize: bool,
-         seed: int | None = None, failures: list | None = None, worst: dict | None = None) -> Callable[[], None]:
+         seed: int | None = None, failures: list | None = None, worst: dict | None = None,
+         kinds: tuple[str, ...] = MUTATIONS + GRAPH_MUTATIONS) -> Callable[[], None]:
     """A hypothesis test over mutations of ``files``, counting ``(architecture, mutation, outcome)`` in ``outcomes``.
 
-    With ``failures`` given, a failing case is recorded there (mutation, error) instead of stopping the run;
-    ``worst`` collects the slowest load's seconds and the highest peak memory as a multiple of the file's size.
+    ``kinds`` are the mutations to draw from (those of :data:`GRAPH_MUTATIONS` for graph files only). With
+    ``failures`` given, a failing case is recorded there (mutation, error) instead of stopping the run; ``worst``
+    collects the slowest load's seconds and the highest peak memory as a multiple of the file's size.
     """
+    graphs = {name for name, raw in files.items() if "nodes" in json.loads(_members(raw)["barenet.json"])["model"]}
+    donors = layer_donors(files)
+    names = sorted(files) if set(kinds) & set(MUTATIONS) else sorted(graphs)
+
     @settings(max_examples=max_examples, derandomize=derandomize, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(architecture=st.sampled_from(sorted(files)), kind=st.sampled_from(MUTATIONS), data=st.data())
-    def run(architecture: str, kind: str, data: st.DataObject) -> None:
+    @given(architecture=st.sampled_from(names), data=st.data())
+    def run(architecture: str, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from([k for k in kinds if k in MUTATIONS or architecture in graphs]))
         try:
-            mutated = mutate(files[architecture], kind, data)
+            mutated = mutate(files[architecture], kind, data, donors)
         except (ValueError, IndexError, UnicodeEncodeError):  # a name zipfile itself cannot write
             reject()
         path.write_bytes(mutated)
@@ -292,17 +558,24 @@ def fuzz(files: dict[str, bytes], path: Path, outcomes: Counter, *, max_examples
     return run
 
 
+#: Cases per mutation in the suite's sample (the long run draws mutations at random). A file of thousands of
+#: calls takes seconds to load with its memory traced, so the suite takes few of them; tests/test_io.py loads
+#: the largest files barenet accepts.
+EXAMPLES_PER_MUTATION = {**dict.fromkeys(MUTATIONS + GRAPH_MUTATIONS, 20), "graph_many_nodes": 6}
+
+
 def test_mutated_model_files_load_or_raise_barenet_errors_in_bounded_time_and_memory(tmp_path):
     files = real_files(tmp_path)
     assert all(check_load(tmp_path / f"{name}.barenet")[0] == "loaded" for name in files)
     outcomes: Counter = Counter()
-    fuzz(files, tmp_path / "mutated.barenet", outcomes, max_examples=600, derandomize=True)()
+    for kind in MUTATIONS + GRAPH_MUTATIONS:  # one derandomized sample per mutation: every one is reached
+        fuzz(files, tmp_path / "mutated.barenet", outcomes, max_examples=EXAMPLES_PER_MUTATION[kind],
+             derandomize=True, kinds=(kind,))()
     by_outcome = Counter()
     for (_, _, outcome), count in outcomes.items():
         by_outcome[outcome] += count
-    # The sample reaches both sides of the property and every mutation.
+    # The sample reaches both sides of the property.
     assert by_outcome["loaded"] > 0 and by_outcome["ModelFileError"] > 0
-    assert {kind for _, kind, _ in outcomes} == set(MUTATIONS)
 
 
 def test_zip_header_fields_of_the_fuzzer_are_where_the_format_puts_them(tmp_path):

@@ -16,7 +16,8 @@ import by name. Nothing the size of a weight is allocated before the whole file 
 
 1. the archive: every member's stored bytes lie inside the file, and all members together inflate
    to at most :data:`MAX_INFLATION` times the file's size (zip bombs are refused unread);
-2. ``barenet.json``, read with a cap, and its structure;
+2. ``barenet.json``, read with a cap, and its structure, with at most :data:`MAX_LAYERS` layers (a
+   Sequential's) or :data:`MAX_GRAPH_NODES` nodes (a graph's);
 3. the architecture, *dry-built* (:meth:`barenet.layers.Layer.dry_build`): layers are constructed from
    registered classes only and their parameter shapes computed without allocating them, every
    sample bounded by :data:`MIN_SAMPLE_BYTES` or the file's array bytes, whichever is larger, and the
