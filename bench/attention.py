@@ -33,26 +33,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, run_worker, thread_env
+from common import choose_frameworks, cpu_model, median_turn_ratio, run_worker, thread_env
 
 FRAMEWORKS = ("barenet", "barenet-threads", "torch")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``lscpu`` (platform's processor string where there is no lscpu)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def thread_pools() -> list[str]:

@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -30,6 +31,20 @@ def choose_frameworks(parser: argparse.ArgumentParser, spec: str, known: tuple[s
         print("PyTorch is not installed: skipping it")
         frameworks = [f for f in frameworks if f not in torch_rows]
     return frameworks
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``lscpu`` and the vector extensions it has of AVX2, AVX-512F and AMX
+    (platform's processor string where there is no lscpu)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    name = fields.get("Model name", platform.processor() or platform.machine()).strip()
+    flags = fields.get("Flags", "").split()
+    extensions = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
+    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
 
 
 def peak_rss_mb() -> float:

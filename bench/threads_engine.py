@@ -34,14 +34,13 @@ import argparse
 import contextlib
 import importlib.util
 import inspect
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import cpu_model
 from threadpoolctl import ThreadpoolController, threadpool_info
 
 import barenet as bn
@@ -50,17 +49,6 @@ from barenet import threads
 L = bn.layers
 BATCH = 128
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fashion_cnn.py"
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def describe_machine() -> None:

@@ -28,15 +28,13 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker, thread_env
+from common import choose_frameworks, cpu_model, median_turn_ratio, peak_rss_mb, run_worker, thread_env
 
 FRAMEWORKS = ("barenet", "torch", "torch-fused", "torch-compile")
 BATCH = 32
@@ -51,18 +49,6 @@ def example():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``lscpu``), its vector extensions and the BLAS libraries loaded."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-        flags = next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), [])
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name, flags = platform.processor() or "unknown CPU", []
-    extensions = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
 
 
 def blas_line() -> str:
