@@ -60,16 +60,21 @@ class Merge(Layer):
         return config
 
 
+def _sum(xs: list[np.ndarray]) -> np.ndarray:
+    """The element-wise sum of two or more arrays, in a new array."""
+    y = xs[0] + xs[1]
+    for x in xs[2:]:
+        y += x
+    return y
+
+
 @register
 class Add(Merge):
     r""":math:`y = \sum_i x_i`; each input's gradient is the output's."""
 
     def forward(self, xs, *, training=False, cache=None):
         self.check_input(xs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
-        return y
+        return _sum(xs)
 
     def backward(self, grad, cache):
         return [grad] * len(self.input_shape)
@@ -120,9 +125,7 @@ class Average(Merge):
 
     def forward(self, xs, *, training=False, cache=None):
         self.check_input(xs)
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
+        y = _sum(xs)
         y *= y.dtype.type(1 / len(xs))
         return y
 
