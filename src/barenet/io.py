@@ -542,9 +542,9 @@ class _GraphPlan:
                         raise ModelFileError(f"{path}: nested model {where} layer {i} takes {given} with one "
                                              f"output; called on {shape}")
                     layer_params = {f"{n}.{p}": s for n, (ps, _) in zip(layer.names, layer.shapes, strict=True)
-                                    for p, s in layer.flat(ps).items()}
+                                    for p, s in ps.items()}
                     layer_buffers = {f"{n}.{p}": s for n, (_, bs) in zip(layer.names, layer.shapes, strict=True)
-                                     for p, s in layer.flat(bs).items()}
+                                     for p, s in bs.items()}
                     out = layer.output_shapes[0]
                 else:
                     layer_params, layer_buffers, out = layer.dry_build(shape, dtype)
@@ -593,10 +593,6 @@ class _GraphPlan:
         if numbering != sorted(numbering):
             raise ModelFileError(f"{path}: {where} calls its layers in the order {numbering[:8]}; a saved graph "
                                  f"numbers its layers in the order the model calls them")
-
-    @staticmethod
-    def flat(shapes: dict[str, Any]) -> dict[str, Any]:
-        return shapes
 
     @staticmethod
     def _resolve(ref: Any, k: int, produced: list[Any], input_shapes: list[Any], path: Path, where: str) -> Any:

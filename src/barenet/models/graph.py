@@ -782,9 +782,6 @@ class Model(Sequential):
     def describe(self) -> str:
         return f"Model {self.name!r}" if self.name else "Model"
 
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__
-
 
 def _named_arrays(layer: Any) -> dict[str, np.ndarray]:
     if isinstance(layer, Model):
