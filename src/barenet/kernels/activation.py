@@ -9,6 +9,8 @@ float dtype.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import njit
@@ -50,3 +52,37 @@ _bias_relu_fast = njit(error_model="numpy")(_bias_relu)
 _relu_bias_backward_fast = njit(error_model="numpy")(_relu_bias_backward)
 bias_relu = _bias_relu_fast or bias_relu_reference
 relu_bias_backward = _relu_bias_backward_fast or relu_bias_backward_reference
+
+
+# --------------------------------------------------------------------------- exact GELU
+# GELU's exact form needs erfc, which NumPy lacks: barenet.functional builds it from several array passes
+# (a Chebyshev series and a continued fraction), the largest cost of a Transformer's step. Compiled, each
+# element calls the C library's erfc once, in float64 whatever the arrays' dtype. Shapes: ``z, grad, out :
+# (rows, columns)``, one float dtype (``out`` may be ``grad``).
+_SQRT2 = 1.4142135623730951
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def _gelu(z, out):
+    rows, cols = z.shape
+    for r in range(rows):
+        zr, outr = z[r], out[r]
+        for j in range(cols):
+            v = np.float64(zr[j])
+            outr[j] = v * 0.5 * math.erfc(-v / _SQRT2)
+
+
+def _gelu_backward(grad, z, out):
+    rows, cols = z.shape
+    for r in range(rows):
+        gr, zr, outr = grad[r], z[r], out[r]
+        for j in range(cols):
+            v = np.float64(zr[j])
+            outr[j] = gr[j] * (0.5 * math.erfc(-v / _SQRT2) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+
+
+#: ``gelu(z, out)``: :math:`\text{out} = z\,\Phi(z)`; ``gelu_backward(grad, z, out)``:
+#: :math:`\text{out} = g\,(\Phi(z) + z\,\varphi(z))`. ``None`` without numba (callers use
+#: :func:`barenet.functional.gelu` and :func:`barenet.functional.gelu_grad`).
+gelu = njit(error_model="numpy")(_gelu)
+gelu_backward = njit(error_model="numpy")(_gelu_backward)

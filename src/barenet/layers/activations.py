@@ -13,6 +13,7 @@ import numpy as np
 from .. import functional as F
 from .. import threads
 from ..errors import ConfigError
+from ..kernels import activation as kernels
 from .base import Cache, Layer, register
 
 
@@ -126,6 +127,11 @@ class ELU(Activation):
         return {**super().get_config(), "alpha": self.alpha}
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as ``(batch, values)``, a view of a contiguous array."""
+    return a.reshape(len(a), -1)
+
+
 @register
 class GELU(Activation):
     r"""Gaussian error linear unit :math:`z\,\Phi(z)` (see :func:`barenet.functional.gelu`).
@@ -152,10 +158,26 @@ class GELU(Activation):
         self.approximate = bool(approximate)
 
     def function(self, x):
+        if self._compiled(x):
+            y = np.empty(x.shape, dtype=x.dtype)
+            threads.by_rows(kernels.gelu, _rows(x), _rows(y))
+            return y
         return F.gelu(x, self.approximate)
 
     def backward(self, grad, cache):
-        return grad * F.gelu_grad(cache["x"], self.approximate)
+        x = cache["x"]
+        if self._compiled(x) and grad.dtype == x.dtype:
+            g = np.ascontiguousarray(grad)
+            dx = np.empty(x.shape, dtype=x.dtype)
+            threads.by_rows(kernels.gelu_backward, _rows(g), _rows(x), _rows(dx))
+            return dx
+        return grad * F.gelu_grad(x, self.approximate)
+
+    def _compiled(self, x: np.ndarray) -> bool:
+        """Whether the compiled exact kernels (:mod:`barenet.kernels.activation`) serve ``x``: the exact form,
+        numba installed, a contiguous float32/float64 array with a batch axis."""
+        return (not self.approximate and kernels.gelu is not None and x.ndim >= 1 and x.size > 0
+                and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous)
 
     def get_config(self):
         return {**super().get_config(), "approximate": self.approximate}
