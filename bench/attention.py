@@ -31,23 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
-from common import choose_frameworks, cpu_model, median_turn_ratio, run_worker, thread_env
+from common import choose_frameworks, machine_line, median_turn_ratio, run_worker, thread_env, thread_pools
 
 FRAMEWORKS = ("barenet", "barenet-threads", "torch")
-
-
-def thread_pools() -> list[str]:
-    """The thread pools loaded in this process (BLAS, OpenMP) as ``api library version: threads``."""
-    from threadpoolctl import threadpool_info
-
-    return [f"{p['user_api']} {p['internal_api']} {p.get('version')}: {p['num_threads']} threads"
-            for p in threadpool_info()]
 
 
 def inputs(batch: int, heads: int, t: int, s: int, d: int) -> tuple[np.ndarray, ...]:
@@ -142,8 +133,7 @@ def main() -> None:
     passed += ["--causal"] * args.causal + (["--threads", str(args.threads)] if args.threads else [])
     env = thread_env(args.threads)
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
-          f"NumPy {np.__version__}")
+    print(machine_line(args.threads))
     print(f"attention (batch {args.batch}, heads {args.heads}, T = S = {args.time}, depth {args.depth}) float32"
           f"{', causal' if args.causal else ''}; threads: {args.threads or 'default'}; {args.turns} turns of "
           f"{args.steps} steps")

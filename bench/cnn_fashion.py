@@ -46,7 +46,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, profile_step, run_worker
+from common import (
+    choose_frameworks,
+    machine_line,
+    median_turn_ratio,
+    peak_rss_mb,
+    print_pools,
+    profile_step,
+    run_worker,
+    thread_pools,
+)
 
 BATCH = 128
 LEARNING_RATE = 1e-3
@@ -165,7 +174,8 @@ def worker(framework: str, epochs: int, limit: int | None, seed: int) -> None:
     X, y, X_test, y_test = load_data(limit)
     seconds, cpu, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
     print(json.dumps({"framework": framework, "seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
-                      "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_rss_mb()}))
+                      "n_train": len(X), "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(),
+                      "pools": thread_pools()}))
 
 
 def run_child(framework: str, epochs: int, limit: int | None, seed: int, threads: int | None) -> dict:
@@ -253,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     table = summarize(runs)
     print_table(table, args.epochs, runs[frameworks[0]][0]["n_train"], args.repeats, args.threads)
+    print(machine_line(args.threads))
+    print_pools(runs)
     return 0
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from common import machine_line
 
 from barenet import kernels
 from barenet.kernels import normalization as norm
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conv", action="store_true", help="compare ways to compute the 3x3 convolutions instead")
     args = parser.parse_args(argv)
     if args.conv:
+        print(machine_line(1))
         compare_convolutions(args.rounds)
         return 0
     if not kernels.NUMBA_ENABLED:
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[form].append((time.perf_counter() - start) * 1e3)
         ratio = statistics.median(r / f for r, f in zip(times["reference"], times["fast"], strict=True))
         table[name] = (min(times["reference"]), min(times["fast"]), ratio)
+    print(machine_line(1))
     print(f"batch {BATCH}, float32, {args.rounds} rounds: fastest ms of each form, median of per-round ratios")
     print(f"{'kernel':<28} {'NumPy':>8} {'compiled':>9} {'speed-up':>9}")
     for name, (ref, fast, ratio) in table.items():

@@ -47,6 +47,43 @@ def cpu_model() -> str:
     return f"{name} ({', '.join(extensions) or 'no AVX2'})"
 
 
+def thread_pools() -> list[str]:
+    """The thread pools of this process, one line each: every BLAS and OpenMP library threadpoolctl finds
+    (library, version, the kernel it chose for this CPU, threads), barenet's own threads and PyTorch's
+    where they are loaded. Call it in the process that ran the benchmark, after it ran."""
+    from threadpoolctl import threadpool_info
+
+    lines = []
+    for pool in threadpool_info():
+        words = [pool["user_api"], pool["internal_api"], pool.get("version") or ""]
+        kernel = f" ({pool['architecture']} kernel)" if pool.get("architecture") else ""
+        lines.append(" ".join(w for w in words if w) + f"{kernel}: {pool['num_threads']} threads")
+    if "barenet" in sys.modules:
+        from barenet import threads
+
+        lines.append(f"barenet threads: {threads.get_num_threads()}")
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        lines.append(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+                     f"{torch.backends.cpu.get_cpu_capability()} kernels")
+    return lines
+
+
+def machine_line(threads: int | None = None) -> str:
+    """``CPU: <model> (<vector extensions>), <n> logical cores; Python, NumPy; threads: <cap or default>``."""
+    import numpy
+
+    return (f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}; threads: {threads or 'default'}")
+
+
+def print_pools(runs: dict[str, list[dict]]) -> None:
+    """Each framework's thread pools, as its first run reported them under ``"pools"``."""
+    for framework, results in runs.items():
+        if results and results[0].get("pools"):
+            print(f"  {framework}: {'; '.join(results[0]['pools'])}")
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (``ru_maxrss`` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -49,7 +49,17 @@ import time
 import warnings
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, profile_step, run_worker, thread_env
+from common import (
+    choose_frameworks,
+    machine_line,
+    median_turn_ratio,
+    peak_rss_mb,
+    print_pools,
+    profile_step,
+    run_worker,
+    thread_env,
+    thread_pools,
+)
 
 HIDDEN = (256, 128)
 N_CLASSES = 10
@@ -200,7 +210,7 @@ def worker(framework: str, epochs: int, seed: int, threads: int | None) -> None:
     X, y, X_test, y_test = load_data()
     seconds, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
     result = {"framework": framework, "seconds": seconds, "samples": epochs * len(X),
-              "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "n_inputs": X.shape[1]}
+              "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "n_inputs": X.shape[1], "pools": thread_pools()}
     if peak is not None:
         result["matmul_gflops"] = max(peak, matmul_gflops())
     print(json.dumps(result))
@@ -317,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = flops_per_sample(runs[frameworks[0]][0]["n_inputs"])
     fractions = peak_fractions(runs["barenet"], flops) if "barenet" in runs else None
     print_table(summarize(runs), fractions, flops, args.epochs, args.repeats, args.threads)
+    print(machine_line(args.threads))
+    print_pools(runs)
     return 0
 
 

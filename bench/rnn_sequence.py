@@ -43,7 +43,15 @@ import sys
 import time
 
 import numpy as np
-from common import choose_frameworks, median_turn_ratio, peak_rss_mb, run_worker
+from common import (
+    choose_frameworks,
+    machine_line,
+    median_turn_ratio,
+    peak_rss_mb,
+    print_pools,
+    run_worker,
+    thread_pools,
+)
 
 TIME, FEATURES, UNITS, N_CLASSES = 50, 16, 128, 5
 BATCH = 64
@@ -148,7 +156,7 @@ def worker(framework: str, cell: str, epochs: int, n_train: int, seed: int) -> N
                                      compiled=framework == "torch-compile")
     print(json.dumps({"framework": framework, "cell": cell, "epoch_ends": [wall for wall, _ in ends],
                       "epoch_cpu_ends": [cpu for _, cpu in ends], "n_train": n_train,
-                      "accuracy": accuracy, "peak_rss_mb": peak_rss_mb()}))
+                      "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "pools": thread_pools()}))
 
 
 def run_child(framework: str, cell: str, epochs: int, n_train: int, seed: int, threads: int | None) -> dict:
@@ -346,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{cpu_rate(result):>8,.0f} per CPU s  "
                       f"acc {result['accuracy']:.4f}  RSS {result['peak_rss_mb']:.0f} MB", flush=True)
         print_table(cell, summarize(runs), args.epochs, args.n_train, args.repeats, args.threads)
+        print(machine_line(args.threads))
+        print_pools(runs)
     return 0
 
 

@@ -34,7 +34,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import choose_frameworks, cpu_model, median_turn_ratio, peak_rss_mb, run_worker, thread_env
+from common import (
+    choose_frameworks,
+    machine_line,
+    median_turn_ratio,
+    peak_rss_mb,
+    print_pools,
+    run_worker,
+    thread_env,
+    thread_pools,
+)
 
 FRAMEWORKS = ("barenet", "torch", "torch-fused", "torch-compile")
 BATCH = 32
@@ -49,13 +58,6 @@ def example():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def blas_line() -> str:
-    from threadpoolctl import threadpool_info
-
-    return "; ".join(f"{i['internal_api']} {i.get('version') or ''} {i.get('architecture') or ''} "
-                     f"{i['num_threads']} threads" for i in threadpool_info())
 
 
 def batches(module, steps: int, context: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +176,7 @@ def worker(args) -> None:
         result = train_barenet(args, X, Y)
     else:
         result = train_torch(args, X, Y, fused=args.worker != "torch", compiled=args.worker == "torch-compile")
-    result.update(framework=args.worker, peak_rss_mb=peak_rss_mb(), blas=blas_line())
+    result.update(framework=args.worker, peak_rss_mb=peak_rss_mb(), pools=thread_pools())
     print(json.dumps(result))
 
 
@@ -207,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             ms = 1000 * result["seconds"] / args.steps
             print(f"[{repeat + 1}/{args.repeats}] {framework:<13} {ms:8.1f} ms/step  last loss "
                   f"{result['losses'][-1] / math.log(2):.3f} bits/char  RSS {result['peak_rss_mb']:.0f} MB", flush=True)
-    print(f"\nCPU: {cpu_model()}, {os.cpu_count()} logical cores")
-    print(f"BLAS (barenet's process): {runs[frameworks[0]][0]['blas']}")
+    print("\n" + machine_line(args.threads))
+    print_pools(runs)
     print(f"Transformer LM: {args.layers} layers, width {args.width}, {args.heads} heads, context {args.context}, "
           f"batch {BATCH}, {args.steps} steps, float32, median of {args.repeats} turn(s)")
     header = (f"{'framework':<14} {'ms/step':>8} {'peak RSS MB':>11} {'loss (last 5, bits/char)':>25} "

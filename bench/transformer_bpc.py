@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_model
+from common import machine_line, thread_pools
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "char_transformer.py"
 BATCH = 32
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("sizes and --steps must be >= 1, --dropout in [0, 1)")
     module = example()
     train, valid = module.read_text(module.TRAIN_FILES), module.read_text(module.VALIDATION_FILES)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores")
+    print(machine_line())
     print(f"network: {args.layers} layers, width {args.width}, {args.heads} heads, context {args.context}, "
           f"dropout {args.dropout}; {args.steps} steps of batch {BATCH}; {len(train):,} training and "
           f"{len(valid):,} validation characters")
@@ -183,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         r = results[framework]
         print(f"{framework:<8} validation {r['bpc']:.3f} bits/char after {args.steps} steps "
               f"({r['seconds']:.0f} s, {1000 * r['seconds'] / args.steps:.0f} ms/step)", flush=True)
+    print("thread pools: " + "; ".join(thread_pools()))
     if len(results) == 2:
         print(f"difference (barenet - torch): {results['barenet']['bpc'] - results['torch']['bpc']:+.3f} bits/char")
     return 0

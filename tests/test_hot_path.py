@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,9 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
     assert float(rows["sklearn"][5]) > 0  # barenet's throughput ratio to scikit-learn
     assert "of the float32 matmul peak" in done.stdout and "GFLOP/s of a 2048x2048 np.matmul" in done.stdout
     assert "1.01 MFLOP/sample of products computed" in done.stdout and "1 thread(s) of" in done.stdout
+    # the machine and each framework's thread pools: CPU model and vector extensions, BLAS, its kernel, threads
+    assert re.search(r"^CPU: .+ logical cores; Python [\d.]+, NumPy [\d.]+; threads: 1$", done.stdout, re.M)
+    assert re.search(r"^  barenet: blas \w+ .*: 1 threads; .*barenet threads: 1", done.stdout, re.M), done.stdout
 
 
 def test_bench_quotes_the_median_of_per_turn_ratios(bench):
