@@ -57,10 +57,26 @@ relu_bias_backward = _relu_bias_backward_fast or relu_bias_backward_reference
 # --------------------------------------------------------------------------- exact GELU
 # GELU's exact form needs erfc, which NumPy lacks: barenet.functional builds it from several array passes
 # (a Chebyshev series and a continued fraction), the largest cost of a Transformer's step. Compiled, each
-# element calls the C library's erfc once, in float64 whatever the arrays' dtype. Shapes: ``z, grad, out :
-# (rows, columns)``, one float dtype (``out`` may be ``grad``).
+# element costs one erfc: in float64 the C library's; in float32 a Chebyshev fit with one exponential
+# (Press et al., Numerical Recipes, 6.2: relative error below 1.2e-7 for every argument, under float32's
+# rounding), three to five times faster. Shapes: ``z, grad, out : (rows, columns)``, one float dtype.
 _SQRT2 = 1.4142135623730951
 _INV_SQRT_2PI = 0.3989422804014327
+_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
+             -0.82215223, 0.17087277)
+
+
+def _normal_cdf32(v):
+    r""":math:`\Phi(v) = \tfrac12 \operatorname{erfc}(-v/\sqrt2)` for float64 ``v`` to float32 accuracy, and
+    :math:`e^{-v^2/2}`."""
+    a = abs(v) / _SQRT2
+    t = 1.0 / (1.0 + 0.5 * a)
+    c = _ERFC_FIT
+    fit = c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * (c[6] + t * (c[7] + t * (
+        c[8] + t * c[9]))))))))
+    gauss = math.exp(-a * a)
+    tail = 0.5 * t * gauss * math.exp(fit)  # Phi(-|v|)
+    return (1.0 - tail if v > 0 else tail), gauss
 
 
 def _gelu(z, out):
@@ -81,8 +97,40 @@ def _gelu_backward(grad, z, out):
             outr[j] = gr[j] * (0.5 * math.erfc(-v / _SQRT2) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
 
 
-#: ``gelu(z, out)``: :math:`\text{out} = z\,\Phi(z)`; ``gelu_backward(grad, z, out)``:
-#: :math:`\text{out} = g\,(\Phi(z) + z\,\varphi(z))`. ``None`` without numba (callers use
-#: :func:`barenet.functional.gelu` and :func:`barenet.functional.gelu_grad`).
-gelu = njit(error_model="numpy")(_gelu)
-gelu_backward = njit(error_model="numpy")(_gelu_backward)
+def _gelu32(z, out):
+    rows, cols = z.shape
+    for r in range(rows):
+        zr, outr = z[r], out[r]
+        for j in range(cols):
+            v = np.float64(zr[j])
+            outr[j] = v * _cdf32(v)[0]
+
+
+def _gelu32_backward(grad, z, out):
+    rows, cols = z.shape
+    for r in range(rows):
+        gr, zr, outr = grad[r], z[r], out[r]
+        for j in range(cols):
+            v = np.float64(zr[j])
+            cdf, gauss = _cdf32(v)
+            outr[j] = gr[j] * (cdf + v * _INV_SQRT_2PI * gauss)
+
+
+_cdf32 = njit(inline="always")(_normal_cdf32)
+_gelu64_fast = njit(error_model="numpy")(_gelu)
+_gelu64_backward_fast = njit(error_model="numpy")(_gelu_backward)
+_gelu32_fast = njit(error_model="numpy")(_gelu32)
+_gelu32_backward_fast = njit(error_model="numpy")(_gelu32_backward)
+
+
+def gelu_kernels(dtype: np.dtype) -> tuple | None:
+    r"""``(gelu, gelu_backward)`` compiled for ``dtype`` (float32 or float64), or ``None`` without numba or for
+    another dtype (callers then use :func:`barenet.functional.gelu` and :func:`barenet.functional.gelu_grad`).
+
+    ``gelu(z, out)``: :math:`\text{out} = z\,\Phi(z)`; ``gelu_backward(grad, z, out)``:
+    :math:`\text{out} = g\,(\Phi(z) + z\,\varphi(z))`.
+    """
+    if _gelu64_fast is None:
+        return None
+    return {np.dtype(np.float32): (_gelu32_fast, _gelu32_backward_fast),
+            np.dtype(np.float64): (_gelu64_fast, _gelu64_backward_fast)}.get(np.dtype(dtype))

@@ -158,26 +158,29 @@ class GELU(Activation):
         self.approximate = bool(approximate)
 
     def function(self, x):
-        if self._compiled(x):
+        compiled = self._compiled(x)
+        if compiled:
             y = np.empty(x.shape, dtype=x.dtype)
-            threads.by_rows(kernels.gelu, _rows(x), _rows(y))
+            threads.by_rows(compiled[0], _rows(x), _rows(y))
             return y
         return F.gelu(x, self.approximate)
 
     def backward(self, grad, cache):
         x = cache["x"]
-        if self._compiled(x) and grad.dtype == x.dtype:
+        compiled = self._compiled(x)
+        if compiled and grad.dtype == x.dtype:
             g = np.ascontiguousarray(grad)
             dx = np.empty(x.shape, dtype=x.dtype)
-            threads.by_rows(kernels.gelu_backward, _rows(g), _rows(x), _rows(dx))
+            threads.by_rows(compiled[1], _rows(g), _rows(x), _rows(dx))
             return dx
         return grad * F.gelu_grad(x, self.approximate)
 
-    def _compiled(self, x: np.ndarray) -> bool:
-        """Whether the compiled exact kernels (:mod:`barenet.kernels.activation`) serve ``x``: the exact form,
-        numba installed, a contiguous float32/float64 array with a batch axis."""
-        return (not self.approximate and kernels.gelu is not None and x.ndim >= 1 and x.size > 0
-                and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous)
+    def _compiled(self, x: np.ndarray) -> tuple | None:
+        """The compiled exact kernels (:func:`barenet.kernels.activation.gelu_kernels`) that serve ``x``, if
+        any: the exact form, numba installed, a contiguous float32/float64 array with a batch axis."""
+        if self.approximate or x.ndim < 1 or x.size == 0 or not x.flags.c_contiguous:
+            return None
+        return kernels.gelu_kernels(x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "approximate": self.approximate}
