@@ -42,10 +42,10 @@ def _data(seed: int = 0):
 
 
 # ----------------------------------------------------------------- the two networks, written once for both
-def _classifier(lib, dtype=None):
+def _classifier(lib, dtype=None, t=T, s=S):
     """ids -> Embedding(mask_zero) -> self-attention -> Add -> LayerNormalization -> masked mean -> softmax."""
     kw = {} if dtype is None else {"dtype": dtype}
-    ids = (lib.Input((T,), dtype="int64", name="ids") if lib is bn else lib.Input((T,), dtype="int64"))
+    ids = lib.Input((t,), dtype="int64", name="ids")
     x = lib.layers.Embedding(VOCAB, D, mask_zero=True, name="embed")(ids)
     a = lib.layers.MultiHeadAttention(HEADS, D // HEADS, name="attend")(x, x)
     h = lib.layers.LayerNormalization(name="norm")(lib.layers.Add(name="residual")([x, a]))
@@ -54,10 +54,10 @@ def _classifier(lib, dtype=None):
     return lib.Model(ids, out, **kw)
 
 
-def _seq2seq(lib, dtype=None):
+def _seq2seq(lib, dtype=None, t=T, s=S):
     """Causal self-attention over the target, cross-attention to the source, a softmax per target step."""
     kw = {} if dtype is None else {"dtype": dtype}
-    src, tgt = lib.Input((S,), dtype="int64", name="src"), lib.Input((T,), dtype="int64", name="tgt")
+    src, tgt = lib.Input((s,), dtype="int64", name="src"), lib.Input((t,), dtype="int64", name="tgt")
     memory = lib.layers.Embedding(VOCAB, D, mask_zero=True, name="embed_src")(src)
     x = lib.layers.Embedding(VOCAB, D, mask_zero=True, name="embed_tgt")(tgt)
     x = lib.layers.MultiHeadAttention(HEADS, D // HEADS, name="self_attend")(x, x, use_causal_mask=True)
@@ -186,15 +186,9 @@ def test_evaluate_counts_real_steps_in_the_loss_and_the_metrics_as_keras(keras):
 
 
 # ----------------------------------------------------------------- what a mask means, without a reference
-def _trimmed(model, build, lengths):
-    """The model's twin for sequences of ``lengths`` (its weights do not depend on the length)."""
-    global T, S
-    saved = T, S
-    T, S = lengths
-    try:
-        twin = build(bn, dtype="float64")
-    finally:
-        T, S = saved
+def _trimmed(model, build, t, s):
+    """The model's twin for targets of ``t`` and sources of ``s`` steps (its weights do not depend on them)."""
+    twin = build(bn, dtype="float64", t=t, s=s)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -205,9 +199,9 @@ def test_each_sequence_gives_what_it_gives_alone_without_its_padding():
     pooled, steps = classifier.predict(tgt), seq2seq.predict([src, tgt])
     for b in range(B):
         n, m = int((tgt[b] != 0).sum()), int((src[b] != 0).sum())
-        alone = _trimmed(classifier, _classifier, (n, S)).predict(tgt[b:b + 1, :n])
+        alone = _trimmed(classifier, _classifier, n, S).predict(tgt[b:b + 1, :n])
         np.testing.assert_allclose(pooled[b:b + 1], alone, rtol=1e-12, atol=1e-15)
-        alone = _trimmed(seq2seq, _seq2seq, (n, m)).predict([src[b:b + 1, :m], tgt[b:b + 1, :n]])
+        alone = _trimmed(seq2seq, _seq2seq, n, m).predict([src[b:b + 1, :m], tgt[b:b + 1, :n]])
         np.testing.assert_allclose(steps[b:b + 1, :n], alone, rtol=1e-12, atol=1e-15)
 
 
@@ -287,6 +281,31 @@ def test_config_and_file_round_trip_keep_the_masks(tmp_path):
     assert "mask_zero" not in L.Embedding(VOCAB, D).get_config()  # files of unmasked models stay as they were
     with pytest.raises(ConfigError, match=r"^Embedding mask_zero must be True or False, got 1$"):
         L.Embedding(VOCAB, D, mask_zero=1)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["stack", "graph"])
+def test_a_file_whose_mask_reaches_a_layer_that_cannot_honour_it_is_refused(tmp_path, graph):
+    import json
+    import zipfile
+
+    if graph:
+        ids = bn.Input((T,), dtype="int64", name="ids")
+        model = bn.Model(ids, L.GRU(3, name="rnn")(L.Embedding(VOCAB, D, name="embed")(ids)))
+    else:
+        model = bn.Sequential([L.Embedding(VOCAB, D, input_length=T), L.GRU(3)])
+    bn.save(model, tmp_path / "plain.barenet")
+    with zipfile.ZipFile(tmp_path / "plain.barenet") as src, \
+            zipfile.ZipFile(tmp_path / "masked.barenet", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "barenet.json":
+                document = json.loads(data)
+                document["model"]["layers"][0]["config"]["mask_zero"] = True
+                data = json.dumps(document).encode()
+            dst.writestr(info, data)
+    with pytest.raises(bn.errors.ModelFileError, match=r"cannot honour the padding mask that Embedding\(9, 8, "
+                                                       r"mask_zero=True\)"):
+        bn.load(tmp_path / "masked.barenet")
 
 
 def test_a_layer_that_cannot_honour_a_mask_is_refused_by_name():
