@@ -1,12 +1,13 @@
 """Property test: any mutation of a real model file loads, or fails with barenet's own error, quickly and in
 bounded memory.
 
-Real files of nine architectures, five Sequential (Dense with table metadata, Conv+BatchNormalization, LSTM,
-GRU+Embedding, Bidirectional) and four graphs (a residual block, two inputs and two outputs with a loss each,
-a layer called twice, a model called as a layer), are mutated the ways a damaged or hostile file differs from
-a good one: byte flips, truncations, insertions, edits of ``barenet.json`` fields (the architecture, compile
-settings, random state and metadata), another file's layer (or a whole graph) in place of a layer, member
-replacement and renaming, and edits of the zip headers' fields. A graph's description also gets the edits of
+Real files of ten architectures, five Sequential (Dense with table metadata, Conv+BatchNormalization, LSTM,
+GRU+Embedding, Bidirectional) and five graphs (a residual block, two inputs and two outputs with a loss each,
+a layer called twice, a model called as a layer, attention over a padding mask), are mutated the ways a
+damaged or hostile file differs from a good one: byte flips, truncations, insertions, edits of
+``barenet.json`` fields (the architecture, compile settings, random state and metadata), another file's
+layer (or a whole graph) in place of a layer, member replacement and renaming, and edits of the zip headers'
+fields. A graph's description also gets the edits of
 :data:`GRAPH_MUTATIONS`: bad references, layer indices, names, fan-out, node counts, ``single`` flags and input
 shapes, in the graph itself or in a nested model's. ``bn.load`` must either return a model or raise a
 :class:`~barenet.errors.BarenetError`; every case is timed and its memory traced against :func:`memory_bound`.
@@ -65,8 +66,8 @@ def _table_metadata(features: int, classes: int) -> dict[str, Any]:
 
 def architectures() -> dict[str, tuple[bn.Sequential, Any, Any, dict[str, Any]]]:
     """Small models, the data to train them one step on, and how each is compiled: five Sequential
-    ones and four graphs (a residual block, two inputs and two outputs with their own losses, a layer
-    called twice, and a model called as a layer)."""
+    ones and five graphs (a residual block, two inputs and two outputs with their own losses, a layer
+    called twice, a model called as a layer, and attention over a padding mask)."""
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 12, (8, 5))
     sequences = rng.normal(size=(8, 5, 3))
@@ -115,6 +116,11 @@ def _graph_architectures(rng: np.random.Generator) -> dict[str, tuple[bn.Model, 
     a, b = bn.Input(shape=(3,), name="a"), bn.Input(shape=(3,), name="b")
     nested = bn.Model([a, b], L.Dense(1, activation="sigmoid", name="head")(L.Concatenate()([encoder(a), encoder(b)])),
                       seed=9)
+
+    ids = bn.Input(shape=(5,), dtype="int64", name="ids")
+    e = L.Embedding(12, 4, mask_zero=True, name="embed")(ids)
+    pooled = L.GlobalAveragePooling1D(name="pool")(L.MultiHeadAttention(2, 2, name="attend")(e, e))
+    masked = bn.Model(ids, L.Dense(2, name="out")(pooled), seed=10)
     return {
         "graph_residual": (residual, rng.normal(size=(8, 5)), np.arange(8) % 3,
                            {"loss": "categorical_crossentropy"}),
@@ -125,6 +131,7 @@ def _graph_architectures(rng: np.random.Generator) -> dict[str, tuple[bn.Model, 
         "graph_shared": (shared_model, rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), {"loss": "mse"}),
         "graph_nested": (nested, [rng.normal(size=(8, 3)), rng.normal(size=(8, 3))], np.arange(8) % 2,
                          {"loss": "binary_crossentropy"}),
+        "graph_masked": (masked, rng.integers(0, 12, (8, 5)), rng.normal(size=(8, 2)), {"loss": "mse"}),
     }
 
 

@@ -31,7 +31,7 @@ def test_class_weight_weighs_each_step_of_a_sequence_by_its_own_label():
     weights = validation.class_weights({0: 1.0, 1: 5.0, 2: 0.5}, y, model.task, model.dtype, 3)
     np.testing.assert_array_equal(weights, np.array([1.0, 5.0, 0.5])[labels])
 
-    value, _ = model.loss_and_gradients(model.check_inputs(X), y, weights, training=False, need_grad=False)
+    value, _, _ = model.loss_and_gradients(model.check_inputs(X), y, weights, training=False, need_grad=False)
     p = model.predict(X)
     per_step = -np.log(np.take_along_axis(p, labels[..., None], axis=-1))[..., 0]
     assert value == pytest.approx(np.mean(per_step * weights), rel=1e-12)

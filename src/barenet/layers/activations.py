@@ -38,6 +38,7 @@ class Activation(Layer, metaclass=_ByName):
     """
 
     kind: ClassVar[str] = ""
+    supports_masking = True  # element-wise: a padding mask passes on unchanged
 
     def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
         y = self.function(x)

@@ -62,6 +62,19 @@ A layer whose input is integer indices (:class:`~barenet.layers.Embedding`) sets
 as the first layer of a model it then receives ``int64`` arrays instead of inputs cast to the
 model's float dtype.
 
+Padding masks
+-------------
+A sequence batch ``(batch, time, ...)`` may carry a padding mask, a boolean ``(batch, time)`` array, True at
+real steps, as in Keras: :class:`~barenet.layers.Embedding` with ``mask_zero=True`` makes one from its ids
+(``ids != 0``), and a model hands it along the graph during the same call, never keeping it on a layer.
+:meth:`Layer.compute_mask` gives a layer's output mask from its input and input mask (``None``: no mask).
+A layer whose ``supports_masking`` is True and that keeps the time axis passes the mask on unchanged (Dense,
+the activations, Dropout, LayerNormalization); merges combine their inputs' masks; a layer whose ``forward``
+takes a ``mask`` keyword argument receives the mask to use it (MultiHeadAttention masks padded keys and
+queries, GlobalAveragePooling1D averages over the real steps). A model refuses, when it is made, a masked
+input to any other layer, naming it. The loss and metrics of an output that carries a mask count its real
+steps only (:mod:`barenet.models.masking`).
+
 ``build`` draws every random parameter through the layer's ``*_initializer`` attributes (callables
 ``init(shape, fan_in, fan_out, rng, dtype)``) and registers it with :meth:`Layer.add_param`. That lets
 :meth:`Layer.dry_build` learn the parameter shapes of an untrusted configuration without allocating
@@ -164,6 +177,9 @@ class Layer:
     has_training_mode: ClassVar[bool] = False
     #: Whether the layer takes integer indices (a first layer then gets ``int64`` inputs, never floats).
     takes_indices: ClassVar[bool] = False
+    #: Whether the layer can take an input that carries a padding mask (see the module docstring); the default
+    #: :meth:`compute_mask` then passes it on unchanged.
+    supports_masking: ClassVar[bool] = False
     #: Whether the layer's work is large and not one matrix product, so that a model holding it trains on
     #: barenet's threads with BLAS on one thread (:mod:`barenet.threads`).
     splits_batch: ClassVar[bool] = False
@@ -245,6 +261,21 @@ class Layer:
         if graph.is_symbolic(x):
             return graph.call_layer(self, x)
         return self.forward(x, training=training)
+
+    def compute_mask(self, x: Any, mask: Any = None) -> np.ndarray | None:
+        """The padding mask ``(batch, time)`` of this layer's output for input ``x`` whose mask is ``mask``
+        (a list of masks, ``None`` entries included, for a layer called on a list), or ``None`` for none.
+
+        The default passes a single input's mask on, for a layer that ``supports_masking``; a layer that makes
+        or combines masks (Embedding, the merges, MultiHeadAttention) or drops them (GlobalAveragePooling1D)
+        overrides it. It depends on the inputs' values only where the layer makes a mask from ids.
+        """
+        masks = mask if isinstance(mask, (list, tuple)) else [mask]
+        if all(m is None for m in masks):
+            return None
+        if not self.supports_masking or isinstance(mask, (list, tuple)):
+            raise ConfigError(f"{self.describe()} cannot take an input that carries a padding mask")
+        return mask
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments as JSON-serializable values."""

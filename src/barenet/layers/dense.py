@@ -42,6 +42,8 @@ class Dense(activations.Activated, Layer):
     :math:`\partial L/\partial x = g W^\top`.
     """
 
+    supports_masking = True  # acts on each step alone: a padding mask passes on unchanged
+
     def __init__(
         self,
         units: int,

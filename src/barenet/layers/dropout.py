@@ -25,6 +25,7 @@ class Dropout(Layer):
     """
 
     has_training_mode = True
+    supports_masking = True
 
     def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)

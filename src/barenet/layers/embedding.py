@@ -43,6 +43,11 @@ class Embedding(Layer):
         See :mod:`barenet.initializers` (default: uniform on :math:`\pm 0.05`).
     input_length : int, optional
         Sequence length, for the first layer of a model (sets ``input_shape=(input_length,)``).
+    mask_zero : bool
+        Whether id 0 is padding, as in Keras: the output then carries the padding mask ``ids != 0``
+        ``(batch, time)``, which the model hands to the layers after this one (attention ignores padded
+        keys, GlobalAveragePooling1D averages over the real steps, the loss counts only real steps;
+        see :mod:`barenet.models.masking`). The output itself is the same either way; id 0 still has a row.
 
     Shapes
     ------
@@ -67,6 +72,7 @@ class Embedding(Layer):
         *,
         embeddings_initializer: str | initializers.Initializer = "uniform",
         input_length: int | None = None,
+        mask_zero: bool = False,
         **kwargs: Any,
     ) -> None:
         if input_length is not None:
@@ -77,6 +83,9 @@ class Embedding(Layer):
                 raise ConfigError(f"Embedding {what} must be a positive integer, got {value!r}")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
+        if not isinstance(mask_zero, (bool, np.bool_)):
+            raise ConfigError(f"Embedding mask_zero must be True or False, got {mask_zero!r}")
+        self.mask_zero = bool(mask_zero)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
 
     def compute_output_shape(self, input_shape):
@@ -105,13 +114,20 @@ class Embedding(Layer):
         np.add.at(g, cache["idx"].reshape(-1), grad.reshape(-1, self.output_dim))
         return None
 
+    def compute_mask(self, x, mask=None):
+        """``x != 0`` ``(batch, time)``, True at real tokens, with ``mask_zero``; else ``None``."""
+        return np.asarray(x) != 0 if self.mask_zero else None
+
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
         }
+        if self.mask_zero:
+            config["mask_zero"] = True
+        return config
 
     def __repr__(self) -> str:
-        return f"Embedding({self.input_dim}, {self.output_dim})"
+        return f"Embedding({self.input_dim}, {self.output_dim}{', mask_zero=True' if self.mask_zero else ''})"

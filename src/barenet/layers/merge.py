@@ -2,7 +2,8 @@ r"""Merge layers: several tensors of one shape in, one out (residual sums, conca
 
 A merge layer is called on a list of tensors in the functional API (``Add()([x, y])``): its ``forward``
 takes a list of arrays, its ``backward`` returns a list of gradients, one per input, and ``input_shape``
-is the list of the inputs' sample shapes.
+is the list of the inputs' sample shapes. Padding masks combine as in Keras (:meth:`Merge.compute_mask`,
+:meth:`Concatenate.compute_mask`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ class Merge(Layer):
 
     #: Inputs the merge takes: ``None`` for two or more, else exactly this many.
     arity: ClassVar[int | None] = None
+    supports_masking = True
+
+    def compute_mask(self, xs, mask=None):
+        """As Keras's element-wise merges: the union of the inputs' padding masks (a step is real where it is
+        real in any input), or ``None`` unless every input carries one."""
+        if mask is None or any(m is None for m in mask):
+            return None
+        out = np.array(mask[0], dtype=bool)
+        for m in mask[1:]:
+            out |= m
+        return out
 
     def _shapes(self, input_shape: Any) -> list[tuple[int, ...]]:
         if not isinstance(input_shape, (list, tuple)) or not input_shape or \
@@ -194,6 +206,16 @@ class Concatenate(Merge):
         if not isinstance(xs, (list, tuple)) or [x.shape[1:] for x in xs] != list(self.input_shape):
             raise ShapeError(f"{self.describe()} expected inputs of shapes {[(None, *s) for s in self.input_shape]}"
                              f", got {[getattr(x, 'shape', None) for x in xs]}")
+
+    def compute_mask(self, xs, mask=None):
+        """As Keras's: an input without a padding mask counts as real everywhere; joined along the time axis (axis
+        1) the masks are joined too, along another axis a step is real where it is real in any input."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        full = [np.ones(x.shape[:2], dtype=bool) if m is None else m for x, m in zip(xs, mask, strict=True)]
+        if self._sample_axis(np.ndim(xs[0]) - 1) == 0:
+            return np.concatenate(full, axis=1)
+        return np.logical_or.reduce(full)
 
     def forward(self, xs, *, training=False, cache=None):
         self.check_input(xs)

@@ -42,6 +42,12 @@ class MultiHeadAttention(Layer):
     On arrays the same call runs the layer in inference mode; ``return_attention_scores=True`` then also
     returns the weights ``(batch, heads, T, S)``.
 
+    Padding masks (:mod:`barenet.models.masking`), as in Keras: when the query carries a mask ``(batch, T)``
+    and the value (or key) one ``(batch, S)``, query ``i`` attends to key ``j`` only where both are real steps,
+    combined by logical and with ``attention_mask`` and the causal mask. The output carries the query's mask.
+    A padded query attends to nothing: its weights are zeros and its output is ``output_bias`` (Keras gives
+    such rows other values, which no later masked layer or masked loss reads).
+
     Weights (Keras's layout): ``query_kernel : (d_q, heads, key_dim)``, ``key_kernel : (d_k, heads, key_dim)``,
     ``value_kernel : (d_v, heads, value_dim)``, ``output_kernel : (heads, value_dim, out)`` and their biases
     ``query_bias : (heads, key_dim)`` ... ``output_bias : (out,)``.
@@ -59,6 +65,7 @@ class MultiHeadAttention(Layer):
     """
 
     has_training_mode = True
+    supports_masking = True
     #: The attention's many small products (one per batch entry and head) run on barenet's threads, a slice of
     #: the batch each, with BLAS on one thread: BLAS's own threads spend longer handing them out than computing.
     splits_batch = True
@@ -172,10 +179,31 @@ class MultiHeadAttention(Layer):
             y += self.params[f"{name}_bias"].reshape(-1)
         return np.ascontiguousarray(y.reshape(x.shape[0], x.shape[1], heads, width).transpose(0, 2, 1, 3))
 
-    def forward(self, xs, *, training=False, cache=None, use_causal_mask=False):
+    def compute_mask(self, xs, mask=None):
+        """The query's padding mask (the output has the query's steps), or ``None``."""
+        return None if mask is None else mask[0]
+
+    @staticmethod
+    def _allowed(xs: list[np.ndarray], masks: list[np.ndarray | None] | None) -> np.ndarray | None:
+        """Where query ``i`` may attend to key ``j``, ``(batch, T, S)`` or a view that broadcasts to it (``None``:
+        everywhere): the ``attention_mask`` input and the query, value and key padding masks, and-ed."""
+        allowed = None if len(xs) < 4 else np.asarray(xs[3]) != 0
+        query_mask, value_mask, key_mask = (masks or [None] * 3)[:3]
+        parts = [None if query_mask is None else query_mask[:, :, None],
+                 None if value_mask is None else value_mask[:, None, :],
+                 None if key_mask is None or key_mask is value_mask else key_mask[:, None, :]]
+        for part in parts:
+            if part is not None:
+                allowed = part if allowed is None else allowed & part
+        return allowed
+
+    def forward(self, xs, *, training=False, cache=None, use_causal_mask=False, mask=None):
+        """``xs = [query, value, key(, attention_mask)]``; ``mask``: their padding masks, ``None`` entries
+        where there is none (a model hands them in)."""
         self.check_input(xs)
         query, value, key = xs[:3]
-        mask = None if len(xs) < 4 else (np.asarray(xs[3]) != 0)[:, None, :, :]
+        allowed = self._allowed(xs, mask)
+        mask = None if allowed is None else allowed[:, None, :, :]
         q, k, v = (self._project(x, name) for x, name in ((query, "query"), (key, "key"), (value, "value")))
         sub = None if cache is None else cache.child("attention")
         rate = self.dropout if training else 0.0

@@ -151,6 +151,8 @@ class LayerNormalization(Layer):
     :math:`\partial L/\partial \beta = \sum \partial L/\partial y` over the batch and the other axes.
     """
 
+    supports_masking = True  # passes a padding mask on unchanged, as Keras's (each step alone with axis=-1)
+
     def __init__(self, axis: int | list[int] | tuple[int, ...] = -1, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: str | initializers.Initializer = "zeros",
                  gamma_initializer: str | initializers.Initializer = "ones", **kwargs: Any) -> None:

@@ -184,22 +184,44 @@ class AveragePooling1D(Pooling1D):
 
 @register
 class GlobalAveragePooling1D(SequenceLayer):
-    r"""Mean over the steps: ``(batch, steps, features)`` -> ``(batch, features)``.
+    r"""Mean over the steps: ``(batch, steps, features)`` -> ``(batch, features)``; over the real steps only
+    when the input carries a padding mask (:mod:`barenet.models.masking`), as in Keras.
 
     Notes
     -----
-    :math:`y_{n,c} = \frac1T\sum_t x_{n,t,c}`, so :math:`\partial L/\partial x_{n,t,c} = g_{n,c}/T`.
+    :math:`y_{n,c} = \frac1T\sum_t x_{n,t,c}`, so :math:`\partial L/\partial x_{n,t,c} = g_{n,c}/T`. With a
+    mask :math:`m`, :math:`y_{n,c} = \sum_t m_{n,t} x_{n,t,c} / \sum_t m_{n,t}` and
+    :math:`\partial L/\partial x_{n,t,c} = m_{n,t}\, g_{n,c} / \sum_t m_{n,t}`. A sequence without a real step
+    pools to zeros (Keras divides 0 by 0 there).
     """
+
+    supports_masking = True
 
     def compute_output_shape(self, input_shape):
         return (self.sequence_shape(input_shape)[1],)
 
-    def forward(self, x, *, training=False, cache=None):
+    def compute_mask(self, x, mask=None):
+        return None  # the steps are gone
+
+    def forward(self, x, *, training=False, cache=None, mask=None):
         self.check_input(x)
-        return self.to_last(x).mean(axis=1, dtype=x.dtype)
+        if mask is None:
+            return self.to_last(x).mean(axis=1, dtype=x.dtype)
+        weights = self._step_weights(mask, x.dtype)
+        if cache is not None:
+            cache["weights"] = weights
+        return np.einsum("nt,ntc->nc", weights, self.to_last(x))
+
+    @staticmethod
+    def _step_weights(mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """``m / sum_t m`` per sequence ``(batch, steps)``; zeros for a sequence without a real step."""
+        m = np.asarray(mask, dtype=dtype)
+        return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
 
     def backward(self, grad, cache):
         steps, features = self.sequence_shape(self.input_shape)
+        if "weights" in cache:
+            return self.from_last(cache["weights"][:, :, None] * grad[:, None, :])
         g = grad * grad.dtype.type(1 / steps)
         return self.from_last(np.broadcast_to(g[:, None, :], (len(grad), steps, features)).copy())
 

@@ -64,6 +64,8 @@ class PositionEmbedding(Layer):
     weight decay and an L2 penalty apply to it as to :class:`~barenet.layers.Embedding`'s.
     """
 
+    supports_masking = True
+
     def __init__(self, sequence_length: int, initializer: str | initializers.Initializer = "glorot_uniform",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -130,6 +132,8 @@ class SinusoidalPositionEncoding(Layer):
     build, in float64 and then rounded to the layer's dtype.
     """
 
+    supports_masking = True
+
     def __init__(self, max_wavelength: float = 10000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(max_wavelength, bool) or not isinstance(max_wavelength, (int, float, np.number)) \
@@ -176,8 +180,8 @@ class TokenAndPositionEmbedding(Layer):
         first.
     mask_zero : bool
         Whether id 0 is padding. The output is the same either way; :meth:`compute_mask` then gives the
-        positions holding a real token, for the layers after it (a key padding mask for attention is
-        ``mask[:, None, None, :]``). barenet does not pass masks between layers by itself.
+        positions holding a real token, which a model hands to the layers after this one as
+        :class:`~barenet.layers.Embedding`'s (see :mod:`barenet.models.masking`).
 
     Shapes
     ------
@@ -238,7 +242,7 @@ class TokenAndPositionEmbedding(Layer):
         np.sum(grad.reshape(-1, time, self.embedding_dim), axis=0, out=positions[:time])
         return None
 
-    def compute_mask(self, x: np.ndarray) -> np.ndarray | None:
+    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
         """``x != 0`` (True at real tokens) with ``mask_zero``, else ``None``; shape of ``x``."""
         return np.asarray(x) != 0 if self.mask_zero else None
 

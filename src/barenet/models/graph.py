@@ -40,9 +40,9 @@ from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..layers.base import weights_of
 from ..rng import Seed, make_rng
-from . import training, validation
+from . import masking, training, validation
 from .keras_api import _readable_bytes
-from .sequential import Sequential
+from .sequential import Sequential, output_loss
 
 _counter = itertools.count()
 
@@ -53,12 +53,21 @@ class SymbolicTensor:
     ``shape`` is ``(None, *sample_shape)``, the batch axis unknown (Keras's convention).
     """
 
-    def __init__(self, sample_shape: tuple[int, ...], node: Node, *, integer: bool = False) -> None:
+    def __init__(self, sample_shape: tuple[int, ...], node: Node, *, integer: bool = False,
+                 mask_origin: Layer | None = None) -> None:
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.node = node
         #: Whether the values are integer ids (an ``Input(dtype="int64")``, or what an id-taking layer reads).
         self.integer = integer
+        #: The layer whose padding mask the values carry (an ``Embedding(mask_zero=True)``), or None
+        #: (:mod:`barenet.models.masking`).
+        self.mask_origin = mask_origin
         self.key = next(_counter)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the values carry a padding mask ``(batch, time)``."""
+        return self.mask_origin is not None
 
     @property
     def shape(self) -> tuple[int | None, ...]:
@@ -140,8 +149,10 @@ def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor],
             raise ShapeError(f"{layer.describe()} was declared with input shape {layer.input_shape}, called on "
                              f"a tensor of shape {(None, *shapes)}")
         out_shape = layer.compute_output_shape(shapes, **(options or {}))
+    origin = masking.output_mask_origin(layer, [t.sample_shape for t in tensors], [t.integer for t in tensors],
+                                        [t.mask_origin for t in tensors], single, tuple(out_shape))
     node = Node(layer, tensors, single=single, name=layer.name or _snake(type(layer).__name__), options=options)
-    node.output = SymbolicTensor(out_shape, node)
+    node.output = SymbolicTensor(out_shape, node, mask_origin=origin)
     return node.output
 
 
@@ -441,18 +452,29 @@ class Model(Sequential):
             raise ConfigError("a model with several outputs has one task per output")
         return super().task
 
-    def metric_logs(self, y_true: Any, y_pred: Any, prefix: str = "") -> dict[str, float]:
+    def metric_logs(self, y_true: Any, y_pred: Any, prefix: str = "", *, mask: Any = None) -> dict[str, float]:
         if len(self.outputs) == 1:
-            return super().metric_logs(y_true, y_pred, prefix)
+            return super().metric_logs(y_true, y_pred, prefix, mask=mask)
         logs: dict[str, float] = {}
-        for name, loss, metrics, t, p, out in zip(self.output_names, self.output_losses, self.output_metrics,
-                                                  y_true, y_pred, self.outputs, strict=True):
-            logs[f"{prefix}{name}_loss"] = float(loss(p, t))
+        masks = list(mask) if mask is not None else [None] * len(self.outputs)
+        for name, loss, metrics, t, p, out, m in zip(self.output_names, self.output_losses, self.output_metrics,
+                                                     y_true, y_pred, self.outputs, masks, strict=True):
+            logs[f"{prefix}{name}_loss"] = float(output_loss(loss, p, t, None, m, fused=False, need_grad=False)[0])
             task = _task(loss, out.sample_shape)
-            for m in metrics:
+            t, p = masking.real_steps(t, p, m)
+            for metric in metrics:
                 labels = p.argmax(axis=-1) if task == "multiclass" else p
-                logs[f"{prefix}{name}_{m}"] = metrics_mod.get(m)(t, labels, task, n_classes=out.sample_shape[-1])
+                logs[f"{prefix}{name}_{metric}"] = metrics_mod.get(metric)(t, labels, task,
+                                                                          n_classes=out.sample_shape[-1])
         return logs
+
+    def mask_buffer(self, n: int) -> Any:
+        """Arrays to collect ``n`` samples' output padding masks for the metrics (``None`` for an output without
+        a mask; a list for several outputs), or ``None`` when no output carries a mask."""
+        if not any(t.masked for t in self.outputs):
+            return None
+        buffers = [np.zeros((n, t.sample_shape[0]), dtype=bool) if t.masked else None for t in self.outputs]
+        return buffers[0] if len(buffers) == 1 else buffers
 
     def check_sample_weight(self, sample_weight: Any, n: int) -> Any:
         """One weight per sample for every output, or, for several outputs, a list or dict (by output name)
@@ -507,14 +529,26 @@ class Model(Sequential):
         ``cache`` (one child per node) :meth:`backward` can follow; without one each activation is freed
         once its last reader has run.
         """
+        return self._run(x, training=training, logits=logits, cache=cache)[0]
+
+    def _run(self, x: Any, *, training: bool, logits: Any, cache: Cache | None) -> tuple[Any, list[Any]]:
+        """:meth:`forward`'s outputs and the outputs' padding masks (one per output, ``None`` where there is
+        none); the masks of the call live in its local ``masks`` (:mod:`barenet.models.masking`)."""
         xs = [x] if len(self.inputs) == 1 and not isinstance(x, (list, Arrays)) else list(x)
         flags = [bool(logits)] * len(self.outputs) if isinstance(logits, (bool, np.bool_)) else list(logits)
         stop = {t.key for t, f in zip(self.outputs, flags, strict=True) if f}
         values = {t.key: a for t, a in zip(self.inputs, xs, strict=True)}
+        masks: dict[int, np.ndarray] = {}
         keep = {t.key for t in self.outputs}
         for k, node in enumerate(self.nodes):
             args = [values[t.key] for t in node.inputs]
             arg = args[0] if node.single else args
+            options, mask = node.options, None
+            if any(t.masked for t in node.inputs):
+                mask = [masks[t.key] if t.masked else None for t in node.inputs]
+                mask = mask[0] if node.single else mask
+                if masking.takes_mask(node.layer):
+                    options = {**options, "mask": mask}
             sub = None
             if cache is not None:
                 wants = cache.input_grad or any(t.node.layer is not None for t in node.inputs)
@@ -525,7 +559,9 @@ class Model(Sequential):
                     y = arg if isinstance(layer, Activation) else layer.forward_logits(arg, training=training,
                                                                                        cache=sub)
                 else:
-                    y = layer.forward(arg, training=training, cache=sub, **node.options)
+                    y = layer.forward(arg, training=training, cache=sub, **options)
+            if node.output.masked:
+                masks[node.output.key] = layer.compute_mask(arg, mask)
             values[node.output.key] = y
             if cache is None:
                 for t in node.inputs:
@@ -534,7 +570,7 @@ class Model(Sequential):
         if cache is not None:
             cache["logits"] = flags
         outs = [values[t.key] for t in self.outputs]
-        return outs[0] if self.single_output else outs
+        return outs[0] if self.single_output else outs, [masks.get(t.key) for t in self.outputs]
 
     def backward(self, grad: Any, cache: Cache) -> Any:
         """Backpropagate dLoss/dOutputs (one per output; dLoss/dLogits where the forward call stopped at the
@@ -588,32 +624,24 @@ class Model(Sequential):
         return dxs[0] if self.single_input else dxs
 
     def _loss_and_grad(self, x: Any, y: Any, w: np.ndarray | None, training: bool, need_grad: bool,
-                       input_grad: bool = False) -> tuple[float, Any, Any]:
+                       input_grad: bool = False) -> tuple[float, Any, Any, Any]:
         fused = self._fused_outputs()
         cache = Cache(input_grad=input_grad) if need_grad else None
-        outs = self.forward(x, training=training, logits=fused, cache=cache)
+        outs, masks = self._run(x, training=training, logits=fused, cache=cache)
         outs = [outs] if self.single_output else outs
         ys = [y] if len(self.outputs) == 1 else list(y)
         total, preds, grads = 0.0, [], []
         ws = list(w) if isinstance(w, Arrays) else [w] * len(outs)
-        for out, t, loss, lw, f, w in zip(outs, ys, self.output_losses, self.loss_weights, fused, ws, strict=True):
-            shape = out.shape
-            o, tt, ww = out, t, w
-            if w is not None and w.ndim == 2:
-                o, tt, ww = out.reshape(-1, *shape[2:]), t.reshape(-1, *t.shape[2:]), w.reshape(-1)
-            if f:
-                value, grad, y_pred = loss.fused(o, tt, ww)
-            else:
-                y_pred = o
-                value = loss(y_pred, tt, ww)
-                grad = loss.gradient(y_pred, tt, ww) if need_grad else None
+        for out, t, loss, lw, f, w, m in zip(outs, ys, self.output_losses, self.loss_weights, fused, ws, masks,
+                                             strict=True):
+            value, grad, y_pred = output_loss(loss, out, t, w, m, fused=f, need_grad=need_grad)
             total += lw * value
-            preds.append(y_pred.reshape(shape))
+            preds.append(y_pred)
             if need_grad:
-                grads.append(grad.reshape(shape) * grad.dtype.type(lw) if lw != 1 else grad.reshape(shape))
+                grads.append(grad * grad.dtype.type(lw) if lw != 1 else grad)
         grad_input = self.backward(grads[0] if self.single_output else grads, cache) if need_grad else None
         y_pred = preds[0] if len(preds) == 1 else Arrays(preds)
-        return total + self._penalty(need_grad), y_pred, grad_input
+        return total + self._penalty(need_grad), y_pred, grad_input, masks[0] if len(masks) == 1 else masks
 
     # ----------------------------------------------------------------- inference
     def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> Any:
@@ -651,7 +679,8 @@ class Model(Sequential):
         y = self.check_targets(y, len(X))
         w = self.check_sample_weight(sample_weight, len(X))
         with self._engine():
-            value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True, input_grad=True)
+            value, _, grad_input, _ = self._loss_and_grad(X, y, w, training=training, need_grad=True,
+                                                          input_grad=True)
         if grad_input is not None:
             parts = [grad_input] if self.single_input else grad_input
             parts = [None if spec.takes_indices else g for spec, g in zip(self.input_specs, parts, strict=True)]
@@ -773,6 +802,18 @@ class Model(Sequential):
     def move_parameters(self, place) -> None:
         for layer in self.layers:
             layer.move_parameters(place)
+
+    supports_masking = False
+
+    def compute_mask(self, x: Any, mask: Any = None) -> None:
+        """A model called as a layer of another takes and passes on no padding mask: a mask made inside it (an
+        ``Embedding(mask_zero=True)``) that reaches its output is refused."""
+        origin = next((t.mask_origin for t in self.outputs if t.masked), None)
+        if origin is not None:
+            raise ConfigError(f"{self.describe()} is called as a layer of another model, but its output carries the "
+                              f"padding mask of {origin.describe()}, which a nested model does not "
+                              f"pass on; build one model of all the layers")
+        return None
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if _shape_list(input_shape) != _shape_list(self.input_shape):

@@ -21,7 +21,7 @@ from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..layers.base import weights_of
 from ..rng import Seed, make_rng
-from . import training, validation
+from . import masking, training, validation
 from .callbacks import Callback, StepProgress
 from .history import History
 from .keras_api import KerasMethods
@@ -104,6 +104,10 @@ class Sequential(KerasMethods):
         elif layer.input_shape != self.output_shape:
             raise ShapeError(f"{layer.describe()} was built for input {layer.input_shape}, but the model "
                              f"outputs {self.output_shape}")
+        origins = getattr(self, "mask_origins", None) or [None] * len(self.layers)
+        origin = masking.output_mask_origin(layer, [self.output_shape], [False], [origins[-1]], True,
+                                            layer.output_shape)
+        self.mask_origins = [*origins, origin]
         self.layers.append(layer)
         self.output_shape = layer.output_shape
         self._pack_parameters()
@@ -152,12 +156,16 @@ class Sequential(KerasMethods):
                 )
         shape = tuple(int(d) for d in input_shape)
         self.input_shape = shape
-        for layer in self.layers:
+        origin, self.mask_origins = None, []
+        for i, layer in enumerate(self.layers):
             if not layer.built:
                 layer.build(shape, self.rng, self.dtype)
             elif layer.input_shape != shape:
                 raise ShapeError(f"{layer.describe()} was built for input {layer.input_shape}, but the layers "
                                  f"before it output {shape}")
+            origin = masking.output_mask_origin(layer, [shape], [i == 0 and layer.takes_indices], [origin], True,
+                                                layer.output_shape)
+            self.mask_origins.append(origin)
             shape = layer.output_shape
         self.output_shape = shape
         self._pack_parameters()
@@ -317,19 +325,31 @@ class Sequential(KerasMethods):
         As for a layer (:mod:`barenet.layers.base`), a ``cache`` receives what :meth:`backward` needs, one
         child cache per layer; without one nothing is kept.
         """
+        return self._run(x, training=training, logits=logits, cache=cache)[0]
+
+    def _run(self, x: np.ndarray, *, training: bool, logits: bool, cache: Cache | None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`forward`'s output and its padding mask ``(batch, time)`` (``None`` when it carries none), the
+        masks of the call passed from layer to layer in a local variable (:mod:`barenet.models.masking`)."""
         def sub(i: int) -> Cache | None:  # the first layer's input gradient only when the caller wants it
             return None if cache is None else cache.child(str(i), input_grad=cache.input_grad if i == 0 else True)
 
-        for i, layer in enumerate(self.layers[:-1]):
+        origins = getattr(self, "mask_origins", None) or [None] * len(self.layers)
+        mask = None
+        for i, layer in enumerate(self.layers):
+            options = {"mask": mask} if mask is not None and masking.takes_mask(layer) else {}
+            last = i == len(self.layers) - 1
+            if last and cache is not None:
+                cache["logits"] = logits
             with threads.layer(layer):  # split the batch, or leave a layer's products to BLAS's threads
-                x = layer.forward(x, training=training, cache=sub(i))
-        last, i = self.layers[-1], len(self.layers) - 1
-        if cache is not None:
-            cache["logits"] = logits
-        with threads.layer(last):
-            if not logits:
-                return last.forward(x, training=training, cache=sub(i))
-            return x if isinstance(last, Activation) else last.forward_logits(x, training=training, cache=sub(i))
+                if last and logits:
+                    y = x if isinstance(layer, Activation) else layer.forward_logits(x, training=training,
+                                                                                     cache=sub(i))
+                else:
+                    y = layer.forward(x, training=training, cache=sub(i), **options)
+            mask = layer.compute_mask(x, mask) if origins[i] is not None else None
+            x = y
+        return x, mask
 
     def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         """Backpropagate dLoss/dOutput (dLoss/dLogits when the forward call stopped at the logits) through the
@@ -347,29 +367,15 @@ class Sequential(KerasMethods):
         return grad
 
     def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, training: bool, need_grad: bool,
-                       input_grad: bool = False) -> tuple[float, np.ndarray, np.ndarray | None]:
+                       input_grad: bool = False) -> tuple[float, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Loss (with the L2 penalty), predictions and, when ``need_grad``, the gradients (in the layers) and,
-        with ``input_grad``, dLoss/dInput.
-
-        Per-step weights ``w : (batch, steps)`` (class weights of sequence labels) weigh each step of a
-        sequence output: the loss then sees every step as a sample of its own, which gives the same mean
-        (each loss averages over steps) with each step's own weight.
-        """
+        with ``input_grad``, dLoss/dInput; last the output's padding mask (or ``None``)."""
         fused = self._fusable()
         cache = Cache(input_grad=input_grad) if need_grad else None
-        out = self.forward(x, training=training, logits=fused, cache=cache)
-        shape = out.shape
-        if w is not None and w.ndim == 2:
-            out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *y.shape[2:]), w.reshape(-1)
-        if fused:
-            value, grad, y_pred = self.loss.fused(out, y, w)
-        else:
-            y_pred = out
-            value = self.loss(y_pred, y, w)
-            grad = self.loss.gradient(y_pred, y, w) if need_grad else None
-        y_pred = y_pred.reshape(shape)
-        grad_input = self.backward(grad.reshape(shape), cache) if need_grad else None
-        return value + self._penalty(need_grad), y_pred, grad_input
+        out, mask = self._run(x, training=training, logits=fused, cache=cache)
+        value, grad, y_pred = output_loss(self.loss, out, y, w, mask, fused=fused, need_grad=need_grad)
+        grad_input = self.backward(grad, cache) if need_grad else None
+        return value + self._penalty(need_grad), y_pred, grad_input, mask
 
     def _penalty(self, add_grads: bool) -> float:
         r"""L2 penalty :math:`\sum_{layers} \lambda \|W\|^2`; adds :math:`2\lambda W` to kernel gradients."""
@@ -424,11 +430,22 @@ class Sequential(KerasMethods):
         if self.loss is None or self.optimizer is None:
             raise NotFittedError(f"{what} needs a compiled model; call compile(loss=..., optimizer=...) first")
 
-    def metric_logs(self, y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "") -> dict[str, float]:
+    def metric_logs(self, y_true: np.ndarray, y_pred: np.ndarray, prefix: str = "", *,
+                    mask: np.ndarray | None = None) -> dict[str, float]:
         """The compiled metrics of ``y_pred`` (outputs, or predicted labels for a multi-class model) against
-        ``y_true``, keyed by name (with ``prefix``)."""
+        ``y_true``, keyed by name (with ``prefix``); with the output's padding ``mask`` ``(n, time)``, over the
+        real steps only, each a sample (as Keras's metrics take the mask)."""
         task, k = self.task, self.output_shape[-1]
+        y_true, y_pred = masking.real_steps(y_true, y_pred, mask)
         return {prefix + name: metrics_mod.get(name)(y_true, y_pred, task, n_classes=k) for name in self.metric_names}
+
+    def mask_buffer(self, n: int) -> np.ndarray | None:
+        """An array to collect ``n`` samples' output padding masks ``(n, time)`` for :meth:`metric_logs`, or
+        ``None`` when the output carries no mask."""
+        origins = getattr(self, "mask_origins", None)
+        if not origins or origins[-1] is None:
+            return None
+        return np.zeros((n, self.output_shape[0]), dtype=bool)
 
     def check_sample_weight(self, sample_weight: Any, n: int) -> np.ndarray | None:
         """``sample_weight`` checked for ``n`` samples (see :func:`barenet.models.validation.check_sample_weight`)."""
@@ -585,17 +602,18 @@ class Sequential(KerasMethods):
         w = self.check_sample_weight(sample_weight, len(X))
         takes_ids = self.layers[0].takes_indices
         with self._engine():
-            value, _, grad_input = self._loss_and_grad(X, y, w, training=training, need_grad=True,
-                                                       input_grad=not takes_ids)
+            value, _, grad_input, _ = self._loss_and_grad(X, y, w, training=training, need_grad=True,
+                                                          input_grad=not takes_ids)
         return Gradients(value, {k: g.copy() for k, g in self.gradients().items()}, grad_input)
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, training: bool,
-                           need_grad: bool = True) -> tuple[float, np.ndarray]:
-        """Loss (with the L2 penalty) and predictions of a checked batch; with ``need_grad`` the gradients
-        are left in the layers' ``grads`` (the training loop's step; :meth:`compute_gradients` is the public
-        form for unchecked data)."""
-        value, y_pred, _ = self._loss_and_grad(x, y, w, training=training, need_grad=need_grad)
-        return value, y_pred
+                           need_grad: bool = True) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """Loss (with the L2 penalty), predictions and the output's padding mask (``None`` when it carries
+        none; a list for several outputs) of a checked batch; with ``need_grad`` the gradients are left in the
+        layers' ``grads`` (the training loop's step; :meth:`compute_gradients` is the public form for
+        unchecked data)."""
+        value, y_pred, _, mask = self._loss_and_grad(x, y, w, training=training, need_grad=need_grad)
+        return value, y_pred, mask
 
     # ----------------------------------------------------------------- description
     def get_config(self) -> dict[str, Any]:
@@ -620,6 +638,30 @@ class Sequential(KerasMethods):
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name!r})"
+
+
+def output_loss(loss: losses_mod.Loss, out: np.ndarray, y: np.ndarray, w: np.ndarray | None, mask: np.ndarray | None,
+                *, fused: bool, need_grad: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
+    """``(loss value, dLoss/d out, predictions)`` of one model output ``out`` (its logits when ``fused``).
+
+    Per-step weights ``w : (batch, steps)`` (class weights of sequence labels) weigh each step of a sequence
+    output: the loss then sees every step as a sample of its own, which gives the same mean (each loss averages
+    over steps) with each step's own weight. A padding ``mask`` ``(batch, steps)`` on the output becomes such
+    weights (:func:`barenet.models.masking.step_weights`), so that only real steps count. The gradient is
+    ``None`` without ``need_grad`` (a fused loss computes it anyway).
+    """
+    shape = out.shape
+    if mask is not None:
+        w = masking.step_weights(mask, w, out.dtype)
+    if w is not None and w.ndim == 2:
+        out, y, w = out.reshape(-1, *shape[2:]), y.reshape(-1, *y.shape[2:]), w.reshape(-1)
+    if fused:
+        value, grad, y_pred = loss.fused(out, y, w)
+    else:
+        y_pred = out
+        value = loss(y_pred, y, w)
+        grad = loss.gradient(y_pred, y, w) if need_grad else None
+    return value, None if grad is None else grad.reshape(shape), y_pred.reshape(shape)
 
 
 def _check_layer(layer: Any) -> None:

@@ -153,6 +153,7 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
     n = len(X)
     order = model.rng.permutation(n) if shuffle else None
     preds, as_labels = model.prediction_buffer(n) if model.records_predictions else (None, False)
+    masks = model.mask_buffer(n) if preds is not None else None
     # Built once per epoch (the arrays are updated in place), not at every step.
     params, grads = model.parameters(), model.gradients()
     total, seen = 0.0, 0
@@ -162,11 +163,13 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
         # One engine block a step: a Dense layer before the first splitting layer computes on BLAS's own
         # threads, and BLAS is on one thread from that layer's split to the end of the step (barenet.threads).
         with model._engine():
-            value, y_pred = model.loss_and_gradients(X[idx], y[idx], None if w is None else w[idx], training=True)
+            value, y_pred, mask = model.loss_and_gradients(X[idx], y[idx], None if w is None else w[idx],
+                                                           training=True)
             if math.isfinite(value):
                 model.optimizer.step(params, grads)
         if preds is not None:
             preds[idx] = y_pred.argmax(axis=-1) if as_labels else y_pred
+            _record_masks(masks, idx, mask)
         total += value * len(y_pred)
         seen += len(y_pred)
         for cb in callbacks:
@@ -175,8 +178,20 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
             break
     logs = {"loss": total / seen}
     if preds is not None and seen == n and math.isfinite(logs["loss"]):
-        logs.update(model.metric_logs(y, preds))
+        logs.update(model.metric_logs(y, preds, mask=masks))
     return logs
+
+
+def _record_masks(buffer: Any, idx: Any, mask: Any) -> None:
+    """Store a batch's output padding masks at rows ``idx`` of ``buffer`` (see ``model.mask_buffer``)."""
+    if buffer is None:
+        return
+    if isinstance(buffer, list):
+        for part, m in zip(buffer, mask, strict=True):
+            if part is not None:
+                part[idx] = m
+    else:
+        buffer[idx] = mask
 
 
 def _diverged(model: Sequential, logs: dict[str, float], history: History) -> bool:
@@ -222,16 +237,18 @@ def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarr
     after each batch and given the results at the end."""
     total = 0.0
     preds, as_labels = model.prediction_buffer(len(X))
+    masks = model.mask_buffer(len(X))
     for start in range(0, len(X), batch_size):
         part = slice(start, start + batch_size)
         wb = None if w is None else w[part]
         with model._engine():
-            value, y_pred = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
+            value, y_pred, mask = model.loss_and_gradients(X[part], y[part], wb, training=False, need_grad=False)
         preds[part] = y_pred.argmax(axis=-1) if as_labels else y_pred
+        _record_masks(masks, part, mask)
         total += value * len(X[part])
         if progress is not None:
             progress.update(start // batch_size + 1)
-    logs = {"loss": total / len(X), **model.metric_logs(y, preds)}
+    logs = {"loss": total / len(X), **model.metric_logs(y, preds, mask=masks)}
     if progress is not None:
         progress.end(logs)
     return logs

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._output import write_file
 from ..errors import NotFittedError
+from ..models import masking
 from . import layers as _layers  # noqa: F401  (registers the converters)
 from . import recurrent as _recurrent  # noqa: F401
 from .graph import DEFAULT_OPSET, MIN_OPSET, Graph, OnnxExportError, require_onnx
@@ -145,6 +146,10 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
     opset = check_opset(opset)
     if not getattr(model, "built", False):
         raise NotFittedError("the model is not built; build or fit it before exporting it to ONNX")
+    using = masking.layers_using_masks(model)
+    if using:
+        raise OnnxExportError(f"{using[0].describe()} uses a padding mask (from a layer with mask_zero=True), which "
+                              f"the ONNX form does not carry; export a model made with mask_zero=False")
     g = Graph(model.dtype, opset)
     onnx = g.onnx
     if hasattr(model, "nodes"):
