@@ -292,9 +292,9 @@ def test_loading_a_file_with_a_huge_average_pool_builds_in_linear_time(tmp_path)
     model = bn.Sequential([AveragePooling2D(200, strides=1, input_shape=(400, 400, 1))])
     model.build()
     bn.save(model, tmp_path / "pool.barenet")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a busy machine does not stretch it
     loaded = bn.load(tmp_path / "pool.barenet")
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert loaded.layers[0]._scale.shape == (201, 201)
     assert loaded.layers[0]._scale[0, 0] == np.float32(1 / 40000)
 
