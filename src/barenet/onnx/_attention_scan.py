@@ -22,6 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._fold import attributes
+
 #: Operators that only move values (or scale them by a constant) inside an attention subgraph.
 MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout", "Gather",
                    "Split", "Slice", "Cast", "Mul", "Div"})
@@ -65,13 +67,14 @@ class _Graph:
     def is_move(self, node: Any) -> bool:
         """A move reads one computed tensor (its first input; either side of a ``Mul``) and constants."""
         data = self.data_inputs(node)
-        if node.op_type not in MOVES or len(data) != 1:
+        if node.op_type not in MOVES or len(data) != 1 or not node.input:
             return False
         return node.op_type == "Mul" or node.input[0] == data[0]
 
     def is_projection(self, node: Any) -> bool:
         """``MatMul``/``Gemm`` of a computed tensor by constant weights."""
-        return node.op_type in ("MatMul", "Gemm") and self.data_inputs(node) == [node.input[0]]
+        return node.op_type in ("MatMul", "Gemm") and len(node.input) >= 2 and bool(node.input[1]) \
+            and self.data_inputs(node) == [node.input[0]]
 
     def is_bias(self, node: Any) -> bool:
         return node.op_type == "Add" and len(self.data_inputs(node)) == 1
@@ -92,7 +95,10 @@ def find_regions(graph: Any, order: list[Any]) -> dict[int, Region]:
     for node in order:
         if node.op_type != "Softmax" or not g.data_inputs(node):
             continue
-        region = _region(g, node)
+        try:
+            region = _region(g, node)
+        except (IndexError, KeyError, ValueError, TypeError):  # malformed operators: left for the walk to refuse
+            region = None
         if region is None or any(k in found for k in region.nodes):
             continue
         for k in region.nodes:
@@ -134,7 +140,7 @@ def _back_through(g: _Graph, name: str, ops: frozenset[str], members: list[Any])
         if node is None or node.op_type not in ops or g.only_user(name) is None:
             return name
         data = g.data_inputs(node)
-        if len(data) != 1 or node.op_type == "Where" and node.input[0] in g.dep:
+        if len(data) != 1 or node.op_type == "Where" and (len(node.input) != 3 or node.input[0] in g.dep):
             return name
         members.append(node)
         name = data[0]
@@ -151,8 +157,8 @@ def _probabilities(g: _Graph, softmax: Any, members: list[Any]) -> Any | None:
         nan = next((u for u in users if u.op_type == "IsNaN"), None)
         if nan is not None and len(users) == 2:
             where = next((u for u in users if u.op_type == "Where"), None)
-            if where is None or g.only_user(nan.output[0]) is not where or list(where.input[::2]) != [
-                    nan.output[0], name]:
+            if where is None or len(where.input) != 3 or g.only_user(nan.output[0]) is not where \
+                    or list(where.input[::2]) != [nan.output[0], name]:
                 return None
             members += [nan, where]
             name = where.output[0]
@@ -221,7 +227,7 @@ def _take_source_moves(g: _Graph, sources: list[str], members: list[Any]) -> Non
         pending.append(g.data_inputs(node)[0])
 
 
-def unflatten_rows(graph: Any, order: list[Any], consts: dict[str, Any], skip: set[int]) -> list[Any]:
+def unflatten_rows(graph: Any, order: list[Any], consts: dict[str, Any], skip: set[int], opset: int) -> list[Any]:
     """``order`` with each ``Reshape(x, [rows, d])`` -> ``Gemm`` -> ``Reshape`` (how Hugging Face's GPT-2 writes
     its ``Conv1D`` projections: the batch folded into the rows) replaced by ``MatMul(x, B)`` (+ ``Add`` of ``C``)
     read by the same ``Reshape``\\s: a row-major reshape keeps the order of the values, so the product over
@@ -237,10 +243,12 @@ def unflatten_rows(graph: Any, order: list[Any], consts: dict[str, Any], skip: s
             continue
         flat = g.producer.get(gemm.input[0])
         users = g.consumers.get(gemm.output[0], [])
-        target = consts.get(flat.input[1]) if flat is not None and flat.op_type == "Reshape" else None
+        target = consts.get(flat.input[1]) if flat is not None and flat.op_type == "Reshape" \
+            and len(flat.input) == 2 else None
         b = consts.get(gemm.input[1])
-        attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
-        if target is None or b is None or getattr(b, "ndim", 0) != 2 or g.only_user(flat.output[0]) is not gemm \
+        attrs = attributes(gemm, opset)
+        if target is None or b is None or getattr(b, "ndim", 0) != 2 or len(gemm.input) > 3 \
+                or target.dtype.kind not in "iu" or b.dtype.kind != "f" or g.only_user(flat.output[0]) is not gemm \
                 or id(flat) in skip or target.shape != (2,) or attrs.get("transA", 0) \
                 or int(target[1]) != b.shape[1 if attrs.get("transB", 0) else 0] \
                 or not users or gemm.output[0] in g.outputs or any(u.op_type != "Reshape" for u in users):

@@ -53,7 +53,8 @@ FOLDABLE = frozenset({
     "Transpose", "Add", "Sub", "Mul", "Div", "ConstantOfShape", "Expand",
 })
 #: Those of the position ids, attention masks and scales Transformer exporters compute from constants.
-FOLDABLE = FOLDABLE | {"Equal", "Where", "Mod", "Sqrt", "GatherElements", "Range", "Not", "And", "ReduceMax"}
+FOLDABLE = FOLDABLE | {"Equal", "Where", "Mod", "Sqrt", "GatherElements", "Range", "Not", "And", "ReduceMax",
+                       "Trilu"}
 
 
 #: ONNX attribute types (AttributeProto.type) of every attribute the importer reads, by name; the names mean the
@@ -120,10 +121,11 @@ KNOWN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "Shape": ("start", "end"),
     **dict.fromkeys(("Equal", "Not", "And", "Range", "IsNaN"), ()),
     "Mod": ("fmod",),
+    "Trilu": ("upper",),
     "GatherElements": ("axis",),
     "Split": ("axis", "num_outputs", "split"),
 }
-ATTRIBUTE_TYPES.update({"fmod": 2, "num_outputs": 2, "split": 7})
+ATTRIBUTE_TYPES.update({"fmod": 2, "num_outputs": 2, "split": 7, "upper": 2})
 
 #: Known attributes the importer does not read, because no value of theirs changes what it imports.
 IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
@@ -451,6 +453,13 @@ class Folder:
         count = max(int(np.ceil((limit - start) / delta)), 0)
         self._size_ok((count,), node)
         return (start + delta * np.arange(count)).astype(start.dtype)
+
+    def _Trilu(self, node, inputs, attrs):
+        x = self._const(inputs[0], node)
+        k = int_list(inputs[1], "k", node) if len(inputs) > 1 and inputs[1] is not None else [0]
+        if x.ndim < 2 or has_batch(x) or len(k) != 1:
+            raise bad(f"{node_label(node)} takes a triangle of a {x.ndim}-d constant with k={k}")
+        return np.triu(x, k[0]) if attrs.get("upper", 1) else np.tril(x, k[0])
 
     def _ReduceMax(self, node, inputs, attrs):
         x = self._const(inputs[0], node)

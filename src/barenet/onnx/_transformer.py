@@ -25,7 +25,7 @@ from ._patterns import _constants
 TRANSFORMER_OPS = frozenset({"IsNaN", "Split"})
 #: (fewest, most) inputs of the operators added for Transformers.
 TRANSFORMER_ARITY = {"Split": (1, 2), "GatherElements": (2, 2), "Equal": (2, 2), "And": (2, 2), "Mod": (2, 2),
-                     "Range": (3, 3)}
+                     "Range": (3, 3), "Trilu": (1, 2)}
 _SYMBOLIC = (Sym, Scores, NanTest)
 
 
@@ -39,7 +39,7 @@ class TransformerImport:
         fold the batch into their rows unfolded (:func:`._attention_scan.unflatten_rows`)."""
         self.attention = find_regions(self.graph, order)
         consts = _constants(self.graph, order, self.opset, self.budget)
-        order = unflatten_rows(self.graph, order, consts, set(self.attention))
+        order = unflatten_rows(self.graph, order, consts, set(self.attention), self.opset)
         self.attention = find_regions(self.graph, order)
         self._attention_spaces: dict[tuple[int, int], Space] = {}  # (region, tensor) -> the input's space
         self._positions: dict[int, L.PositionEmbedding] = {}  # id of an Add made here -> its PositionEmbedding
