@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import barenet as bn
 from barenet.errors import ModelFileError
@@ -29,6 +31,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 nn = torch.nn
+import onnx_mutations as om  # noqa: E402
 
 BATCH, STEPS, VOCABULARY = 2, 8, 50
 EXPORTERS = {"dynamo": True, "torchscript": False}
@@ -325,3 +328,38 @@ def test_barenet_transformer_exports_and_imports_back(tmp_path, dtype, norm_firs
     kinds[k:k + 1] = ["Embedding", "PositionEmbedding"]
     assert sorted(type(layer).__name__ for layer in back.layers if layer.params) == sorted(kinds)
     assert np.max(np.abs(back.predict(ids) - want)) <= tolerance
+
+
+# ---------------------------------------------------------------------------------------- fuzzing
+def _barenet_transformer(dtype: str = "float32") -> bn.Model:
+    tokens = bn.Input((STEPS,), dtype="int64")
+    x = _transformer_block()(L.TokenAndPositionEmbedding(20, STEPS, 16)(tokens), 4, 16, 0.0)
+    return bn.Model(tokens, L.Dense(20, activation="softmax")(x), seed=0, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def transformer_seeds(tmp_path_factory):
+    """A TransformerEncoder from each exporter (the dynamo one causal) and barenet's own causal block."""
+    folder = tmp_path_factory.mktemp("transformer_seeds")
+    x = torch.randn(BATCH, STEPS, 16, generator=torch.Generator().manual_seed(8))
+    paths = [_export(_encoder(seed=9), x, folder / "encoder.onnx", dynamo=False),
+             _export(_encoder(seed=10, causal=True), x, folder / "causal.onnx", dynamo=True)]
+    bn.onnx.export_onnx(_barenet_transformer(), folder / "barenet.onnx")
+    paths.append(folder / "barenet.onnx")
+    for path in paths:  # the first import and prediction load and compile what the timed cases use
+        model = bn.import_onnx(path)
+        model.predict(np.zeros((BATCH, *model.input_shape), model.dtype))
+    return [om.Case(path.read_bytes()) for path in paths]
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_transformer_files_end_in_barenet_errors(transformer_seeds, tmp_path, data):
+    """Mutations of files with attention subgraphs (operators, attributes, shapes, bytes): barenet's errors or a
+    working model, in bounded time and memory."""
+    choices = om.Choices(lambda n: data.draw(st.integers(0, max(n - 1, 0))),
+                         lambda n: data.draw(st.binary(min_size=n, max_size=n)))
+    case, _ = om.mutate_case(transformer_seeds[choices.pick(len(transformer_seeds))], choices)
+    om.check_import(om.write_case(tmp_path / "case", case))

@@ -68,6 +68,10 @@ class TransformerImport:
                       "projections, the scores, their mask and softmax")
         outs = op(self, node, args, attrs, region.label)
         outs = outs if isinstance(outs, list) else [outs]
+        for out in outs:
+            if out is not None and math.prod(out.shape) > self.budget:
+                raise bad(f"{node_label(node)} would make a tensor of shape {tuple(out.shape)} inside {region.label}, "
+                          f"more than the {self.budget} elements allowed for a file of this size")
         if node.output[0] != region.end:
             return outs
         end = outs[0]
@@ -82,10 +86,15 @@ class TransformerImport:
             if any(a is not None and a < 0 for a in x.axes):
                 raise bad(f"{node_label(node)} reads a bidirectional recurrent output inside {region.label}")
             key = (id(region), id(x.tensor))
+            if math.prod(x.shape) * batch > self.budget:
+                raise bad(f"{node_label(node)} reads samples of shape {x.shape} into {region.label}, more than the "
+                          f"{self.budget} elements allowed for a file of this size")
             if key not in self._attention_spaces:
                 self._attention_spaces[key] = Space((batch, *x.shape), tensor=x.tensor)
             return source_sym(self._attention_spaces[key], x.axes)
         if isinstance(x, Filled):
+            if math.prod(batch if d is BATCH else d for d in x.shape) > self.budget:
+                raise bad(f"{node_label(node)} reads a constant of shape {x.shape} larger than the file allows")
             return np.full(tuple(batch if d is BATCH else d for d in x.shape), x.value)
         if isinstance(x, np.ndarray) and has_batch(x):
             return np.array([batch if v is BATCH else v for v in x.reshape(-1)], dtype=np.int64).reshape(x.shape)
