@@ -352,7 +352,7 @@ def transformer_seeds(tmp_path_factory):
     return [om.Case(path.read_bytes()) for path in paths]
 
 
-@settings(max_examples=150, derandomize=True, deadline=None,
+@settings(max_examples=100, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())

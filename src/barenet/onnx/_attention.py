@@ -83,6 +83,10 @@ class NanTest:
 
     probs: Scores
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.probs.shape
+
 
 @dataclass
 class AttentionSpec:
