@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import layers as L
+from ..errors import BarenetError
 from ._attention import BLOCKED, NanTest, Scores, Space, Sym, add_bias, project, read_attention, source_sym
 from ._attention_scan import Region, find_regions, unflatten_rows
 from ._checks import TENSOR_TYPES, bad, node_label
@@ -109,7 +110,7 @@ class TransformerImport:
         xs = [self._data(space.shape[1:], tuple(range(len(space.shape))), space.tensor) for space in spec.sources]
         try:
             shape = layer.compute_output_shape([x.shape for x in xs])
-        except Exception as exc:  # noqa: BLE001 - a layer's own complaint about the sizes found
+        except BarenetError as exc:  # the layer's own complaint about the sizes found
             raise bad(f"cannot import {region.label} as {layer.describe()}: {exc}") from None
         tensor = self._call(layer, xs, False, spec.arrays)
         if spec.causal:
