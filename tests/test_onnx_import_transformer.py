@@ -363,3 +363,31 @@ def test_mutated_transformer_files_end_in_barenet_errors(transformer_seeds, tmp_
                          lambda n: data.draw(st.binary(min_size=n, max_size=n)))
     case, _ = om.mutate_case(transformer_seeds[choices.pick(len(transformer_seeds))], choices)
     om.check_import(om.write_case(tmp_path / "case", case))
+
+
+# ---------------------------------------------------------------------------------------- constant folding
+FOLDS = {
+    "Range": ([np.array(2), np.array(11), np.array(3)], {}, np.array([2, 5, 8])),
+    "Equal": ([np.array([1, -1]), np.array([1, 1])], {}, np.array([True, False])),
+    "Not": ([np.array([True, False])], {}, np.array([False, True])),
+    "And": ([np.array([True, True]), np.array([True, False])], {}, np.array([True, False])),
+    "Mod": ([np.array([-7, 7]), np.array([3, 3])], {}, np.array([2, 1])),  # integer Mod: the divisor's sign
+    "Where": ([np.array([True, False]), np.array([1.0, 2.0]), np.array([3.0, 4.0])], {}, np.array([1.0, 4.0])),
+    "GatherElements": ([np.array([[1, 2], [3, 4]]), np.array([[1, 0], [0, 0]])], {"axis": 1},
+                       np.array([[2, 1], [3, 3]])),
+    "Trilu": ([np.ones((2, 3)), np.array(1)], {"upper": 0}, np.tril(np.ones((2, 3)), 1)),
+    "ReduceMax": ([np.array([[1.0, 5.0], [3.0, 2.0]]), np.array([-1])], {"keepdims": 0}, np.array([5.0, 3.0])),
+    "Sqrt": ([np.array([4.0, 9.0])], {}, np.array([2.0, 3.0])),
+}
+
+
+@pytest.mark.parametrize("op", sorted(FOLDS))
+def test_mask_and_position_operators_fold_on_constants(op):
+    from onnx import helper
+
+    from barenet.onnx._fold import Folder, attributes
+
+    inputs, attrs, want = FOLDS[op]
+    node = helper.make_node(op, [f"i{k}" for k in range(len(inputs))], ["y"], **attrs)
+    (got,) = Folder(1 << 20, 18).fold(node, inputs, attributes(node, 18))
+    np.testing.assert_array_equal(got, want)
