@@ -43,6 +43,7 @@ from barenet.layers import (
     Cache,
     Conv1D,
     Conv2D,
+    Cropping1D,
     Dense,
     DepthwiseConv2D,
     Dropout,
@@ -221,6 +222,8 @@ CASES = [
     Case("zeropadding", ZeroPadding2D, (3, 2, 2)),
     Case("zeropadding-asymmetric", lambda: ZeroPadding2D(((0, 2), (1, 0))), (3, 4, 2)),
     Case("zeropadding-channels-first", lambda: ZeroPadding2D((2, 0), data_format="channels_first"), (2, 3, 3)),
+    Case("cropping1d", Cropping1D, (5, 3)),
+    Case("cropping1d-first-step", lambda: Cropping1D((0, 4)), (5, 2)),
 ]
 
 

@@ -171,6 +171,8 @@ CASES = [
     ("zeropadding", "ZeroPadding2D", lambda: [L.ZeroPadding2D(1, **_img()), L.Conv2D(2, 3)], IMG),
     ("zeropadding-asymmetric", "ZeroPadding2D", lambda: [L.ZeroPadding2D(((0, 2), (3, 1)), **_img())], IMG),
     ("zeropadding-first", "ZeroPadding2D", lambda: [L.ZeroPadding2D((2, 1), **_first())], (IMG[2], IMG[0], IMG[1])),
+    ("cropping1d", "Cropping1D", lambda: [L.Cropping1D((1, 2), input_shape=SEQ), L.Dense(2)], SEQ),
+    ("cropping1d-first-step", "Cropping1D", lambda: [L.Cropping1D((0, SEQ[0] - 1), input_shape=SEQ)], SEQ),
 ]
 
 

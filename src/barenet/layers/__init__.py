@@ -22,6 +22,7 @@ from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
 from .conv1d import Conv1D
+from .cropping import Cropping1D
 from .dense import Dense
 from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .dropout import Dropout
@@ -50,4 +51,5 @@ __all__ = [
     "UpSampling2D", "ZeroPadding2D",
     "Conv1D",
     "DepthwiseConv2D", "SeparableConv2D",
+    "Cropping1D",
 ]

@@ -52,6 +52,9 @@ FOLDABLE = frozenset({
     "Constant", "Identity", "Cast", "Shape", "Gather", "Concat", "Slice", "Squeeze", "Unsqueeze", "Reshape",
     "Transpose", "Add", "Sub", "Mul", "Div", "ConstantOfShape", "Expand",
 })
+#: Those of the position ids, attention masks and scales Transformer exporters compute from constants.
+FOLDABLE = FOLDABLE | {"Equal", "Where", "Mod", "Sqrt", "GatherElements", "Range", "Not", "And", "ReduceMax",
+                       "Trilu"}
 
 
 #: ONNX attribute types (AttributeProto.type) of every attribute the importer reads, by name; the names mean the
@@ -116,7 +119,13 @@ KNOWN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "ConstantOfShape": ("value",),
     "Cast": ("to", "saturate", "round_mode"),
     "Shape": ("start", "end"),
+    **dict.fromkeys(("Equal", "Not", "And", "Range", "IsNaN"), ()),
+    "Mod": ("fmod",),
+    "Trilu": ("upper",),
+    "GatherElements": ("axis",),
+    "Split": ("axis", "num_outputs", "split"),
 }
+ATTRIBUTE_TYPES.update({"fmod": 2, "num_outputs": 2, "split": 7, "upper": 2})
 
 #: Known attributes the importer does not read, because no value of theirs changes what it imports.
 IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
@@ -135,7 +144,8 @@ IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
 #: ``(operator, attribute) -> opset`` from which the attribute is an input instead (it is refused from then on).
 BECAME_INPUTS = {("Squeeze", "axes"): 13, ("Unsqueeze", "axes"): 13, ("ReduceMean", "axes"): 18,
                  ("ReduceMax", "axes"): 18,
-                 ("Slice", "starts"): 10, ("Slice", "ends"): 10, ("Slice", "axes"): 10, ("Dropout", "ratio"): 12}
+                 ("Slice", "starts"): 10, ("Slice", "ends"): 10, ("Slice", "axes"): 10, ("Dropout", "ratio"): 12,
+                 ("Split", "split"): 13}
 
 
 def known_attributes(op: str, opset: int) -> list[str]:
@@ -390,6 +400,74 @@ class Folder:
             return Filled(value, tuple(d if d is BATCH else int(d) for d in dims))
         self._size_ok(tuple(int(d) for d in dims), node)
         return np.full(tuple(int(d) for d in dims), value, dtype=value.dtype)
+
+    # ----------------------------------------------------------------- masks, position ids and scales
+    def _Equal(self, node, inputs, attrs):
+        return self._binary(node, inputs, np.equal)
+
+    def _And(self, node, inputs, attrs):
+        return self._binary(node, inputs, np.logical_and)
+
+    def _Not(self, node, inputs, attrs):
+        return np.logical_not(self._const(inputs[0], node))
+
+    def _Mod(self, node, inputs, attrs):
+        def mod(a, b):
+            if a.dtype.kind in "iu" and np.any(b == 0):
+                raise bad(f"{node_label(node)} takes an integer modulo zero")
+            # fmod=1 (or floats, where ONNX requires it) keeps the dividend's sign, as C's fmod
+            return np.fmod(a, b) if attrs.get("fmod", 0) or a.dtype.kind == "f" else np.mod(a, b)
+        return self._binary(node, inputs, mod)
+
+    def _Sqrt(self, node, inputs, attrs):
+        x = self._const(inputs[0], node)
+        if x.dtype.kind != "f" or has_batch(x):
+            raise bad(f"{node_label(node)} takes the square root of a non-float constant")
+        return np.sqrt(x)
+
+    def _Where(self, node, inputs, attrs):
+        cond, a, b = (self._const(x, node) for x in inputs)
+        if has_batch(a) or has_batch(b) or cond.dtype != np.bool_:
+            raise bad(f"{node_label(node)} selects with a non-boolean condition or between batch-sized values")
+        self._size_ok(np.broadcast_shapes(cond.shape, a.shape, b.shape), node)
+        if a.dtype != b.dtype:
+            raise bad(f"{node_label(node)} mixes dtypes {a.dtype} and {b.dtype}")
+        return np.where(cond, a, b)
+
+    def _GatherElements(self, node, inputs, attrs):
+        data, idx = self._const(inputs[0], node), self._const(inputs[1], node)
+        axis = attrs.get("axis", 0)
+        if idx.dtype.kind not in "iu" or data.ndim != idx.ndim or not -data.ndim <= axis < data.ndim:
+            raise bad(f"{node_label(node)} gathers {idx.dtype} indices of rank {idx.ndim} along axis {axis} of a "
+                      f"{data.ndim}-d tensor")
+        n = data.shape[axis]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise bad(f"{node_label(node)} gathers an index outside an axis of length {n}")
+        return np.take_along_axis(data, np.where(idx < 0, idx + n, idx), axis=axis)
+
+    def _Range(self, node, inputs, attrs):
+        start, limit, delta = (self._const(x, node) for x in inputs)
+        if any(v.size != 1 or has_batch(v) for v in (start, limit, delta)) or float(delta.reshape(-1)[0]) == 0:
+            raise bad(f"{node_label(node)} needs scalar start, limit and a non-zero delta")
+        start, limit, delta = (v.reshape(()) for v in (start, limit, delta))
+        count = max(int(np.ceil((limit - start) / delta)), 0)
+        self._size_ok((count,), node)
+        return (start + delta * np.arange(count)).astype(start.dtype)
+
+    def _Trilu(self, node, inputs, attrs):
+        x = self._const(inputs[0], node)
+        k = int_list(inputs[1], "k", node) if len(inputs) > 1 and inputs[1] is not None else [0]
+        if x.ndim < 2 or has_batch(x) or len(k) != 1:
+            raise bad(f"{node_label(node)} takes a triangle of a {x.ndim}-d constant with k={k}")
+        return np.triu(x, k[0]) if attrs.get("upper", 1) else np.tril(x, k[0])
+
+    def _ReduceMax(self, node, inputs, attrs):
+        x = self._const(inputs[0], node)
+        axes = int_list(inputs[1], "axes", node) if self.opset >= 18 and len(inputs) > 1 and inputs[1] is not None \
+            else attrs.get("axes")
+        if has_batch(x) or x.size == 0 or axes is None:
+            raise bad(f"{node_label(node)} takes the maximum of an empty or batch-sized constant, or over no axes")
+        return np.max(x, axis=tuple(axes), keepdims=bool(attrs.get("keepdims", 1)))
 
     @staticmethod
     def _const(x: Any, node: Any) -> np.ndarray:

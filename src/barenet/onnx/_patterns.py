@@ -214,13 +214,13 @@ def _reduce_axes(node: Any, consts: dict[str, np.ndarray], opset: int) -> list[i
 def _layer_norm(x, order, consumers, consts, outputs, opset):
     """``(members, "LayerNormalization", inputs, y, attrs)`` for the decomposed layer norm from ``x``, or ``None``."""
     users = [order[k] for k in consumers[x]]
-    if len(users) != 2 or x in outputs:
-        return None
+    # x may have other readers too (a pre-norm block's residual branch): the mean and the Sub are found by
+    # what they read
     mean_node = next((n for n in users if n.op_type == "ReduceMean"), None)
-    sub = next((n for n in users if n.op_type == "Sub"), None)
+    sub = None if mean_node is None else next(
+        (n for n in users if n.op_type == "Sub" and list(n.input) == [x, mean_node.output[0]]), None)
     axes = _reduce_axes(mean_node, consts, opset) if mean_node is not None else None
-    if sub is None or not axes or list(sub.input) != [x, mean_node.output[0]] \
-            or _only(consumers, outputs, mean_node.output[0], order) is not sub:
+    if sub is None or not axes or _only(consumers, outputs, mean_node.output[0], order) is not sub:
         return None
     if sorted(axes) != list(range(-len(axes), 0)):
         return None  # not the trailing axes counted from the end

@@ -80,6 +80,7 @@ from ._checks import (
 )
 from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_arguments, slice_index
 from ._patterns import ELEMENTWISE, fuse
+from ._transformer import TRANSFORMER_ARITY, TRANSFORMER_OPS, TransformerImport
 
 #: Operators that map to layers or move data-path axes (besides the foldable ones).
 LAYER_OPS = frozenset({
@@ -94,7 +95,7 @@ LAYER_OPS = LAYER_OPS | {"Swish", "Mish", "HardSwish", "HardSigmoid", "Softplus"
                          "GlobalMaxPool", "ReduceMax", "Resize", "Pad"}
 #: Operators read only inside the subgraphs :mod:`._patterns` recognizes as one operator (refused anywhere else).
 PATTERN_OPS = ELEMENTWISE | {"ReduceMean", "Pow", "Sqrt"}
-SUPPORTED_OPS = LAYER_OPS | FOLDABLE | PATTERN_OPS
+SUPPORTED_OPS = LAYER_OPS | FOLDABLE | PATTERN_OPS | TRANSFORMER_OPS
 #: (fewest, most) inputs of each operator; the fewest must all be given.
 ARITY = {
     "Constant": (0, 0), "Concat": (1, 1 << 16), "Gather": (2, 2), "Reshape": (2, 2), "Expand": (2, 2),
@@ -103,7 +104,7 @@ ARITY = {
     "BatchNormalization": (5, 5), "RNN": (3, 6), "GRU": (3, 6), "LSTM": (3, 8),
     "Clip": (1, 3), "LayerNormalization": (1, 3), "ReduceMax": (1, 2), "Resize": (1, 4), "Pad": (1, 4),
     "Pow": (2, 2), "Less": (2, 2), "Greater": (2, 2), "Where": (3, 3), "Max": (1, 1 << 16), "Min": (1, 1 << 16),
-    "Sum": (1, 1 << 16), "Mean": (1, 1 << 16),
+    "Sum": (1, 1 << 16), "Mean": (1, 1 << 16), **TRANSFORMER_ARITY,
 }
 #: Operators that may read several data-path tensors (and join them with a merge layer).
 JOINS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Sum", "Mean", "Concat"})
@@ -133,6 +134,7 @@ class _Call:
     single: bool
     weights: dict[str, np.ndarray]
     output: _Tensor | None = None
+    options: dict[str, Any] | None = None  # the call's keyword arguments (MultiHeadAttention's causal mask)
 
 
 @dataclass(eq=False)
@@ -214,7 +216,7 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, dty
         raise bad(f"the ONNX graph gives a layer an unusable setting: {exc}") from None
 
 
-class _Translator:
+class _Translator(TransformerImport):
     """Walks the nodes in topological order, folding constants and recording layer calls."""
 
     def __init__(self, model: Any, n_bytes: int, dtype: np.dtype | None = None) -> None:
@@ -246,6 +248,7 @@ class _Translator:
         if not inputs or not len(graph.output):
             raise bad(f"the graph has {len(inputs)} input(s) and {len(graph.output)} output(s); barenet imports "
                       "graphs with at least one of each")
+        order = self._prepare_transformer(order)
         self.readers: dict[str, list[str]] = {}  # a tensor -> the operators that read it
         for node in order:
             for name in node.input:
@@ -388,7 +391,7 @@ class _Translator:
             ins.append(symbolic[id(tensor)])
         for call in self.calls:
             args = [symbolic[id(t)] for t in call.inputs]
-            symbolic[id(call.output)] = call_layer(call.layer, args[0] if call.single else args)
+            symbolic[id(call.output)] = call_layer(call.layer, args[0] if call.single else args, call.options)
         outs = [symbolic[id(t)] for t in ends]
         return Model(ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, seed=0,
                      dtype=self.dtype)
@@ -406,7 +409,9 @@ class _Translator:
         for x in on_path:
             x.tensor.pending -= 1
         read = list({id(x.tensor): x.tensor for x in on_path}.values())
-        if node.op_type == "Shape" and on_path:
+        if self._in_attention(node, inputs):
+            outs = self._attention_node(node, inputs, attrs)
+        elif node.op_type == "Shape" and on_path:
             outs = self.folder.fold(node, [_ShapeView(on_path[0].onnx_shape)], attrs)
         elif on_path:
             if node.op_type not in LAYER_OPS:
@@ -579,9 +584,10 @@ class _Translator:
             return self._conv_bias(node, conv, x, other)
         dense = self._last_open((L.Dense,), x)
         if dense is None or dense.use_bias or dense.activation.kind != "linear" or not x.plain:
-            raise bad(f"{node_label(node)} adds a constant to the data path other than as the bias of a MatMul or "
-                      "Conv right before it whose output nothing else reads (or as the shift of a batch normalization "
-                      "written as Sub, Mul, Add); barenet has no layer for that")
+            return self._add_constant(node, x, other, f"{node_label(node)} adds a constant to the data path other "
+                                      "than as the bias of a MatMul or Conv right before it whose output nothing else "
+                                      "reads (or as the shift of a batch normalization written as Sub, Mul, Add, or "
+                                      "one vector per position of sequences); barenet has no layer for that")
         b = self._weights(other, "bias", node, None)
         units = dense.units
         # A bias broadcasts over every axis but the last: (units,), (1, ..., units) or one value. (units, 1)
@@ -1353,10 +1359,9 @@ class _Translator:
     def _last_step(self, x: Data, axis: int, index: int, node: Any, keep: bool) -> Data:
         """Select the last time step of a recurrent layer's sequence output along ONNX ``axis``."""
         rnn = self._last_open((L.Recurrent,), x)
-        if rnn is None or not rnn.return_sequences or x.axes[axis] != 1:
-            raise bad(f"{node_label(node)} selects part of the data path; barenet imports only the selection of "
-                      "the last time step of a recurrent layer's output")
         steps = x.shape[0]
+        if rnn is None or not rnn.return_sequences or x.axes[axis] != 1:
+            return self._crop(node, x, axis, range(steps)[index:][:1], keep)
         if index not in (-1, steps - 1):
             raise bad(f"{node_label(node)} selects time step {index} of {steps}; barenet imports the last step only")
         rnn.return_sequences = False
@@ -1412,6 +1417,7 @@ class _Translator:
             picked = range(*index[k].indices(shape[k]))
             if len(picked) == 1:
                 return self._last_step(x, k, picked[0], node, keep=True)
+            return self._crop(node, x, k, picked, True)
         raise bad(f"{node_label(node)} slices the data path; barenet imports only the selection of the last "
                   "time step of a recurrent layer's output")
 

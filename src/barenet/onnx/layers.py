@@ -1,5 +1,6 @@
 """Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape, Embedding and the position layers.
+Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape, Cropping1D, Embedding and the position
+layers.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -180,6 +181,13 @@ def _flatten(layer: L.Flatten, g: Graph, x: str) -> str:
 @converts(L.Reshape)
 def _reshape(layer: L.Reshape, g: Graph, x: str) -> str:
     return g.op("Reshape", [x, g.ints([-1, *layer.output_shape])])
+
+
+@converts(L.Cropping1D)
+def _cropping_1d(layer: L.Cropping1D, g: Graph, x: str) -> str:
+    """``x[:, start:time - end]`` as Slice on axis 1."""
+    start, end = layer.cropping
+    return g.op("Slice", [x, g.ints([start]), g.ints([layer.input_shape[0] - end]), g.ints([1])])
 
 
 @converts(L.Embedding)
