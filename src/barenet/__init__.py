@@ -9,7 +9,7 @@ The public API::
     history = model.fit(X, y, epochs=100)
 """
 
-from . import callbacks, datasets, errors, functional, initializers, layers, losses, metrics, optimizers, threads
+from . import callbacks, data, datasets, errors, functional, initializers, layers, losses, metrics, optimizers, threads
 from .errors import BarenetError
 from .gradcheck import gradcheck
 from .io import load, load_model, save
@@ -20,7 +20,7 @@ from .threads import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 __all__ = [
-    "BarenetError", "History", "Input", "Model", "Sequential", "callbacks", "errors", "functional", "gradcheck",
+    "BarenetError", "History", "Input", "Model", "Sequential", "callbacks", "data", "errors", "functional", "gradcheck",
     "initializers",
     "layers", "losses", "metrics", "optimizers",
     "datasets", "export_onnx", "import_onnx", "load", "load_model", "save", "threads", "get_num_threads",

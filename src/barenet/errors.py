@@ -34,3 +34,9 @@ class ModelFileError(BarenetError, ValueError):
 
 class OutputError(BarenetError, OSError):
     """An output file or folder cannot be written: a bad path, a full disk, no permission."""
+
+
+class StreamError(DataError):
+    """A stream of batches failed part way: a batch of the wrong shape or dtype, a bad value, a file that cannot
+    be read, a generator that raised. The message names the source, the file and the batch or rows; ``fit``
+    leaves the model with the weights of its last completed epoch, as after Ctrl-C."""

@@ -77,7 +77,11 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _prf(y_true, y_pred, task, which: str, macro_binary: bool, n_classes: int | None = None) -> float:
     _require(task, which, CLASSIFICATION)
-    tp, pred, true = _counts(y_true, y_pred, task, macro_binary, n_classes)
+    return _from_counts(*_counts(y_true, y_pred, task, macro_binary, n_classes), which)
+
+
+def _from_counts(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, which: str) -> float:
+    """Precision, recall or F1 averaged over the classes of the counts (see :func:`_counts`)."""
     precision, recall = _safe_div(tp, pred), _safe_div(tp, true)
     if which == "precision":
         return float(precision.mean())
@@ -156,3 +160,98 @@ def get(name: str) -> Metric:
     if isinstance(name, str) and name.lower() in _BY_NAME:
         return _BY_NAME[name.lower()]
     raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(_BY_NAME)}")
+
+
+class RunningMetrics:
+    """Metrics of a stream of batches, accumulated batch by batch in memory independent of the stream's length.
+
+    ``update(y_true, y_pred)`` takes each batch in the form the whole-array functions take; ``result()`` gives
+    the values those functions give on all the batches joined: exactly for the classification metrics
+    (from counts of true, predicted and correct labels), to rounding for the regression ones (sums, and
+    Chan's pairwise merge of means and squared deviations for R2).
+    """
+
+    def __init__(self, names: list[str], task: str, n_classes: int | None = None) -> None:
+        self.names, self.task, self.n_classes = list(names), task, n_classes
+        for name in self.names:
+            fn = get(name)
+            if fn in (accuracy, precision, recall, f1, precision_macro, recall_macro, f1_macro):
+                _require(task, name, CLASSIFICATION)
+        regression = (mean_squared_error, mean_absolute_error, r2)
+        self._summed = any(get(name) in regression for name in self.names)
+        self._counted = any(get(name) not in regression for name in self.names)
+        self.n = 0
+        self._stats: dict[str, np.ndarray] = {}
+
+    def _add(self, name: str, value: np.ndarray) -> None:
+        self._stats[name] = value if name not in self._stats else self._stats[name] + value
+
+    def update(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        """Add one batch."""
+        if not self.names or not len(y_true):
+            return
+        if self.task in CLASSIFICATION and self._counted:
+            t, p = _labels(y_true, y_pred, self.task)
+            if self.task == "multiclass":
+                k = _n_classes(y_pred, self.n_classes)
+                self._add("confusion", np.bincount(t * k + p, minlength=k * k))
+            else:
+                self._add("tp", (t & p).sum(axis=0))
+                self._add("pred", p.sum(axis=0))
+                self._add("true", t.sum(axis=0))
+                self._add("exact", np.array(int(np.all(t == p, axis=1).sum())))
+        if not self._summed:
+            self.n += len(y_true)
+            return
+        t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+        p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
+        diff = p - t
+        self._add("squared", (diff ** 2).sum(axis=0))
+        self._add("absolute", np.abs(diff).sum(axis=0))
+        m, mean = len(t), t.mean(axis=0)
+        m2 = ((t - mean) ** 2).sum(axis=0)
+        if self.n:
+            n, old_mean, old_m2 = self.n, self._stats["mean"], self._stats["m2"]
+            delta = mean - old_mean
+            mean = old_mean + delta * (m / (n + m))
+            m2 = old_m2 + m2 + delta ** 2 * (n * m / (n + m))
+        self._stats["mean"], self._stats["m2"] = mean, m2
+        self.n += m
+
+    def _counts(self, macro_binary: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.task == "multiclass":
+            k = int(np.sqrt(len(self._stats["confusion"])))
+            confusion = self._stats["confusion"].reshape(k, k)
+            return np.diag(confusion), confusion.sum(axis=0), confusion.sum(axis=1)
+        tp, pred, true = self._stats["tp"], self._stats["pred"], self._stats["true"]
+        if self.task == "binary" and macro_binary:
+            n = self.n
+            return (np.concatenate([tp, n - pred - true + tp]), np.concatenate([pred, n - pred]),
+                    np.concatenate([true, n - true]))
+        return tp, pred, true
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        """The metrics of every batch added so far, keyed by name (with ``prefix``); empty before any batch."""
+        if not self.n:
+            return {}
+        out = {}
+        for name in self.names:
+            fn = get(name)
+            if fn is accuracy:
+                if self.task == "multiclass":
+                    value = self._counts(False)[0].sum() / self.n
+                else:
+                    value = self._stats["exact"] / self.n
+            elif fn in (precision, recall, f1, precision_macro, recall_macro, f1_macro):
+                which = fn.__name__.split("_")[0]
+                value = _from_counts(*self._counts(fn.__name__.endswith("_macro")), which)
+            elif fn is mean_squared_error:
+                value = self._stats["squared"].sum() / (self.n * len(self._stats["squared"]))
+            elif fn is mean_absolute_error:
+                value = self._stats["absolute"].sum() / (self.n * len(self._stats["absolute"]))
+            else:
+                ss_res, ss_tot = self._stats["squared"], self._stats["m2"]
+                score = np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), np.where(ss_res == 0, 1.0, 0.0))
+                value = score.mean()
+            out[prefix + name] = float(value)
+        return out

@@ -219,9 +219,24 @@ def _values(logs: dict[str, float] | None) -> str:
     return " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in (logs or {}).items())
 
 
+def _duration(seconds: float) -> str:
+    """``"42s"``, ``"3m05s"``, ``"1h02m"``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class ProgressBar(Callback):
     """Progress display for ``fit(verbose=1)`` (a bar per epoch, redrawn in place on a terminal)
-    and ``verbose=2`` (one line per epoch). Each epoch line shows the loss, metrics and time."""
+    and ``verbose=2`` (one line per epoch). Each epoch line shows the loss, metrics and time.
+
+    The bar shows the rows per second and, when the number of batches of an epoch is known (arrays, a
+    dataset of known size, ``steps_per_epoch``), the time left in the epoch; a stream of unknown length
+    shows the batches done instead of a bar.
+    """
 
     def __init__(self, verbose: int = 1, stream: IO[str] | None = None, width: int = 30) -> None:
         self.verbose = int(verbose)
@@ -232,21 +247,35 @@ class ProgressBar(Callback):
         self._out = self.stream or sys.stdout
         self._live = self.verbose == 1 and getattr(self._out, "isatty", lambda: False)()
         self._epochs = self.model.history.params["epochs"]
-        self._steps = self.model.history.params["steps"]
+        self._steps = self.model.history.params.get("steps")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         self._epoch = epoch
         self._last_draw = 0.0
+        self._rows = 0
 
     def on_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self._rows += int(logs.get("size", 0))
         now = time.perf_counter()
-        if not self._live or (now - self._last_draw < 0.1 and batch + 1 < self._steps):
+        done = batch + 1
+        last = self._steps is not None and done >= self._steps
+        if not self._live or (now - self._last_draw < 0.1 and not last):
             return
         self._last_draw = now
-        bar = _bar(batch + 1, self._steps, self.width)
-        text = f"\rEpoch {self._epoch + 1}/{self._epochs} {bar} {batch + 1}/{self._steps}"
-        self._out.write(f"{text} - loss: {(logs or {}).get('loss', float('nan')):.4f}")
+        elapsed = now - self._start
+        if self._steps:
+            bar = _bar(min(done, self._steps), self._steps, self.width)
+            text = f"\rEpoch {self._epoch + 1}/{self._epochs} {bar} {done}/{self._steps}"
+        else:
+            text = f"\rEpoch {self._epoch + 1}/{self._epochs} {done} batch{'es' if done != 1 else ''}"
+        text += f" - loss: {logs.get('loss', float('nan')):.4f}"
+        if self._rows and elapsed > 0:
+            text += f" - {self._rows / elapsed:,.0f} rows/s"
+        if self._steps and done < self._steps:
+            text += f" - ETA {_duration(elapsed / done * (self._steps - done))}"
+        self._out.write(text + "\x1b[K")
         self._out.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -266,19 +295,26 @@ class StepProgress:
     ``evaluate: 4 batches - 0.02s - loss: 0.3162 - accuracy: 0.9000``.
     """
 
-    def __init__(self, title: str, steps: int, verbose: int, stream: IO[str] | None = None, width: int = 30) -> None:
-        self.title, self.steps, self.verbose, self.width = title, max(int(steps), 1), int(verbose), width
+    def __init__(self, title: str, steps: int | None, verbose: int, stream: IO[str] | None = None,
+                 width: int = 30) -> None:
+        self.title, self.verbose, self.width = title, int(verbose), width
+        self.steps = None if steps is None else max(int(steps), 1)  # None: a stream of unknown length
+        self._done = 0
         self._out = stream or sys.stdout
         self._live = self.verbose == 1 and getattr(self._out, "isatty", lambda: False)()
         self._start = self._last_draw = time.perf_counter()
 
     def update(self, done: int) -> None:
         """``done`` of the batches are finished."""
+        self._done = done
         now = time.perf_counter()
-        if not self._live or (now - self._last_draw < 0.1 and done < self.steps):
+        if not self._live or (now - self._last_draw < 0.1 and (self.steps is None or done < self.steps)):
             return
         self._last_draw = now
-        self._out.write(f"\r{self.title} {_bar(done, self.steps, self.width)} {done}/{self.steps}")
+        if self.steps is None:
+            self._out.write(f"\r{self.title} {done} batch{'es' if done != 1 else ''}")
+        else:
+            self._out.write(f"\r{self.title} {_bar(min(done, self.steps), self.steps, self.width)} {done}/{self.steps}")
         self._out.flush()
 
     def end(self, logs: dict[str, float] | None = None) -> None:
@@ -286,7 +322,8 @@ class StepProgress:
         if not self.verbose:
             return
         seconds = time.perf_counter() - self._start
-        batches = f"{self.steps} batch{'es' if self.steps != 1 else ''}"
+        steps = self.steps if self.steps is not None else self._done
+        batches = f"{steps} batch{'es' if steps != 1 else ''}"
         text = " - ".join(part for part in (f"{self.title}: {batches}", f"{seconds:.2f}s", _values(logs)) if part)
         self._out.write(f"\r{text}\x1b[K\n" if self._live else f"{text}\n")
         self._out.flush()

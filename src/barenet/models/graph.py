@@ -40,7 +40,7 @@ from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..layers.base import weights_of
 from ..rng import Seed, make_rng
-from . import masking, training, validation
+from . import masking, streams, training, validation
 from .keras_api import _readable_bytes
 from .sequential import Sequential, output_loss
 
@@ -486,7 +486,7 @@ class Model(Sequential):
         return Arrays([np.ones(n, self.dtype) if part is None else validation.check_sample_weight(part, n, self.dtype)
                        for part in parts])
 
-    def fit(self, X: Any, y: Any, **kwargs: Any):
+    def fit(self, X: Any, y: Any = None, **kwargs: Any):
         """As :meth:`Sequential.fit`; ``class_weight`` only for a model with one output (as in Keras), per-output
         ``sample_weight`` as a list or a dict keyed by output name."""
         if kwargs.get("class_weight") and len(self.outputs) > 1:
@@ -497,6 +497,11 @@ class Model(Sequential):
     @property
     def records_predictions(self) -> bool:
         return bool(self.metric_names) or len(self.outputs) > 1
+
+    def running_metrics(self) -> Any:
+        if len(self.outputs) == 1:
+            return super().running_metrics()
+        return _RunningOutputs(self)
 
     def prediction_buffer(self, n: int) -> tuple[Any, bool]:
         if len(self.outputs) == 1:
@@ -644,27 +649,38 @@ class Model(Sequential):
         return total + self._penalty(need_grad), y_pred, grad_input, masks[0] if len(masks) == 1 else masks
 
     # ----------------------------------------------------------------- inference
-    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> Any:
+    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0, steps: int | None = None) -> Any:
         """Outputs for ``X`` in inference mode: an array, or a list of arrays for several outputs
-        (``batch_size`` and ``verbose`` as for :meth:`Sequential.predict`)."""
+        (``batch_size``, ``verbose``, ``steps`` and streams as for :meth:`Sequential.predict`)."""
         from .callbacks import StepProgress
 
         verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
-        X = self.check_inputs(X, allow_empty=True)
-        n = len(X)
-        if n == 0:
-            empty = [np.empty((0, *t.sample_shape), dtype=self.dtype) for t in self.outputs]
-            return empty[0] if self.single_output else empty
-        progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
-        parts = []
-        for i in range(0, n, bs):
-            with self._engine():
-                parts.append(self.forward(X[i:i + bs], training=False))
+        steps = validation.check_count(steps, "steps", allow_none=True)
+        empty = [np.empty((0, *t.sample_shape), dtype=self.dtype) for t in self.outputs]
+        if streams.is_stream(X):
+            feed = streams.Feed(X, steps=steps, batch_size=bs)
+            try:
+                progress = StepProgress("predict", feed.known_steps, verbose) if verbose else None
+                parts = training.predict_feed(self, feed, progress=progress)
+            finally:
+                feed.close()
+            if not parts:
+                return empty[0] if self.single_output else empty
+        else:
+            X = self.check_inputs(X, allow_empty=True)
+            n = len(X)
+            if n == 0:
+                return empty[0] if self.single_output else empty
+            progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
+            parts = []
+            for i in range(0, n, bs):
+                with self._engine():
+                    parts.append(self.forward(X[i:i + bs], training=False))
+                if progress is not None:
+                    progress.update(len(parts))
             if progress is not None:
-                progress.update(len(parts))
-        if progress is not None:
-            progress.end()
+                progress.end()
         if self.single_output:
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
         return [np.concatenate([p[j] for p in parts]) if len(parts) > 1 else parts[0][j]
@@ -822,6 +838,38 @@ class Model(Sequential):
 
     def describe(self) -> str:
         return f"Model {self.name!r}" if self.name else "Model"
+
+
+class _RunningOutputs:
+    """:meth:`Model.metric_logs` of several outputs, accumulated over the batches of a stream: each output's
+    loss (mean over the rows) and metrics."""
+
+    def __init__(self, model: Model) -> None:
+        self.names, self.losses = model.output_names, model.output_losses
+        self.metrics = [metrics_mod.RunningMetrics(m, _task(loss, out.sample_shape), out.sample_shape[-1])
+                        for m, loss, out in zip(model.output_metrics, model.output_losses, model.outputs,
+                                                strict=True)]
+        self.loss_sums = [0.0] * len(self.names)
+        self.counts = [0] * len(self.names)
+
+    def update(self, y_true: Any, y_pred: Any, mask: Any = None) -> None:
+        """Add a batch: targets and outputs (lists, one per output) and the outputs' padding masks (a list with
+        ``None`` for an output without one, or ``None``); a masked output counts its real steps only."""
+        masks = list(mask) if mask is not None else [None] * len(self.names)
+        for j, (loss, running, t, p, m) in enumerate(zip(self.losses, self.metrics, y_true, y_pred, masks,
+                                                         strict=True)):
+            value = float(output_loss(loss, p, t, None, m, fused=False, need_grad=False)[0])
+            weight = int(m.sum()) if m is not None else len(t)
+            self.loss_sums[j] += value * weight
+            self.counts[j] += weight
+            running.update(*masking.real_steps(t, p, m))
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        logs: dict[str, float] = {}
+        for name, total, count, running in zip(self.names, self.loss_sums, self.counts, self.metrics, strict=True):
+            logs[f"{prefix}{name}_loss"] = total / count if count else float("nan")
+            logs.update({f"{prefix}{name}_{k}": v for k, v in running.result().items()})
+        return logs
 
 
 def _named_arrays(layer: Any) -> dict[str, np.ndarray]:

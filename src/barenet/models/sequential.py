@@ -21,7 +21,7 @@ from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
 from ..layers.base import weights_of
 from ..rng import Seed, make_rng
-from . import masking, training, validation
+from . import masking, streams, training, validation
 from .callbacks import Callback, StepProgress
 from .history import History
 from .keras_api import KerasMethods
@@ -456,6 +456,11 @@ class Sequential(KerasMethods):
         """Whether an epoch keeps its predictions for :meth:`metric_logs` (there are metrics to compute)."""
         return bool(self.metric_names)
 
+    def running_metrics(self) -> metrics_mod.RunningMetrics:
+        """An accumulator of the compiled metrics over the batches of a stream (``update(y, y_pred)``,
+        ``result(prefix)``), the stream's counterpart of :meth:`metric_logs`."""
+        return metrics_mod.RunningMetrics(self.metric_names, self.task, self.output_shape[-1])
+
     def prediction_buffer(self, n: int) -> tuple[np.ndarray, bool]:
         """An array to collect ``n`` samples' predictions for the metrics, and whether it holds labels.
 
@@ -474,18 +479,21 @@ class Sequential(KerasMethods):
         batch: a Dense layer before the first splitting layer keeps BLAS's own threads at every step."""
         return threads.engine(any(layer.splits_batch for layer in self.layers))
 
-    def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
-            validation_data: tuple | None = None, validation_split: float = 0.0,
+    def fit(self, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
+            validation_data: Any = None, validation_split: float = 0.0,
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
-            callbacks: Sequence[Callback] | None = None, verbose: int = 1) -> History:
-        """Train for ``epochs`` passes over ``(X, y)``; the loop is :func:`barenet.models.training.fit`.
+            callbacks: Sequence[Callback] | None = None, verbose: int = 1, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None) -> History:
+        """Train for ``epochs`` passes over ``(X, y)`` or a stream; the loop is :func:`barenet.models.training.fit`.
 
         Parameters
         ----------
-        X : array (n_samples, *input_shape)
+        X : array (n_samples, *input_shape), or a stream
             Floats, cast to the model's dtype; integer token ids (kept as ``int64``) when the first layer
-            is an :class:`~barenet.layers.Embedding`.
-        y : array
+            is an :class:`~barenet.layers.Embedding`. A stream (see :mod:`barenet.models.streams`) gives
+            batches ``(x, y)`` or ``(x, y, sample_weight)``: a :class:`barenet.data.Dataset` (batched with
+            ``batch_size`` unless it is batched), a generator function, an iterable or an iterator of batches.
+        y : array, or None with a stream
             Integer labels ``(n,)`` or ``(n, 1)``, or one-hot ``(n, classes)`` for categorical cross-entropy
             (per-step labels ``(n, steps)`` or ``(n, steps, classes)`` for sequence outputs), 0/1 labels for
             binary cross-entropy, real targets ``(n,)`` or ``(n, outputs)`` otherwise.
@@ -493,17 +501,24 @@ class Sequential(KerasMethods):
         batch_size : int >= 1 or None
             Samples per gradient step; ``None`` uses the whole training set (full-batch gradient descent).
         shuffle : bool
-            Reshuffle the training samples each epoch (with the model's generator).
-        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            Reshuffle the training samples each epoch (with the model's generator); a stream shuffles itself
+            (:meth:`barenet.data.Dataset.shuffle`).
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), or a stream, optional
         validation_split : float in [0, 1)
-            Hold out this fraction of the samples, taken from the end before shuffling.
+            Hold out this fraction of the samples, taken from the end before shuffling (arrays only).
         class_weight : dict label -> weight, optional
             Multiplies the loss of each target by the weight of its class (each step of a sequence by its
             own label's weight).
         sample_weight : array (n_samples,), optional
         callbacks : list of Callback
         verbose : 0, 1 or 2
-            0 silent, 1 progress bar, 2 one line per epoch.
+            0 silent, 1 progress bar (with rows per second, and the time left when the size is known), 2 one
+            line per epoch.
+        steps_per_epoch : int, optional
+            With a stream: batches per epoch, each epoch going on where the last stopped (a re-iterable stream
+            starts a new pass when one ends); without it an epoch is one whole pass.
+        validation_steps : int, optional
+            Batches of a validation stream evaluated after each epoch (default: a whole pass).
 
         Returns
         -------
@@ -519,6 +534,9 @@ class Sequential(KerasMethods):
             An argument is out of range (``epochs``, ``batch_size``, ``validation_split``, ``class_weight``).
         DataError, ShapeError
             ``X``, ``y`` or the weights are not numeric, not finite, or do not fit the model or each other.
+        StreamError
+            A stream's batch is malformed or fails these checks, or the stream raised; the message names the
+            stream, the epoch and the batch, and the model keeps the weights of the last completed epoch.
 
         Notes
         -----
@@ -529,36 +547,58 @@ class Sequential(KerasMethods):
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data, validation_split=validation_split,
                             class_weight=class_weight, sample_weight=sample_weight, callbacks=callbacks,
-                            verbose=verbose)
+                            verbose=verbose, steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
 
-    def evaluate(self, X: Any, y: Any, *, sample_weight: Any = None, batch_size: int | None = None,
-                 verbose: int = 0) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None, *, sample_weight: Any = None, batch_size: int | None = None,
+                 verbose: int = 0, steps: int | None = None) -> dict[str, float]:
         """Loss and compiled metrics on ``(X, y)`` in inference mode, as ``{"loss": ..., "accuracy": ...}``.
 
         ``batch_size`` samples are run at a time (default 1024; the results do not depend on it). ``verbose=1``
         shows a progress bar over the batches (on a terminal) and a closing line with the results, ``verbose=2``
-        the line only; the default, 0, is silent (Keras's default shows the bar).
+        the line only; the default, 0, is silent (Keras's default shows the bar). ``X`` may be a stream of
+        ``(x, y)`` or ``(x, y, sample_weight)`` batches (as for :meth:`fit`); ``steps`` then limits the batches
+        read (default: one pass).
         """
         self.require_compiled("evaluate")
         self.require_built("evaluate")
         verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
+        steps = validation.check_count(steps, "steps", allow_none=True)
+        if streams.is_stream(X):
+            streams.check_options("X", y=y, sample_weight=sample_weight)
+            feed = streams.Feed(X, steps=steps, batch_size=bs)
+            try:
+                progress = StepProgress("evaluate", feed.known_steps, verbose) if verbose else None
+                return training.evaluate_feed(self, feed, progress=progress)
+            finally:
+                feed.close()
         X = self.check_inputs(X)
         y = self.check_targets(y, len(X))
         w = self.check_sample_weight(sample_weight, len(X))
         progress = StepProgress("evaluate", (len(X) + bs - 1) // bs, verbose) if verbose else None
         return training.evaluate_arrays(self, X, y, w, batch_size=bs, progress=progress)
 
-    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict(self, X: Any, *, batch_size: int | None = None, verbose: int = 0, steps: int | None = None
+                ) -> np.ndarray:
         """Outputs for ``X : (n_samples, *input_shape)`` in inference mode: ``(n_samples, *output_shape)``
         (probabilities for sigmoid/softmax outputs); 0 samples give an empty ``(0, *output_shape)`` array.
 
         ``batch_size`` samples are run at a time (default 1024). ``verbose`` as for :meth:`evaluate`: 0 (the
-        default) silent, 1 a progress bar and a closing line, 2 the line only.
+        default) silent, 1 a progress bar and a closing line, 2 the line only. ``X`` may be a stream of batches
+        ``x`` (or tuples whose first item is ``x``), read for ``steps`` batches (default: one pass).
         """
         self.require_built("predict")
         verbose = training.check_verbose(verbose)
         bs = validation.check_count(batch_size, "batch_size", allow_none=True) or training.PREDICT_BATCH
+        steps = validation.check_count(steps, "steps", allow_none=True)
+        if streams.is_stream(X):
+            feed = streams.Feed(X, steps=steps, batch_size=bs)
+            try:
+                progress = StepProgress("predict", feed.known_steps, verbose) if verbose else None
+                out = training.predict_feed(self, feed, progress=progress)
+            finally:
+                feed.close()
+            return np.concatenate(out) if out else np.empty((0, *self.output_shape), dtype=self.dtype)
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)

@@ -24,14 +24,15 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from . import validation
+from .. import metrics as metrics_mod
+from ..errors import BarenetError, ConfigError, DataError, StreamError
+from . import masking, streams, validation
 from .callbacks import Callback, ProgressBar, StepProgress, TerminateOnNaN
 from .history import History
 
@@ -45,30 +46,85 @@ PREDICT_BATCH = 1024
 DIVERGENCE_FACTOR = 1e6
 
 
-def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
-        validation_data: tuple | None = None, validation_split: float = 0.0,
+def fit(model: Sequential, X: Any, y: Any = None, *, epochs: int = 1, batch_size: int | None = 32,
+        shuffle: bool = True, validation_data: Any = None, validation_split: float = 0.0,
         class_weight: dict[int, float] | None = None, sample_weight: Any = None,
-        callbacks: Sequence[Callback] | None = None, verbose: int = 1) -> History:
+        callbacks: Sequence[Callback] | None = None, verbose: int = 1, steps_per_epoch: int | None = None,
+        validation_steps: int | None = None) -> History:
     """Train ``model``; see :meth:`barenet.Sequential.fit` for the arguments."""
     model.require_compiled("fit")
     epochs = validation.check_count(epochs, "epochs", minimum=0)
     batch_size = validation.check_count(batch_size, "batch_size", allow_none=True)
     validation_split = validation.check_fraction(validation_split, "validation_split")
+    steps_per_epoch = validation.check_count(steps_per_epoch, "steps_per_epoch", allow_none=True)
+    validation_steps = validation.check_count(validation_steps, "validation_steps", allow_none=True)
     check_verbose(verbose)
-    model.build_for(X)
-    X = model.check_inputs(X)
-    y = model.check_targets(y, len(X))
-    w = model.check_sample_weight(sample_weight, len(X))
-    if class_weight:
-        cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
-        w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
-    X, y, w, val = _split_validation(model, X, y, w, validation_data, validation_split)
-
-    n = len(X)
-    bs = n if batch_size is None else min(batch_size, n)
-    history = History({"epochs": epochs, "batch_size": bs, "samples": n, "steps": math.ceil(n / bs)})
-    model.history = history
     callbacks = list(callbacks or [])
+    feeds: list[streams.Feed] = []
+    try:
+        if streams.is_stream(X):
+            streams.check_options("X", y=y, sample_weight=sample_weight, validation_split=validation_split or None)
+            feed = streams.Feed(X, steps=steps_per_epoch, batch_size=batch_size, what="the training stream")
+            feeds.append(feed)
+            first = feed.peek()
+            if not model.built:
+                x_first = streams.unpack(first, feed.name, "batch 1", need_targets=True)[0]
+                with _named(feed.name, "epoch 1, batch 1"):
+                    model.build_for(x_first)
+            params = {"epochs": epochs, "batch_size": feed.batch_size, "samples": feed.rows,
+                      "steps": feed.known_steps}
+
+            def run_epoch(epoch: int) -> dict[str, float] | None:
+                return _train_stream_epoch(model, feed, epoch, class_weight, callbacks)
+
+            val = None
+        else:
+            if steps_per_epoch is not None:
+                raise ConfigError("steps_per_epoch is for streams; with arrays an epoch is one pass over them")
+            model.build_for(X)
+            X = model.check_inputs(X)
+            y = model.check_targets(y, len(X))
+            w = model.check_sample_weight(sample_weight, len(X))
+            if class_weight:
+                cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
+                w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
+            stream_val = streams.is_stream(validation_data)
+            X, y, w, val = _split_validation(model, X, y, w, None if stream_val else validation_data,
+                                             validation_split)
+            n = len(X)
+            bs = n if batch_size is None else min(batch_size, n)
+            params = {"epochs": epochs, "batch_size": bs, "samples": n, "steps": math.ceil(n / bs)}
+
+            def run_epoch(epoch: int) -> dict[str, float] | None:
+                return _train_epoch(model, X, y, w, bs, shuffle, callbacks)
+
+        validate: Callable[[], dict[str, float]] | None = None
+        if streams.is_stream(validation_data):
+            vfeed = streams.Feed(validation_data, steps=validation_steps, batch_size=PREDICT_BATCH,
+                                 what="the validation stream")
+            feeds.append(vfeed)
+
+            def validate() -> dict[str, float]:
+                return evaluate_feed(model, vfeed)
+        else:
+            if validation_steps is not None:
+                raise ConfigError("validation_steps is for a validation stream; validation arrays are used whole")
+            if val is None and validation_data is not None:
+                val = _split_validation(model, None, None, None, validation_data, 0.0)[3]
+            if val is not None:
+                def validate() -> dict[str, float]:
+                    return evaluate_arrays(model, *val)
+        return _run(model, History(params), epochs, run_epoch, validate, callbacks, verbose)
+    finally:
+        for feed in feeds:
+            feed.close()
+
+
+def _run(model: Sequential, history: History, epochs: int, run_epoch: Callable[[int], dict[str, float] | None],
+         validate: Callable[[], dict[str, float]] | None, callbacks: list[Callback], verbose: int) -> History:
+    """The epochs of ``fit``: ``run_epoch(epoch)`` trains one (``None``: the stream had no batch left),
+    ``validate()`` gives the validation figures; callbacks, divergence and interrupts as the module says."""
+    model.history = history
     terminate = next((c for c in callbacks if isinstance(c, TerminateOnNaN)), None)
     if terminate is None:  # always on; it also says when training diverged
         terminate = TerminateOnNaN()
@@ -88,7 +144,11 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
             for epoch in range(epochs):
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
-                logs = _train_epoch(model, X, y, w, bs, shuffle, callbacks)
+                logs = run_epoch(epoch)
+                if logs is None:
+                    terminate.say(f"barenet: the training stream ran out of batches before epoch {epoch + 1}; "
+                                  "training stopped (give a re-iterable stream or fewer steps_per_epoch)")
+                    break
                 if _diverged(model, logs, history):
                     history.diverged_at = epoch
                     _restore(model, kept, history)
@@ -98,8 +158,8 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
                     terminate.say(f"barenet: training diverged at epoch {epoch + 1} (loss {logs['loss']:.4g}); the "
                                   f"model keeps {kept_text}")
                     break
-                if val is not None:
-                    logs.update({f"val_{k}": v for k, v in evaluate_arrays(model, *val).items()})
+                if validate is not None:
+                    logs.update({f"val_{k}": v for k, v in validate().items()})
                 with _interrupts_deferred():
                     kept = model.get_weights()
                     history.append(epoch, logs)
@@ -114,9 +174,76 @@ def fit(model: Sequential, X: Any, y: Any, *, epochs: int = 1, batch_size: int |
         terminate.say(f"\nbarenet: training interrupted during epoch {len(history.epoch) + 1}; fit returns the "
                       "history of the completed epochs and the model keeps their weights")
         model.interrupted = True
+    except StreamError:
+        _restore(model, kept, history)  # as after Ctrl-C: the last completed epoch's weights
+        raise
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+@contextmanager
+def _named(name: str, where: str) -> Iterator[None]:
+    """Re-raise barenet's errors from the block as :class:`StreamError` naming the stream and the batch."""
+    try:
+        yield
+    except StreamError:
+        raise
+    except BarenetError as exc:
+        raise streams.wrap(exc, name, where) from None
+
+
+def _stream_batch(model: Sequential, feed: streams.Feed, batch: Any, where: str,
+                  class_weight: dict[int, float] | None) -> tuple[Any, Any, Any]:
+    """A training batch of a stream, checked as ``fit`` checks arrays, with its class weights applied."""
+    x, y, w = streams.unpack(batch, feed.name, where, need_targets=True)
+    with _named(feed.name, where):
+        x = model.check_inputs(x, "x")
+        y = model.check_targets(y, len(x), "y")
+        w = model.check_sample_weight(w, len(x))
+        if class_weight:
+            cw = validation.class_weights(class_weight, y, model.task, model.dtype, model.output_shape[-1])
+            w = cw if w is None else cw * w.reshape(-1, *([1] * (cw.ndim - 1)))
+    return x, y, w
+
+
+def _train_stream_epoch(model: Sequential, feed: streams.Feed, epoch: int, class_weight: dict[int, float] | None,
+                        callbacks: list[Callback]) -> dict[str, float] | None:
+    """One epoch of a stream (see :mod:`barenet.models.streams`); ``None`` when it gave no batch."""
+    running = model.running_metrics() if model.records_predictions else None
+    params, grads = model.parameters(), model.gradients()
+    total, seen, completed = 0.0, 0, True
+    for step, batch in feed.epoch(epoch):
+        x, y, w = _stream_batch(model, feed, batch, f"epoch {epoch + 1}, batch {step + 1} (from row {seen} of the "
+                                                    "epoch)", class_weight)
+        with model._engine():  # one engine block a step, as in _train_epoch
+            value, y_pred, mask = model.loss_and_gradients(x, y, w, training=True)
+            if math.isfinite(value):
+                model.optimizer.step(params, grads)
+        if running is not None:
+            _running_update(running, y, y_pred, mask)
+        total += value * len(y_pred)
+        seen += len(y_pred)
+        for cb in callbacks:
+            cb.on_batch_end(step, {"loss": value, "size": len(y_pred)})
+        if model.stop_training:
+            completed = False
+            break
+    if not seen:
+        return None
+    logs = {"loss": total / seen}
+    if running is not None and completed and math.isfinite(logs["loss"]):
+        logs.update(running.result())
+    return logs
+
+
+def _running_update(running: Any, y: Any, y_pred: Any, mask: Any) -> None:
+    """Add a stream's batch to its running metrics, at the real steps only where the output carries a padding
+    mask (as :meth:`Sequential.metric_logs` takes an epoch's arrays)."""
+    if isinstance(running, metrics_mod.RunningMetrics):
+        running.update(*masking.real_steps(y, y_pred, mask))
+    else:
+        running.update(y, y_pred, mask)
 
 
 def check_verbose(verbose: Any) -> int:
@@ -173,7 +300,7 @@ def _train_epoch(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarray 
         total += value * len(y_pred)
         seen += len(y_pred)
         for cb in callbacks:
-            cb.on_batch_end(step, {"loss": value})
+            cb.on_batch_end(step, {"loss": value, "size": len(y_pred)})
         if model.stop_training:
             break
     logs = {"loss": total / seen}
@@ -252,3 +379,42 @@ def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarr
     if progress is not None:
         progress.end(logs)
     return logs
+
+
+def evaluate_feed(model: Sequential, feed: streams.Feed, *, progress: StepProgress | None = None) -> dict[str, float]:
+    """Loss and metrics of one epoch of a stream in inference mode (as :func:`evaluate_arrays` for arrays)."""
+    running = model.running_metrics()
+    total, seen = 0.0, 0
+    for step, batch in feed.epoch(0):
+        x, y, w = _stream_batch(model, feed, batch, f"batch {step + 1} (from row {seen})", None)
+        with model._engine():
+            value, y_pred, mask = model.loss_and_gradients(x, y, w, training=False, need_grad=False)
+        _running_update(running, y, y_pred, mask)
+        total += value * len(x)
+        seen += len(x)
+        if progress is not None:
+            progress.update(step + 1)
+    if not seen:
+        raise StreamError(f"{feed.name} gave no batches; expected at least one")
+    logs = {"loss": total / seen, **running.result()}
+    if progress is not None:
+        progress.end(logs)
+    return logs
+
+
+def predict_feed(model: Sequential, feed: streams.Feed, *, progress: StepProgress | None = None) -> list[Any]:
+    """The outputs of every batch of one epoch of a stream, in order (``x``, or the first item of a tuple)."""
+    out = []
+    for step, batch in feed.epoch(0):
+        where = f"batch {step + 1}"
+        x = streams.unpack(batch, feed.name, where, need_targets=False)[0]
+        with _named(feed.name, where):
+            x = model.check_inputs(x, "x", allow_empty=True)
+        if len(x):
+            with model._engine():
+                out.append(model.forward(x, training=False))
+        if progress is not None:
+            progress.update(step + 1)
+    if progress is not None:
+        progress.end()
+    return out
