@@ -290,7 +290,8 @@ class _BaseNeuralNet(BaseEstimator):
 
         Read-only views of the network's live weights, in the network's dtype: they follow later
         ``partial_fit`` and ``warm_start`` fits (copy them to keep a snapshot; ``model_.set_weights`` changes
-        them). Raises scikit-learn's ``NotFittedError`` before the first fit.
+        them), while a fit from scratch builds a new network and leaves earlier views on the old one.
+        Raises scikit-learn's ``NotFittedError`` before the first fit.
         """
         return [_read_only(layer.params["kernel"]) for layer in self._dense_layers()]
 
