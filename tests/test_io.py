@@ -137,6 +137,22 @@ def test_uncompiled_model_saves_and_loads_without_compile_section(tmp_path):
     assert np.array_equal(loaded.predict(X), model.predict(X))
 
 
+def test_the_sample_weight_reduction_is_saved_and_the_default_is_not_written(tmp_path, trained_file):
+    X, y = make_data()
+    model = make_model(dtype="float64")
+    model.compile("categorical_crossentropy", bn.optimizers.SGD(0.05), reduction="sample_weight")
+    bn.save(model, tmp_path / "m.barenet")
+    with zipfile.ZipFile(tmp_path / "m.barenet") as archive:
+        assert json.loads(archive.read("barenet.json"))["compile"]["reduction"] == "sample_weight"
+    with zipfile.ZipFile(trained_file) as archive:
+        assert "reduction" not in json.loads(archive.read("barenet.json"))["compile"]
+    loaded = bn.load(tmp_path / "m.barenet")
+    assert loaded.reduction == "sample_weight" and bn.load(trained_file).reduction == "batch"
+    w = np.random.default_rng(3).uniform(0, 2, size=len(X))
+    np.testing.assert_array_equal(loaded.compute_gradients(X, y, sample_weight=w).parameters["layers.0.kernel"],
+                                  model.compute_gradients(X, y, sample_weight=w).parameters["layers.0.kernel"])
+
+
 def test_compiled_but_untrained_model_round_trips(tmp_path):
     model = make_model()
     model.build()
@@ -375,6 +391,8 @@ def _delete(key):
     (_set(["compile", "loss"], {"name": "nope"}), "compile settings are invalid: unknown loss"),
     (_set(["compile", "optimizer", "name"], "lbfgs"), "compile settings are invalid: unknown optimizer"),
     (_set(["compile", "metrics"], "accuracy"), "must be a list of metric names"),
+    (_set(["compile", "reduction"], "rows"), "compile settings are invalid: reduction must be one of"),
+    (_set(["compile", "reduction"], ["batch"]), "compile settings are invalid: reduction must be one of"),
     (_set(["metadata"], [1]), "'metadata' must be a JSON object"),
     (_set(["rng", "state", "inc"], -1), "'rng' is not a valid PCG64 state"),
     (_set(["rng", "bit_generator"], "MT19937"), "'rng' is for bit generator 'MT19937'"),

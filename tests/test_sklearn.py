@@ -40,17 +40,9 @@ _FLOAT32_REPEATS = (
     "passes for the float64 instance"
 )
 
-_L2_PER_ROW = (
-    "alpha > 0: the L2 penalty is alpha / (2 * rows in the batch) * ||W||^2, scikit-learn's MLP scaling, so n "
-    "weighted rows and their repeats (n' rows) get different penalties; the check passes with alpha=0 "
-    "(test_sample_weights_equal_repeated_rows_without_l2)"
-)
-
 
 def _expected_failures(estimator):
     failures = {}
-    if estimator.alpha:
-        failures["check_sample_weight_equivalence_on_dense_data"] = _L2_PER_ROW
     if estimator.dtype == "float32":
         failures.update({"check_methods_subset_invariance": _FLOAT32_SUBSETS,
                          "check_sample_weight_equivalence_on_dense_data": _FLOAT32_REPEATS})
@@ -71,11 +63,40 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("cls", [NeuralNetClassifier, NeuralNetRegressor])
-def test_sample_weights_equal_repeated_rows_without_l2(cls):
-    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+@pytest.mark.parametrize(("task", "sgd_scale", "loss_scale"), [
+    ("binary", 1.0, 1.0), ("multiclass", 1.0, 1.0), ("multilabel", 1 / 3, 1 / 3), ("regression", 2.0, 2.0),
+    ("regression2", 1.0, None)])
+def test_weighted_sgd_steps_are_scikit_learns_mlp_steps(task, sgd_scale, loss_scale):
+    """From the same weights, one epoch of plain SGD over weighted mini-batches (a last partial batch, zero
+    weights, alpha > 0) lands on MLPClassifier's / MLPRegressor's weights. barenet's losses average over k
+    outputs where scikit-learn's sum, so its objective is c times theirs (c = 1/k for labels, 2/k for squared
+    error) and its SGD steps c times longer: scikit-learn gets learning rate c * lr. The recorded losses differ by
+    c too, except for several regression targets: scikit-learn reports half the squared error averaged over
+    them, though its gradient sums them."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-    check_sample_weight_equivalence_on_dense_data(cls.__name__, _small(cls, dtype="float64", alpha=0.0))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    w = rng.integers(0, 4, size=50).astype(float)
+    w[-2:] = [0.0, 2.0]  # the last batch of 2 rows has a weight
+    y = {"binary": rng.integers(0, 2, 50), "multiclass": rng.integers(0, 3, 50),
+         "multilabel": rng.integers(0, 2, (50, 3)), "regression": rng.normal(size=50),
+         "regression2": rng.normal(size=(50, 2))}[task]
+    ours, theirs = ((NeuralNetRegressor, MLPRegressor) if task.startswith("regression")
+                    else (NeuralNetClassifier, MLPClassifier))
+    common = {"hidden_layer_sizes": (5,), "alpha": 0.3, "batch_size": 16, "shuffle": False, "random_state": 0,
+              "max_iter": 1}
+    reference = theirs(solver="sgd", momentum=0.0, learning_rate_init=0.1 * sgd_scale, **common)
+    net = ours(solver=bn.optimizers.SGD(0.1), dtype="float64", **common)
+    reference.fit(X, y, sample_weight=w)
+    net.fit(X, y, sample_weight=w)
+    net.model_.set_weights([a for pair in zip(reference.coefs_, reference.intercepts_, strict=True) for a in pair])
+    reference.partial_fit(X, y, sample_weight=w)
+    net.partial_fit(X, y, sample_weight=w)
+    for a, b in zip(net.coefs_ + net.intercepts_, reference.coefs_ + reference.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    if loss_scale is not None:
+        assert net.loss_curve_[-1] == pytest.approx(loss_scale * reference.loss_curve_[-1], rel=1e-6)
 
 
 def test_defaults_are_scikit_learns_where_the_parameters_are_shared():
@@ -290,12 +311,19 @@ def test_sample_weight_decides_between_conflicting_labels():
     assert np.all(clf.predict(X[:40]) == 0)
 
 
-def test_only_the_ratios_of_sample_weights_matter():
+def test_sample_weights_count_as_data_against_the_penalty():
+    """As in scikit-learn's MLP, weights times 3 are the data three times over (the penalty weakens);
+    without a penalty only their ratios matter."""
     X, y = _blobs(60)
     w = np.random.default_rng(1).uniform(0.5, 2.0, size=60)
-    a = _small(NeuralNetClassifier, max_iter=10, dtype="float64").fit(X, y, sample_weight=w)
-    b = _small(NeuralNetClassifier, max_iter=10, dtype="float64").fit(X, y, sample_weight=7.5 * w)
-    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9)
+    fit = _small(NeuralNetClassifier, max_iter=10, dtype="float64", alpha=0.5).fit
+    tripled = fit(X, y, sample_weight=3 * w).predict_proba(X)
+    np.testing.assert_allclose(fit(np.vstack([X] * 3), np.tile(y, 3), sample_weight=np.tile(w, 3)).predict_proba(X),
+                               tripled, rtol=1e-9)
+    assert np.abs(fit(X, y, sample_weight=w).predict_proba(X) - tripled).max() > 1e-4
+    fit = _small(NeuralNetClassifier, max_iter=10, dtype="float64", alpha=0.0).fit
+    np.testing.assert_allclose(fit(X, y, sample_weight=w).predict_proba(X),
+                               fit(X, y, sample_weight=7.5 * w).predict_proba(X), rtol=1e-9)
     with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero number"):
         NeuralNetClassifier().fit(X, y, sample_weight=np.zeros(60))
 
@@ -318,6 +346,34 @@ def test_partial_fit_needs_classes_first_and_then_learns_batch_by_batch():
         clf.partial_fit(X[:3], np.array([0, 1, 7]))
     with pytest.raises(ValueError, match="X has 3 features, but NeuralNetClassifier is expecting 4"):
         clf.partial_fit(X[:, :3], y)
+
+
+@pytest.mark.parametrize("cls", [NeuralNetClassifier, NeuralNetRegressor])
+def test_partial_fit_is_fit_one_epoch_at_a_time(cls):
+    """A first partial_fit is fit with max_iter=1; three calls are fit with max_iter=3 (no stopping rule can end
+    it sooner): the same weights, optimizer state and shuffling, bit for bit."""
+    X, y = _blobs(90)
+    w = np.random.default_rng(2).uniform(0.0, 2.0, size=90)
+    params = {"batch_size": 32, "n_iter_no_change": 50}
+    classes = {"classes": [0, 1, 2]} if cls is NeuralNetClassifier else {}
+    step = _small(cls, **params)
+    for epochs in (1, 2, 3):
+        step.partial_fit(X, y, sample_weight=w, **classes)
+        whole = _small(cls, max_iter=epochs, **params).fit(X, y, sample_weight=w)
+        assert step.n_iter_ == whole.n_iter_ == epochs and step.loss_curve_ == whole.loss_curve_
+        for a, b in zip(step.coefs_ + step.intercepts_, whole.coefs_ + whole.intercepts_, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_partial_fit_checks_classes_on_later_calls_as_scikit_learn_does():
+    X, y = _blobs(60)
+    clf = _small(NeuralNetClassifier).partial_fit(X, y, classes=np.array([2, 0, 1]))
+    clf.partial_fit(X, y, classes=[0, 1, 2])  # the same classes in another order
+    with pytest.raises(DataError, match=r"classes=\[0 1 2 3\] differs from the classes of the first call, \[0 1 2\]"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    fitted = _small(NeuralNetClassifier, max_iter=2).fit(X, y)
+    fitted.partial_fit(X[:10], y[:10])  # after fit, classes are known: none needed
+    assert fitted.n_iter_ == 3
 
 
 def test_regressor_partial_fit_continues_training():
@@ -443,7 +499,7 @@ def test_dropout_batch_norm_and_alpha_shape_the_network():
                  batch_size=30, max_iter=30).fit(X, y)
     kinds = [type(layer).__name__ for layer in clf.model_.layers]
     assert kinds == ["Dense", "BatchNormalization", "ReLU", "Dropout"] * 2 + ["Dense"]
-    assert clf.model_.layers[0].l2 == pytest.approx(0.5 * 1e-3 / 30)
+    assert clf.model_.layers[0].l2 == pytest.approx(0.5 * 1e-3) and clf.model_.reduction == "sample_weight"
     assert clf.score(X, y) > 0.9
 
 
@@ -452,6 +508,38 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     _small(NeuralNetClassifier, max_iter=3, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("Iteration 1, loss = ")
+
+
+# ----------------------------------------------------------------- coefs_ and intercepts_
+@pytest.mark.parametrize("cls", [NeuralNetClassifier, NeuralNetRegressor])
+def test_coefs_and_intercepts_are_read_only_views_of_the_dense_layers(cls):
+    X, y = _blobs(60)
+    with pytest.raises(NotFittedError, match=f"This {cls.__name__} instance is not fitted yet"):
+        _ = cls().coefs_
+    assert not hasattr(cls(), "intercepts_")  # NotFittedError is an AttributeError too, as in scikit-learn
+    est = _small(cls, hidden_layer_sizes=(6, 5), batch_norm=True, max_iter=2).fit(X, y)
+    outputs = 3 if cls is NeuralNetClassifier else 1
+    assert [c.shape for c in est.coefs_] == [(4, 6), (6, 5), (5, outputs)]
+    assert [b.shape for b in est.intercepts_] == [(6,), (5,), (outputs,)]
+    dense = [layer for layer in est.model_.layers if isinstance(layer, bn.layers.Dense)]
+    for layer, coef, intercept in zip(dense, est.coefs_, est.intercepts_, strict=True):
+        np.testing.assert_array_equal(coef, layer.params["kernel"])
+        np.testing.assert_array_equal(intercept, layer.params["bias"])
+        assert coef.dtype == np.float32 and np.shares_memory(coef, layer.params["kernel"])
+    with pytest.raises(ValueError, match="read-only"):
+        est.coefs_[0][0, 0] = 1.0
+    # The linear part of the network by hand: a Dense-only network is coefs_ and intercepts_ alone.
+    plain = _small(cls, activation="identity", max_iter=2, dtype="float64").fit(X, y)
+    out = X
+    for coef, intercept in zip(plain.coefs_, plain.intercepts_, strict=True):
+        out = out @ coef + intercept
+    expected = out[:, 0] if cls is NeuralNetRegressor else np.exp(out) / np.exp(out).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(plain.predict(X) if cls is NeuralNetRegressor else plain.predict_proba(X), expected,
+                               rtol=1e-12)
+    snapshot = [c.copy() for c in plain.coefs_]
+    view = plain.coefs_[0]
+    plain.partial_fit(X, y)
+    assert not np.array_equal(view, snapshot[0])  # a view follows training; a copy keeps the snapshot
 
 
 # ----------------------------------------------------------------- scikit-learn tooling

@@ -148,6 +148,40 @@ def test_compute_gradients_gives_loss_parameter_and_input_gradients_without_a_st
     assert bn.gradcheck(model, X, y).max_error < 1e-6
 
 
+# --------------------------------------------------------------------- reduction="sample_weight"
+def test_sample_weight_reduction_divides_the_loss_and_the_penalty_by_the_weight_sum():
+    """J = (sum_i w_i l_i + lambda ||W||^2) / sum_i w_i, worked by hand for a linear layer and squared error."""
+    model = bn.Sequential([Dense(2, input_dim=3, l2=0.3)], seed=0, dtype="float64")
+    model.compile("mse", "sgd", reduction="sample_weight")
+    X, y, w = RNG.standard_normal((5, 3)), RNG.standard_normal((5, 2)), np.array([0.0, 1.0, 2.5, 0.5, 3.0])
+    W, b = model.get_weights()
+    residual = X @ W + b - y
+    S = w.sum()
+    result = model.compute_gradients(X, y, sample_weight=w)
+    assert result.loss == pytest.approx((w @ (residual**2).mean(axis=1) + 0.3 * np.sum(W**2)) / S, rel=1e-12)
+    np.testing.assert_allclose(result.parameters["layers.0.kernel"],
+                               (X.T @ (w[:, None] * residual) + 0.6 * W) / S, rtol=1e-12)  # d/dp mean_j r^2 = r
+    np.testing.assert_allclose(result.parameters["layers.0.bias"], w @ residual / S, rtol=1e-12)
+    # Integer weights are repeated rows (zero-weight rows dropped); no weights divide the penalty by b.
+    counts = np.array([0, 1, 2, 0, 3])
+    kept = np.repeat(np.arange(5), counts)
+    weighted = model.compute_gradients(X, y, sample_weight=counts)
+    repeated = model.compute_gradients(X[kept], y[kept])
+    assert weighted.loss == pytest.approx(repeated.loss, rel=1e-12)
+    for key, grad in weighted.parameters.items():
+        np.testing.assert_allclose(grad, repeated.parameters[key], rtol=1e-12, atol=1e-15)
+    model.compile("mse", "sgd")  # back to the default: the penalty is added whole
+    assert model.compute_gradients(X[kept], y[kept]).loss == pytest.approx(repeated.loss + 0.3 * np.sum(W**2) * 5 / 6)
+
+
+def test_an_unknown_reduction_is_refused_and_the_model_keeps_its_compile_settings():
+    model = bn.Sequential([Dense(1, input_dim=2)])
+    model.compile("mse", "sgd", reduction="sample_weight")
+    with pytest.raises(ConfigError, match=r"reduction must be one of \['batch', 'sample_weight'\], got 'rows'"):
+        model.compile("mae", "adam", reduction="rows")
+    assert model.reduction == "sample_weight" and model.loss.name == "mean_squared_error"
+
+
 # --------------------------------------------------------------------- named weights
 def test_named_weights_cover_parameters_and_buffers_and_set_weights_takes_them():
     model = bn.Sequential([Dense(3, input_dim=2), BatchNormalization(), Dense(1)], seed=0)

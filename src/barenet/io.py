@@ -5,7 +5,7 @@ The file format (version 1) is a zip archive with
 ``barenet.json``
     ``{"format": "barenet-model", "version": 1, "barenet_version": ..., "model": <Sequential.get_config()>,
     "compile": null | {"loss": ..., "optimizer": ..., "metrics": [...]}, "rng": null | <generator state>,
-    "metadata": {...}}``;
+    "metadata": {...}}``; ``compile`` also has ``"reduction"`` when it is not ``"batch"``;
 ``weights/layers.<i>.<name>.npy``
     every parameter and buffer of every layer (``kernel``, ``bias``, ``moving_mean`` ...);
 ``optimizer/<slot>/layers.<i>.<name>.npy`` and ``optimizer/iterations.npy``
@@ -187,6 +187,8 @@ def _describe(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "optimizer": optimizers_mod.serialize(model.optimizer),
             "metrics": list(model.metric_names),
         }
+        if getattr(model, "reduction", "batch") != "batch":  # written only when set: older files stay the same
+            compile_section["reduction"] = model.reduction
     if compile_section is not None:
         for flat, value in model.optimizer.get_state().items():
             member = _ITERATIONS_MEMBER if flat == "iterations" else f"{_OPTIMIZER_DIR}{flat}.npy"
@@ -344,7 +346,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, file_bytes: int) -> Sequ
     model = _build(document["model"], plan, path)
     if settings is not None:
         try:
-            extra = {"loss_weights": compile_section["loss_weights"]} if "loss_weights" in compile_section else {}
+            extra = {key: compile_section[key] for key in ("loss_weights", "reduction") if key in compile_section}
             model.compile(loss=settings[0], optimizer=settings[1], metrics=settings[2], **extra)
         except (BarenetError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: the saved compile settings are invalid: {exc}") from None
@@ -716,8 +718,7 @@ def _read_document(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         section = document["compile"]
         if not isinstance(section, dict):
             raise ModelFileError(f"{path}: 'compile' must be null or a JSON object")
-        _check_keys(section, _COMPILE_KEYS | ({"loss_weights"} if "loss_weights" in section else set()),
-                    "'compile'", path)
+        _check_keys(section, _COMPILE_KEYS | ({"loss_weights", "reduction"} & set(section)), "'compile'", path)
     if not isinstance(document["metadata"], dict):
         raise ModelFileError(f"{path}: 'metadata' must be a JSON object, got {type(document['metadata']).__name__}")
     if document["rng"] is not None and not isinstance(document["rng"], dict):

@@ -164,10 +164,10 @@ class _BaseNeuralNet(BaseEstimator):
         return optimizers.get(self.solver, learning_rate=float(self.learning_rate_init))
 
     # ----------------------------------------------------------------- the network
-    def _build_model(self, n_features: int, n_outputs: int, out_activation: str, loss: str, batch: int,
-                     seed: int) -> Sequential:
-        """Dense (-> BatchNormalization) -> activation (-> Dropout) per hidden layer, then the output layer."""
-        l2 = 0.5 * float(self.alpha) / batch
+    def _build_model(self, n_features: int, n_outputs: int, out_activation: str, loss: str, seed: int) -> Sequential:
+        """Dense (-> BatchNormalization) -> activation (-> Dropout) per hidden layer, then the output layer,
+        compiled with scikit-learn's objective (see :func:`_penalty_per_weight`)."""
+        l2 = _penalty_per_weight(float(self.alpha), loss, n_outputs)
         act = self._activation_name()
         layers = []
         for units in self._hidden_sizes():
@@ -180,7 +180,7 @@ class _BaseNeuralNet(BaseEstimator):
         layers.append(Dense(n_outputs, activation=out_activation, l2=l2))
         model = Sequential(layers, seed=seed, dtype=str(self.dtype))
         model.build((n_features,))
-        model.compile(loss=loss, optimizer=self._make_optimizer())
+        model.compile(loss=loss, optimizer=self._make_optimizer(), reduction="sample_weight")
         return model
 
     def _raw_output(self, X: Any) -> tuple[np.ndarray, np.dtype]:
@@ -201,21 +201,20 @@ class _BaseNeuralNet(BaseEstimator):
         rs = check_random_state(self.random_state)
         fresh = not hasattr(self, "model_") or not (incremental or self.warm_start)
         n_outputs, out_activation, loss = task
-        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        w = (w * (len(w) / w.sum())).astype(self.dtype)  # mean 1: only the ratios between weights matter
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True).astype(self.dtype)
 
         early = bool(self.early_stopping) and not incremental
         if early:
             stratify = y if self._stratify and y.ndim == 1 else None
             train, val = train_test_split(np.arange(len(X)), test_size=self.validation_fraction,
                                           random_state=rs.randint(np.iinfo(np.int32).max), stratify=stratify)
-            X_val, y_val = X[val], y[val]
+            validation = (X[val], y[val], w[val])
             X, Y, w = X[train], Y[train], w[train]
         else:
-            X_val = y_val = None
+            validation = None
         batch = self._batch_size(len(X))
         if fresh:
-            self.model_ = self._build_model(X.shape[1], n_outputs, out_activation, loss, batch,
+            self.model_ = self._build_model(X.shape[1], n_outputs, out_activation, loss,
                                             int(rs.randint(np.iinfo(np.int32).max)))
             self.n_outputs_ = n_outputs
             self.out_activation_ = out_activation
@@ -230,7 +229,7 @@ class _BaseNeuralNet(BaseEstimator):
 
         X = X.astype(self.model_.dtype, copy=False)
         Y = Y.astype(self.model_.dtype, copy=False)
-        record = _Record(self, (X_val, y_val) if early else None)
+        record = _Record(self, validation)
         callbacks: list[Callback] = [record]
         stopper = None
         if not incremental:
@@ -279,16 +278,39 @@ class _BaseNeuralNet(BaseEstimator):
         if self.verbose:
             print(message)
 
-    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Score of the network on the early-stopping split: accuracy for classifiers, R2 for regressors."""
+    def _validation_score(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> float:
+        """Weighted score of the network on the early-stopping split: accuracy for classifiers, R2 for
+        regressors (as scikit-learn's MLP scores it)."""
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- weights as scikit-learn shows them
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The Dense layers' kernels in order, ``coefs_[i] : (units_in, units_out)`` as in ``MLPClassifier``.
+
+        Read-only views of the network's live weights, in the network's dtype: they follow later
+        ``partial_fit`` and ``warm_start`` fits (copy them to keep a snapshot; ``model_.set_weights`` changes
+        them), while a fit from scratch builds a new network and leaves earlier views on the old one.
+        Raises scikit-learn's ``NotFittedError`` before the first fit.
+        """
+        return [_read_only(layer.params["kernel"]) for layer in self._dense_layers()]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The Dense layers' biases in order, ``intercepts_[i] : (units_out,)``; read-only views like :attr:`coefs_`."""
+        return [_read_only(layer.params["bias"]) for layer in self._dense_layers()]
+
+    def _dense_layers(self) -> list[Dense]:
+        check_is_fitted(self, "model_")
+        return [layer for layer in self.model_.layers if isinstance(layer, Dense)]
 
 
 class _Record(Callback):
     """Keeps the estimator's per-epoch record (``n_iter_``, ``loss_curve_``, ``validation_scores_``) and
     puts the early-stopping score in the epoch logs as ``val_score`` for :class:`EarlyStopping`."""
 
-    def __init__(self, estimator: _BaseNeuralNet, validation: tuple[np.ndarray, np.ndarray] | None) -> None:
+    def __init__(self, estimator: _BaseNeuralNet,
+                 validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
         self.estimator = estimator
         self.validation = validation
 
@@ -302,6 +324,33 @@ class _Record(Callback):
             est.validation_scores_.append(score)
             message += f", validation score = {score:.6f}"
         est._say(message)
+
+
+def _penalty_per_weight(alpha: float, loss: str, n_outputs: int) -> float:
+    r"""The Dense layers' ``l2`` that gives scikit-learn's MLP objective under ``reduction="sample_weight"``.
+
+    scikit-learn's MLP descends, batch by batch,
+    :math:`J = \big(\sum_i w_i L_i + \tfrac{\alpha}{2}\sum \|W\|^2\big) / \sum_i w_i` (``_backprop``: the L2
+    term divided by the batch's weight sum, ``sw_sum``), where :math:`L_i` sums over the outputs: the
+    cross-entropy of the classes, the binary cross-entropies of the labels, :math:`\tfrac12 (p - t)^2` of the
+    targets. barenet's losses average over the outputs instead, so for :math:`k` outputs barenet's
+    :math:`\ell_i` is :math:`c L_i` with :math:`c = 1` (one output, or classes under softmax), :math:`1/k`
+    (labels) or :math:`2/k` (squared error). The penalty :math:`c\,\alpha/2` keeps :math:`J_{barenet} = c J`:
+    the same minimum and, for Adam, the same steps; plain SGD steps :math:`c` times scikit-learn's.
+    """
+    if loss == "categorical_crossentropy":
+        c = 1.0
+    elif loss == "mean_squared_error":
+        c = 2.0 / n_outputs
+    else:
+        c = 1.0 / n_outputs
+    return c * alpha / 2
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _is_int(value: Any) -> bool:
@@ -331,7 +380,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         A name gets ``learning_rate=learning_rate_init``; an Optimizer object is copied with fresh state.
     learning_rate_init : float, default 0.001
     alpha : float, default 1e-4
-        L2 penalty on kernels, scaled as in scikit-learn's MLP (and with its default).
+        L2 penalty on kernels, scaled as in scikit-learn's MLP (and with its default): see Notes.
     batch_size : int or "auto", default "auto"
         ``"auto"`` is ``min(200, n_samples)``; larger values are clipped to ``n_samples``.
     max_iter : int, default 200
@@ -367,6 +416,12 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         Only when ``X`` was a DataFrame with string column names.
     model_ : barenet.Sequential
         The trained network.
+    coefs_ : list of ndarray
+        The Dense layers' kernels, ``coefs_[i] : (units_in, units_out)``, as ``MLPClassifier`` has them:
+        read-only views of the live weights (they follow later ``partial_fit`` calls; copy them to keep a
+        snapshot). With ``batch_norm`` the network also has BatchNormalization layers between them.
+    intercepts_ : list of ndarray
+        The Dense layers' biases, ``intercepts_[i] : (units_out,)``, read-only views like ``coefs_``.
     loss_curve_ : list of float
         Training loss (with the L2 penalty) after each epoch.
     validation_scores_ : list of float
@@ -382,8 +437,13 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
 
     Notes
     -----
-    Sample weights are rescaled to average 1 over the training set, so only their ratios matter;
-    the loss of a batch is :math:`\\frac1b\\sum_i w_i \\ell_i + \\frac{\\alpha}{2b}\\sum W^2`.
+    Each batch descends scikit-learn's MLP objective, the weighted loss and the L2 penalty both divided by
+    the batch's sum of sample weights: :math:`(\\sum_i w_i \\ell_i + \\tfrac{\\alpha}{2}\\sum \\|W\\|^2) / \\sum_i w_i`.
+    A sample weight of 3 is the same as three copies of the sample, and heavier weights weaken the penalty
+    as more data would. (For several outputs, barenet's losses average over them where scikit-learn's sum;
+    the penalty is scaled to match, see :func:`barenet.sklearn._penalty_per_weight`.) ``partial_fit`` trains
+    one epoch exactly as ``fit`` does: a first ``partial_fit`` equals ``fit`` with ``max_iter=1``, and ``k``
+    calls on the same data equal ``fit`` with ``max_iter=k`` when no stopping rule ends it earlier.
 
     Examples
     --------
@@ -459,8 +519,9 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
             del self.model_  # refit from scratch even if the previous fit had other classes
         return self._fit(X, y, Y, sample_weight, incremental=incremental, task=task)
 
-    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
-        return float(accuracy_score(y, self._binarizer.inverse_transform(self.model_.predict(X))))
+    def _validation_score(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> float:
+        return float(accuracy_score(y, self._binarizer.inverse_transform(self.model_.predict(X)),
+                                    sample_weight=sample_weight))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n_samples, n_classes)`` (for multi-label targets, each label's
@@ -497,8 +558,8 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
 
     Attributes
     ----------
-    n_features_in_, feature_names_in_, model_, loss_curve_, validation_scores_, best_validation_score_,
-    best_loss_, n_iter_, n_outputs_, out_activation_ (``"linear"``)
+    n_features_in_, feature_names_in_, model_, coefs_, intercepts_, loss_curve_, validation_scores_,
+    best_validation_score_, best_loss_, n_iter_, n_outputs_, out_activation_ (``"linear"``)
         As for :class:`NeuralNetClassifier`; validation scores are R2.
     """
 
@@ -526,8 +587,8 @@ class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
         return self._fit(X, y, Y, sample_weight, incremental=incremental,
                          task=(Y.shape[1], "linear", "mean_squared_error"))
 
-    def _validation_score(self, X: np.ndarray, y: np.ndarray) -> float:
-        return float(r2_score(y, self.model_.predict(X).reshape(y.shape)))
+    def _validation_score(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> float:
+        return float(r2_score(y, self.model_.predict(X).reshape(y.shape), sample_weight=sample_weight))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions ``(n_samples,)`` for a single output, else ``(n_samples, n_outputs)``;

@@ -74,6 +74,8 @@ class Sequential(KerasMethods):
         self.loss: losses_mod.Loss | None = None
         self.optimizer: optimizers_mod.Optimizer | None = None
         self.metric_names: list[str] = []
+        #: How a batch's loss is normalized; see :meth:`compile`.
+        self.reduction = "batch"
         self.stop_training = False
         #: JSON-serializable notes saved with the model (for example the preprocessing the CLI applied).
         self.metadata: dict[str, Any] = {}
@@ -213,12 +215,13 @@ class Sequential(KerasMethods):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickle (joblib, Dask, multiprocessing) stores views as separate arrays: pack them again.
         self.__dict__.update(state)
+        self.__dict__.setdefault("reduction", "batch")  # pickled before compile had it
         if self.built:
             self._pack_parameters()
 
     def compile(self, loss: str | losses_mod.Loss = "mean_squared_error",
                 optimizer: str | optimizers_mod.Optimizer = "adam",
-                metrics: Sequence[str] | None = None) -> None:
+                metrics: Sequence[str] | None = None, *, reduction: str = "batch") -> None:
         """Choose the loss, optimizer and metrics used by ``fit`` and ``evaluate``.
 
         Parameters
@@ -235,6 +238,15 @@ class Sequential(KerasMethods):
             ``"accuracy"`` (``"acc"``), ``"precision"``, ``"recall"``, ``"f1"`` (positive class for binary
             tasks, macro otherwise), ``"precision_macro"``, ``"recall_macro"``, ``"f1_macro"``, ``"mse"``
             (``"mean_squared_error"``), ``"mae"`` (``"mean_absolute_error"``), ``"r2"``.
+        reduction : {"batch", "sample_weight"}, default "batch"
+            What a batch's loss is divided by. With ``"batch"`` (Keras's rule) it is the number of samples
+            :math:`b` and the L2 penalty :math:`P = \\sum_{layers} \\lambda \\|W\\|^2` is added whole:
+            :math:`J = \\frac1b \\sum_i w_i \\ell_i + P`. With ``"sample_weight"`` (scikit-learn's MLP) it is
+            the batch's sum of sample weights, penalty included: :math:`J = (\\sum_i w_i \\ell_i + P) / \\sum_i w_i`,
+            so a weight of 3 is the same as three copies of the sample, and the penalty counts for less in a
+            heavier batch. Without sample weights the two differ only in the penalty, :math:`P / b` instead of
+            :math:`P`. A batch whose weights are all zero divides its penalty by :math:`b`. With per-step
+            weights ``(batch, steps)`` the weight of a sample is its mean over the steps.
 
         Raises
         ------
@@ -247,7 +259,10 @@ class Sequential(KerasMethods):
         names = [str(m) for m in (metrics or [])]
         for name in names:
             metrics_mod.get(name)
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
         self.loss, self.optimizer, self.metric_names = new_loss, new_optimizer, names
+        self.reduction = reduction
 
     # ----------------------------------------------------------------- parameters
     def parameters(self) -> dict[str, np.ndarray]:
@@ -373,18 +388,22 @@ class Sequential(KerasMethods):
         fused = self._fusable()
         cache = Cache(input_grad=input_grad) if need_grad else None
         out, mask = self._run(x, training=training, logits=fused, cache=cache)
+        penalty_scale = 1.0
+        if self.reduction == "sample_weight":
+            w, penalty_scale = per_unit_weight(w, len(out))
         value, grad, y_pred = output_loss(self.loss, out, y, w, mask, fused=fused, need_grad=need_grad)
         grad_input = self.backward(grad, cache) if need_grad else None
-        return value + self._penalty(need_grad), y_pred, grad_input, mask
+        return value + self._penalty(need_grad, penalty_scale), y_pred, grad_input, mask
 
-    def _penalty(self, add_grads: bool) -> float:
-        r"""L2 penalty :math:`\sum_{layers} \lambda \|W\|^2`; adds :math:`2\lambda W` to kernel gradients."""
+    def _penalty(self, add_grads: bool, scale: float = 1.0) -> float:
+        r"""L2 penalty :math:`s \sum_{layers} \lambda \|W\|^2` for ``scale`` :math:`s`; adds :math:`2 s \lambda W` to
+        kernel gradients."""
         total = 0.0
         for layer in self.layers:
             if isinstance(layer, Sequential):  # a model used as a layer: its own layers' penalties
-                total += layer._penalty(add_grads)
+                total += layer._penalty(add_grads, scale)
                 continue
-            l2 = getattr(layer, "l2", 0.0)
+            l2 = getattr(layer, "l2", 0.0) * scale
             if not l2:
                 continue
             for name, param in layer.params.items():
@@ -702,6 +721,24 @@ def output_loss(loss: losses_mod.Loss, out: np.ndarray, y: np.ndarray, w: np.nda
         value = loss(y_pred, y, w)
         grad = loss.gradient(y_pred, y, w) if need_grad else None
     return value, None if grad is None else grad.reshape(shape), y_pred.reshape(shape)
+
+
+#: The values of :meth:`Sequential.compile`'s ``reduction``.
+REDUCTIONS = ("batch", "sample_weight")
+
+
+def per_unit_weight(w: np.ndarray | None, rows: int) -> tuple[np.ndarray | None, float]:
+    r"""A batch's sample weights and penalty scale for ``reduction="sample_weight"``.
+
+    The losses divide :math:`\sum_i w_i \ell_i` by the number of entries of ``w``; dividing ``w`` by its mean
+    :math:`\bar w` makes that :math:`\sum_i w_i \ell_i / \sum_i w_i`, and the penalty is scaled by
+    :math:`1 / (\bar w \cdot rows)`, which is :math:`1 / \sum_i w_i` for weights ``(rows,)``. Weights that are all
+    zero (or none) leave ``w`` as it is and scale the penalty by ``1 / rows``.
+    """
+    mean = 0.0 if w is None else float(w.mean())
+    if mean == 0.0:
+        return w, 1.0 / rows
+    return w * w.dtype.type(1.0 / mean), 1.0 / (mean * rows)
 
 
 def _check_layer(layer: Any) -> None:
