@@ -1,7 +1,11 @@
-"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in :mod:`barenet.models.callbacks`,
-ModelCheckpoint in :mod:`barenet.checkpoint`)."""
+"""Training callbacks: ``from barenet.callbacks import EarlyStopping``.
+
+Defined in :mod:`barenet.models.callbacks` (the loop's own), :mod:`barenet.checkpoint` (ModelCheckpoint) and
+:mod:`barenet.gradient_monitor` (GradientMonitor).
+"""
 
 from .checkpoint import ModelCheckpoint
+from .gradient_monitor import GradientMonitor, GradientWarning
 from .models.callbacks import (
     Callback,
     EarlyStopping,
@@ -12,6 +16,6 @@ from .models.callbacks import (
 )
 
 __all__ = [
-    "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau",
-    "TerminateOnNaN",
+    "Callback", "EarlyStopping", "GradientMonitor", "GradientWarning", "LearningRateScheduler", "ModelCheckpoint",
+    "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
 ]
