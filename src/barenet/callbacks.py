@@ -1,10 +1,11 @@
 """Training callbacks: ``from barenet.callbacks import EarlyStopping``.
 
-Defined in :mod:`barenet.models.callbacks` (the loop's own), :mod:`barenet.checkpoint` (ModelCheckpoint) and
-:mod:`barenet.gradient_monitor` (GradientMonitor).
+Defined in :mod:`barenet.models.callbacks` (the loop's own), :mod:`barenet.checkpoint` (ModelCheckpoint),
+:mod:`barenet.gradient_monitor` (GradientMonitor) and :mod:`barenet.csv_logger` (CSVLogger).
 """
 
 from .checkpoint import ModelCheckpoint
+from .csv_logger import CSVLogger
 from .gradient_monitor import GradientMonitor, GradientWarning
 from .models.callbacks import (
     Callback,
@@ -16,6 +17,6 @@ from .models.callbacks import (
 )
 
 __all__ = [
-    "Callback", "EarlyStopping", "GradientMonitor", "GradientWarning", "LearningRateScheduler", "ModelCheckpoint",
-    "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
+    "CSVLogger", "Callback", "EarlyStopping", "GradientMonitor", "GradientWarning", "LearningRateScheduler",
+    "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
 ]
