@@ -1,7 +1,8 @@
 """Training callbacks: ``from barenet.callbacks import EarlyStopping``.
 
 Defined in :mod:`barenet.models.callbacks` (the loop's own), :mod:`barenet.checkpoint` (ModelCheckpoint),
-:mod:`barenet.gradient_monitor` (GradientMonitor) and :mod:`barenet.csv_logger` (CSVLogger).
+:mod:`barenet.gradient_monitor` (GradientMonitor), :mod:`barenet.csv_logger` (CSVLogger) and
+:mod:`barenet.tensorboard` (TensorBoard, which needs the ``tensorboard`` extra when it is used).
 """
 
 from .checkpoint import ModelCheckpoint
@@ -15,8 +16,9 @@ from .models.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from .tensorboard import TensorBoard
 
 __all__ = [
     "CSVLogger", "Callback", "EarlyStopping", "GradientMonitor", "GradientWarning", "LearningRateScheduler",
-    "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TerminateOnNaN",
+    "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN",
 ]
