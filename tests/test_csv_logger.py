@@ -85,3 +85,14 @@ def test_bad_arguments_and_paths_are_refused(tmp_path):
         _model().fit(X, y, epochs=1, verbose=0, callbacks=[CSVLogger(tmp_path / "missing" / "log.csv")])
     with pytest.raises(OutputError, match="is a folder"):
         _model().fit(X, y, epochs=1, verbose=0, callbacks=[CSVLogger(tmp_path)])
+
+
+def test_paths_no_system_call_takes_are_output_errors(tmp_path):
+    """A NUL character or a name longer than the file system allows: OutputError, for every barenet output."""
+    X, y = _data()
+    model = _model()
+    for path in (tmp_path / "a\x00b.csv", tmp_path / ("x" * 300 + ".csv"), tmp_path / ("x" * 300) / "log.csv"):
+        with pytest.raises(OutputError, match="cannot write CSV log"):
+            model.fit(X, y, epochs=1, verbose=0, callbacks=[CSVLogger(path)])
+        with pytest.raises(OutputError, match="cannot write model file"):
+            bn.save(model, path.with_suffix(".barenet"))
