@@ -118,6 +118,11 @@ class GradientMonitor(Callback):
     warnings : list of str
         The messages of the vanished and exploded layers, in the order they were found.
 
+    Notes
+    -----
+    Each step costs a few passes over the parameters and gradients (norms, the parameter change, a copy of
+    the parameters for the next step's change).
+
     Examples
     --------
     >>> monitor = bn.callbacks.GradientMonitor()

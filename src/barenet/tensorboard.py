@@ -98,15 +98,16 @@ class TensorBoard(Callback):
         self.update_freq = update_freq if update_freq == "epoch" else int(update_freq)
         self.write_graph = bool(write_graph)
 
-    # ----------------------------------------------------------------- the callback's hooks
     def check_log_dir(self) -> None:
         """Raise :class:`~barenet.errors.OutputError` unless ``log_dir`` is a folder or can be made one (its
         parent folder exists and is writable); run at the start of training, and by the command line before it."""
+        check_folder(self.log_dir, "TensorBoard log folder")
         root = Path(self.log_dir)
-        check_folder(root, "TensorBoard log folder")
-        if root.exists() and not root.is_dir():
-            raise OutputError(f"TensorBoard log folder {self.log_dir!r} is a file; give a folder")
+        with output_errors("TensorBoard log folder", root):
+            if root.exists() and not root.is_dir():
+                raise OutputError(f"TensorBoard log folder {self.log_dir!r} is a file; give a folder")
 
+    # ----------------------------------------------------------------- the callback's hooks
     def on_train_begin(self, logs=None):
         self.check_log_dir()
         self._writers: dict[str, Any] = {}
@@ -118,7 +119,6 @@ class TensorBoard(Callback):
             train.add_text("model/summary", _markdown_table(self.model.summary(print_fn=None)), 0)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
         watched = self.histogram_freq and epoch % self.histogram_freq == 0
         self._stats = LayerStepStatistics(self.model) if watched else None
 
