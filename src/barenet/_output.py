@@ -44,27 +44,37 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_folder(path: str | os.PathLike, what: str) -> None:
     """Raise :class:`OutputError` unless the folder that is to hold ``path`` exists, is a folder and can
-    be written to (``what`` names the output in the message: ``"model file"``, ``"report folder"``)."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.exists():
-        ancestor = _nearest_existing(path)
-        if not ancestor.is_dir():
-            raise OutputError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file, not a folder")
-        raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} does not exist; create it "
-                          "first (barenet creates no folders for its outputs)")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {what} {str(path)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} is not writable")
+    be written to (``what`` names the output in the message: ``"model file"``, ``"report folder"``).
+    A path the system cannot take (a NUL character, a name too long) is an :class:`OutputError` too."""
+    path = _usable(path, what)
+    with output_errors(what, path):
+        folder = path.parent
+        if not folder.exists():
+            ancestor = _nearest_existing(path)
+            if not ancestor.is_dir():
+                raise OutputError(f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file, not a folder")
+            raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} does not exist; create "
+                              "it first (barenet creates no folders for its outputs)")
+        if not folder.is_dir():
+            raise OutputError(f"cannot write {what} {str(path)!r}: {str(folder)!r} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {what} {str(path)!r}: folder {str(folder)!r} is not writable")
+
+
+def _usable(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a :class:`Path`; a NUL character, which no system call takes, is an :class:`OutputError`."""
+    if "\x00" in os.fspath(path):
+        raise OutputError(f"cannot write {what} {os.fspath(path)!r}: a path cannot hold a NUL character")
+    return Path(path)
 
 
 def check_output_path(path: str | os.PathLike, what: str) -> Path:
     """``path`` as a :class:`Path` after checking that a file can be written there: it is not a folder,
     and its folder passes :func:`check_folder`."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{what} {str(path)!r} is a folder; give a file name")
+    path = _usable(path, what)
+    with output_errors(what, path):
+        if path.is_dir():
+            raise OutputError(f"{what} {str(path)!r} is a folder; give a file name")
     check_folder(path, what)
     return path
 

@@ -1,7 +1,13 @@
-"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in :mod:`barenet.models.callbacks`,
-ModelCheckpoint in :mod:`barenet.checkpoint`)."""
+"""Training callbacks: ``from barenet.callbacks import EarlyStopping``.
+
+Defined in :mod:`barenet.models.callbacks` (the loop's own), :mod:`barenet.checkpoint` (ModelCheckpoint),
+:mod:`barenet.gradient_monitor` (GradientMonitor), :mod:`barenet.csv_logger` (CSVLogger) and
+:mod:`barenet.tensorboard` (TensorBoard, which needs the ``tensorboard`` extra when it is used).
+"""
 
 from .checkpoint import ModelCheckpoint
+from .csv_logger import CSVLogger
+from .gradient_monitor import GradientMonitor, GradientWarning
 from .models.callbacks import (
     Callback,
     EarlyStopping,
@@ -10,8 +16,9 @@ from .models.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from .tensorboard import TensorBoard
 
 __all__ = [
-    "Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau",
-    "TerminateOnNaN",
+    "CSVLogger", "Callback", "EarlyStopping", "GradientMonitor", "GradientWarning", "LearningRateScheduler",
+    "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN",
 ]

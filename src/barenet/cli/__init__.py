@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model file to write")
     add_training_options(train)
     train.add_argument("--report", help="report folder (default: MODEL.report, replaced on every run)")
+    train.add_argument("--tensorboard", metavar="DIR",
+                       help="also write the run as TensorBoard event files into DIR (created; its parent must exist), "
+                            "to watch with: tensorboard --logdir DIR")
     train.add_argument("--force", action="store_true", help="overwrite the model file and the --report folder")
 
     predict = sub.add_parser("predict", help="predict the target of each row of a table (CSV on stdout)")

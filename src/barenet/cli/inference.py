@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,14 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kept_epoch(metadata: dict[str, Any]) -> int | None:
+    """The kept epoch (from 1) that ``train`` recorded in the model's metadata, or ``None`` where the file has
+    none that reads as one (the ``"fit"`` record is not part of the checked metadata schema)."""
+    fit = metadata.get("fit")
+    kept = fit.get("kept_epoch") if isinstance(fit, dict) else None
+    return kept if isinstance(kept, int) and not isinstance(kept, bool) and kept >= 1 else None
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     model, prep = load_with_preprocessing(args.model)
     table = read_table(args.data)
@@ -94,7 +103,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  default=args.report is None)
     header = {"task": prep.task, "target": target, "data": str(args.data)}
     write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
-                 plot_split="evaluation", classes=prep.classes, target=target, header=header)
+                 plot_split="evaluation", classes=prep.classes, target=target, header=header,
+                 kept_epoch=_kept_epoch(model.metadata))
     if prep.classes is not None:
         m = classification_metrics(y_true, y_pred, prep.classes)
         print(f"{m['samples']} samples: accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "

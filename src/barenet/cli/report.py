@@ -2,11 +2,14 @@
 
 Files:
 
-* ``curves.png``: loss and the tracked metric per epoch, training and validation (from the History).
+* ``curves.png``: loss and the tracked metric per epoch, training and validation (from the History), with the
+  kept epoch marked; after ``train``, also each layer's gradient norm and update-to-weight ratio per epoch
+  (from a :class:`~barenet.callbacks.GradientMonitor`).
 * ``confusion_matrix.png`` (classification) or ``predicted_vs_actual.png`` (regression).
 * ``metrics.json``: for each evaluated split, accuracy and macro precision/recall/F1 plus the
   per-class values (classification), or MSE, MAE and R2 (regression), computed with
-  ``sklearn.metrics`` on labels/values in the target's own units.
+  ``sklearn.metrics`` on labels/values in the target's own units; after ``train``, the gradient figures
+  (``"gradients"``) and the warnings about them (``"gradient_warnings"``).
 
 The folder holds exactly the files of one run: it is written whole into a sibling folder that then
 replaces it. A confusion matrix of many classes stays readable and quick: past
@@ -17,6 +20,8 @@ most frequent classes and pools the rest (the figure's title says so).
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,34 +72,91 @@ LOSS_LABELS = {"classification": "loss (cross-entropy)",
                "regression": "loss (mean squared error of the standardized target)"}
 
 
-def curves_figure(history: dict[str, list[float]], title: str, loss_label: str = "loss"):
-    """One panel per quantity (loss, then each metric), training and validation lines; whole-number epochs."""
-    from matplotlib.ticker import MaxNLocator
+def curves_figure(history: dict[str, list[float]], title: str, loss_label: str = "loss", *,
+                  kept_epoch: int | None = None, gradients: Mapping[str, Mapping[str, list[float]]] | None = None):
+    """One panel per quantity (loss, then each metric), training and validation lines, on whole-number epochs.
 
+    ``kept_epoch`` (counted from 1, as ``metrics.json`` counts it) is the epoch whose weights were saved: a
+    dashed line and a ring on each curve mark it. ``gradients`` (``{"gradient_norm": {layer: [per epoch]},
+    "update_ratio": {layer: [per epoch]}}``, as :class:`~barenet.callbacks.GradientMonitor` records them)
+    adds a panel per quantity with one line per layer on a log scale.
+    """
     plt = _pyplot()
     names = [k for k in history if not k.startswith("val_") and k != "lr"]
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        epochs = np.arange(1, len(history[name]) + 1)
-        values = np.array([np.nan if v is None else v for v in history[name]], dtype=float)
-        ax.plot(epochs, values, marker="o", markersize=3, label="training")
-        if f"val_{name}" in history:
-            val = np.array([np.nan if v is None else v for v in history[f"val_{name}"]], dtype=float)
-            ax.plot(epochs, val, marker="o", markersize=3, label="validation")
-        ax.set_title(loss_label if name == "loss" else name.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
+    rows = [names]
+    gradient_names = [key for key in GRADIENT_PANELS if gradients and gradients.get(key)]
+    if gradient_names:
+        rows.append(gradient_names)  # a second row: the learning curves keep their size
+    width = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), width, figsize=(5.5 * width, 4.2 * len(rows)), squeeze=False)
+    for ax_row, row in zip(axes, rows, strict=True):
+        for ax in ax_row[len(row):]:
+            ax.set_visible(False)
+        for ax, name in zip(ax_row, row, strict=False):
+            if name in GRADIENT_PANELS:
+                _gradient_panel(ax, name, gradients[name])
+                n_epochs = max(len(values) for values in gradients[name].values())
+            else:
+                _curve_panel(ax, name, history, loss_label, kept_epoch)
+                n_epochs = len(history[name])
+            _epoch_axis(ax, n_epochs)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def plot_curves(history: dict[str, list[float]], path: Path, title: str, loss_label: str = "loss") -> None:
+#: the gradient quantities :func:`curves_figure` draws, with their panel titles
+GRADIENT_PANELS = {"gradient_norm": "gradient norm per layer (mean over batches)",
+                   "update_ratio": "update / weight norm per layer (mean over steps)"}
+
+
+def _values(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _curve_panel(ax, name: str, history: dict[str, list[float]], loss_label: str, kept_epoch: int | None) -> None:
+    epochs = np.arange(1, len(history[name]) + 1)
+    series = [("training", _values(history[name]))]
+    if f"val_{name}" in history:
+        series.append(("validation", _values(history[f"val_{name}"])))
+    for label, values in series:
+        line, = ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        if kept_epoch is not None and 1 <= kept_epoch <= len(values):
+            ax.plot([kept_epoch], [values[kept_epoch - 1]], marker="o", markersize=10, fillstyle="none",
+                    color=line.get_color(), linestyle="none")
+    if kept_epoch is not None and 1 <= kept_epoch <= len(epochs):
+        ax.axvline(kept_epoch, color="grey", linestyle="--", linewidth=1, label=f"kept: epoch {kept_epoch}")
+    ax.set_title(loss_label if name == "loss" else name.replace("_", " "))
+    ax.set_ylabel(name)
+    ax.legend()
+
+
+def _gradient_panel(ax, name: str, per_layer: Mapping[str, list[float]]) -> None:
+    for layer, values in per_layer.items():
+        series = _values(values)
+        series[~(series > 0)] = np.nan  # a log axis shows no zeros; a vanished layer's line ends there
+        ax.plot(np.arange(1, len(series) + 1), series, marker="o", markersize=3, label=layer)
+    ax.set_yscale("log")
+    ax.set_title(GRADIENT_PANELS[name])
+    ax.set_ylabel(name.replace("_", " "))
+    ax.legend(fontsize=8 if len(per_layer) > 6 else None)
+
+
+def _epoch_axis(ax, n_epochs: int) -> None:
+    """Whole-number epoch ticks, 1 to ``n_epochs``: a one-epoch run shows one tick, ``1``, not 0.945 ... 1.055."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, max(n_epochs, 1) + 0.5)
+    ax.grid(alpha=0.3)
+
+
+def plot_curves(history: dict[str, list[float]], path: Path, title: str, loss_label: str = "loss", *,
+                kept_epoch: int | None = None, gradients: Mapping[str, Mapping[str, list[float]]] | None = None
+                ) -> None:
     """Write :func:`curves_figure` to ``path`` as PNG."""
-    _save(curves_figure(history, title, loss_label), path)
+    _save(curves_figure(history, title, loss_label, kept_epoch=kept_epoch, gradients=gradients), path)
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, shown: np.ndarray, n_classes: int) -> np.ndarray:
@@ -205,11 +267,15 @@ REPORT_FILES = frozenset({"curves.png", "confusion_matrix.png", "predicted_vs_ac
 
 
 def write_report(folder: Path, *, history: dict[str, list[float]] | None, splits: dict[str, tuple],
-                 plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any]) -> list[Path]:
+                 plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any],
+                 kept_epoch: int | None = None, gradients: Mapping[str, Mapping[str, list[float]]] | None = None
+                 ) -> list[Path]:
     """Write the report into ``folder``, whole or not at all; returns the paths written.
 
     ``splits`` maps a split name to ``(y_true, y_pred)``: class indices for classification
     (``classes`` given), target values for regression. The figure of predictions uses ``plot_split``.
+    ``kept_epoch`` (from 1), the epoch whose weights the model holds, is marked on the curves; ``gradients`` (see
+    :func:`curves_figure`) adds the gradient panels to them and is written to ``metrics.json``.
     The files are written into a fresh sibling folder that then replaces ``folder`` (see
     :func:`barenet.cli.paths.write_folder`): no file of an earlier report survives, and a failure
     leaves the earlier report as it was.
@@ -218,21 +284,28 @@ def write_report(folder: Path, *, history: dict[str, list[float]] | None, splits
 
     names = write_folder(folder, lambda fresh: _write_report_files(
         fresh, history=history, splits=splits, plot_split=plot_split, classes=classes, target=target,
-        header=header))
+        header=header, kept_epoch=kept_epoch, gradients=gradients))
     return [Path(folder) / name for name in names]
 
 
 def _write_report_files(folder: Path, *, history: dict[str, list[float]] | None, splits: dict[str, tuple],
-                        plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any]) -> list[str]:
+                        plot_split: str, classes: list[Any] | None, target: str, header: dict[str, Any],
+                        kept_epoch: int | None, gradients: Mapping[str, Mapping[str, list[float]]] | None
+                        ) -> list[str]:
     written = []
     if history and any(history.values()):
         task = "classification" if classes is not None else "regression"
-        plot_curves(history, folder / "curves.png", f"Training curves ({target})", LOSS_LABELS[task])
+        plot_curves(history, folder / "curves.png", f"Training curves ({target})", LOSS_LABELS[task],
+                    kept_epoch=kept_epoch, gradients=gradients)
         written.append("curves.png")
     metrics: dict[str, Any] = dict(header)
     for name, (y_true, y_pred) in splits.items():
         metrics[name] = (classification_metrics(y_true, y_pred, classes) if classes is not None
                          else regression_metrics(y_true, y_pred))
+    if gradients:
+        metrics["gradients"] = {key: {layer: [v if v is None or math.isfinite(v) else None for v in values]
+                                      for layer, values in per_layer.items()}
+                                for key, per_layer in gradients.items()}
     y_true, y_pred = splits[plot_split]
     if classes is not None:
         plot_confusion(y_true, y_pred, classes, folder / "confusion_matrix.png",

@@ -17,9 +17,14 @@ Which epoch's weights are saved, and what is said about it:
   nothing is written and the command exits with status 1 after one ``barenet: error:`` line.
 
 Which epoch was kept, its figures and how training ended are recorded in the model's metadata
-(``"fit"``) and in the report's ``metrics.json``. The epoch an announcement names, the saved
-weights, the metadata and the report all come from one record of the run, so they agree wherever
-a Ctrl-C lands.
+(``"fit"``) and in the report's ``metrics.json``; the report's curves mark the kept epoch. The epoch an
+announcement names, the saved weights, the metadata and the report all come from one record of the run,
+so they agree wherever a Ctrl-C lands.
+
+Every run is watched by a :class:`~barenet.callbacks.GradientMonitor`: the report draws each layer's
+gradient norm and update-to-weight ratio per epoch, and a layer whose gradients vanished or exploded is
+named in a ``barenet: warning:`` line and in ``metrics.json`` (``"gradient_warnings"``). With
+``--tensorboard DIR`` the run is also written as TensorBoard event files (the ``tensorboard`` extra).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..gradient_monitor import GradientMonitor
 from ..models.callbacks import Callback
 from .data import read_table
 from .fitting import (
@@ -108,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
     check_save_path(out)  # before training: a ".keras" name is refused now, not after the last epoch
     report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES,
                                  default=args.report is None)
+    monitor = GradientMonitor(warn=False)
+    watchers: list[Callback] = [monitor]
+    if args.tensorboard is not None:
+        from ..tensorboard import TensorBoard
+
+        board = TensorBoard(args.tensorboard)  # says which extra to install when tensorboardX is missing
+        board.check_log_dir()
+        watchers.append(board)
     for note in prepared.notes:
         print(f"barenet: warning: {note} (--drop {note.column})", file=sys.stderr)
     prep, X, y, train, val = prepared.prep, prepared.X, prepared.y, prepared.train, prepared.val
@@ -116,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     deferral = DeferInterrupts()
     try:
-        fitted = fit_network(prepared, args, verbose=True, callbacks=[deferral])
+        fitted = fit_network(prepared, args, verbose=True, callbacks=[deferral, *watchers])
         deferral.defer()
         if fitted.reason == "interrupted" and sys.stdout.isatty():
             print(flush=True)  # end the progress bar's line, which Ctrl-C left open
@@ -130,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             "preprocessing": prep.to_json(),
             "history": {name: finite_or_none(values) for name, values in history.items()},
             "training": {key: value for key, value in vars(args).items()
-                         if key not in ("func", "command", "force", "out", "report")},
+                         if key not in ("func", "command", "force", "out", "report", "tensorboard")},
             "fit": outcome,
         }
         splits: dict[str, Any] = {"train": prediction_targets(fitted.outputs["train"], prep, y[train])}
@@ -138,10 +152,13 @@ def run(args: argparse.Namespace) -> int:
             splits["validation"] = prediction_targets(fitted.outputs["validation"], prep, y[val])
         with output_errors("model file", out):
             save(model, out)
+        for warning in monitor.warnings:
+            print(f"barenet: warning: {warning}", file=sys.stderr)
         header = {"task": prep.task, "target": prep.target, "data": str(args.data),
-                  "interrupted": fitted.reason == "interrupted", **outcome}
+                  "interrupted": fitted.reason == "interrupted", **outcome, "gradient_warnings": monitor.warnings}
         write_report(report, history=history, splits=splits, plot_split="validation" if len(val) else "train",
-                     classes=prep.classes, target=prep.target, header=header)
+                     classes=prep.classes, target=prep.target, header=header, kept_epoch=outcome["kept_epoch"],
+                     gradients=monitor.records())
         print(_announce(fitted, out), flush=True)
         print(f"report: {report}/")
         if fitted.reason == "interrupted" or deferral.requested:
