@@ -483,6 +483,10 @@ def test_an_operator_newer_than_the_opset_is_refused_naming_layer_operator_and_o
                                               r"does not have; it needs opset 20 or newer \(export with opset=20\)$"):
         to_onnx(model, opset=17)
     assert max_difference(model, (2,), to_onnx(model, opset=20)) <= TOLERANCE["float32"]
+    monkeypatch.setitem(registry._CONVERTERS, Halving, lambda layer, g, x: g.op("Halve", [x]))
+    with pytest.raises(OnnxExportError, match=r"^Halving\(\) 'half' needs the ONNX operator 'Halve', which this onnx "
+                                              r"package does not know in domain 'ai.onnx'$"):
+        to_onnx(model)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -134,8 +134,9 @@ class Graph:
 
     def _require(self, op_type: str, domain: str) -> None:
         """Refuse an operator the graph's opset (of its domain) does not have, naming the layer being converted,
-        the operator and the first opset that has it."""
-        if (op_type, domain) in self._known:
+        the operator and the first opset that has it. Operators of domains onnx does not define (a runtime's own)
+        are not checked, as onnx's checker does not check them."""
+        if (op_type, domain) in self._known or domain not in ("", "ai.onnx.ml"):
             return
         defs = self.onnx.defs
         version = self.domains.get(domain, 1) if domain else self.opset
@@ -148,6 +149,9 @@ class Graph:
             if since is None:
                 raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which this onnx package does not "
                                       f"know in domain {domain or 'ai.onnx'!r}") from None
+            if domain:
+                raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which version {version} of domain "
+                                      f"{domain!r} does not have; it needs version {since} or newer") from None
             raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which opset {version} does not have; "
                                   f"it needs opset {since} or newer (export with opset={since})") from None
         self._known.add((op_type, domain))
