@@ -368,7 +368,8 @@ def test_a_hostile_graph_description_is_refused_before_anything_is_built(tmp_pat
 
 
 # --------------------------------------------------------------------- ONNX
-def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path):
+@pytest.mark.parametrize("opset", [13, 17, None])
+def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path, opset):
     RNG = np.random.default_rng(109)
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
@@ -384,7 +385,7 @@ def test_graph_models_export_to_onnx_and_match_onnxruntime(tmp_path):
     cls = Dense(3, activation="softmax", name="cls")(joined)
     reg = Dense(1, name="reg")(L.Average()([hb, Subtract()([hb, hb])]))
     model = bn.Model([a, b], [cls, reg], seed=0)
-    bn.export_onnx(model, tmp_path / "graph.onnx")
+    bn.export_onnx(model, tmp_path / "graph.onnx", opset=opset)
     X = [RNG.standard_normal((5, 6, 6, 2)).astype(np.float32), RNG.standard_normal((5, 4)).astype(np.float32)]
     session = ort.InferenceSession(str(tmp_path / "graph.onnx"))
     assert [i.name for i in session.get_inputs()] == ["a", "b"]

@@ -93,7 +93,7 @@ def test_classifier_graph_prints_what_predict_prints(folder):
 
 
 def test_regressor_graph_prints_what_predict_prints(folder):
-    result = cli("export", folder / "price.barenet", folder / "price.onnx")
+    result = cli("export", folder / "price.barenet", folder / "price.onnx", "--opset", "13")
     assert result.returncode == 0, result.stderr
     result = cli("predict", folder / "price.barenet", folder / "new.csv")
     assert result.returncode == 0, result.stderr
@@ -101,13 +101,14 @@ def test_regressor_graph_prints_what_predict_prints(folder):
     got = onnx_outputs(folder / "price.onnx", folder / "new.csv")
     np.testing.assert_allclose(got["prediction"], printed, rtol=1e-6)
     assert np.ptp(printed) > 1  # a real spread of predictions, not a constant
+    assert [o.version for o in onnx.load(folder / "price.onnx").opset_import if not o.domain] == [13]
 
 
 def test_network_only_and_metadata(folder):
     import barenet as bn
     from barenet.preprocessing import TablePreprocessor
 
-    result = cli("export", folder / "kind.barenet", folder / "net.onnx", "--network-only", "--opset", "18")
+    result = cli("export", folder / "kind.barenet", folder / "net.onnx", "--network-only", "--opset", "17")
     assert result.returncode == 0, result.stderr
     model = bn.load(folder / "kind.barenet")
     proto = onnx.load(folder / "net.onnx")
@@ -137,7 +138,7 @@ def test_bad_paths_and_options_are_one_line_and_exit_2(folder, tmp_path, capsys)
         ([tmp_path / "notes.barenet", tmp_path / "a.onnx"], "notes.barenet"),
         ([folder / "kind.barenet", tmp_path / "taken.onnx"], "already exists; pass --force"),
         ([folder / "kind.barenet", tmp_path / "nowhere" / "a.onnx"], "does not exist"),
-        ([folder / "kind.barenet", tmp_path / "a.onnx", "--opset", "7"], "opset must be an integer from 18"),
+        ([folder / "kind.barenet", tmp_path / "a.onnx", "--opset", "12"], "opset must be an integer from 13"),
     ]
     for args, fragment in cases:
         assert_one_line_error(run_main(capsys, "export", *args), fragment)

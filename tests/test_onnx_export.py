@@ -336,8 +336,8 @@ def test_unbuilt_model_and_bad_opset_are_refused(tmp_path):
     with pytest.raises(bn.errors.NotFittedError, match="not built"):
         to_onnx(bn.Sequential([L.Dense(2)]))
     model = _case_model(lambda: [L.Dense(2, input_dim=2)], "float32")
-    for opset in (17, 10_000, "21", True):
-        with pytest.raises(OnnxExportError, match="opset must be an integer from 18"):
+    for opset in (12, 10_000, "21", True):
+        with pytest.raises(OnnxExportError, match="opset must be an integer from 13"):
             bn.export_onnx(model, tmp_path / "m.onnx", opset=opset)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -390,7 +390,8 @@ def test_batch_norm_axis_other_than_last(axis, dtype):
     assert np.max(np.abs(got - want)) <= TOLERANCE[dtype]
 
 
-def test_table_graph_with_integer_labels_in_float64():
+@pytest.mark.parametrize("opset", [13, None])
+def test_table_graph_with_integer_labels_in_float64(opset):
     """Integer class labels come out as int64; the float64 model's probabilities stay float64."""
     from barenet.onnx.table import table_to_onnx
     from barenet.preprocessing import TablePreprocessor
@@ -403,7 +404,8 @@ def test_table_graph_with_integer_labels_in_float64():
     model.build()
     randomize(model)
     model.metadata = {"preprocessing": prep.to_json()}
-    session = ort.InferenceSession(table_to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    proto = table_to_onnx(model, opset=opset)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {"a": table["a"][:, None], "b": table["b"].astype(np.float64)[:, None], "c": table["c"][:, None]}
     label, proba = session.run(None, feeds)
     want = model.predict(prep.transform(table, dtype=model.dtype))
@@ -416,6 +418,75 @@ def test_gelu_before_opset_20_is_written_out():
     proto = to_onnx(model, opset=18)
     assert "Gelu" not in {n.op_type for n in proto.graph.node}
     assert max_difference(model, (5,), proto) <= TOLERANCE["float32"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opset", [13, 17])
+def test_every_layer_exports_at_older_opsets(opset, dtype):
+    """Every case of CASES (at the default opset in test_layer_matches_predict) written at opset 13 and 17: the
+    full check passes, the model declares that opset and onnxruntime matches predict. One test per opset and
+    dtype, the cases in a loop, so that the whole table costs a few seconds."""
+    wrong = {}
+    for case, _, builder, sample in CASES:
+        model = _case_model(builder, dtype)
+        proto = to_onnx(model, opset=opset)
+        onnx.checker.check_model(proto, full_check=True)
+        assert [o.version for o in proto.opset_import] == [opset], case
+        difference = max_difference(model, sample, proto)
+        if not difference <= TOLERANCE[dtype]:
+            wrong[case] = difference
+    assert wrong == {}
+
+
+# opset -> (operators the float32 graph has, operators it must not have)
+FORMS = {13: ({"HardSigmoid", "Softplus", "Erf"}, {"HardSwish", "Mish", "LayerNormalization", "Gelu"}),
+         17: ({"HardSwish", "LayerNormalization", "Softplus", "Erf"}, {"Mish", "Gelu"}),
+         18: ({"HardSwish", "LayerNormalization", "Mish", "Erf"}, {"Gelu"}),
+         21: ({"HardSwish", "LayerNormalization", "Mish", "Gelu"}, {"Erf"})}
+
+
+@pytest.mark.parametrize("opset", list(FORMS))
+def test_operator_forms_follow_the_opset(opset):
+    """HardSwish from opset 14, LayerNormalization from 17, Mish from 18, Gelu from 20, written out before; the
+    reductions' axes an attribute below 18 and an input from 18 on."""
+    model = _case_model(lambda: [L.Dense(4, "hard_swish", input_shape=SEQ), L.Dense(4, "mish"),
+                                 L.LayerNormalization(), L.Dense(4, "gelu"), L.GlobalAveragePooling1D()], "float32")
+    proto = to_onnx(model, opset=opset)
+    ops = {n.op_type for n in proto.graph.node}
+    has, lacks = FORMS[opset]
+    assert has <= ops and not lacks & ops
+    assert {len(n.input) for n in proto.graph.node if n.op_type == "ReduceMean"} == {1 if opset < 18 else 2}
+    assert max_difference(model, SEQ, proto) <= TOLERANCE["float32"]
+
+
+class Halving(L.Layer):
+    """A user's own layer, exported by a converter of the user's that writes an operator of opset 20."""
+
+    def forward(self, x, *, training=False, cache=None):
+        return x / 2
+
+    def backward(self, grad, cache):
+        return grad / 2
+
+
+def test_an_operator_newer_than_the_opset_is_refused_naming_layer_operator_and_opset(monkeypatch):
+    from barenet.onnx import registry
+
+    def gelu_then_halve(layer, g, x):
+        g.op("Gelu", [x])  # written even when unused, so that the opset must have it
+        return g.op("Mul", [x, g.const(0.5, "half")])
+
+    monkeypatch.setitem(registry._CONVERTERS, Halving, gelu_then_halve)
+    model = bn.Sequential([L.Dense(3, input_dim=2), Halving(name="half")])
+    model.build()
+    with pytest.raises(OnnxExportError, match=r"^Halving\(\) 'half' needs the ONNX operator 'Gelu', which opset 17 "
+                                              r"does not have; it needs opset 20 or newer \(export with opset=20\)$"):
+        to_onnx(model, opset=17)
+    assert max_difference(model, (2,), to_onnx(model, opset=20)) <= TOLERANCE["float32"]
+    monkeypatch.setitem(registry._CONVERTERS, Halving, lambda layer, g, x: g.op("Halve", [x]))
+    with pytest.raises(OnnxExportError, match=r"^Halving\(\) 'half' needs the ONNX operator 'Halve', which this onnx "
+                                              r"package does not know in domain 'ai.onnx'$"):
+        to_onnx(model)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

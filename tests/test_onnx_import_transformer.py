@@ -305,9 +305,10 @@ def _transformer_block():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("norm_first", [True, False], ids=["pre-norm-causal", "post-norm"])
-def test_barenet_transformer_exports_and_imports_back(tmp_path, dtype, norm_first):
-    """float32 writes ONNX's LayerNormalization, float64 its decomposed form (onnxruntime's kernel is float32
-    only); both match onnxruntime and import back as the same layers."""
+@pytest.mark.parametrize("opset", [13, 17, None])
+def test_barenet_transformer_exports_and_imports_back(tmp_path, dtype, norm_first, opset):
+    """float32 writes ONNX's LayerNormalization from opset 17, float64 (onnxruntime's kernel is float32 only) and
+    opsets below 17 its decomposed form; all match onnxruntime and import back as the same layers."""
     block = _transformer_block()
     tokens = bn.Input((STEPS,), dtype="int64")
     x = L.TokenAndPositionEmbedding(20, STEPS, 16)(tokens)
@@ -315,9 +316,9 @@ def test_barenet_transformer_exports_and_imports_back(tmp_path, dtype, norm_firs
     out = L.Dense(20, activation="softmax")(L.LayerNormalization(epsilon=1e-5)(x))
     model = bn.Model(tokens, out, seed=0, dtype=dtype)
     path = tmp_path / "block.onnx"
-    bn.onnx.export_onnx(model, path, opset=18)
+    bn.onnx.export_onnx(model, path, opset=opset)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
-    assert ("LayerNormalization" in ops) == (dtype == "float32")
+    assert ("LayerNormalization" in ops) == (dtype == "float32" and (opset or bn.onnx.DEFAULT_OPSET) >= 17)
     ids = np.random.default_rng(7).integers(0, 20, (BATCH, STEPS))
     tolerance = 1e-6 if dtype == "float32" else 1e-12
     want = _onnxruntime(path, ids)[0]

@@ -95,6 +95,22 @@ def test_regressor_pipeline_matches_predict(targets):
     assert np.max(np.abs(pred - want)) <= 1e-10 * max(1.0, np.abs(want).max())
 
 
+def test_target_opset_from_13_and_below_refused():
+    """skl2onnx's target_opset reaches the network's graph: opset 13 writes the GELU and BatchNormalization
+    forms of that opset; 12 is refused naming the estimator."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    pipe = fitted(NeuralNetClassifier(hidden_layer_sizes=(6,), activation="gelu", batch_norm=True, max_iter=2,
+                                      random_state=0), X, y)
+    onx = skl2onnx.to_onnx(pipe, X[:1], target_opset=13, options={NeuralNetClassifier: {"zipmap": False}})
+    assert [o.version for o in onx.opset_import if not o.domain] == [13]
+    (label, proba), _ = run(onx, X)
+    np.testing.assert_array_equal(label, pipe.predict(X))
+    assert np.max(np.abs(proba - pipe.predict_proba(X))) <= 1e-5
+    with pytest.raises(OnnxExportError, match="NeuralNetClassifier needs target_opset >= 13, got 12"):
+        skl2onnx.to_onnx(pipe, X[:1], target_opset=12, options={NeuralNetClassifier: {"zipmap": False}})
+
+
 def test_multilabel_classifier_is_refused():
     X, y = load_digits(return_X_y=True)
     Y = np.column_stack([y % 2, y > 4])

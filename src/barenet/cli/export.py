@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a model as an ONNX graph, to serve with onnxruntime")
     export.add_argument("model", help="model file written by barenet (barenet train or barenet.save)")
     export.add_argument("out", help="ONNX file to write")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 or newer (default: 21)")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset, 13 or newer (default: 21)")
     export.add_argument("--network-only", action="store_true",
                         help="export only the network, whose input is the encoded feature matrix, even for a "
                              "model trained on a table")

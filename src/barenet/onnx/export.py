@@ -134,7 +134,9 @@ def to_onnx(model: Any, *, opset: int | None = None) -> Any:
     model : Sequential
         Built (trained or not); float32 or float64, written in that dtype.
     opset : int, optional
-        Default-domain opset, from 18; default 21.
+        Default-domain opset, from 13 (:data:`MIN_OPSET`) to the newest the installed onnx knows; default 21.
+        Each layer is written in the operator forms of that opset (LayerNormalization decomposed below 17,
+        GELU below 20, ...).
 
     Raises
     ------

@@ -15,8 +15,12 @@ from ..errors import BarenetError
 
 #: The opset written when none is asked for: supported by onnxruntime >= 1.18 and onnx >= 1.16.
 DEFAULT_OPSET = 21
-#: The oldest opset the converters can write (``ReduceMean`` with axes as an input, ``Split`` by sizes).
-MIN_OPSET = 18
+#: The oldest opset the converters can write: from 13 ``Split`` takes its sizes, ``Unsqueeze`` and ``ReduceSum``
+#: their axes, ``Pad``, ``Clip``, ``Slice`` and ``Resize`` their arguments as inputs, as the converters write them.
+#: Operators added later are written out below the opset that brought them (``HardSwish`` 14, ``Shape`` with
+#: ``start`` 15, ``LayerNormalization`` 17, ``Mish`` 18, ``Gelu`` 20) and the reductions take ``axes`` as an
+#: attribute below 18 (see :meth:`Graph.reduce`).
+MIN_OPSET = 13
 
 
 class OnnxExportError(BarenetError, ValueError):
@@ -55,7 +59,10 @@ class Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.domains: dict[str, int] = {}
+        #: The layer being converted (set by :func:`barenet.onnx.registry.convert`), named in errors.
+        self.layer: Any = None
         self._used: set[str] = set()
+        self._known: set[tuple[str, str]] = set()
 
     @property
     def elem_type(self) -> int:
@@ -105,10 +112,49 @@ class Graph:
         outs = out_names or [self.fresh(f"{base}_out" if outputs == 1 else f"{base}_out{k}") for k in range(outputs)]
         if domain:
             self.domains[domain] = 3 if domain == "ai.onnx.ml" else 1
+        self._require(op_type, domain)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(self.onnx.helper.make_node(op_type, inputs, outs, name=self.fresh(base), domain=domain,
                                                      **attrs))
         return outs[0] if outputs == 1 else outs
+
+    def reduce(self, op_type: str, x: str, axes: list[int], *, keepdims: int) -> str:
+        """``op_type`` (``ReduceMean``, ``ReduceMax``, ``ReduceSum``, ...) of ``x`` over ``axes``: the axes as an
+        int64 input from opset 18 (``ReduceSum``: from 13), as the ``axes`` attribute before."""
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [x, self.ints(axes, "axes")], keepdims=keepdims)
+        return self.op(op_type, [x], axes=[int(a) for a in axes], keepdims=keepdims)
+
+    def batch_size(self, x: str) -> str:
+        """The int64 tensor ``[batch]``: the first entry of ``Shape(x)`` (``Shape`` with ``end`` from opset 15,
+        a ``Slice`` of it before)."""
+        if self.opset >= 15:
+            return self.op("Shape", [x], start=0, end=1)
+        return self.op("Slice", [self.op("Shape", [x]), self.ints([0], "starts"), self.ints([1], "ends")])
+
+    def _require(self, op_type: str, domain: str) -> None:
+        """Refuse an operator the graph's opset (of its domain) does not have, naming the layer being converted,
+        the operator and the first opset that has it. Operators of domains onnx does not define (a runtime's own)
+        are not checked, as onnx's checker does not check them."""
+        if (op_type, domain) in self._known or domain not in ("", "ai.onnx.ml"):
+            return
+        defs = self.onnx.defs
+        version = self.domains.get(domain, 1) if domain else self.opset
+        try:
+            defs.get_schema(op_type, version, domain)
+        except defs.SchemaError:
+            where = self.layer.describe() if self.layer is not None else "the graph"
+            since = min((s.since_version for s in defs.get_all_schemas_with_history()
+                         if s.name == op_type and s.domain == domain), default=None)
+            if since is None:
+                raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which this onnx package does not "
+                                      f"know in domain {domain or 'ai.onnx'!r}") from None
+            if domain:
+                raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which version {version} of domain "
+                                      f"{domain!r} does not have; it needs version {since} or newer") from None
+            raise OnnxExportError(f"{where} needs the ONNX operator {op_type!r}, which opset {version} does not have; "
+                                  f"it needs opset {since} or newer (export with opset={since})") from None
+        self._known.add((op_type, domain))
 
     def simplify(self, outputs: list[str]) -> None:
         """Drop pairs of Transposes that undo each other (channels-last layers side by side put one
@@ -146,3 +192,4 @@ class Graph:
                 needed.update(node.input)
         self.nodes = kept[::-1]
         self.initializers = [t for t in self.initializers if t.name in needed]
+

@@ -68,12 +68,12 @@ def activation(act: Activation, g: Graph, x: str) -> str:
         return g.op("Clip", [x, g.const(0.0, "zero"), g.const(6.0, "six")])
     if kind == "hard_sigmoid":
         return _hard_sigmoid(g, x)
-    if kind == "hard_swish":
-        return g.op("HardSwish", [x]) if native(g) else g.op("Mul", [x, _hard_sigmoid(g, x)])
-    if kind == "mish":
-        if native(g):
+    if kind == "hard_swish":  # HardSwish from opset 14
+        return g.op("HardSwish", [x]) if native(g) and g.opset >= 14 else g.op("Mul", [x, _hard_sigmoid(g, x)])
+    if kind == "mish":  # Mish from opset 18
+        if native(g) and g.opset >= 18:
             return g.op("Mish", [x])
-        return g.op("Mul", [x, g.op("Tanh", [_softplus(g, x)])])
+        return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x]) if native(g) else _softplus(g, x)])])
     raise OnnxExportError(f"activation {kind!r} has no ONNX form")
 
 
@@ -251,18 +251,23 @@ def _batch_norm(layer: L.BatchNormalization, g: Graph, x: str) -> str:
 
 @converts(L.LayerNormalization)
 def _layer_norm(layer: L.LayerNormalization, g: Graph, x: str) -> str:
-    """ONNX LayerNormalization over the trailing axes from its ``axis`` in float32; in float64 (its epsilon is a
-    float32 attribute) and for axes that are not the trailing ones, ReduceMean, Sub, Pow, Add, Sqrt and Div."""
+    """ONNX LayerNormalization (opset >= 17) over the trailing axes from its ``axis`` in float32; in float64 (its
+    epsilon is a float32 attribute), below opset 17 and for axes that are not the trailing ones, ReduceMean, Sub,
+    Pow, Add, Sqrt and Div (then Mul by gamma, Add beta):
+
+    .. math:: y = \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}\\,\\gamma + \\beta,
+              \\quad \\mu = \\operatorname{mean}(x),\\ \\sigma^2 = \\operatorname{mean}((x - \\mu)^2)
+    """
     rank, axes = len(layer.input_shape) + 1, list(layer._axes)
     gamma, beta = layer.params.get("gamma"), layer.params.get("beta")
     trailing = axes == list(range(axes[0], rank))
-    if native(g) and trailing:
+    if native(g) and trailing and g.opset >= 17:
         scale = gamma if gamma is not None else np.ones([layer.input_shape[a - 1] for a in axes], g.dtype)
         inputs = [x, g.const(scale, "gamma")] + ([g.const(beta, "beta")] if beta is not None else [])
         return g.op("LayerNormalization", inputs, axis=axes[0], epsilon=layer.epsilon)
-    where = g.ints([a - rank for a in axes] if trailing else axes, "axes")  # from the end: importable with any rank
-    centred = g.op("Sub", [x, g.op("ReduceMean", [x, where], keepdims=1)])
-    var = g.op("ReduceMean", [g.op("Pow", [centred, g.const(2.0, "two")]), where], keepdims=1)
+    where = [a - rank for a in axes] if trailing else axes  # from the end: importable with any rank
+    centred = g.op("Sub", [x, g.reduce("ReduceMean", x, where, keepdims=1)])
+    var = g.reduce("ReduceMean", g.op("Pow", [centred, g.const(2.0, "two")]), where, keepdims=1)
     y = g.op("Div", [centred, g.op("Sqrt", [g.op("Add", [var, g.const(layer.epsilon, "epsilon")])])])
     if gamma is not None:
         y = g.op("Mul", [y, g.const(gamma.reshape(layer._broadcast), "gamma")])
@@ -472,7 +477,7 @@ def _global_pool(layer: L.GlobalAveragePooling2D | L.GlobalMaxPooling2D, g: Grap
         pooled = g.op("GlobalAveragePool" if average else "GlobalMaxPool", [_to_first(layer, g, x)])
         return g.op("Flatten", [pooled], axis=1)
     axes = [1, 2] if layer.data_format == "channels_last" else [2, 3]
-    return g.op("ReduceMean" if average else "ReduceMax", [x, g.ints(axes, "axes")], keepdims=0)
+    return g.reduce("ReduceMean" if average else "ReduceMax", x, axes, keepdims=0)
 
 
 @converts(L.Add, L.Subtract, L.Multiply, L.Maximum)
@@ -526,7 +531,7 @@ def _multi_head_attention(layer: L.MultiHeadAttention, g: Graph, xs: list[str], 
         scores = g.op("Where", [allowed, scores, g.const(-1e30, "masked")])
     probs = g.op("Softmax", [scores], axis=-1)
     if allowed is not None:
-        any_allowed = g.op("ReduceMax", [g.op("Cast", [allowed], to=g.elem_type), g.ints([-1])], keepdims=1)
+        any_allowed = g.reduce("ReduceMax", g.op("Cast", [allowed], to=g.elem_type), [-1], keepdims=1)
         probs = g.op("Mul", [probs, any_allowed])
     o = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
     o = g.op("Reshape", [o, g.ints([0, 0, heads * layer.value_dim])])
@@ -620,4 +625,4 @@ def _average_pool_1d(layer: L.AveragePooling1D, g: Graph, x: str) -> str:
 def _global_pool_1d(layer, g: Graph, x: str) -> str:
     """ReduceMean or ReduceMax over the steps."""
     op = "ReduceMean" if isinstance(layer, L.GlobalAveragePooling1D) else "ReduceMax"
-    return g.op(op, [x, g.ints([1 if layer.data_format == "channels_last" else 2], "axes")], keepdims=0)
+    return g.reduce(op, x, [1 if layer.data_format == "channels_last" else 2], keepdims=0)

@@ -85,7 +85,7 @@ def _native(layers: list[Recurrent], g: Graph, x: str) -> list[str]:
 
 def _zeros_state(layer: Recurrent, g: Graph, x: str) -> str:
     """Zeros ``(batch, units)`` in the graph's dtype, the batch taken from ``x``."""
-    batch = g.op("Shape", [x], start=0, end=1)
+    batch = g.batch_size(x)
     shape = g.op("Concat", [batch, g.ints([layer.units], "units")], axis=0)
     zero = g.onnx.helper.make_tensor("zero", g.elem_type, [1], [0.0])
     return g.op("ConstantOfShape", [shape], value=zero)

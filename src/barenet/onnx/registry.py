@@ -2,7 +2,10 @@
 
 A converter ``convert(layer, graph, x) -> y`` appends the nodes and initializers that compute the built
 ``layer``'s inference-mode forward pass on the tensor named ``x`` (laid out as the layer takes it, batch
-first) and returns the name of the output tensor (laid out as the layer returns it).
+first) and returns the name of the output tensor (laid out as the layer returns it). It writes the operator forms
+of the graph's opset (``graph.opset``, from :data:`~barenet.onnx.graph.MIN_OPSET`); an operator that opset lacks
+is refused by :meth:`Graph.op` with an :class:`OnnxExportError` naming the layer, the operator and the opset it
+needs.
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ def converter_for(layer: Layer) -> Converter:
 
 def convert(layer: Layer, graph: Graph, x: Any, **options: Any) -> str:
     """Append ``layer`` to ``graph`` on input ``x`` (a name, or a list of names for a layer of several inputs)
-    with a graph call's ``options``; return the output tensor's name."""
-    return converter_for(layer)(layer, graph, x, **options)
+    with a graph call's ``options``; return the output tensor's name. While it runs, ``graph.layer`` is ``layer``,
+    so that an operator the graph's opset lacks is refused naming it."""
+    fn = converter_for(layer)
+    outer, graph.layer = graph.layer, layer
+    try:
+        return fn(layer, graph, x, **options)
+    finally:
+        graph.layer = outer
 
 
 def supported_layers() -> list[str]:
