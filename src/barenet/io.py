@@ -531,6 +531,9 @@ class _GraphPlan:
                 raise ModelFileError(f"{path}: '{where}.nodes[{k}]' is a one-input call with {len(shapes)} inputs")
             shape = shapes[0] if node["single"] else shapes
             layer = self.layers[i]
+            if not self._takes_own_input(layer, node.get("options", {}), shape, produced, sample_limit, dtype,
+                                         (path, where, k, i, specs[i]["class"])):
+                continue
             if called_on[i] is not None:
                 if called_on[i][0] != shape:
                     raise ModelFileError(f"{path}: {where} layer {i} is called on {called_on[i][0]} and on {shape}; "
@@ -564,7 +567,8 @@ class _GraphPlan:
             produced.append(tuple(out))
         unused = [i for i, c in enumerate(called_on) if c is None]
         if unused:
-            raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called")
+            raise ModelFileError(f"{path}: {where} layers {unused[:5]} are never called on their own input (an "
+                                 f"Embedding on ids), which builds them")
         twice = repeated_weight_name((name, [*ps, *bs]) for name, (ps, bs) in zip(self.names, self.shapes, strict=True))
         if twice is not None:
             raise ModelFileError(f"{path}: two weights of {where} would be named {twice!r}: a layer's name is "
@@ -573,6 +577,28 @@ class _GraphPlan:
         self.output_shapes = [self._resolve(ref, len(nodes), produced, input_shapes, path, where) for ref in outputs]
         self._check_order(nodes, outputs, len(inputs), path, where)
         self.config = config
+
+    @staticmethod
+    def _takes_own_input(layer: Any, options: dict[str, Any], shape: Any, produced: list[Any], sample_limit: int,
+                         dtype: np.dtype, at: tuple[Path, str, int, int, str]) -> bool:
+        """Whether node ``k`` calls ``layer`` on its own input (:meth:`~barenet.layers.Layer.takes_own_input`).
+        A call that takes another input (``Embedding``'s ``reverse=True``) has its shape checked by the layer's
+        ``compute_output_shape`` here, and its output shape appended to ``produced``."""
+        path, where, k, i, cls = at
+        try:
+            if isinstance(layer, _GraphPlan):
+                if options:
+                    raise ConfigError(f"a nested model takes no call options, got {options!r:.100}")
+                return True
+            if layer.takes_own_input(options):
+                return True
+            out = layer.compute_output_shape(shape, **options)
+        except _CONFIG_ERRORS as exc:
+            raise ModelFileError(f"{path}: the saved architecture cannot be rebuilt: {where} node {k} (layer {i}, "
+                                 f"{cls!r:.60}): {exc}") from None
+        _check_sample(tuple(out), dtype, sample_limit, f"{where} node {k}'s output", path)
+        produced.append(tuple(out))
+        return False
 
     @staticmethod
     def _check_order(nodes: list[Any], outputs: list[Any], n_inputs: int, path: Path, where: str) -> None:

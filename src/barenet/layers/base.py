@@ -62,6 +62,17 @@ A layer whose input is integer indices (:class:`~barenet.layers.Embedding`) sets
 as the first layer of a model it then receives ``int64`` arrays instead of inputs cast to the
 model's float dtype.
 
+Calls that take another input
+-----------------------------
+A call in a graph may pass keyword options to the layer (``forward(x, **options)``,
+``compute_output_shape(shape, **options)``). Most options leave the input alone, and a layer called at
+several places of a graph takes inputs of the one shape it is built for there. A layer one of whose calls
+takes another input says so in :meth:`Layer.takes_own_input`: ``Embedding(V, D)`` called as
+``emb(h, reverse=True)`` takes float hidden states ``(..., D)`` instead of ids, and projects them onto its
+table (weights tied with the lookup). Such a call does not build the layer and is not compared with its
+input shape; its ``compute_output_shape(shape, **options)`` checks the shape instead, and its ``backward``
+fills the same ``grads``, which the model sums over the layer's calls.
+
 Padding masks
 -------------
 A sequence batch ``(batch, time, ...)`` may carry a padding mask, a boolean ``(batch, time)`` array, True at
@@ -87,7 +98,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -242,6 +253,18 @@ class Layer:
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output sample given the shape of one input sample (default: unchanged)."""
         return tuple(input_shape)
+
+    def takes_own_input(self, options: Mapping[str, Any]) -> bool:
+        """Whether a graph call with the keyword ``options`` takes the layer's own input: samples of the shape
+        it is built for (ids, for a layer that ``takes_indices``).
+
+        True for every call by default. A layer that returns False for some options (``Embedding``'s
+        ``reverse=True``) is neither built from such a call nor compared with its input shape there: its
+        ``compute_output_shape(shape, **options)`` checks the call's shape, naming what it expected. Options
+        of the wrong type or unknown to the layer raise :class:`~barenet.errors.ConfigError` here, where the
+        layer checks them (a model file's options are checked through this method before anything is built).
+        """
+        return True
 
     def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
         """Map ``x : (batch, *input_shape)`` to ``(batch, *output_shape)``; with a ``cache``, store in it

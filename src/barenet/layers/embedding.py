@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
-from ..errors import ConfigError, DataError
-from .base import Layer, register
+from ..errors import ConfigError, DataError, NotFittedError, ShapeError
+from .base import Cache, Layer, register
 
 
 def token_indices(layer: Layer, x: np.ndarray, size: int, size_name: str) -> np.ndarray:
@@ -29,8 +29,107 @@ def token_indices(layer: Layer, x: np.ndarray, size: int, size_name: str) -> np.
     return x.astype(np.intp)
 
 
+class Reversible(Layer):
+    r"""A token table that also projects hidden states back onto the vocabulary: the layer's call
+    ``layer(h, reverse=True)``, as Keras-Hub's ``ReversibleEmbedding``, the tied output projection of GPT-2.
+
+    A subclass names its table (``table``, a parameter ``(vocabulary, dim)``), gives ``vocabulary``, ``dim``
+    and ``mask_zero``, and sends ``forward(x, reverse=True)`` to :meth:`project` and the backward pass of such
+    a call (its cache holds ``"hidden"``) to :meth:`backward_projection`. The lookup is the layer's own call; the reverse call takes float hidden states ``h : (batch, ...,
+    dim)`` and returns the logits ``h E^T : (batch, ..., vocabulary)`` (no bias). Both calls read the one table,
+    so a model calling the layer both ways trains one set of weights, its gradient the sum of the two uses.
+
+    Notes
+    -----
+    With :math:`z = h E^\top`: :math:`\partial L/\partial E = g^\top h` and :math:`\partial L/\partial h =
+    g E` for :math:`g = \partial L/\partial z` (batch and sequence axes flattened). The reverse call passes
+    its input's padding mask on (as a Dense head would), so a loss on its output counts the real steps only.
+    """
+
+    #: The name of the parameter ``(vocabulary, dim)`` the reverse call projects onto.
+    table: str = "embeddings"
+
+    @property
+    def vocabulary(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def __call__(self, x: Any, *, reverse: bool = False, training: bool = False) -> Any:
+        """``layer(ids)`` looks tokens up; ``layer(h, reverse=True)`` projects hidden states onto the table.
+        On symbolic tensors, a node of a graph (its options ``{"reverse": True}``); on arrays, :meth:`forward`."""
+        from ..models import graph
+
+        reverse = self._reverse({"reverse": reverse})
+        if graph.is_symbolic(x):
+            return graph.call_layer(self, x, {"reverse": True} if reverse else None)
+        return self.forward(x, training=training, reverse=reverse)
+
+    def _reverse(self, options: Any) -> bool:
+        """The call's ``reverse`` option, after checking that it is the only option and a bool."""
+        if not isinstance(options, dict) or set(options) - {"reverse"}:
+            raise ConfigError(f"{self.describe()} takes the call option 'reverse' only, got {options!r:.100}")
+        reverse = options.get("reverse", False)
+        if not isinstance(reverse, (bool, np.bool_)):
+            raise ConfigError(f"{self.describe()}'s call option reverse must be True or False, got {reverse!r:.60}")
+        return bool(reverse)
+
+    def takes_own_input(self, options):
+        """False for the reverse call, which takes hidden states ``(..., dim)`` instead of ids."""
+        return not self._reverse(options)
+
+    def reverse_output_shape(self, input_shape: Any) -> tuple[int, ...]:
+        """``(..., vocabulary)`` for hidden states of sample shape ``(..., dim)``, or a :class:`ShapeError`."""
+        shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
+        if not shape or not all(isinstance(d, (int, np.integer)) for d in shape) or shape[-1] != self.dim:
+            raise ShapeError(f"{self.describe()} called with reverse=True projects hidden states (batch, ..., "
+                             f"{self.dim}) onto its {self.vocabulary} x {self.dim} table; got a tensor of shape "
+                             f"(None, {', '.join(map(str, shape)) if shape else input_shape!r})")
+        return (*shape[:-1], self.vocabulary)
+
+    def project(self, h: np.ndarray, cache: Cache | None) -> np.ndarray:
+        """The reverse call's forward pass: ``h : (batch, ..., dim)`` floats -> ``h E^T : (batch, ...,
+        vocabulary)``."""
+        if not self.built:
+            raise NotFittedError(f"{self.describe()} is not built; call build(input_shape, rng) first")
+        h = np.asarray(h)
+        if h.dtype.kind != "f":
+            raise DataError(f"{self.describe()} called with reverse=True expects float hidden states, got an array "
+                            f"of dtype {h.dtype}")
+        if h.ndim < 2 or h.shape[-1] != self.dim:
+            raise ShapeError(f"{self.describe()} called with reverse=True expected hidden states of shape (batch, "
+                             f"..., {self.dim}), got {h.shape}")
+        if cache is not None:
+            cache["hidden"] = h
+        return h @ self.params[self.table].T
+
+    def backward_projection(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
+        """The reverse call's backward pass: the table's gradient ``g^T h`` (every other parameter's is zero);
+        returns ``g E``."""
+        h = cache["hidden"]
+        for name, g in self.grads.items():
+            if name != self.table:
+                g[...] = 0
+        np.matmul(grad.reshape(-1, self.vocabulary).T, h.reshape(-1, self.dim), out=self.grads[self.table])
+        return grad @ self.params[self.table] if cache.input_grad else None
+
+    def compute_mask(self, x: Any, mask: Any = None, *, reverse: bool = False) -> np.ndarray | None:
+        """The reverse call passes its input's mask on; the lookup makes ``x != 0`` with ``mask_zero``, else none
+        (it takes ids, which carry no mask)."""
+        if reverse:
+            return mask
+        if mask is not None:
+            raise ConfigError(f"{self.describe()} looks up ids, which cannot carry a padding mask")
+        return np.asarray(x) != 0 if self.mask_zero else None
+
+    #: The reverse call passes a mask on; the lookup refuses one (:meth:`compute_mask`).
+    supports_masking = True
+
+
 @register
-class Embedding(Layer):
+class Embedding(Reversible):
     r"""Map integer indices to rows of a trainable table: ``y[b, t] = embeddings[x[b, t]]``.
 
     Parameters
@@ -49,10 +148,20 @@ class Embedding(Layer):
         keys, GlobalAveragePooling1D averages over the real steps, the loss counts only real steps;
         see :mod:`barenet.models.masking`). The output itself is the same either way; id 0 still has a row.
 
+    Calls
+    -----
+    ``emb(ids)`` looks the ids up. ``emb(h, reverse=True)`` projects hidden states onto the same table,
+    ``logits = h @ embeddings.T``: the output layer of a language model whose weights are tied with its
+    input embedding (GPT-2; Keras-Hub's ``ReversibleEmbedding``). In a graph both calls share the table and
+    its gradient is the sum over them; follow the reverse call with ``Activation("softmax")`` for
+    probabilities (a loss then takes the logits, as after ``Dense(..., activation="softmax")``). See
+    :class:`Reversible`.
+
     Shapes
     ------
     ``x : (batch, time)`` integer ids (a model passes them as ``int64``; floats holding exact integers are
     accepted) -> ``y : (batch, time, output_dim)`` in the model's dtype;
+    reverse: ``h : (batch, ..., output_dim)`` floats -> ``(batch, ..., input_dim)``;
     ``embeddings : (input_dim, output_dim)``.
 
     Notes
@@ -88,7 +197,17 @@ class Embedding(Layer):
         self.mask_zero = bool(mask_zero)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
 
-    def compute_output_shape(self, input_shape):
+    @property
+    def vocabulary(self) -> int:
+        return self.input_dim
+
+    @property
+    def dim(self) -> int:
+        return self.output_dim
+
+    def compute_output_shape(self, input_shape, *, reverse=False):
+        if reverse:
+            return self.reverse_output_shape(input_shape)
         return (*input_shape, self.output_dim)
 
     def build(self, input_shape, rng, dtype="float32"):
@@ -101,7 +220,9 @@ class Embedding(Layer):
         """``x`` as an ``intp`` index array, after checking that every entry is an integer in range."""
         return token_indices(self, x, self.input_dim, "input_dim")
 
-    def forward(self, x, *, training=False, cache=None):
+    def forward(self, x, *, training=False, cache=None, reverse=False):
+        if reverse:
+            return self.project(x, cache)
         self.check_input(x)
         idx = self.indices(x)
         if cache is not None:
@@ -109,14 +230,12 @@ class Embedding(Layer):
         return self.params["embeddings"][idx]
 
     def backward(self, grad, cache):
+        if "hidden" in cache:
+            return self.backward_projection(grad, cache)
         g = self.grads["embeddings"]
         g[...] = 0
         np.add.at(g, cache["idx"].reshape(-1), grad.reshape(-1, self.output_dim))
         return None
-
-    def compute_mask(self, x, mask=None):
-        """``x != 0`` ``(batch, time)``, True at real tokens, with ``mask_zero``; else ``None``."""
-        return np.asarray(x) != 0 if self.mask_zero else None
 
     def get_config(self):
         config = {

@@ -17,7 +17,7 @@ import numpy as np
 from .. import initializers
 from ..errors import ConfigError, ShapeError
 from .base import Layer, register
-from .embedding import token_indices
+from .embedding import Reversible, token_indices
 
 
 def _positive_int(layer: str, what: str, value: Any) -> int:
@@ -163,7 +163,7 @@ class SinusoidalPositionEncoding(Layer):
 
 
 @register
-class TokenAndPositionEmbedding(Layer):
+class TokenAndPositionEmbedding(Reversible):
     r"""Token embedding plus learned position embedding: ``y[b, t] = token_embeddings[x[b, t]] +
     position_embeddings[t]``.
 
@@ -187,7 +187,9 @@ class TokenAndPositionEmbedding(Layer):
     ------
     ``x : (batch, ..., time)`` integer ids (floats holding exact integers are accepted) -> ``(batch, ..., time,
     embedding_dim)``; ``token_embeddings : (vocabulary_size, embedding_dim)``, ``position_embeddings :
-    (sequence_length, embedding_dim)``.
+    (sequence_length, embedding_dim)``. ``layer(h, reverse=True)`` projects hidden states ``h : (batch, ...,
+    embedding_dim)`` onto the token table, ``h @ token_embeddings.T : (batch, ..., vocabulary_size)``, the
+    tied output layer of :class:`~barenet.layers.Embedding` (the position table takes no part in it).
 
     Notes
     -----
@@ -198,6 +200,7 @@ class TokenAndPositionEmbedding(Layer):
     """
 
     takes_indices = True
+    table = "token_embeddings"
 
     def __init__(self, vocabulary_size: int, sequence_length: int, embedding_dim: int, *,
                  embeddings_initializer: str | initializers.Initializer = "uniform", mask_zero: bool = False,
@@ -212,7 +215,17 @@ class TokenAndPositionEmbedding(Layer):
         self.mask_zero = bool(mask_zero)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
 
-    def compute_output_shape(self, input_shape):
+    @property
+    def vocabulary(self) -> int:
+        return self.vocabulary_size
+
+    @property
+    def dim(self) -> int:
+        return self.embedding_dim
+
+    def compute_output_shape(self, input_shape, *, reverse=False):
+        if reverse:
+            return self.reverse_output_shape(input_shape)
         return (*input_shape, self.embedding_dim)
 
     def build(self, input_shape, rng, dtype="float32"):
@@ -224,7 +237,9 @@ class TokenAndPositionEmbedding(Layer):
             shape = (rows, self.embedding_dim)
             self.add_param(key, self.embeddings_initializer(shape, rows, self.embedding_dim, rng, self.dtype))
 
-    def forward(self, x, *, training=False, cache=None):
+    def forward(self, x, *, training=False, cache=None, reverse=False):
+        if reverse:
+            return self.project(x, cache)
         self.check_input(x)
         idx = token_indices(self, x, self.vocabulary_size, "vocabulary_size")
         if cache is not None:
@@ -234,6 +249,8 @@ class TokenAndPositionEmbedding(Layer):
         return y
 
     def backward(self, grad, cache):
+        if "hidden" in cache:
+            return self.backward_projection(grad, cache)
         time = grad.shape[-2]
         tokens, positions = self.grads["token_embeddings"], self.grads["position_embeddings"]
         tokens[...] = 0
@@ -241,10 +258,6 @@ class TokenAndPositionEmbedding(Layer):
         positions[...] = 0
         np.sum(grad.reshape(-1, time, self.embedding_dim), axis=0, out=positions[:time])
         return None
-
-    def compute_mask(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
-        """``x != 0`` (True at real tokens) with ``mask_zero``, else ``None``; shape of ``x``."""
-        return np.asarray(x) != 0 if self.mask_zero else None
 
     def get_config(self):
         return {

@@ -133,12 +133,18 @@ def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor],
                options: dict[str, Any] | None = None) -> SymbolicTensor:
     """Record ``layer(inputs)`` on symbolic tensors and return the symbolic output (what ``Layer.__call__``
     does with symbolic arguments). ``options`` are the call's other keyword arguments, handed to the layer's
-    ``forward`` and ``compute_output_shape`` at every run."""
+    ``forward`` and ``compute_output_shape`` at every run.
+
+    A call of a layer on its own input (:meth:`~barenet.layers.Layer.takes_own_input`, every call by default)
+    must match the shape the layer is built (or declared) for; a call with options that take another input
+    (``Embedding``'s ``reverse=True``) is checked by the layer's ``compute_output_shape`` instead."""
     check_contract(layer)
     single = isinstance(inputs, SymbolicTensor)
     tensors = [inputs] if single else list(inputs)
     shapes = tensors[0].sample_shape if single else [t.sample_shape for t in tensors]
-    if layer.built:
+    if not layer.takes_own_input(options or {}):
+        out_shape = layer.compute_output_shape(shapes, **(options or {}))
+    elif layer.built:
         expected = layer.input_shape
         if (tuple(expected) if single else [tuple(s) for s in expected]) != shapes:
             raise ShapeError(f"{layer.describe()} was built for inputs {expected}, called on {shapes}; a shared "
@@ -150,7 +156,7 @@ def call_layer(layer: Layer, inputs: SymbolicTensor | Sequence[SymbolicTensor],
                              f"a tensor of shape {(None, *shapes)}")
         out_shape = layer.compute_output_shape(shapes, **(options or {}))
     origin = masking.output_mask_origin(layer, [t.sample_shape for t in tensors], [t.integer for t in tensors],
-                                        [t.mask_origin for t in tensors], single, tuple(out_shape))
+                                        [t.mask_origin for t in tensors], single, tuple(out_shape), options)
     node = Node(layer, tensors, single=single, name=layer.name or _snake(type(layer).__name__), options=options)
     node.output = SymbolicTensor(out_shape, node, mask_origin=origin)
     return node.output
@@ -295,24 +301,35 @@ class Model(Sequential):
             raise ConfigError(f"Model inputs have repeated names {input_names}; give each Input its own name")
 
     def _build(self) -> None:
-        """Build every layer once, in graph order, and check that shared layers see one shape."""
+        """Build every layer once, in graph order, from its first call on its own input, and check that the
+        layer's other calls on its own input have that shape (calls taking another input, as ``Embedding``'s
+        ``reverse=True``, were checked when recorded)."""
         for layer in self.layers:
             check_contract(layer)
-        for node in self.nodes:
+        own = [node for node in self.nodes if node.layer.takes_own_input(node.options)]
+        for node in own:
             layer = node.layer
             shapes = node.inputs[0].sample_shape if node.single else [t.sample_shape for t in node.inputs]
             if not layer.built:
                 layer.build(shapes, self.rng, self.dtype)
+            elif _shape_list(shapes) != _shape_list(layer.input_shape):
+                raise ShapeError(f"{layer.describe()} was built for inputs {layer.input_shape}, called on {shapes}; "
+                                 f"a shared layer takes inputs of one shape")
             if isinstance(layer, Model) and layer.dtype != self.dtype:
                 raise ConfigError(f"nested model {layer.name!r} computes in {layer.dtype.name}, this model in "
                                   f"{self.dtype.name}; build both with one dtype")
+        for layer in self.layers:
+            if not layer.built:
+                raise ConfigError(f"{layer.describe()} is called only with options that take another input than "
+                                  f"its own ({[n.options for n in self.nodes if n.layer is layer][0]}), so nothing "
+                                  f"builds it; call it on its own input too (an Embedding on token ids), or build it")
         twice = repeated_weight_name((layer.name, list(_named_arrays(layer))) for layer in self.layers)
         if twice is not None:
             raise ConfigError(f"two weights of this model would be named {twice!r} (a layer's name, a dot, the "
                               f"weight's name): a layer's name is another's followed by a dot; rename one of them")
         self.calls = collections.Counter(node.layer for node in self.nodes)
-        readers: dict[int, list[Layer]] = {}
-        for node in self.nodes:
+        readers: dict[int, list[Layer]] = {}  # per tensor, the layers that read it as their own input
+        for node in own:
             for t in node.inputs:
                 readers.setdefault(t.key, []).append(node.layer)
         self.input_specs = [_InputSpec(t, readers.get(t.key, [])) for t in self.inputs]
@@ -566,7 +583,7 @@ class Model(Sequential):
                 else:
                     y = layer.forward(arg, training=training, cache=sub, **options)
             if node.output.masked:
-                masks[node.output.key] = layer.compute_mask(arg, mask)
+                masks[node.output.key] = masking.call_mask(layer, arg, mask, node.options)
             values[node.output.key] = y
             if cache is None:
                 for t in node.inputs:
@@ -724,7 +741,9 @@ class Model(Sequential):
             stores[key][...] = value
 
     def summary(self, print_fn: Any = print) -> str:
-        """Print (and return) a table of layer calls: output shape, parameters and what each is connected to."""
+        """Print (and return) a table of layer calls: output shape, parameters and what each is connected to; a
+        call with options shows them beside the layer's type (``embedding (Embedding, reverse=True)``), and a
+        layer called several times counts its parameters at its first call."""
         rows = [("Layer (type)", "Output shape", "Params", "Connected to")]
         counted: set[int] = set()
         for t in self.inputs:
@@ -734,7 +753,8 @@ class Model(Sequential):
             params = 0 if id(layer) in counted else sum(int(w.size) for w in weights_of(layer))
             counted.add(id(layer))
             links = ", ".join(t.name if t.node.layer is None else t.node.layer.name for t in node.inputs)
-            rows.append((f"{layer.name} ({type(layer).__name__})", str(node.output.shape), f"{params:,}", links))
+            kind = ", ".join([type(layer).__name__, *(f"{k}={v!r}" for k, v in node.options.items())])
+            rows.append((f"{layer.name} ({kind})", str(node.output.shape), f"{params:,}", links))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
         text = [f"Model: {self.name or 'model'} (dtype {self.dtype.name})", line]
@@ -830,6 +850,12 @@ class Model(Sequential):
                               f"padding mask of {origin.describe()}, which a nested model does not "
                               f"pass on; build one model of all the layers")
         return None
+
+    def takes_own_input(self, options: Mapping[str, Any]) -> bool:
+        """A model called as a layer takes its inputs, with no call options."""
+        if options:
+            raise ConfigError(f"{self.describe()} called as a layer takes no call options, got {dict(options)!r:.100}")
+        return True
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if _shape_list(input_shape) != _shape_list(self.input_shape):

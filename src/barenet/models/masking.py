@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,12 +40,25 @@ def _has_mask_argument(forward: Callable[..., Any]) -> bool:
     return "mask" in inspect.signature(forward).parameters
 
 
+def call_mask(layer: Any, x: Any, mask: Any, options: Mapping[str, Any]) -> Any:
+    """``layer.compute_mask(x, mask)`` for a graph call with keyword ``options``: those that ``compute_mask``
+    names among its parameters are handed to it (``Embedding``'s ``reverse``), the others left out."""
+    named = _mask_options(type(layer).compute_mask)
+    return layer.compute_mask(x, mask, **{k: v for k, v in options.items() if k in named})
+
+
+@functools.cache
+def _mask_options(compute_mask: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(p.name for p in inspect.signature(compute_mask).parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+
 def output_mask_origin(layer: Any, shapes: Sequence[tuple[int, ...]], integer: Sequence[bool],
-                       origins: Sequence[Any], single: bool, out_shape: tuple[int, ...]) -> Any:
+                       origins: Sequence[Any], single: bool, out_shape: tuple[int, ...],
+                       options: Mapping[str, Any] | None = None) -> Any:
     """The layer whose mask ``layer``'s output carries (``layer`` itself when it makes one), or ``None``.
 
     ``shapes``, ``integer`` and ``origins`` describe the inputs (sample shape, whether they hold ids, where
-    their mask comes from or ``None``). Raises a :class:`~barenet.errors.ConfigError` naming ``layer`` when a
+    their mask comes from or ``None``); ``options`` are the call's keyword options. Raises a :class:`~barenet.errors.ConfigError` naming ``layer`` when a
     masked input reaches a layer that cannot honour the mask, or when the layer makes a mask that is not
     ``(batch, time)`` for its output.
     """
@@ -62,7 +75,7 @@ def output_mask_origin(layer: Any, shapes: Sequence[tuple[int, ...]], integer: S
     xs = [np.broadcast_to(np.zeros((), np.int64 if i else np.float64), (1, *s)) for s, i in
           zip(shapes, integer, strict=True)]
     masks = [None if o is None else np.ones((1, s[0]), dtype=bool) for s, o in zip(shapes, origins, strict=True)]
-    mask = compute(xs[0], masks[0]) if single else compute(xs, masks)
+    mask = call_mask(layer, xs[0] if single else xs, masks[0] if single else masks, options or {})
     if mask is None:
         return None
     if len(out_shape) < 2 or np.shape(mask) != (1, out_shape[0]) or np.asarray(mask).dtype != bool:

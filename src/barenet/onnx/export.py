@@ -65,7 +65,8 @@ def graph_network(model: Any, g: Graph, xs: list[str]) -> list[str]:
     for node in model.nodes:
         args = [names[t.key] for t in node.inputs]
         layer = node.layer
-        if getattr(layer, "takes_indices", False) and node.inputs[0].key not in integer:
+        if getattr(layer, "takes_indices", False) and layer.takes_own_input(node.options) \
+                and node.inputs[0].key not in integer:
             args = [g.op("Cast", [args[0]], to=g.onnx.TensorProto.INT64)]
         if isinstance(layer, Model):
             y = graph_network(layer, g, args)[0]

@@ -20,6 +20,7 @@ from .. import functional as F
 from .. import layers as L
 from ..layers.activations import Activation
 from ..layers.conv import ImageLayer
+from ..layers.embedding import Reversible
 from .graph import Graph, OnnxExportError
 from .registry import converts
 
@@ -191,9 +192,18 @@ def _cropping_1d(layer: L.Cropping1D, g: Graph, x: str) -> str:
 
 
 @converts(L.Embedding)
-def _embedding(layer: L.Embedding, g: Graph, x: str) -> str:
-    """``embeddings[x]`` as Gather; ids arrive as int64 (a float input is cast first)."""
+def _embedding(layer: L.Embedding, g: Graph, x: str, *, reverse: bool = False) -> str:
+    """``embeddings[x]`` as Gather; ids arrive as int64 (a float input is cast first). The reverse call
+    (:class:`~barenet.layers.embedding.Reversible`) is :func:`_reverse_projection`."""
+    if reverse:
+        return _reverse_projection(layer, g, x)
     return g.op("Gather", [g.const(layer.params["embeddings"], "embeddings"), x], axis=0)
+
+
+def _reverse_projection(layer: Reversible, g: Graph, h: str) -> str:
+    """``h @ table.T`` as MatMul with the transposed table ``(dim, vocabulary)``, an initializer of its own
+    (the file holds the table twice, as it holds a shared layer's weights once per call)."""
+    return g.op("MatMul", [h, g.const(layer.params[layer.table].T, f"{layer.table}_transposed")])
 
 
 # ---------------------------------------------------------------------------------------- position
@@ -211,8 +221,12 @@ def _sinusoidal_position_encoding(layer: L.SinusoidalPositionEncoding, g: Graph,
 
 
 @converts(L.TokenAndPositionEmbedding)
-def _token_and_position_embedding(layer: L.TokenAndPositionEmbedding, g: Graph, x: str) -> str:
-    """``Gather`` of the token table by the ids plus the position table's first ``time`` rows."""
+def _token_and_position_embedding(layer: L.TokenAndPositionEmbedding, g: Graph, x: str, *,
+                                  reverse: bool = False) -> str:
+    """``Gather`` of the token table by the ids plus the position table's first ``time`` rows; the reverse
+    call projects onto the token table (:func:`_reverse_projection`)."""
+    if reverse:
+        return _reverse_projection(layer, g, x)
     tokens = g.op("Gather", [g.const(layer.params["token_embeddings"], "token_embeddings"), x], axis=0)
     rows = layer.params["position_embeddings"][:layer.input_shape[-1]]
     return g.op("Add", [tokens, g.const(rows, "position_embeddings")])
