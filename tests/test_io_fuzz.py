@@ -3,7 +3,8 @@ bounded memory.
 
 Real files of ten architectures, five Sequential (Dense with table metadata, Conv+BatchNormalization, LSTM,
 GRU+Embedding, Bidirectional) and five graphs (a residual block, two inputs and two outputs with a loss each,
-a layer called twice, a model called as a layer, attention over a padding mask), are mutated the ways a
+a layer called twice, a model called as a layer, attention over a padding mask, a token table also used as the
+output layer), are mutated the ways a
 damaged or hostile file differs from a good one: byte flips, truncations, insertions, edits of
 ``barenet.json`` fields (the architecture, compile settings, random state and metadata), another file's
 layer (or a whole graph) in place of a layer, member replacement and renaming, and edits of the zip headers'
@@ -66,8 +67,9 @@ def _table_metadata(features: int, classes: int) -> dict[str, Any]:
 
 def architectures() -> dict[str, tuple[bn.Sequential, Any, Any, dict[str, Any]]]:
     """Small models, the data to train them one step on, and how each is compiled: five Sequential
-    ones and five graphs (a residual block, two inputs and two outputs with their own losses, a layer
-    called twice, a model called as a layer, and attention over a padding mask)."""
+    ones and six graphs (a residual block, two inputs and two outputs with their own losses, a layer
+    called twice, a model called as a layer, attention over a padding mask, and tied input and output
+    embeddings)."""
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 12, (8, 5))
     sequences = rng.normal(size=(8, 5, 3))
@@ -121,6 +123,11 @@ def _graph_architectures(rng: np.random.Generator) -> dict[str, tuple[bn.Model, 
     e = L.Embedding(12, 4, mask_zero=True, name="embed")(ids)
     pooled = L.GlobalAveragePooling1D(name="pool")(L.MultiHeadAttention(2, 2, name="attend")(e, e))
     masked = bn.Model(ids, L.Dense(2, name="out")(pooled), seed=10)
+
+    ids = bn.Input(shape=(5,), dtype="int64", name="ids")
+    table = L.TokenAndPositionEmbedding(12, 5, 4, mask_zero=True, name="table")
+    logits = table(L.Dense(4, activation="tanh", name="hidden")(table(ids)), reverse=True)
+    tied = bn.Model(ids, L.Activation("softmax", name="probs")(logits), seed=11)
     return {
         "graph_residual": (residual, rng.normal(size=(8, 5)), np.arange(8) % 3,
                            {"loss": "categorical_crossentropy"}),
@@ -132,6 +139,8 @@ def _graph_architectures(rng: np.random.Generator) -> dict[str, tuple[bn.Model, 
         "graph_nested": (nested, [rng.normal(size=(8, 3)), rng.normal(size=(8, 3))], np.arange(8) % 2,
                          {"loss": "binary_crossentropy"}),
         "graph_masked": (masked, rng.integers(0, 12, (8, 5)), rng.normal(size=(8, 2)), {"loss": "mse"}),
+        "graph_tied": (tied, rng.integers(0, 12, (8, 5)), rng.integers(0, 12, (8, 5)),
+                       {"loss": "sparse_categorical_crossentropy"}),
     }
 
 

@@ -167,6 +167,16 @@ def _keeps_contract(forward: Callable[..., Any], backward: Callable[..., Any]) -
     return takes_cache and len(positional) >= 3
 
 
+@functools.cache
+def call_options(forward: Callable[..., Any]) -> frozenset[str] | None:
+    """The call options ``forward`` takes: its keyword-only arguments but ``training``, ``cache`` and ``mask``
+    (which a model passes itself); ``None`` when it takes any keyword (``**kwargs``)."""
+    params = inspect.signature(forward).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY) - {"training", "cache", "mask"}
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     """Class decorator: make a layer known to :func:`barenet.load` by its class name."""
     _REGISTRY[cls.__name__] = cls
@@ -258,12 +268,19 @@ class Layer:
         """Whether a graph call with the keyword ``options`` takes the layer's own input: samples of the shape
         it is built for (ids, for a layer that ``takes_indices``).
 
-        True for every call by default. A layer that returns False for some options (``Embedding``'s
-        ``reverse=True``) is neither built from such a call nor compared with its input shape there: its
-        ``compute_output_shape(shape, **options)`` checks the call's shape, naming what it expected. Options
-        of the wrong type or unknown to the layer raise :class:`~barenet.errors.ConfigError` here, where the
-        layer checks them (a model file's options are checked through this method before anything is built).
+        True for every call by default, after checking that each option is a keyword-only argument of
+        ``forward`` (other than ``training``, ``cache`` and ``mask``, which the model passes itself). A layer that
+        returns False for some options (``Embedding``'s ``reverse=True``) is neither built from such a call nor
+        compared with its input shape there: its ``compute_output_shape(shape, **options)`` checks the call's
+        shape, naming what it expected. Options unknown to the layer (or, where it checks them, of the wrong
+        type) raise :class:`~barenet.errors.ConfigError` here: a model file's options are checked through this
+        method before anything is built.
         """
+        allowed = call_options(type(self).forward)
+        unknown = [k for k in options if allowed is not None and k not in allowed]
+        if unknown:
+            raise ConfigError(f"{self.describe()} takes no call option {unknown[0]!r:.60}; its calls take "
+                              f"{sorted(allowed) if allowed else 'no options'}")
         return True
 
     def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:

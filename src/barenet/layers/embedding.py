@@ -84,9 +84,10 @@ class Reversible(Layer):
         """``(..., vocabulary)`` for hidden states of sample shape ``(..., dim)``, or a :class:`ShapeError`."""
         shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
         if not shape or not all(isinstance(d, (int, np.integer)) for d in shape) or shape[-1] != self.dim:
+            given = f"(None, {', '.join(map(str, shape))})" if shape else repr(input_shape)
             raise ShapeError(f"{self.describe()} called with reverse=True projects hidden states (batch, ..., "
                              f"{self.dim}) onto its {self.vocabulary} x {self.dim} table; got a tensor of shape "
-                             f"(None, {', '.join(map(str, shape)) if shape else input_shape!r})")
+                             f"{given:.200}")
         return (*shape[:-1], self.vocabulary)
 
     def project(self, h: np.ndarray, cache: Cache | None) -> np.ndarray:
