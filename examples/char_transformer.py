@@ -10,6 +10,9 @@ The model (``build_model``) is a stack of pre-norm Transformer blocks, each ten 
     tokens (batch, T) -> TokenAndPositionEmbedding -> [block] x layers -> LayerNormalization
                       -> Dense(vocabulary, softmax): the next character's distribution at every position
 
+(with ``--tie``, the last step is the embedding's own token table, ``softmax(h @ token_embeddings.T)``: input
+and output weights tied, as in GPT-2)
+
     block(x):  h = x + MultiHeadAttention(LN(x), LN(x), causal)      (dropout on both residual branches)
                y = h + Dense(width)(GELU(Dense(4 width)(LN(h))))
 
@@ -24,6 +27,7 @@ Run::
 
     python examples/char_transformer.py                       # 4 layers, width 128, 4 heads, context 128
     python examples/char_transformer.py --minutes 1 --layers 2 --width 64 --context 64
+    python examples/char_transformer.py --tie                 # the output layer reuses the token embeddings
 """
 
 from __future__ import annotations
@@ -75,14 +79,20 @@ def transformer_block(x, heads: int, width: int, dropout: float, *, norm_first: 
 
 
 def build_model(layers: int = 4, width: int = 128, heads: int = 4, context: int = 128, dropout: float = 0.1,
-                seed: int = 0, learning_rate: float = 3e-3, decay_steps: int | None = None) -> bn.Model:
-    """``(batch, context)`` character ids -> ``(batch, context, VOCABULARY)`` next-character probabilities."""
+                seed: int = 0, learning_rate: float = 3e-3, decay_steps: int | None = None,
+                tie: bool = False) -> bn.Model:
+    """``(batch, context)`` character ids -> ``(batch, context, VOCABULARY)`` next-character probabilities; with
+    ``tie`` the output layer is the embedding's token table (``embedding(x, reverse=True)``), not a Dense."""
     tokens = bn.Input(shape=(context,), dtype="int64", name="tokens")
-    x = L.TokenAndPositionEmbedding(VOCABULARY, context, width, name="embedding")(tokens)
+    embedding = L.TokenAndPositionEmbedding(VOCABULARY, context, width, name="embedding")
+    x = embedding(tokens)
     for _ in range(layers):
         x = transformer_block(x, heads, width, dropout)
     x = L.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
-    out = L.Dense(VOCABULARY, activation="softmax", name="next_char")(x)
+    if tie:
+        out = L.Activation("softmax", name="next_char")(embedding(x, reverse=True))
+    else:
+        out = L.Dense(VOCABULARY, activation="softmax", name="next_char")(x)
     model = bn.Model(tokens, out, name="char_transformer", seed=seed)
     rate = learning_rate if decay_steps is None else bn.optimizers.CosineDecay(learning_rate, decay_steps)
     model.compile(loss="sparse_categorical_crossentropy", optimizer=bn.optimizers.AdamW(rate, weight_decay=0.01))
@@ -135,7 +145,7 @@ class Generator:
                     current = []
         self.blocks = blocks
         self.final_norm = next(layer for layer in model.layers if layer.name == "final_norm")
-        self.head = next(layer for layer in model.layers if layer.name == "next_char")
+        self.head = next(layer for layer in model.layers if layer.name == "next_char")  # Dense, or the tied softmax
 
     def _sample(self, probs: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator) -> int:
         logits = np.log(np.maximum(probs.astype(np.float64), 1e-30)) / max(temperature, 1e-6)
@@ -211,7 +221,10 @@ class Generator:
                 -1, x.shape[-1]) + attention.params["output_bias"]
             h = x + o[:, None, :]
             x = h + self._dense(down, self._dense(up, self._norm(norm2, h)))
-        return self._dense(self.head, self._norm(self.final_norm, x))[0, 0]
+        h = self._norm(self.final_norm, x)
+        if isinstance(self.head, L.Dense):
+            return self._dense(self.head, h)[0, 0]
+        return self.head.function(h @ p["token_embeddings"].T)[0, 0]  # the tied output layer
 
 
 def text_of(ids: np.ndarray) -> str:
@@ -229,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: as many as the budget)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generate", type=int, default=200, help="characters to generate (default 200)")
+    parser.add_argument("--tie", action="store_true", help="the output layer reuses the token embeddings")
     args = parser.parse_args(argv)
     if min(args.layers, args.width, args.heads, args.context, args.batch) < 1 or args.minutes <= 0:
         parser.error("sizes and --minutes must be positive")
@@ -236,16 +250,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     train, valid = read_text(TRAIN_FILES), read_text(VALIDATION_FILES)
     print(f"standard library text: {len(train):,} training and {len(valid):,} validation characters")
     rng = np.random.default_rng(args.seed)
-    probe = build_model(args.layers, args.width, args.heads, args.context, seed=args.seed)
+    probe = build_model(args.layers, args.width, args.heads, args.context, seed=args.seed, tie=args.tie)
     print(f"model: {args.layers} layers, width {args.width}, {args.heads} heads, context {args.context}, "
-          f"{probe.n_params:,} parameters")
+          f"{probe.n_params:,} parameters{' (output layer tied to the token embeddings)' if args.tie else ''}")
     # time one step to size the cosine schedule to the budget
     X, Y = windows(train, args.context, args.batch, rng)
     start = time.perf_counter()
     probe.fit(X, Y, epochs=1, batch_size=args.batch, verbose=0)
     per_step = time.perf_counter() - start
     steps = args.steps or max(1, int(args.minutes * 60 / per_step))
-    model = build_model(args.layers, args.width, args.heads, args.context, seed=args.seed, decay_steps=steps)
+    model = build_model(args.layers, args.width, args.heads, args.context, seed=args.seed, decay_steps=steps,
+                        tie=args.tie)
     chunk = 50
     start = time.perf_counter()
     done = 0

@@ -3,8 +3,9 @@ bounded memory.
 
 Real files of eleven architectures, five Sequential (Dense with table metadata, Conv+BatchNormalization, LSTM,
 GRU+Embedding, Bidirectional) and six graphs (a residual block, two inputs and two outputs with a loss each,
-a layer called twice, a model called as a layer, attention over a padding mask, a token table also used as the
-output layer), are mutated the ways a damaged or hostile file differs from a good one: byte flips, truncations, insertions, edits of
+a layer called twice, a model called as a layer, attention over a padding mask, tied input and output
+embeddings), are mutated the ways a damaged or hostile file differs from a good one: byte flips, truncations,
+insertions, edits of
 ``barenet.json`` fields (the architecture, compile settings, random state and metadata), another file's
 layer (or a whole graph) in place of a layer, member replacement and renaming, and edits of the zip headers'
 fields. A graph's description also gets the edits of

@@ -9,8 +9,11 @@ checked against torch's tied gradient and against the sum of the two uses comput
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,3 +287,19 @@ def test_onnx_export_of_the_reverse_call(kind):
     session = ort.InferenceSession(proto.SerializeToString())
     (probs,) = session.run(None, {session.get_inputs()[0].name: X})
     np.testing.assert_allclose(probs, model.predict(X), rtol=0, atol=1e-12)
+
+
+def test_the_character_transformer_example_ties_its_output_layer(capsys):
+    path = Path(__file__).resolve().parents[1] / "examples" / "char_transformer.py"
+    spec = importlib.util.spec_from_file_location("char_transformer_tied", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    tied = example.build_model(1, 16, 2, 16, tie=True)
+    untied = example.build_model(1, 16, 2, 16)
+    assert untied.n_params - tied.n_params == 16 * example.VOCABULARY + example.VOCABULARY  # no Dense head
+    example.main(["--minutes", "0.05", "--steps", "2", "--layers", "1", "--width", "16", "--heads", "2",
+                  "--context", "16", "--batch", "4", "--generate", "12", "--tie"])
+    out = capsys.readouterr().out
+    assert "(output layer tied to the token embeddings)" in out
+    same = re.search(r"same characters both ways: (\d+)/12", out)  # the cached generator's tied head agrees
+    assert same and int(same.group(1)) == 12, out

@@ -33,11 +33,12 @@ class Reversible(Layer):
     r"""A token table that also projects hidden states back onto the vocabulary: the layer's call
     ``layer(h, reverse=True)``, as Keras-Hub's ``ReversibleEmbedding``, the tied output projection of GPT-2.
 
-    A subclass names its table (``table``, a parameter ``(vocabulary, dim)``), gives ``vocabulary``, ``dim``
-    and ``mask_zero``, and sends ``forward(x, reverse=True)`` to :meth:`project` and the backward pass of such
-    a call (its cache holds ``"hidden"``) to :meth:`backward_projection`. The lookup is the layer's own call; the reverse call takes float hidden states ``h : (batch, ...,
-    dim)`` and returns the logits ``h E^T : (batch, ..., vocabulary)`` (no bias). Both calls read the one table,
-    so a model calling the layer both ways trains one set of weights, its gradient the sum of the two uses.
+    A subclass names its table (``table``, a parameter ``(vocabulary, dim)``), gives ``vocabulary``, ``dim`` and
+    ``mask_zero``, and sends ``forward(x, reverse=True)`` to :meth:`project` and the backward pass of such a
+    call (its cache holds ``"hidden"``) to :meth:`backward_projection`. The lookup is the layer's own call; the
+    reverse call takes float hidden states ``h : (batch, ..., dim)`` and returns the logits ``h E^T : (batch,
+    ..., vocabulary)`` (no bias). Both calls read the one table, so a model calling the layer both ways trains
+    one set of weights, its gradient the sum of the two uses.
 
     Notes
     -----

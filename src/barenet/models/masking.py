@@ -58,9 +58,9 @@ def output_mask_origin(layer: Any, shapes: Sequence[tuple[int, ...]], integer: S
     """The layer whose mask ``layer``'s output carries (``layer`` itself when it makes one), or ``None``.
 
     ``shapes``, ``integer`` and ``origins`` describe the inputs (sample shape, whether they hold ids, where
-    their mask comes from or ``None``); ``options`` are the call's keyword options. Raises a :class:`~barenet.errors.ConfigError` naming ``layer`` when a
-    masked input reaches a layer that cannot honour the mask, or when the layer makes a mask that is not
-    ``(batch, time)`` for its output.
+    their mask comes from or ``None``); ``options`` are the call's keyword options. Raises a
+    :class:`~barenet.errors.ConfigError` naming ``layer`` when a masked input reaches a layer that cannot honour
+    the mask, or when the layer makes a mask that is not ``(batch, time)`` for its output.
     """
     source = next((o for o in origins if o is not None), None)
     if source is not None and not getattr(layer, "supports_masking", False):
