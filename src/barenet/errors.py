@@ -34,3 +34,6 @@ class ModelFileError(BarenetError, ValueError):
 
 class OutputError(BarenetError, OSError):
     """An output file or folder cannot be written: a bad path, a full disk, no permission."""
+
+
+__all__ = ["BarenetError", "ConfigError", "DataError", "ModelFileError", "NotFittedError", "OutputError", "ShapeError"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 
+#: A metric: ``metric(y_true, y_pred, task, n_classes=None) -> float``.
 Metric = Callable[..., float]
 CLASSIFICATION = ("binary", "multiclass", "multilabel")
 
@@ -102,14 +103,17 @@ def f1(y_true, y_pred, task, n_classes=None):
 
 
 def precision_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`precision` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "precision", True, n_classes)
 
 
 def recall_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`recall` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "recall", True, n_classes)
 
 
 def f1_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`f1` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "f1", True, n_classes)
 
 
@@ -156,3 +160,7 @@ def get(name: str) -> Metric:
     if isinstance(name, str) and name.lower() in _BY_NAME:
         return _BY_NAME[name.lower()]
     raise ConfigError(f"unknown metric {name!r}; expected one of {sorted(_BY_NAME)}")
+
+
+__all__ = ["Metric", "accuracy", "f1", "f1_macro", "get", "mean_absolute_error", "mean_squared_error", "precision",
+    "precision_macro", "r2", "recall", "recall_macro"]

@@ -395,3 +395,6 @@ class TablePreprocessor:
     def __repr__(self) -> str:
         state = f", {len(self.columns)} columns, classes={self.classes}" if self.fitted else ""
         return f"TablePreprocessor(target={self.target!r}, task={self.task!r}, scale={self.scale!r}{state})"
+
+
+__all__ = ["ColumnWarning", "TablePreprocessor", "did_you_mean", "infer_task", "numeric_values", "preview"]
