@@ -1,5 +1,5 @@
-"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in :mod:`barenet.models.callbacks`,
-ModelCheckpoint in :mod:`barenet.checkpoint`)."""
+"""Training callbacks: ``from barenet.callbacks import EarlyStopping`` (defined in ``barenet.models.callbacks``,
+ModelCheckpoint in ``barenet.checkpoint``)."""
 
 from .checkpoint import ModelCheckpoint
 from .models.callbacks import (

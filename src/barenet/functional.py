@@ -323,8 +323,9 @@ def sliding_windows(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[
 
     Returns
     -------
-    ``(batch, out_height, out_width, kh, kw, channels)``, with ``windows[n, p, q, i, j, c] =
-    x[n, p*sh + i*dh, q*sw + j*dw, c]``. Nothing is copied.
+    ndarray
+        ``(batch, out_height, out_width, kh, kw, channels)``, with
+        ``windows[n, p, q, i, j, c] = x[n, p*sh + i*dh, q*sw + j*dw, c]``. Nothing is copied.
     """
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
     n, h, w, c = x.shape

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-#: An initializer: ``init(shape, fan_in, fan_out, rng, dtype) -> ndarray`` of that shape and dtype.
+#: The type of an initializer, ``init(shape, fan_in, fan_out, rng, dtype) -> ndarray`` of that shape and dtype.
 Initializer = Callable[[tuple[int, ...], int, int, np.random.Generator, np.dtype], np.ndarray]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-#: A metric: ``metric(y_true, y_pred, task, n_classes=None) -> float``.
+#: The type of a metric, ``metric(y_true, y_pred, task, n_classes=None) -> float``.
 Metric = Callable[..., float]
 CLASSIFICATION = ("binary", "multiclass", "multilabel")
 
