@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # document the working tree's barenet, installed or not
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The tutorials train small networks in short runs. Compiling numba's kernels would cost more than they save
+# there, and on small matrices BLAS's extra threads only spin (on a busy machine, minutes where one thread takes
+# seconds), so unless told otherwise the site is built with NumPy's kernels on one thread. Set before NumPy and
+# barenet are imported, and inherited by the commands the pages run.
+for variable in ("BARENET_NUMBA", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "0" if variable == "BARENET_NUMBA" else "1")
 
 import barenet  # noqa: E402
 
