@@ -57,6 +57,7 @@ nitpick_ignore_regex = [
     # prose in a NumPy-style type ("int >= 1", "(n_classes,) array", '{"float32", "float64"}'), not a class name
     ("py:class", r".*[^\w.].*"),
     ("py:class", r"(?!barenet\.)[a-z_][\w]*"),
+    ("py:class", r"barenet\.threads\.T"),  # the TypeVar of threads.run
     ("py:.*", r"(np|numpy|npt|sklearn|onnx|pandas|pd|dask|torch|keras|os|pathlib|collections|typing|types|"
               r"contextlib|concurrent|threading|zipfile|io|enum|abc)\..*"),
     ("py:.*", r"(ndarray|NDArray|ArrayLike|DTypeLike|Path|PathLike|Callable|Iterator|Iterable|Sequence|Mapping|"

@@ -100,7 +100,7 @@ stepwise.set_weights(gru.layers[1].get_weights())
 examples = [np.flatnonzero(y_test == 1)[0], np.flatnonzero(y_test == 0)[0]]
 embedded = gru.layers[0].forward(X_test[examples])             # (2, 20, 8)
 states = stepwise.forward(embedded)                            # (2, 20, 16)
-fig, axes = plt.subplots(2, 1, figsize=(10, 5.2), sharex=True)
+fig, axes = plt.subplots(2, 1, figsize=(10, 5.6))
 for ax, k, state in zip(axes, examples, states, strict=True):
     ax.imshow(state.T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(LENGTH), [symbols[i] for i in X_test[k]])
