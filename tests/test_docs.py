@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import types
 import zlib
 from pathlib import Path
@@ -203,10 +204,12 @@ def _chromium() -> str:
 
 def _browse(page: Path, *args: str) -> subprocess.CompletedProcess:
     """Run headless Chromium on ``page`` with ``args`` (``--dump-dom``, ``--screenshot=...``)."""
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--no-first-run", "--hide-scrollbars", "--window-size=1280,2400", *args, page.as_uri()]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HOME": str(page.parents[1])})
+    browser = _chromium()
+    with tempfile.TemporaryDirectory() as profile:  # a fresh profile, outside the site and the user's home
+        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1280,2400",
+                   *args, page.as_uri()]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"chromium exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc
 
