@@ -96,9 +96,9 @@ runs["batch normalization"] = train([L.Dense(256, input_dim=64), L.BatchNormaliz
 # %%
 # The curves
 # ----------
-# Without a cure, the training loss heads for zero while the validation loss turns upward after a few dozen
-# epochs: the network grows more and more confident, including on the digits it gets wrong. The gap between
-# the two curves is the overfitting.
+# Without a cure, the training loss heads for zero while the validation loss stops falling after about 30 epochs
+# and then creeps up: the network grows more and more confident, including on the digits it gets wrong. The gap
+# between the two curves is the overfitting.
 
 fig, axes = plt.subplots(1, len(runs), figsize=(17, 3.6), sharey=True)
 for ax, (name, (history, _)) in zip(axes, runs.items(), strict=True):
