@@ -33,7 +33,8 @@ class _ByName(type):
 class Activation(Layer, metaclass=_ByName):
     """Base class of parameter-free activation layers. ``kind`` is the name used in strings.
 
-    ``Activation("silu")`` (any name ``barenet.layers.activations.get`` knows) makes the layer of that name, as in Keras.
+    ``Activation("silu")`` (any name ``barenet.layers.activations.get`` knows) makes the layer of that name, as
+    in Keras.
     """
 
     kind: ClassVar[str] = ""
