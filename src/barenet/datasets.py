@@ -26,6 +26,7 @@ FASHION_MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: The names of the ten Fashion-MNIST classes, indexed by label.
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")

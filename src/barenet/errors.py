@@ -40,3 +40,7 @@ class StreamError(DataError):
     """A stream of batches failed part way: a batch of the wrong shape or dtype, a bad value, a file that cannot
     be read, a generator that raised. The message names the source, the file and the batch or rows; ``fit``
     leaves the model with the weights of its last completed epoch, as after Ctrl-C."""
+
+
+__all__ = ["BarenetError", "ConfigError", "DataError", "ModelFileError", "NotFittedError", "OutputError", "ShapeError",
+           "StreamError"]

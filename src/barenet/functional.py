@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 # Attention lives in its own module (it calls compiled kernels and threads); it is part of this API.
-from .attention import scaled_dot_product_attention, scaled_dot_product_attention_backward  # noqa: F401
+from .attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
 
 _GELU_C = np.sqrt(2.0 / np.pi)
 
@@ -323,8 +323,9 @@ def sliding_windows(x: np.ndarray, kernel_size: tuple[int, int], strides: tuple[
 
     Returns
     -------
-    ``(batch, out_height, out_width, kh, kw, channels)``, with ``windows[n, p, q, i, j, c] =
-    x[n, p*sh + i*dh, q*sw + j*dw, c]``. Nothing is copied.
+    ndarray
+        ``(batch, out_height, out_width, kh, kw, channels)``, with
+        ``windows[n, p, q, i, j, c] = x[n, p*sh + i*dh, q*sw + j*dw, c]``. Nothing is copied.
     """
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
     n, h, w, c = x.shape
@@ -414,3 +415,10 @@ def col2im(taps: np.ndarray, image_shape: tuple[int, int, int, int], kernel_size
     for i, j, rows, cols in window_slices(kernel_size, strides, dilation, (oh, ow)):
         out[:, rows, cols, :] += taps[i, j]
     return out
+
+
+__all__ = ["col2im", "conv_output_length", "elu", "erf", "erfc", "gelu", "gelu_grad", "hard_sigmoid", "hard_swish",
+    "im2col", "im2col_groups", "leaky_relu", "log_softmax", "log_softmax_and_softmax", "logsumexp", "mish",
+    "mish_grad", "normal_cdf", "pad_spatial", "relu", "relu6", "same_padding", "scaled_dot_product_attention",
+    "scaled_dot_product_attention_backward", "sigmoid", "silu", "silu_grad", "sliding_windows", "softmax", "softplus",
+    "window_slices"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 
+#: The type of an initializer, ``init(shape, fan_in, fan_out, rng, dtype) -> ndarray`` of that shape and dtype.
 Initializer = Callable[[tuple[int, ...], int, int, np.random.Generator, np.dtype], np.ndarray]
 
 
@@ -142,3 +143,7 @@ def deserialize(spec: str | dict) -> Initializer:
     if isinstance(spec, dict) and set(spec) == {"normal"}:
         return Normal(float(spec["normal"]))
     return get(spec)
+
+
+__all__ = ["Initializer", "Normal", "deserialize", "get", "glorot_normal", "glorot_uniform", "he_normal",
+    "he_uniform", "ones", "orthogonal", "serialize", "uniform", "uniform_fan_in", "zeros"]

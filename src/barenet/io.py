@@ -63,6 +63,7 @@ from .metadata import MetadataError, check_metadata
 from .models import Sequential
 from .models.graph import call_order, repeated_weight_name
 
+#: The ``"format"`` field of every barenet model file's ``barenet.json``.
 FORMAT_NAME = "barenet-model"
 #: The newest file format version this module writes and reads.
 FORMAT_VERSION = 1

@@ -366,12 +366,18 @@ def get(loss: str | Loss) -> Loss:
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
+    """The JSON form of a loss: ``{"name": ..., **loss.get_config()}``."""
     return {"name": loss.name, **loss.get_config()}
 
 
 def deserialize(spec: dict[str, Any]) -> Loss:
+    """Inverse of :func:`serialize`; an unknown name raises :class:`~barenet.errors.ConfigError`."""
     spec = dict(spec)
     cls = _BY_NAME.get(spec.pop("name", None))
     if cls is None:
         raise ConfigError(f"unknown loss in configuration {spec!r}")
     return cls(**spec)
+
+
+__all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Huber", "Loss", "MeanAbsoluteError", "MeanSquaredError",
+    "deserialize", "get", "serialize"]

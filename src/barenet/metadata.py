@@ -176,3 +176,6 @@ def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
              float: "a number", type(None): "null"}
     return f"{names.get(type(value), type(value).__name__)} {str(value)[:40]!r}" if value is not None else "null"
+
+
+__all__ = ["MetadataError", "check_metadata"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 
+#: The type of a metric, ``metric(y_true, y_pred, task, n_classes=None) -> float``.
 Metric = Callable[..., float]
 CLASSIFICATION = ("binary", "multiclass", "multilabel")
 
@@ -106,14 +107,17 @@ def f1(y_true, y_pred, task, n_classes=None):
 
 
 def precision_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`precision` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "precision", True, n_classes)
 
 
 def recall_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`recall` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "recall", True, n_classes)
 
 
 def f1_macro(y_true, y_pred, task, n_classes=None):
+    """:func:`f1` averaged over the classes in every task, binary included (both classes count)."""
     return _prf(y_true, y_pred, task, "f1", True, n_classes)
 
 
@@ -255,3 +259,7 @@ class RunningMetrics:
                 value = score.mean()
             out[prefix + name] = float(value)
         return out
+
+
+__all__ = ["Metric", "RunningMetrics", "accuracy", "f1", "f1_macro", "get", "mean_absolute_error",
+           "mean_squared_error", "precision", "precision_macro", "r2", "recall", "recall_macro"]

@@ -288,7 +288,7 @@ class TablePreprocessor:
     # ----------------------------------------------------------------- applying
     @property
     def feature_names(self) -> list[str]:
-        """Names of the encoded columns: a numeric column's name, ``name=category`` for one-hot columns."""
+        """Names of the encoded columns (a numeric column's name, ``name=category`` for one-hot columns)."""
         out: list[str] = []
         for col in self.columns:
             if col["kind"] == "numeric":
@@ -299,7 +299,7 @@ class TablePreprocessor:
 
     @property
     def n_outputs(self) -> int:
-        """Units of the output layer: one per class, or one value for regression."""
+        """Units of the output layer (one per class, or one value for regression)."""
         return len(self.classes) if self.classes is not None else 1
 
     def _require_fitted(self) -> None:
@@ -395,3 +395,6 @@ class TablePreprocessor:
     def __repr__(self) -> str:
         state = f", {len(self.columns)} columns, classes={self.classes}" if self.fitted else ""
         return f"TablePreprocessor(target={self.target!r}, task={self.task!r}, scale={self.scale!r}{state})"
+
+
+__all__ = ["ColumnWarning", "TablePreprocessor", "did_you_mean", "infer_task", "numeric_values", "preview"]

@@ -375,7 +375,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     activation : str, default "relu"
         Hidden activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` (or ``"logistic"``), ``"elu"``,
         ``"gelu"``, ``"leaky_relu"``, ``"linear"`` (or ``"identity"``), or any other name
-        :func:`barenet.layers.activations.get` knows (``"silu"``, ``"mish"`` ...).
+        ``barenet.layers.activations.get`` knows (``"silu"``, ``"mish"`` ...).
     solver : {"adam", "sgd", "rmsprop", "adamw"} or barenet Optimizer, default "adam"
         A name gets ``learning_rate=learning_rate_init``; an Optimizer object is copied with fresh state.
     learning_rate_init : float, default 0.001

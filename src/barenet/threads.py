@@ -334,3 +334,6 @@ def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     nothing is added up afterwards."""
     run(lambda cols: np.matmul(a.T, b[:, cols], out=out[:, cols]), parts(b.shape[1], a.size))
     return out
+
+
+__all__ = ["active", "by_rows", "engine", "get_num_threads", "layer", "matmul_tn", "parts", "run", "set_num_threads"]

@@ -34,7 +34,8 @@ class _ByName(type):
 class Activation(Layer, metaclass=_ByName):
     """Base class of parameter-free activation layers. ``kind`` is the name used in strings.
 
-    ``Activation("silu")`` (any name :func:`get` knows) makes the layer of that name, as in Keras.
+    ``Activation("silu")`` (any name ``barenet.layers.activations.get`` knows) makes the layer of that name, as
+    in Keras.
     """
 
     kind: ClassVar[str] = ""
@@ -146,7 +147,7 @@ class GELU(Activation):
     Notes
     -----
     Configurations written before ``approximate`` existed, ``"gelu"`` as a layer's ``activation`` or a
-    ``GELU`` layer's config without the key, meant the tanh form, and :func:`deserialize` and
+    ``GELU`` layer's config without the key, meant the tanh form, and ``barenet.layers.activations.deserialize`` and
     :meth:`from_config` read them so; a configuration written now always holds ``approximate``.
     """
 

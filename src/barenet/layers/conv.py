@@ -286,7 +286,7 @@ class Conv2D(activations.Activated, ImageLayer):
     l2 : float
         Weight penalty :math:`\lambda \sum W^2` added to the loss (kernel only).
     data_format : "channels_last" or "channels_first"
-        See :class:`ImageLayer`.
+        See ``barenet.layers.conv.ImageLayer``.
 
     Shapes
     ------
@@ -305,8 +305,8 @@ class Conv2D(activations.Activated, ImageLayer):
     :math:`\partial L/\partial b = \sum_{rows} G`, and :math:`\partial L/\partial x = \mathrm{col2im}(G W^\top)`
     (computed per kernel tap, :math:`G W_{ij}^\top`, so that col2im reads contiguous blocks),
     cropped to remove the padding. The rows of these products are independent per sample, so they are
-    computed a few samples at a time (:data:`CHUNK_VALUES`, unfolded again in backward rather than kept)
-    and the batch is split across :mod:`barenet.threads` (:func:`convolve`, :func:`convolve_backward`).
+    computed a few samples at a time (``CHUNK_VALUES``, unfolded again in backward rather than kept)
+    and the batch is split across :mod:`barenet.threads` (``convolve``, ``convolve_backward``).
     With groups the sum over :math:`c` runs over filter :math:`f`'s group of channels, and the products
     are batched over the groups.
 

@@ -19,7 +19,7 @@ from .base import Layer, register
 class Merge(Layer):
     """Base of the element-wise merges: every input has the same shape, and so has the output."""
 
-    #: Inputs the merge takes: ``None`` for two or more, else exactly this many.
+    #: How many inputs the merge takes (``None`` for two or more).
     arity: ClassVar[int | None] = None
     supports_masking = True
 

@@ -65,7 +65,7 @@ def _input_projection(xt: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarra
 
 
 class Recurrent(Layer):
-    """Base class of the recurrent layers; subclasses implement :meth:`_run` and :meth:`_backprop`.
+    """Base class of the recurrent layers; subclasses implement ``_run`` and ``_backprop``.
 
     Parameters
     ----------

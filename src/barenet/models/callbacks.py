@@ -26,13 +26,23 @@ class Callback:
     model: Any = None
 
     def set_model(self, model: Any) -> None:
+        """Called by ``fit`` before training begins, with the model being trained (then ``self.model``)."""
         self.model = model
 
-    def on_train_begin(self, logs: dict[str, float] | None = None) -> None: ...
-    def on_train_end(self, logs: dict[str, float] | None = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
-    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None: ...
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        """Called once before the first epoch."""
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        """Called once after the last epoch (also after early stopping, a divergence or Ctrl-C)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Called before epoch ``epoch`` (0-based) runs its first batch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Called after epoch ``epoch`` (0-based) with its ``logs``: ``loss``, the metrics, the ``val_`` figures."""
+
+    def on_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        """Called after each training batch (``batch`` counts from 0 in each epoch) with its ``loss``."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "model")

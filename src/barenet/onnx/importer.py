@@ -181,27 +181,8 @@ class Data:
 
 
 def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, dtype: Any = None) -> Sequential:
-    """Build a barenet model from the ONNX file ``path``; see the module docstring for what is supported.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The ``.onnx`` file. It is read as untrusted data: it is size-checked, parsed, and validated before
-        anything is allocated. Tensors it stores outside itself are read only from files in its own folder
-        (:func:`~barenet.onnx._checks.read_external_data`).
-    max_bytes : int
-        Largest number of bytes read: the file plus the external data it names.
-    dtype : {"float32", "float64"}, optional
-        The model's dtype; by default that of the graph's float input (float32 when the inputs are integers).
-        ``"float64"`` imports a float32 graph for fine-tuning in double precision (its weights are widened).
-
-    Returns
-    -------
-    Sequential or Model
-        A :class:`~barenet.Sequential` for a chain, a functional :class:`~barenet.Model` (a subclass) for any
-        other graph, with one input per graph input and one output per graph output. Built, not compiled;
-        ``model.predict`` gives the ONNX graph's output(s). Compile it to fine-tune.
-    """
+    """Build a barenet model from the ONNX file ``path``: :func:`barenet.onnx.import_onnx` once ``onnx`` is known
+    to be installed (see there for the arguments); the module docstring says what is supported."""
     if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     model, n_bytes = read_model(path, max_bytes=max_bytes)

@@ -24,6 +24,7 @@ def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """The JSON form of a built-in optimizer: ``{"name": "adam", "config": optimizer.get_config()}``."""
     name = next((k for k, v in _BY_NAME.items() if type(optimizer) is v), None)
     if name is None:
         raise ConfigError(f"optimizer {optimizer!r} is not a built-in optimizer and cannot be saved")
@@ -31,6 +32,7 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
 
 
 def deserialize(spec: dict[str, Any]) -> Optimizer:
+    """Inverse of :func:`serialize`; an unknown name raises :class:`~barenet.errors.ConfigError`."""
     cls = _BY_NAME.get(spec.get("name"))
     if cls is None:
         raise ConfigError(f"unknown optimizer {spec.get('name')!r}; expected one of {sorted(_BY_NAME)}")

@@ -219,6 +219,8 @@ class Optimizer:
 
     # ----------------------------------------------------------------- persistence
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments as JSON data (a schedule as its own config), which :meth:`from_config`
+        takes back; subclasses add their own."""
         lr = self.learning_rate
         config: dict[str, Any] = {
             "learning_rate": schedules.serialize(lr) if isinstance(lr, Schedule) else lr,
