@@ -14,15 +14,16 @@ recurrent kernel and the biases from the constants around those ``MatMul`` nodes
 what it computes: the graph is evaluated in float64 on probe inputs, and a tensor after the last step must equal
 what barenet's own :class:`~barenet.layers.LSTM` or :class:`~barenet.layers.GRU` (``reset_after=True``, Keras's
 default), or a :class:`~barenet.layers.Bidirectional` of two of them, computes with those weights from that
-input, to within :data:`TOLERANCE`. The subgraph between that input and that tensor (every operator of it read
-only inside it) is then replaced by the nodes barenet's own exporter writes for the layer (``Transpose``,
-``LSTM``/``GRU``, ``Gather``), which the importer maps to one layer holding exactly the file's weights, so the
-imported model fine-tunes as Keras's does. A recurrence that computes anything else (another activation, a
-``go_backwards`` layer on its own, states read from outside) is refused, naming what differs.
+input, to within :data:`TOLERANCE`. The subgraph between that input and that tensor (but for the nodes whose
+outputs other operators read too, such as casts of the input, which stay) is then replaced by the nodes
+barenet's own exporter writes for the layer (``Transpose``, ``LSTM``/``GRU``, ``Gather``), which the importer
+maps to one layer holding exactly the file's weights, so the imported model fine-tunes as Keras's does. A
+recurrence that computes anything else (another activation, a ``go_backwards`` layer on its own, states read
+from outside) is refused, naming what differs.
 
-The time steps are counted from the unrolled ``MatMul`` nodes; the probe input is the graph's own, evaluated
-from random graph inputs, where the operators before the recurrence can be evaluated here, else a random
-sequence of that many steps.
+The probe input is the graph's own tensor, evaluated from random graph inputs, where the operators before the
+recurrence can be evaluated here (then its number of time steps is checked too); else a random sequence of as
+many steps as the graph unrolls.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ _STEP_OPS = frozenset({"MatMul", "Add", "Sub", "Mul", "Div", "Sigmoid", "Tanh", 
                        "Transpose", "Reshape"})
 _FLOAT_CASTS = {1: np.float64, 11: np.float64, 10: np.float16}
 _KINDS = {4: "LSTM", 3: "GRU"}
-_MERGES = ("concat", "sum", "mul", "ave")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class _Recurrence:
 
 @dataclass
 class _Match:
-    """A subgraph ``region`` (node positions) from tensor ``x`` to tensor ``y`` that computes ``layers``."""
+    """The nodes (positions) ``region`` that compute tensor ``y`` from tensor ``x`` as ``recurrences`` do."""
 
     recurrences: list[_Recurrence]  # one, or the forward then the backward direction
     x: str
@@ -249,6 +249,9 @@ def fuse_recurrences(graph: Any, order: list[Any], opset: int, budget: int) -> l
     replaced: dict[int, list[Any]] = {}
     removed: set[int] = set()
     for m in matches:
+        if m.region & removed:
+            raise bad(f"{m.recurrences[0].label} shares operators with another recurrence; barenet imports each "
+                      "recurrent layer from operators of its own")
         removed |= m.region
         replaced[g.producer[m.y]] = _nodes(m, g.names)
     out = []
@@ -262,9 +265,13 @@ def fuse_recurrences(graph: Any, order: list[Any], opset: int, budget: int) -> l
 
 # --------------------------------------------------------------------- finding the recurrences
 def _may_hold_recurrence(graph: Any, order: list[Any]) -> bool:
-    """A ``MatMul`` reads a stored constant shaped like a recurrent kernel (checked before anything is folded)."""
+    """A ``MatMul`` multiplies zeros from ``ConstantOfShape`` (through casts) by a stored constant shaped like a
+    recurrent kernel: checked on the nodes alone, before any array is read."""
     dims = {t.name: tuple(t.dims) for t in graph.initializer}
+    made_by: dict[str, Any] = {}
     for node in order:
+        for name in node.output:
+            made_by[name] = node
         if node.op_type == "Constant" and len(node.output) == 1:
             for a in node.attribute:
                 if a.name == "value":
@@ -274,8 +281,17 @@ def _may_hold_recurrence(graph: Any, order: list[Any]) -> bool:
 
     def recurrent(shape: tuple[int, ...]) -> bool:
         return len(shape) == 2 and shape[0] >= 1 and shape[1] % shape[0] == 0 and shape[1] // shape[0] in _KINDS
+
+    def zeros(name: str) -> bool:
+        node = made_by.get(name)
+        for _ in range(MAX_CHAIN):
+            if node is None or node.op_type not in ("Cast", "Identity") or not len(node.input):
+                break
+            node = made_by.get(node.input[0])
+        return node is not None and node.op_type == "ConstantOfShape"
+
     return any(node.op_type == "MatMul" and len(node.input) == 2 and recurrent(dims.get(node.input[1], ()))
-               for node in order)
+               and zeros(node.input[0]) for node in order)
 
 
 def _recurrences(g: _Graph) -> list[_Recurrence]:
