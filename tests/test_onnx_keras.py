@@ -193,11 +193,25 @@ def test_imported_recurrent_layers_hold_keras_weights_and_take_the_same_training
     assert moved > 1e-2
 
 
+class _WithCellState(keras.layers.Layer):
+    """An LSTM whose output is joined with its last cell state (``return_state=True``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = K.LSTM(4, return_state=True)
+
+    def call(self, x):
+        out, _, cell = self.lstm(x)
+        return keras.ops.concatenate([out, cell], axis=-1)
+
+
 @pytest.mark.parametrize(("layer", "message"), [
     (lambda: K.LSTM(4, activation="relu"), r"LSTM .* computes Relu in its steps; barenet's LSTM computes its gates "
                                            r"with sigmoid and its candidate with tanh"),
     (lambda: K.GRU(4, go_backwards=True), r"GRU .* reads the sequence backwards \(go_backwards=True\) on its own"),
-], ids=["relu_lstm", "backwards_gru"])
+    (_WithCellState, r"LSTM .* computes barenet's LSTM \(its last output is '[^']+'\), but operators outside it "
+                     r"also read its steps or its states"),
+], ids=["relu_lstm", "backwards_gru", "lstm_cell_state"])
 def test_keras_recurrent_exports_barenet_does_not_compute_are_refused_saying_why(tmp_path, layer, message):
     model, x = _recurrent(lambda: [layer()])
     with pytest.raises(ModelFileError, match=message):

@@ -298,7 +298,7 @@ def _recurrences(g: _Graph) -> list[_Recurrence]:
     """The MatMul chains by a recurrent kernel that start from a zero state, with their weights."""
     by_kernel: dict[str, list[int]] = defaultdict(list)
     for k, node in enumerate(g.order):
-        if node.op_type == "MatMul" and len(node.input) == 2 and node.input[0] in g.dynamic:
+        if _is_matmul(node) and node.input[0] in g.dynamic:
             w = g.static.get(node.input[1])
             if w is not None and w.dtype.kind == "f" and w.ndim == 2 and w.shape[0] >= 1 \
                     and w.shape[1] // w.shape[0] in _KINDS and w.shape[1] % w.shape[0] == 0:
@@ -314,6 +314,10 @@ def _recurrences(g: _Graph) -> list[_Recurrence]:
         for steps in chains:
             found.append(_read_weights(g, name, steps))
     return sorted(found, key=lambda r: r.steps[0])
+
+
+def _is_matmul(node: Any) -> bool:
+    return node.op_type == "MatMul" and len(node.input) == 2 and len(node.output) == 1 and bool(node.output[0])
 
 
 def _zero_state(g: _Graph, name: str) -> bool:
@@ -373,7 +377,7 @@ def _kernel_matmul(g: _Graph, first: int, width: int) -> int | None:
 
 def _is_kernel_matmul(g: _Graph, k: int, width: int) -> bool:
     node = g.order[k]
-    if node.op_type != "MatMul" or len(node.input) != 2 or node.input[0] not in g.dynamic:
+    if not _is_matmul(node) or node.input[0] not in g.dynamic:
         return False
     w = g.static.get(node.input[1])
     return w is not None and w.dtype.kind == "f" and w.ndim == 2 and w.shape[0] >= 1 and w.shape[1] == width
@@ -540,16 +544,21 @@ def _why_not(g: _Graph, r: _Recurrence, values: dict[str, np.ndarray]) -> str:
     if ops:
         return (f"{r.label} computes {', '.join(ops)} in its steps; barenet's {kind} computes its gates with "
                 "sigmoid and its candidate with tanh (Keras's activation='tanh', recurrent_activation='sigmoid')")
-    if r.chain[-1] in values:
-        x = values[r.chain[-1]]
-        if x.ndim == 3 and x.shape[1:] == (len(r.steps), r.features):
-            back = r.layer("float64", False).forward(x[:, ::-1])
-            if any(_close(v, back) for v in values.values()):
-                return (f"{r.label} reads the sequence backwards (go_backwards=True) on its own; barenet's {kind} "
-                        "reads it forwards (it reads backwards only as the second half of a Bidirectional)")
+    x = values.get(r.chain[-1])
+    if x is not None and _references([r], x):
+        forward = r.layer("float64", False).forward(x)
+        seen = next((name for name, v in values.items() if _close(v, forward)), None)
+        if seen is not None:
+            return (f"{r.label} computes barenet's {kind} (its last output is {seen!r}), but operators outside it "
+                    "also read its steps or its states (Keras's return_state=True, say); barenet's layer gives "
+                    "its output alone")
+        backward = r.layer("float64", False).forward(x[:, ::-1])
+        if any(_close(v, backward) for v in values.values()):
+            return (f"{r.label} reads the sequence backwards (go_backwards=True) on its own; barenet's {kind} "
+                    "reads it forwards (it reads backwards only as the second half of a Bidirectional)")
     return (f"{r.label} does not compute what barenet's {kind} (reset_after=True for GRU) computes with the "
-            "weights the graph holds: no tensor after its last step equals that layer's output (or its Bidirectional "
-            "merge) on probe inputs, or its states are also read outside the recurrence")
+            "weights the graph holds: no tensor after its last step equals that layer's output (or a "
+            "Bidirectional merge of it) on probe inputs")
 
 
 # --------------------------------------------------------------------- the replacement
