@@ -81,6 +81,7 @@ from ._checks import (
 from ._fold import BATCH, FOLDABLE, Filled, Folder, attributes, int_list, resolve_shape, slice_arguments, slice_index
 from ._patterns import ELEMENTWISE, fuse
 from ._transformer import TRANSFORMER_ARITY, TRANSFORMER_OPS, TransformerImport
+from .keras_recurrent import fuse_recurrences
 
 #: Operators that map to layers or move data-path axes (besides the foldable ones).
 LAYER_OPS = frozenset({
@@ -188,6 +189,7 @@ def import_onnx(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, dty
     model, n_bytes = read_model(path, max_bytes=max_bytes)
     n_bytes += read_external_data(model, path, n_bytes, max_bytes=max_bytes)
     order = check_model(model, n_bytes, SUPPORTED_OPS)
+    order = fuse_recurrences(model.graph, order, opset_version(model), element_budget(n_bytes))
     order = fuse(model.graph, order, opset_version(model), element_budget(n_bytes))
     try:
         return _Translator(model, n_bytes, None if dtype is None else np.dtype(dtype)).run(order)
