@@ -240,8 +240,35 @@ def sequence_pools():
     return net.eval(), torch.randn(BATCH, FEATURES, 15) * 3
 
 
+class _ResizeToSkip:
+    """Factory of a U-Net step: a stride-2 Conv, resized back to its input's size (``F.interpolate(size=...)``, a
+    Resize to output sizes), concatenated with that input on the channels, a Conv and a Linear."""
+
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.down, self.merge = nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.Conv2d(6, 3, 3)
+                self.head = nn.Linear(3 * 4 * 6, CLASSES)
+
+            def forward(self, x):
+                up = nn.functional.interpolate(torch.relu(self.down(x)), size=x.shape[-2:], mode="bilinear")
+                return self.head(torch.flatten(self.merge(torch.cat([x, up], dim=1)), 1))
+
+        torch.manual_seed(0)
+        return Net().eval(), torch.randn(BATCH, 2, 6, 8)
+
+
+def resize_to_skip():
+    return _ResizeToSkip.build()
+
+
 MODELS.update({"activations_mlp": activations_mlp, "layernorm_sequence": layernorm_sequence,
-               "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools})
+               "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools, "resize_to_skip": resize_to_skip})
 
 def residual_mlp():
     """Linear - ReLU, then a Linear added back to its own input (one skip connection), then a Linear head."""

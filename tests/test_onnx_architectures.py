@@ -25,12 +25,13 @@ import numpy as np
 import pytest
 
 import barenet as bn
+from barenet.errors import ModelFileError
 
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 import onnx_cases as oc  # noqa: E402
-from onnx import TensorProto  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -138,8 +139,9 @@ def _double_conv(cin: int, cout: int):
 
 class UNet(nn.Module):
     """Three levels: two double-conv encoder stages each followed by a 2x2 max pool, a double-conv bottom, and two
-    decoder stages that upsample by 2 (bilinear, then nearest), concatenate the encoder's output of that size on
-    the channels and apply a double conv; a 1x1 convolution gives the per-pixel class scores."""
+    decoder stages that upsample (bilinear by a factor of 2, then nearest to the size of the skip connection, as
+    U-Nets for any input size write it), concatenate the encoder's output of that size on the channels and apply a
+    double conv; a 1x1 convolution gives the per-pixel class scores."""
 
     def __init__(self, cin: int = 3, classes: int = 2, width: int = 8) -> None:
         super().__init__()
@@ -149,7 +151,6 @@ class UNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.up1 = nn.Upsample(scale_factor=2, mode="bilinear")
         self.dec1 = _double_conv(4 * w + 2 * w, 2 * w)
-        self.up0 = nn.Upsample(scale_factor=2, mode="nearest")
         self.dec0 = _double_conv(2 * w + w, w)
         self.head = nn.Conv2d(w, classes, 1)
 
@@ -158,7 +159,8 @@ class UNet(nn.Module):
         s1 = self.down1(self.pool(s0))
         b = self.bottom(self.pool(s1))
         d1 = self.dec1(torch.cat([self.up1(b), s1], dim=1))
-        return self.head(self.dec0(torch.cat([self.up0(d1), s0], dim=1)))
+        up = nn.functional.interpolate(d1, size=s0.shape[-2:], mode="nearest")
+        return self.head(self.dec0(torch.cat([up, s0], dim=1)))
 
 
 def _build(cls, size: int):
@@ -259,3 +261,73 @@ def test_architecture_predicts_as_onnxruntime_and_trains_as_pytorch(tmp_path, na
     _check_prediction(path, net, x, name, exporter)
     _check_step(path, net, x, name, exporter)
 
+
+# --------------------------------------------------------------------- Resize to output sizes
+def _resize_graph(tmp_path, sizes_nodes, inits, *, batch="batch", mode="nearest", opset=17, **attrs):
+    """x (batch, 3, 4, 5) -> Resize(x, sizes) -> y, with the sizes computed by ``sizes_nodes`` from ``inits``."""
+    coordinates = {"nearest": "asymmetric", "linear": "half_pixel"}[mode]
+    resize = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode, nearest_mode="floor",
+                              coordinate_transformation_mode=coordinates, **attrs)
+    graph = helper.make_graph(
+        [*sizes_nodes, resize], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    path = tmp_path / "resize.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString())
+    return path
+
+
+def test_resize_to_output_sizes_is_an_upsampling_by_their_factors(tmp_path):
+    """``F.interpolate(x, size=...)`` as either exporter writes it: constant sizes naming the batch size the export
+    fixed (dynamo), or sizes concatenated from the input's Shape (batch and channels) and constants (legacy)."""
+    rng = np.random.default_rng(0)
+    path = _resize_graph(tmp_path, [], {"sizes": np.array([2, 3, 8, 15])}, batch=2)
+    model = bn.import_onnx(path)
+    assert [(type(layer).__name__, layer.size, layer.interpolation) for layer in model.layers] == \
+        [("UpSampling2D", (2, 3), "nearest")]
+    x = rng.standard_normal((2, 3, 4, 5), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(x), oc.onnxruntime_run(path, [x])[0])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "start", "stop"], ["batch_channels"]),
+             helper.make_node("Concat", ["batch_channels", "hw"], ["sizes"], axis=0)]
+    inits = {"start": np.array([0]), "stop": np.array([2]), "hw": np.array([12, 10])}
+    path = _resize_graph(tmp_path, nodes, inits, mode="linear")
+    model = bn.import_onnx(path)
+    assert [(layer.size, layer.interpolation) for layer in model.layers] == [((3, 2), "bilinear")]
+    x = rng.standard_normal((5, 3, 4, 5), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x), oc.onnxruntime_run(path, [x])[0], rtol=0, atol=1e-6)
+
+
+RESIZE_REFUSALS = {
+    "sizes that are not whole multiples": (
+        {"sizes": np.array([2, 3, 6, 10])}, {},
+        r"resizes \[batch, 3, 4, 5\] to sizes \[batch, 3, 6, 10\]; barenet's UpSampling2D keeps the batch and the "
+        "channels and enlarges the height and width by whole factors"),
+    "sizes that shrink": ({"sizes": np.array([2, 3, 2, 5])}, {}, r"to sizes \[batch, 3, 2, 5\]"),
+    "sizes that change the channels": ({"sizes": np.array([2, 6, 8, 10])}, {}, r"to sizes \[batch, 6, 8, 10\]"),
+    "sizes of two axes": ({"sizes": np.array([8, 10])}, {}, r"to sizes \[8, 10\]"),
+    "sizes that keep the aspect ratio": (  # scaled by 2 both ways, not by (2, 3)
+        {"sizes": np.array([2, 3, 8, 15])}, {"keep_aspect_ratio_policy": "not_larger"},
+        "keep_aspect_ratio_policy='not_larger'; barenet imports sizes given in full"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESIZE_REFUSALS))
+def test_resize_size_refusals_name_the_problem(tmp_path, case):
+    inits, attrs, message = RESIZE_REFUSALS[case]
+    path = _resize_graph(tmp_path, [], inits, batch=2, opset=18, **attrs)
+    with pytest.raises(ModelFileError, match=message):
+        bn.import_onnx(path)
+
+
+def test_resize_with_both_scales_and_sizes_is_refused(tmp_path):
+    resize = helper.make_node("Resize", ["x", "", "scales", "sizes"], ["y"], mode="nearest")
+    graph = helper.make_graph(
+        [resize], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+                     numpy_helper.from_array(np.array([2, 3, 8, 10]), "sizes")])
+    path = tmp_path / "both.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    with pytest.raises(ModelFileError, match="gives both scales and sizes; ONNX takes one of them"):
+        bn.import_onnx(path)
