@@ -240,8 +240,35 @@ def sequence_pools():
     return net.eval(), torch.randn(BATCH, FEATURES, 15) * 3
 
 
+class _ResizeToSkip:
+    """Factory of a U-Net step: a stride-2 Conv, resized back to its input's size (``F.interpolate(size=...)``, a
+    Resize to output sizes), concatenated with that input on the channels, a Conv and a Linear."""
+
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.down, self.merge = nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.Conv2d(6, 3, 3)
+                self.head = nn.Linear(3 * 4 * 6, CLASSES)
+
+            def forward(self, x):
+                up = nn.functional.interpolate(torch.relu(self.down(x)), size=x.shape[-2:], mode="bilinear")
+                return self.head(torch.flatten(self.merge(torch.cat([x, up], dim=1)), 1))
+
+        torch.manual_seed(0)
+        return Net().eval(), torch.randn(BATCH, 2, 6, 8)
+
+
+def resize_to_skip():
+    return _ResizeToSkip.build()
+
+
 MODELS.update({"activations_mlp": activations_mlp, "layernorm_sequence": layernorm_sequence,
-               "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools})
+               "upsampling_cnn": upsampling_cnn, "sequence_pools": sequence_pools, "resize_to_skip": resize_to_skip})
 
 def residual_mlp():
     """Linear - ReLU, then a Linear added back to its own input (one skip connection), then a Linear head."""
@@ -305,17 +332,18 @@ def residual_cnn():
 GRAPH_MODELS = {"residual_mlp": residual_mlp, "two_branch": two_branch, "residual_cnn": residual_cnn}
 
 
-def export_default(name: str, path: Path, exporter: str = "dynamo"):
-    """Export graph model ``name`` with ``torch.onnx.export``'s default settings: ``"dynamo"`` (the default
-    exporter, weights in ``<path>.data`` beside the file), ``"legacy"`` (``dynamo=False``, batch norm folded
-    into the convolutions) or ``"legacy-unfolded"`` (no constant folding: BatchNormalization nodes stay).
-    Returns ``(module, example_input)``; the batch size is fixed at the example's."""
+def export_default(name: str, path: Path, exporter: str = "dynamo", models: dict | None = None):
+    """Export model ``name`` of ``models`` (:data:`GRAPH_MODELS` by default) with ``torch.onnx.export``'s default
+    settings: ``"dynamo"`` (the default exporter, weights in ``<path>.data`` beside the file), ``"legacy"``
+    (``dynamo=False``, batch norm folded into the convolutions) or ``"legacy-unfolded"`` (no constant folding:
+    BatchNormalization nodes stay). Returns ``(module, example_input)``; the batch size is fixed at the
+    example's."""
     import contextlib
     import io
 
     import torch
 
-    net, x = GRAPH_MODELS[name]()
+    net, x = (GRAPH_MODELS if models is None else models)[name]()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -380,3 +408,118 @@ def torch_predict(net, x: np.ndarray) -> np.ndarray:
 
     with torch.no_grad():
         return net(torch.from_numpy(x)).numpy()
+
+
+def onnxruntime_run(path: Path, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs onnxruntime computes for the graph inputs ``feeds`` (in the graph's order)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, feeds, strict=True)))
+
+
+def fold_batchnorm(net):
+    """A float64 copy of ``net`` (eval mode) with each ``BatchNorm2d`` folded into the ``Conv2d`` registered right
+    before it in the same parent module (what the import makes of a batch norm after a convolution), and its
+    weight-carrying modules (``Linear`` and ``Conv2d``). Every batch norm must follow its convolution so."""
+    import copy
+    import itertools
+
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    ref = copy.deepcopy(net).double().eval()
+    for parent in list(ref.modules()):
+        names = list(parent._modules)
+        for conv, norm in itertools.pairwise(names):
+            if isinstance(parent._modules[conv], torch.nn.Conv2d) and \
+                    isinstance(parent._modules[norm], torch.nn.BatchNorm2d):
+                setattr(parent, conv, fuse_conv_bn_eval(parent._modules[conv], parent._modules[norm]))
+                setattr(parent, norm, torch.nn.Identity())
+    left = [name for name, m in ref.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"batch norms {left} do not follow a Conv2d in their parent module")
+    for p in ref.parameters():  # the fused bias of a convolution that had none comes out frozen
+        p.requires_grad_(True)
+    return ref, [m for m in ref.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+
+def _is_depthwise(module) -> bool:
+    return getattr(module, "groups", 1) > 1 and module.groups == module.in_channels
+
+
+def as_barenet(module) -> np.ndarray:
+    """A PyTorch weight in barenet's layout: Dense ``(in, out)``, Conv2D ``(kh, kw, in / groups, out)``,
+    DepthwiseConv2D ``(kh, kw, channels, multiplier)`` (from PyTorch's ``(channels * multiplier, 1, kh, kw)``)."""
+    w = module.weight.detach().numpy()
+    if w.ndim == 2:
+        return w.T
+    if _is_depthwise(module):
+        c = module.in_channels
+        return w.reshape(c, w.shape[0] // c, *w.shape[2:]).transpose(2, 3, 0, 1)
+    return w.transpose(2, 3, 1, 0)
+
+
+def _kernel_name(layer) -> str | None:
+    return next((k for k in ("kernel", "depthwise_kernel") if k in layer.params), None)
+
+
+def pair_layers(model, modules) -> list[tuple]:
+    """Each barenet layer with a kernel and the PyTorch module holding the same weights (to float32 accuracy)."""
+    pairs = []
+    for layer in model.layers:
+        key = _kernel_name(layer)
+        if key is None:
+            continue
+        kernel = layer.params[key]
+        match = [m for m in modules if as_barenet(m).shape == kernel.shape
+                 and np.allclose(as_barenet(m), kernel, rtol=1e-5, atol=1e-6)]
+        if len(match) != 1:
+            raise AssertionError(f"{layer.describe()} matches {len(match)} PyTorch modules")
+        pairs.append((layer, match[0]))
+    if len(pairs) != len(modules):
+        raise AssertionError(f"{len(pairs)} barenet layers with kernels for {len(modules)} PyTorch modules")
+    return pairs
+
+
+def sgd_step_differences(model, net, x: np.ndarray, seed: int = 2, batch: int = 6) -> tuple[float, float]:
+    """One SGD step (learning rate 0.1, mean squared error, one batch of ``batch`` samples like ``x``) on the float64
+    import ``model`` and on ``net`` in float64 with batch norms folded (:func:`fold_batchnorm`), started from the
+    imported weights. Returns ``(worst, moved)``: the largest difference of a weight after the step, and the
+    smallest largest change of a weight array in the step (so that ``worst`` is seen to compare moved weights)."""
+    import torch
+
+    import barenet as bn
+
+    ref, modules = fold_batchnorm(net)
+    pairs = pair_layers(model, modules)
+    with torch.no_grad():  # start from exactly the imported weights
+        for layer, module in pairs:
+            kernel = layer.params[_kernel_name(layer)]
+            if kernel.ndim == 2:
+                w = kernel.T
+            elif _is_depthwise(module):
+                w = kernel.transpose(2, 3, 0, 1).reshape(module.weight.shape)
+            else:
+                w = kernel.transpose(3, 2, 0, 1)
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            module.bias.copy_(torch.from_numpy(layer.params["bias"]))
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((batch, *x.shape[1:]))
+    Y = rng.standard_normal((batch, *model.output_shape))
+    before = {(layer.name, key): layer.params[key].copy() for layer, _ in pairs
+              for key in (_kernel_name(layer), "bias")}
+    model.compile(loss="mean_squared_error", optimizer=bn.optimizers.SGD(learning_rate=0.1))
+    model.fit(X, Y, epochs=1, batch_size=len(X), shuffle=False, verbose=0)
+    optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    torch.nn.functional.mse_loss(ref(torch.from_numpy(X)), torch.from_numpy(Y)).backward()
+    optimizer.step()
+    worst, moved = 0.0, np.inf
+    for layer, module in pairs:
+        for key, want in ((_kernel_name(layer), as_barenet(module)), ("bias", module.bias.detach().numpy())):
+            got = layer.params[key]
+            worst = max(worst, float(np.abs(got - want).max()))
+            moved = min(moved, float(np.abs(got - before[layer.name, key]).max()))
+    return worst, moved

@@ -18,7 +18,8 @@ import onnx_mutations as om  # noqa: E402
 
 SEEDS = [("mlp", "legacy-unfolded"), ("cnn", "legacy-unfolded"), ("lstm", "legacy"), ("gru", "legacy"),
          ("embedding_gru", "legacy")]
-SEEDS += [("mobilenet_block", "legacy-unfolded"), ("padded_cnn", "legacy"), ("conv1d_net", "legacy")]
+SEEDS += [("mobilenet_block", "legacy-unfolded"), ("padded_cnn", "legacy"), ("conv1d_net", "legacy"),
+          ("resize_to_skip", "legacy")]
 #: Graphs exported with torch.onnx.export's defaults: their larger weights lie in a file beside the model.
 EXTERNAL_SEEDS = ["residual_mlp", "two_branch", "residual_cnn"]
 FUZZ_SETTINGS = dict(derandomize=True, deadline=None,

@@ -13,8 +13,6 @@ file, the batch size fixed at the example's), ``legacy`` is ``dynamo=False`` (ba
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -43,12 +41,6 @@ def exported(tmp_path_factory):
     return oc.export_cache(tmp_path_factory.mktemp("onnx_graphs"), oc.export_default)
 
 
-def _onnxruntime(path, feeds):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, dict(zip(names, feeds, strict=True)))
-
-
 @pytest.mark.parametrize(("name", "exporter"), GRAPH_EXPORTS, ids=IDS)
 def test_pytorch_graphs_predict_what_onnxruntime_predicts(exported, name, exporter):
     path, net, x = exported(name, exporter)
@@ -58,7 +50,7 @@ def test_pytorch_graphs_predict_what_onnxruntime_predicts(exported, name, export
     model = bn.import_onnx(path)
     assert isinstance(model, bn.Model) and model.dtype == np.float32
     assert [type(layer).__name__ for layer in model.layers] == LAYERS[name]
-    got, (want,) = model.predict(x), _onnxruntime(path, [x])
+    got, (want,) = model.predict(x), oc.onnxruntime_run(path, [x])
     scale = float(np.abs(want).max())
     diff = float(np.abs(got - want).max())
     print(f"\n{name} ({exporter}): largest difference {diff:.2e}, {diff / scale:.2e} of the output scale")
@@ -68,71 +60,13 @@ def test_pytorch_graphs_predict_what_onnxruntime_predicts(exported, name, export
     np.testing.assert_allclose(model.predict(X), oc.torch_predict(net, X), rtol=0, atol=TOLERANCE * scale)
 
 
-def _torch_reference(net):
-    """A float64 copy of ``net`` with each batch norm folded into the convolution before it (what the import
-    makes of them), and its weight-carrying modules."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    ref = copy.deepcopy(net).double().eval()
-    for k in (1, 2):
-        if hasattr(ref, f"bn{k}"):
-            setattr(ref, f"conv{k}", fuse_conv_bn_eval(getattr(ref, f"conv{k}"), getattr(ref, f"bn{k}")))
-            setattr(ref, f"bn{k}", torch.nn.Identity())
-    for p in ref.parameters():  # the fused bias of a convolution that had none comes out frozen
-        p.requires_grad_(True)
-    return ref, [m for m in ref.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-
-
-def _as_barenet(module) -> np.ndarray:
-    """A PyTorch weight in barenet's layout: Dense ``(in, out)``, Conv2D ``(kh, kw, in, out)``."""
-    w = module.weight.detach().numpy()
-    return w.T if w.ndim == 2 else w.transpose(2, 3, 1, 0)
-
-
-def _pair_layers(model, modules):
-    """Each barenet layer with a kernel and the PyTorch module holding the same weights (to float32 accuracy)."""
-    pairs = []
-    for layer in model.layers:
-        if "kernel" not in layer.params:
-            continue
-        kernel = layer.params["kernel"]
-        match = [m for m in modules if _as_barenet(m).shape == kernel.shape
-                 and np.allclose(_as_barenet(m), kernel, rtol=1e-5, atol=1e-6)]
-        assert len(match) == 1, f"{layer.describe()} matches {len(match)} PyTorch modules"
-        pairs.append((layer, match[0]))
-    assert len(pairs) == len(modules)
-    return pairs
-
-
 @pytest.mark.parametrize(("name", "exporter"), GRAPH_EXPORTS, ids=IDS)
 def test_one_sgd_step_moves_every_weight_as_pytorch_does(exported, name, exporter):
     """Imported in float64, one SGD step on a batch moves every weight as the same step moves PyTorch's."""
     path, net, x = exported(name, exporter)
     model = bn.import_onnx(path, dtype="float64")
     assert model.dtype == np.float64
-    ref, modules = _torch_reference(net)
-    pairs = _pair_layers(model, modules)
-    with torch.no_grad():  # start from exactly the imported weights
-        for layer, module in pairs:
-            kernel = layer.params["kernel"]
-            module.weight.copy_(torch.from_numpy(kernel.T if kernel.ndim == 2 else kernel.transpose(3, 2, 0, 1)))
-            module.bias.copy_(torch.from_numpy(layer.params["bias"]))
-    rng = np.random.default_rng(2)
-    X = rng.standard_normal((6, *x.shape[1:]))
-    Y = rng.standard_normal((6, *model.output_shape))
-    before = {k: v.copy() for k, v in model.named_weights().items()}
-    model.compile(loss="mean_squared_error", optimizer=bn.optimizers.SGD(learning_rate=0.1))
-    model.fit(X, Y, epochs=1, batch_size=len(X), shuffle=False, verbose=0)
-    optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
-    optimizer.zero_grad()
-    torch.nn.functional.mse_loss(ref(torch.from_numpy(X)), torch.from_numpy(Y)).backward()
-    optimizer.step()
-    worst, moved = 0.0, 0.0
-    for layer, module in pairs:
-        for key, want in (("kernel", _as_barenet(module)), ("bias", module.bias.detach().numpy())):
-            got = layer.params[key]
-            worst = max(worst, float(np.abs(got - want).max()))
-            moved = min(moved or np.inf, float(np.abs(got - before[f"{layer.name}.{key}"]).max()))
+    worst, moved = oc.sgd_step_differences(model, net, x)
     print(f"\n{name} ({exporter}): weights after one step differ by at most {worst:.1e} "
           f"(the smallest largest move of a weight array is {moved:.1e})")
     assert moved > 1e-4 and worst <= STEP_TOLERANCE
@@ -158,7 +92,7 @@ def _weights(rng, *shapes):
 
 def _check_against_onnxruntime(path, model, feeds):
     """Each output within 1e-5 of onnxruntime's, relative to its scale (at least 1)."""
-    want = _onnxruntime(path, feeds)
+    want = oc.onnxruntime_run(path, feeds)
     got = model.predict(feeds[0] if len(feeds) == 1 else feeds)
     got = got if isinstance(got, list) else [got]
     assert len(got) == len(want)

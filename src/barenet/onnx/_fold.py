@@ -137,8 +137,7 @@ IGNORED_ATTRIBUTES: dict[str, dict[str, str]] = {
     "LayerNormalization": {"stash_type": "only sets the precision of the statistics a training graph keeps"},
     "Resize": {"cubic_coeff_a": "only the cubic mode reads it, which the importer refuses",
                "exclude_outside": "only the cubic mode reads it, which the importer refuses",
-               "extrapolation_value": "only tf_crop_and_resize reads it, which the importer refuses",
-               "keep_aspect_ratio_policy": "only output sizes read it; the importer takes scales"},
+               "extrapolation_value": "only tf_crop_and_resize reads it, which the importer refuses"},
 }
 
 #: ``(operator, attribute) -> opset`` from which the attribute is an input instead (it is refused from then on).

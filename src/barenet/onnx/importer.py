@@ -1064,9 +1064,9 @@ class _Translator(TransformerImport):
         return self._add(layer, self._data(x.shape, tuple(range(len(x.shape) + 1))), out_axes=x.axes, **arrays)
 
     def _Resize(self, node, inputs, attrs):
-        """Resizing NCHW images by whole factors as UpSampling2D: nearest with the coordinates rounded down
-        (``asymmetric`` + ``floor``, or ``half_pixel`` + rounding, which agree for whole factors), or linear with
-        half-pixel centres."""
+        """Resizing NCHW images by whole factors, given as scales or as output sizes, as UpSampling2D: nearest with
+        the coordinates rounded down (``asymmetric`` + ``floor``, or ``half_pixel`` + rounding, which agree for whole
+        factors), or linear with half-pixel centres."""
         x = inputs[0]
         data_format = self._image(x, node)[3]
         if self.opset < 11:
@@ -1084,9 +1084,13 @@ class _Translator(TransformerImport):
             raise bad(f"{node_label(node)} resizes with mode={mode!r}, coordinate_transformation_mode={coordinates!r}, "
                       f"nearest_mode={nearest!r}; barenet's UpSampling2D is nearest (asymmetric + floor) or linear "
                       "(half_pixel), without antialias or axes")
+        given = inputs[2] if len(inputs) > 2 else None
         if len(inputs) > 3 and inputs[3] is not None:
-            raise bad(f"{node_label(node)} gives output sizes; barenet imports Resize by constant scales")
-        scales = self._const(inputs[2] if len(inputs) > 2 else None, "scales", node, (1,))
+            if given is not None and np.size(given):
+                raise bad(f"{node_label(node)} gives both scales and sizes; ONNX takes one of them")
+            scales = self._sizes_as_scales(node, x, inputs[3], attrs)
+        else:
+            scales = self._const(given, "scales", node, (1,))
         if scales.shape != (4,) or np.any(scales != np.round(scales)) or list(scales[:2]) != [1, 1] \
                 or np.any(scales < 1):
             raise bad(f"{node_label(node)} has scales {scales.tolist()}; barenet's UpSampling2D scales height and "
@@ -1094,6 +1098,23 @@ class _Translator(TransformerImport):
         size = (int(scales[2]), int(scales[3]))
         interpolation = "nearest" if mode == "nearest" else "bilinear"
         return self._add(L.UpSampling2D(size, interpolation, data_format=data_format), x, out_axes=x.axes)
+
+    def _sizes_as_scales(self, node, x: Data, sizes: Any, attrs: dict[str, Any]) -> np.ndarray:
+        """The scales of a Resize to constant output ``sizes`` (``F.interpolate(size=...)``,
+        ``nn.Upsample(size=...)``): the batch and the channels kept, the height and width divided by the input's."""
+        shape = list(x.onnx_shape)
+        policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+        if not isinstance(sizes, np.ndarray) or sizes.ndim != 1 or sizes.dtype.kind not in "iuO" or policy != "stretch":
+            raise bad(f"{node_label(node)} resizes to sizes that are not a constant vector, or with "
+                      f"keep_aspect_ratio_policy={policy!r}; barenet imports sizes given in full ('stretch')")
+        target = [t if t is BATCH else int(t) for t in sizes]
+        if len(target) == 4 and target[0] is not BATCH and target[0] == self.fixed_batch:
+            target[0] = BATCH  # a graph exported for one batch size names it where it means the batch
+        if len(target) != 4 or target[:2] != shape[:2] or any(t is BATCH or t < d or t % d
+                                                               for t, d in zip(target[2:], shape[2:], strict=True)):
+            raise bad(f"{node_label(node)} resizes {shape} to sizes {target}; barenet's UpSampling2D keeps the batch "
+                      "and the channels and enlarges the height and width by whole factors")
+        return np.array([1.0, 1.0, int(target[2]) // shape[2], int(target[3]) // shape[3]], dtype=float)
 
     def _zero_padding(self, node, inputs, attrs):
         """Zeros around the height and width of images: pads on barenet axes 1 and 2 are a channels-last
