@@ -8,6 +8,10 @@ at the end unless ``--keep``). Then, each in a child process of its own (so its 
 * ``memory``: the first ``--memory-rows`` rows read into arrays, trained one epoch with ``fit(X, y)``;
 * ``parquet``: one epoch over every row, ``bn.data.from_parquet(...).map(encode).shuffle().batch().prefetch()``;
 * ``csv``: the same from the CSV file (``bn.data.from_csv``);
+* ``cli-csv``, ``cli-parquet``: ``barenet train`` on the CSV file / the folder of Parquet files (one epoch,
+  ``--val-split 0.1``, streamed: its preprocessing pass, the epoch and the report's pass), timed whole;
+  ``cli-csv-whole``: the same with ``--no-stream`` (the whole table in memory, as for small files; not in the
+  default runs: it needs about 5x the CSV's size in memory);
 * ``torch``: one epoch over the Parquet files with a ``torch.utils.data.DataLoader`` of an ``IterableDataset``
   reading row groups through pyarrow in 2 worker processes, training the same MLP with Adam.
 
@@ -17,6 +21,7 @@ plain reading pass over the Parquet files and over the CSV file (what a preproce
 
     python bench/out_of_core.py --gb 3          # the full size: ~30M rows, 3 GB of CSV
     python bench/out_of_core.py --gb 0.3        # a quick run
+    python bench/out_of_core.py --gb 0.3 --runs cli-csv,cli-parquet,cli-csv-whole   # the command line only
 """
 
 from __future__ import annotations
@@ -127,10 +132,34 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         rows = sum(len(block["label"]) for block in source)
         return {"seconds": time.perf_counter() - start, "rows": rows, "rss_mb": peak_rss_mb()}
+    elif kind.startswith("cli-"):
+        return _cli(kind, args)
     else:
         return _torch(args)
     return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "rss_mb": peak_rss_mb(),
             "accuracy": history.history["accuracy"][-1]}
+
+
+def _cli(kind: str, args: argparse.Namespace) -> dict:
+    """``barenet train`` in a child process; its peak RSS is that of this worker's only child."""
+    import resource
+    import subprocess
+
+    data = args.parquet if kind == "cli-parquet" else args.csv
+    mode = "--no-stream" if kind == "cli-csv-whole" else "--stream"
+    out = Path(tempfile.mkdtemp(prefix="barenet-cli-")) / "model.npz"
+    cmd = [sys.executable, "-m", "barenet", "train", data, "--target", "label", "--out", str(out), "--epochs", "1",
+           "--batch-size", str(args.batch_size), "--val-split", "0.1", mode]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out.parent, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind}: barenet train failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    accuracy = float(done.stdout.split("val_accuracy: ")[-1].split()[0]) if "val_accuracy: " in done.stdout else None
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "rows": args.rows, "rows_per_s": args.rows / seconds, "rss_mb": rss,
+            "accuracy": accuracy}
 
 
 def _torch(args: argparse.Namespace) -> dict:
@@ -183,7 +212,7 @@ def main() -> None:
                         help="rows trained from memory for the rate comparison (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--buffer", type=int, default=262_144, help="shuffle buffer rows (default: %(default)s)")
-    parser.add_argument("--runs", default="memory,parquet,csv,torch,read-parquet,read-csv")
+    parser.add_argument("--runs", default="memory,parquet,csv,torch,read-parquet,read-csv,cli-csv,cli-parquet")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--worker")
     parser.add_argument("--parquet")
@@ -215,6 +244,8 @@ def main() -> None:
             for kind in ("parquet", "csv", "torch"):
                 if kind in results:
                     print(f"{kind} / memory rows/s: {results[kind]['rows_per_s'] / base:.2f}x")
+        if any(kind.startswith("cli-") for kind in results):
+            print("cli-* rows/s: rows of the table over the whole command (preprocessing pass, one epoch, report)")
     finally:
         if args.keep:
             print(f"files kept in {folder}")

@@ -122,11 +122,13 @@ def _category(value: Any) -> str:
     return str(_to_json_scalar(value))
 
 
-def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False) -> np.ndarray | None:
+def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False,
+                   first_row: int = 0) -> np.ndarray | None:
     """``values`` as float64, or ``None`` when the column is categorical (text).
 
     Raises :class:`DataError` for a column that is mostly numbers with some text in it, and for
-    missing numeric values unless ``allow_missing``.
+    missing numeric values unless ``allow_missing``; rows in messages count from ``first_row`` (the
+    position of ``values[0]`` in its table, for a block of a larger one).
     """
     values = np.asarray(values)
     if values.ndim != 1:
@@ -143,6 +145,7 @@ def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False
             return None
         if bad:
             row, value = bad[0]
+            row += first_row
             raise DataError(f"column {name!r} is numeric but row {row} holds {value!r} ({len(bad)} non-numeric "
                             "values in all); expected numbers only")
         out = np.full(len(values), np.nan)
@@ -151,7 +154,7 @@ def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False
     else:
         raise DataError(f"column {name!r} has unsupported type {values.dtype}; expected numbers or text")
     if not allow_missing and np.isnan(out).any():
-        row = int(np.flatnonzero(np.isnan(out))[0])
+        row = first_row + int(np.flatnonzero(np.isnan(out))[0])
         raise DataError(f"column {name!r} has {int(np.isnan(out).sum())} missing values (first in row {row}); "
                         "expected none: fill or drop them first")
     if np.isinf(out).any():
@@ -173,21 +176,55 @@ def infer_task(values: np.ndarray, name: str = "target") -> str:
     return "classification" if integral and len(np.unique(present)) <= MAX_AUTO_CLASSES else "regression"
 
 
+def column_warning(name: str, present: int, with_units: int, example: str | None,
+                   categories: int) -> ColumnWarning | None:
+    """The :class:`ColumnWarning` for a text column, decided from counts, or ``None`` (rules in the module docstring).
+
+    ``present``: rows with a value; ``with_units``: those that read as a number with a unit, ``example`` the
+    first of them; ``categories``: distinct values. Fitting on a whole table and on a stream of blocks
+    (:mod:`barenet.preprocessing_stream`) both decide here.
+    """
+    if present and with_units * 10 >= present * 9:
+        return ColumnWarning(
+            f"column {name!r} holds numbers with units such as {example!r}, so it is encoded as text "
+            f"({categories} one-hot inputs); strip the units to use it as numbers, or leave it out", name)
+    if categories > MAX_AUTO_CLASSES and categories > IDENTIFIER_SHARE * present:
+        return ColumnWarning(
+            f"column {name!r} has {categories} distinct values in {present} rows, like an identifier "
+            f"or a date; one-hot encoded it becomes {categories} inputs that let the network memorize rows "
+            "instead of learning: leave it out, or turn it into numbers (e.g. day of year) first", name)
+    return None
+
+
+def has_unit(value: Any) -> bool:
+    """Whether ``value`` is text that reads as a number followed by a unit (``"4.7 m/s"``)."""
+    return isinstance(value, str) and _NUMBER_WITH_UNIT.fullmatch(value) is not None
+
+
 def _warn_if_suspicious(name: str, present: list[Any], categories: list[str]) -> None:
-    """Issue a :class:`ColumnWarning` for a text column that looks like an identifier or like numbers
-    with units (the rules are in the module docstring)."""
-    with_units = [v for v in present if isinstance(v, str) and _NUMBER_WITH_UNIT.fullmatch(v)]
-    if present and len(with_units) * 10 >= len(present) * 9:
-        warnings.warn(ColumnWarning(
-            f"column {name!r} holds numbers with units such as {with_units[0]!r}, so it is encoded as text "
-            f"({len(categories)} one-hot inputs); strip the units to use it as numbers, or leave it out",
-            name), stacklevel=3)
-    elif len(categories) > MAX_AUTO_CLASSES and len(categories) > IDENTIFIER_SHARE * len(present):
-        warnings.warn(ColumnWarning(
-            f"column {name!r} has {len(categories)} distinct values in {len(present)} rows, like an identifier "
-            f"or a date; one-hot encoded it becomes {len(categories)} inputs that let the network memorize rows "
-            "instead of learning: leave it out, or turn it into numbers (e.g. day of year) first", name),
-            stacklevel=3)
+    """Issue the :func:`column_warning` of a text column's present values."""
+    with_units = [v for v in present if has_unit(v)]
+    warning = column_warning(name, len(present), len(with_units), with_units[0] if with_units else None,
+                             len(categories))
+    if warning is not None:
+        warnings.warn(warning, stacklevel=3)
+
+
+def category_codes(values: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """The index in ``categories`` of each value's category ``(n,)`` intp; -1 for missing or unseen values.
+
+    One dictionary look-up per row (text, the common case, is its own category name).
+    """
+    index = {c: j for j, c in enumerate(categories)}
+    lookup = index.get
+
+    def key(v: Any) -> Any:
+        if type(v) is str:
+            return v
+        return None if _is_missing(v) else _category(v)
+
+    return np.fromiter((lookup(key(v), -1) for v in np.asarray(values).tolist()), dtype=np.intp,
+                       count=len(values))
 
 
 class TablePreprocessor:
@@ -327,12 +364,10 @@ class TablePreprocessor:
                     raise DataError(f"column {col['name']!r} holds text, but the model was trained on numbers there")
                 blocks.append(((numbers - col["center"]) / col["scale"])[:, None])
             else:
-                index = {c: j for j, c in enumerate(col["categories"])}
-                onehot = np.zeros((len(values), len(index)))
-                for i, v in enumerate(values.tolist()):
-                    j = None if _is_missing(v) else index.get(_category(v))
-                    if j is not None:
-                        onehot[i, j] = 1.0
+                codes = category_codes(values, col["categories"])
+                onehot = np.zeros((len(values), len(col["categories"])))
+                rows = np.flatnonzero(codes >= 0)
+                onehot[rows, codes[rows]] = 1.0
                 blocks.append(onehot)
         return np.hstack(blocks).astype(dtype) if blocks else np.zeros((0, 0), dtype)
 
@@ -344,10 +379,18 @@ class TablePreprocessor:
         self._require_fitted()
         column = self.target if column is None else column
         values = np.asarray(values)
-        missing = [i for i, v in enumerate(values.tolist()) if _is_missing(v)]
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            missing = np.flatnonzero(np.isnan(values)).tolist()
+        elif values.dtype.kind in "OUS":
+            missing = [i for i, v in enumerate(values.tolist()) if _is_missing(v)]
+        else:
+            missing = []
         if missing:
             raise DataError(f"target column {column!r} has {len(missing)} missing values (first in row "
                             f"{missing[0]}); expected a value in every row")
+        if self.classes is not None and values.dtype.kind in "biuf" \
+                and not any(isinstance(c, str) for c in self.classes):
+            return self._numeric_class_indices(values, column)
         if self.classes is None:
             numbers = numeric_values(column, values)
             if numbers is None:
@@ -360,6 +403,18 @@ class TablePreprocessor:
             raise DataError(f"target column {column!r} has labels {preview(unknown)} the model was not "
                             f"trained on; it knows {preview(self.classes)}")
         return np.array([index[v] for v in labels], dtype=np.int64)
+
+    def _numeric_class_indices(self, values: np.ndarray, column: str) -> np.ndarray:
+        """:meth:`encode_target` of numbers when every class is a number: a sorted search, no Python loop."""
+        known = np.array(self.classes, dtype=np.float64)  # sorted: numeric classes sort as numbers
+        numbers = values.astype(np.float64)
+        index = np.minimum(np.searchsorted(known, numbers), len(known) - 1)
+        unseen = known[index] != numbers
+        if unseen.any():
+            unknown = sorted({str(_to_json_scalar(v)) for v in values[unseen].tolist()})
+            raise DataError(f"target column {column!r} has labels {preview(unknown)} the model was not "
+                            f"trained on; it knows {preview(self.classes)}")
+        return index.astype(np.int64)
 
     def decode_target(self, outputs: np.ndarray) -> np.ndarray:
         """Network outputs to target values: ``(n, classes)`` probabilities to labels (argmax), or

@@ -32,13 +32,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .fitting import add_training_options
+    from .streaming import add_stream_option
 
     parser = _Parser(prog="barenet", description="Neural networks from scratch on NumPy.")
     parser.add_argument("--version", action="version", version=f"barenet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a network on a CSV, Parquet or .npz table and save it")
-    train.add_argument("data", help="training table: .csv, .parquet or .npz")
+    train.add_argument("data", help="training table: .csv, .parquet, .npz, or a folder of Parquet or CSV files")
     train.add_argument("--out", required=True, help="model file to write")
     add_training_options(train)
     train.add_argument("--report", help="report folder (default: MODEL.report, replaced on every run)")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write the run as TensorBoard event files into DIR (created; its parent must exist), "
                             "to watch with: tensorboard --logdir DIR")
     train.add_argument("--force", action="store_true", help="overwrite the model file and the --report folder")
+    add_stream_option(train)
 
     predict = sub.add_parser("predict", help="predict the target of each row of a table (CSV on stdout)")
     predict.add_argument("model")
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
     predict.add_argument("--out", help="write the predictions here (.csv or .parquet) instead of stdout")
     predict.add_argument("--force", action="store_true", help="overwrite --out")
+    predict.add_argument("--keep", metavar="COL[,COL]",
+                         help="copy these input columns into the predictions, before them, row for row")
+    add_stream_option(predict)
 
     evaluate = sub.add_parser("evaluate", help="score a model on a labelled table and write a report")
     evaluate.add_argument("model")
@@ -62,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score against --target although the model was trained on another column")
     evaluate.add_argument("--report", help="report folder (default: MODEL.evaluation, replaced on every run)")
     evaluate.add_argument("--force", action="store_true", help="overwrite the --report folder")
+    add_stream_option(evaluate)
 
     summary = sub.add_parser("summary", help="print the layers, output shapes and parameter counts of a model")
     summary.add_argument("model")

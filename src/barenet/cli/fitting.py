@@ -212,6 +212,43 @@ class Prepared:
     val: np.ndarray
     notes: list[ColumnWarning]
 
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.val) > 0
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.train)
+
+    @property
+    def val_rows(self) -> int:
+        return len(self.val)
+
+    def fit_data(self) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """``(x, y, validation_data)`` for ``model.fit``."""
+        validation = (self.X[self.val], self.y[self.val]) if len(self.val) else None
+        return self.X[self.train], self.y[self.train], validation
+
+    def outputs(self, model: Sequential) -> dict[str, np.ndarray] | None:
+        """The network's outputs on each split; ``None`` when any is NaN or infinite."""
+        outputs = {}
+        for name, rows in (("train", self.train), ("validation", self.val)):
+            if len(rows):
+                out = finite_outputs(model, self.X[rows])
+                if out is None:
+                    return None
+                outputs[name] = out
+        return outputs
+
+    def report_splits(self, outputs: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{split: (y_true, y_pred)}`` for the report."""
+        rows = {"train": self.train, "validation": self.val}
+        return {name: prediction_targets(out, self.prep, self.y[rows[name]]) for name, out in outputs.items()}
+
 
 def prepare(table: Mapping[str, np.ndarray], options: argparse.Namespace) -> Prepared:
     """Select the columns, fit the preprocessing on ``table`` and split its rows, as ``options`` say."""
@@ -295,14 +332,14 @@ class Fitted:
     """
 
     model: Sequential
-    prepared: Prepared
+    prepared: Any  # Prepared, or barenet.cli.streaming.StreamPrepared
     snapshot: Snapshot
     monitor: str
     reason: str
     kept: EpochState | None
     diverged_at: int | None = None
     divergence: str = ""
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 def _divergence(snapshot: Snapshot, model: Sequential, terminate: TerminateOnNaN) -> tuple[int | None, str]:
@@ -323,14 +360,14 @@ def _divergence(snapshot: Snapshot, model: Sequential, terminate: TerminateOnNaN
     return epoch, "loss not finite" if stopped is not None else "loss out of bounds"
 
 
-def fit_network(prepared: Prepared, options: argparse.Namespace, *, verbose: bool,
+def fit_network(prepared: Any, options: argparse.Namespace, *, verbose: bool,
                 callbacks: Sequence[Callback] = ()) -> Fitted:
-    """Build, compile and train the network for ``options`` on ``prepared``; the returned model holds
+    """Build, compile and train the network for ``options`` on ``prepared`` (a :class:`Prepared` table, or a
+    :class:`barenet.cli.streaming.StreamPrepared` one read block by block); the returned model holds
     the weights of the kept epoch (see the module docstring). ``callbacks`` run first, before the
     snapshot; a Ctrl-C during training ends it and is reported as ``reason="interrupted"``."""
-    X, y, train, val = prepared.X, prepared.y, prepared.train, prepared.val
-    model = build_model(X.shape[1], prepared.prep.n_outputs, prepared.prep.task, options)
-    monitor = "val_loss" if len(val) else "loss"
+    model = build_model(prepared.n_features, prepared.prep.n_outputs, prepared.prep.task, options)
+    monitor = "val_loss" if prepared.has_validation else "loss"
     watch = SnapshotCallback(monitor)
     # The run's own TerminateOnNaN, silent: the command words the divergence itself, once.
     terminate = TerminateOnNaN(stream=io.StringIO())
@@ -339,10 +376,10 @@ def fit_network(prepared: Prepared, options: argparse.Namespace, *, verbose: boo
         chain.append(EarlyStopping(monitor=monitor, patience=options.early_stopping, restore_best_weights=True))
     if verbose:
         chain.append(ProgressBar(verbose=1))  # after the snapshot: an epoch printed is an epoch recorded
-    validation = (X[val], y[val]) if len(val) else None
+    x, y, validation = prepared.fit_data()
     interrupted = False
     try:
-        model.fit(X[train], y[train], epochs=options.epochs, batch_size=options.batch_size,
+        model.fit(x, y, epochs=options.epochs, batch_size=options.batch_size,
                   validation_data=validation, callbacks=chain, verbose=0)
         interrupted = bool(getattr(model, "interrupted", False))
     except KeyboardInterrupt:
@@ -365,13 +402,11 @@ def fit_network(prepared: Prepared, options: argparse.Namespace, *, verbose: boo
     if kept is not None:
         model.set_weights(kept.weights)
         model.optimizer.set_state(kept.optimizer_state)
-        for name, rows in (("train", train), ("validation", val)):
-            if len(rows):
-                outputs = finite_outputs(model, X[rows])
-                if outputs is None:
-                    fitted.kept = None
-                    break
-                fitted.outputs[name] = outputs
+        outputs = prepared.outputs(model)
+        if outputs is None:
+            fitted.kept = None
+        else:
+            fitted.outputs = outputs
     return fitted
 
 

@@ -14,7 +14,7 @@ from ..preprocessing import TablePreprocessor, did_you_mean, preview
 from .data import read_table, write_table
 from .fitting import finite_outputs, prediction_targets
 from .paths import check_output_file, check_report_folder
-from .report import REPORT_FILES, classification_metrics, regression_metrics, write_report
+from .report import REPORT_FILES, SplitTotals, split_metrics, write_report
 
 
 def load_model(path: str) -> Sequential:
@@ -69,14 +69,45 @@ def target_column(args: argparse.Namespace, prep: TablePreprocessor, table: dict
     return target
 
 
+def keep_columns(args: argparse.Namespace, prep: TablePreprocessor, columns: list[str]) -> list[str]:
+    """The ``--keep`` columns, checked against the table's ``columns`` and the output's own column names."""
+    from .fitting import parse_columns
+
+    keep = parse_columns(args.keep, "--keep")
+    unknown = [name for name in keep if name not in columns]
+    if unknown:
+        raise DataError(f"--keep names {preview(unknown)}, which the table lacks{did_you_mean(unknown, columns)}; "
+                        f"the columns are {preview(columns, 40)}")
+    outputs = [prep.target, *(f"proba_{label}" for label in (prep.classes or []) if args.proba)]
+    clash = [name for name in keep if name in outputs]
+    if clash:
+        raise ConfigError(f"--keep names {preview(clash)}, which is a column the predictions file writes; to "
+                          "compare predictions with true values use 'barenet evaluate'")
+    if len(set(keep)) != len(keep):
+        raise ConfigError(f"--keep names a column twice: {args.keep!r}")
+    return keep
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    from .streaming import open_table, predict_blocks, wants_stream, write_stream
+
     model, prep = load_with_preprocessing(args.model)
     if args.proba and prep.classes is None:
         raise ConfigError("--proba needs a classification model; this model does regression")
+    if wants_stream(args.data, args.stream):
+        header = list(open_table(args.data).columns)
+        keep = keep_columns(args, prep, header)
+        needed = [c["name"] for c in prep.columns if c["name"] in header]
+        table = open_table(args.data, columns=list(dict.fromkeys([*keep, *needed])))
+        out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
+        write_stream(predict_blocks(model, prep, table, args.model, keep, args.proba), out)
+        return 0
     table = read_table(args.data)
+    keep = keep_columns(args, prep, list(table))
     outputs = checked_outputs(model, prep.transform(table, dtype=model.dtype), args.model)
     out = check_output_file(args.out, args.force, "output file", devices_ok=True) if args.out else None
-    columns: dict[str, np.ndarray] = {prep.target: prep.decode_target(outputs)}
+    columns: dict[str, np.ndarray] = {name: table[name] for name in keep}
+    columns[prep.target] = prep.decode_target(outputs)
     if args.proba:
         for j, label in enumerate(prep.classes):
             columns[f"proba_{label}"] = outputs[:, j]
@@ -93,24 +124,34 @@ def _kept_epoch(metadata: dict[str, Any]) -> int | None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .streaming import evaluate_totals, open_table, wants_stream
+
     model, prep = load_with_preprocessing(args.model)
-    table = read_table(args.data)
-    target = target_column(args, prep, table)
-    X = prep.transform(table, dtype=model.dtype)
-    y = prep.encode_target(table[target], column=target)
-    y_true, y_pred = prediction_targets(checked_outputs(model, X, args.model), prep, y)
-    report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES,
-                                 default=args.report is None)
+    if wants_stream(args.data, args.stream):
+        header = list(open_table(args.data).columns)
+        target = target_column(args, prep, dict.fromkeys(header))
+        needed = [c["name"] for c in prep.columns if c["name"] in header]
+        table = open_table(args.data, columns=list(dict.fromkeys([*needed, target])))
+        report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES,
+                                     default=args.report is None)
+        split: tuple | SplitTotals = evaluate_totals(model, prep, table, target, args.model)
+    else:
+        table = read_table(args.data)
+        target = target_column(args, prep, table)
+        X = prep.transform(table, dtype=model.dtype)
+        y = prep.encode_target(table[target], column=target)
+        split = prediction_targets(checked_outputs(model, X, args.model), prep, y)
+        report = check_report_folder(args.report or f"{args.model}.evaluation", args.force, REPORT_FILES,
+                                     default=args.report is None)
     header = {"task": prep.task, "target": target, "data": str(args.data)}
-    write_report(report, history=model.metadata.get("history"), splits={"evaluation": (y_true, y_pred)},
+    write_report(report, history=model.metadata.get("history"), splits={"evaluation": split},
                  plot_split="evaluation", classes=prep.classes, target=target, header=header,
                  kept_epoch=_kept_epoch(model.metadata))
+    m = split_metrics(split, prep.classes)
     if prep.classes is not None:
-        m = classification_metrics(y_true, y_pred, prep.classes)
         print(f"{m['samples']} samples: accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "
               f"recall {m['recall_macro']:.4f}, F1 {m['f1_macro']:.4f}")
     else:
-        m = regression_metrics(y_true, y_pred)
         print(f"{m['samples']} samples: MSE {m['mse']:.6g}, MAE {m['mae']:.6g}, R2 {m['r2']:.4f}")
     print(f"report: {report}/")
     return 0

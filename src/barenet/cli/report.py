@@ -54,6 +54,88 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
             "mae": float(mean_absolute_error(y_true, y_pred)), "r2": float(r2_score(y_true, y_pred))}
 
 
+#: Rows of a split kept for the figure when the report is computed from totals (:class:`SplitTotals`).
+SAMPLE_ROWS = 20_000
+
+
+class SplitTotals:
+    """A split's predictions summed up block by block: the confusion matrix (classification) or the sums of
+    errors and the moments of the true values (regression), and the first :data:`SAMPLE_ROWS` rows for the figure.
+
+    ``add(outputs, y)`` takes network outputs ``(rows, outputs)`` and encoded targets ``(rows,)``;
+    :meth:`metrics` gives what :func:`classification_metrics` / :func:`regression_metrics` give on all rows.
+    """
+
+    def __init__(self, prep) -> None:
+        self.prep = prep
+        k = len(prep.classes) if prep.classes is not None else 0
+        self.confusion = np.zeros((k, k), dtype=np.int64)
+        self.n, self.sse, self.sae, self.mean, self.m2 = 0, 0.0, 0.0, 0.0, 0.0
+        self.sample: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sampled = 0
+
+    def add(self, outputs: np.ndarray, y: np.ndarray) -> None:
+        from .fitting import prediction_targets
+
+        y_true, y_pred = prediction_targets(outputs, self.prep, y)
+        if self.prep.classes is not None:
+            k = len(self.prep.classes)
+            self.confusion += np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+        elif len(y_true):
+            error = y_pred - y_true
+            n_b, mean_b = len(y_true), float(y_true.mean())
+            n = self.n + n_b
+            delta = mean_b - self.mean
+            self.m2 += float(np.square(y_true - mean_b).sum()) + delta * delta * self.n * n_b / n
+            self.mean += delta * n_b / n
+            self.sse += float(np.square(error).sum())
+            self.sae += float(np.abs(error).sum())
+        self.n += len(y_true)
+        room = SAMPLE_ROWS - self.sampled
+        if room > 0 and len(y_true):
+            self.sample.append((y_true[:room], y_pred[:room]))
+            self.sampled += min(room, len(y_true))
+
+    @property
+    def samples(self) -> int:
+        return self.n
+
+    def figure_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(y_true, y_pred)`` of the sampled rows."""
+        if not self.sample:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate([t for t, _ in self.sample]), np.concatenate([p for _, p in self.sample])
+
+    def metrics(self, classes: list[Any] | None) -> dict[str, Any]:
+        if classes is None:
+            r2 = 1.0 - self.sse / self.m2 if self.m2 > 0 else (1.0 if self.sse == 0 else 0.0)
+            return {"samples": self.n, "mse": self.sse / self.n, "mae": self.sae / self.n, "r2": r2}
+        tp = np.diag(self.confusion).astype(np.float64)
+        support, predicted = self.confusion.sum(axis=1), self.confusion.sum(axis=0)
+        p = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        r = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+        f = np.divide(2 * p * r, p + r, out=np.zeros_like(tp), where=(p + r) > 0)
+        return {
+            "samples": self.n,
+            "accuracy": float(tp.sum() / self.n),
+            "precision_macro": float(p.mean()),
+            "recall_macro": float(r.mean()),
+            "f1_macro": float(f.mean()),
+            "per_class": {str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                   "support": int(support[i])} for i, c in enumerate(classes)},
+        }
+
+
+def split_metrics(split: tuple | SplitTotals, classes: list[Any] | None) -> dict[str, Any]:
+    """The metrics of a split given as ``(y_true, y_pred)`` or as :class:`SplitTotals`."""
+    if isinstance(split, SplitTotals):
+        return split.metrics(classes)
+    y_true, y_pred = split
+    if classes is not None:
+        return classification_metrics(y_true, y_pred, classes)
+    return regression_metrics(y_true, y_pred)
+
+
 def _pyplot():
     import matplotlib
 
@@ -273,7 +355,9 @@ def write_report(folder: Path, *, history: dict[str, list[float]] | None, splits
     """Write the report into ``folder``, whole or not at all; returns the paths written.
 
     ``splits`` maps a split name to ``(y_true, y_pred)``: class indices for classification
-    (``classes`` given), target values for regression. The figure of predictions uses ``plot_split``.
+    ``splits`` maps a split name to ``(y_true, y_pred)``: class indices for classification
+    (``classes`` given), target values for regression; or to :class:`SplitTotals` (a table read block
+    by block: metrics over every row, the figure from the first rows). The figure of predictions uses ``plot_split``.
     ``kept_epoch`` (from 1), the epoch whose weights the model holds, is marked on the curves; ``gradients`` (see
     :func:`curves_figure`) adds the gradient panels to them and is written to ``metrics.json``.
     The files are written into a fresh sibling folder that then replaces ``folder`` (see
@@ -299,21 +383,26 @@ def _write_report_files(folder: Path, *, history: dict[str, list[float]] | None,
                     kept_epoch=kept_epoch, gradients=gradients)
         written.append("curves.png")
     metrics: dict[str, Any] = dict(header)
-    for name, (y_true, y_pred) in splits.items():
-        metrics[name] = (classification_metrics(y_true, y_pred, classes) if classes is not None
-                         else regression_metrics(y_true, y_pred))
+    for name, split in splits.items():
+        metrics[name] = split_metrics(split, classes)
     if gradients:
         metrics["gradients"] = {key: {layer: [v if v is None or math.isfinite(v) else None for v in values]
                                       for layer, values in per_layer.items()}
                                 for key, per_layer in gradients.items()}
-    y_true, y_pred = splits[plot_split]
+    split = splits[plot_split]
+    if isinstance(split, SplitTotals):
+        y_true, y_pred = split.figure_rows()
+        counted = f"the first {len(y_true)} of {split.samples} samples"
+    else:
+        y_true, y_pred = split
+        counted = f"{len(y_true)} samples"
     if classes is not None:
         plot_confusion(y_true, y_pred, classes, folder / "confusion_matrix.png",
-                       f"Confusion matrix, {plot_split} ({len(y_true)} samples)")
+                       f"Confusion matrix, {plot_split} ({counted})")
         written.append("confusion_matrix.png")
     else:
         plot_predicted_vs_actual(y_true, y_pred, folder / "predicted_vs_actual.png",
-                                 f"Predicted vs actual, {plot_split} ({len(y_true)} samples)", target)
+                                 f"Predicted vs actual, {plot_split} ({counted})", target)
         written.append("predicted_vs_actual.png")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     written.append("metrics.json")

@@ -45,11 +45,11 @@ from .fitting import (
     figures,
     finite_or_none,
     fit_network,
-    prediction_targets,
     prepare,
 )
 from .paths import check_output_file, check_report_folder, output_errors
 from .report import REPORT_FILES, write_report
+from .streaming import open_training, prepare_stream, wants_stream
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 DIVERGED = 1
@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_save_path, save
 
     check_training_options(args)
-    prepared = prepare(read_table(args.data), args)  # the data's errors come before the outputs'
+    # the data's errors come before the outputs'; a streamed table's header is checked before its first pass
+    stream = wants_stream(args.data, args.stream)
+    table = open_training(args) if stream else None
+    prepared = None if stream else prepare(read_table(args.data), args)
     out = check_output_file(args.out, args.force, "model file")
     check_save_path(out)  # before training: a ".keras" name is refused now, not after the last epoch
     report = check_report_folder(args.report or f"{out}.report", args.force, REPORT_FILES,
@@ -122,11 +125,14 @@ def run(args: argparse.Namespace) -> int:
         board = TensorBoard(args.tensorboard)  # says which extra to install when tensorboardX is missing
         board.check_log_dir()
         watchers.append(board)
+    if prepared is None:
+        prepared = prepare_stream(table, args)
     for note in prepared.notes:
         print(f"barenet: warning: {note} (--drop {note.column})", file=sys.stderr)
-    prep, X, y, train, val = prepared.prep, prepared.X, prepared.y, prepared.train, prepared.val
-    print(f"{prep.task}: {len(train)} training rows, {len(val)} validation rows, {X.shape[1]} input features"
-          + (f", {len(prep.classes)} classes" if prep.classes else ""), flush=True)
+    prep = prepared.prep
+    print(f"{prep.task}: {prepared.train_rows} training rows, {prepared.val_rows} validation rows, "
+          f"{prepared.n_features} input features" + (f", {len(prep.classes)} classes" if prep.classes else "")
+          + (" (read block by block)" if stream else ""), flush=True)
 
     deferral = DeferInterrupts()
     try:
@@ -147,16 +153,15 @@ def run(args: argparse.Namespace) -> int:
                          if key not in ("func", "command", "force", "out", "report", "tensorboard")},
             "fit": outcome,
         }
-        splits: dict[str, Any] = {"train": prediction_targets(fitted.outputs["train"], prep, y[train])}
-        if len(val):
-            splits["validation"] = prediction_targets(fitted.outputs["validation"], prep, y[val])
+        splits: dict[str, Any] = prepared.report_splits(fitted.outputs)
         with output_errors("model file", out):
             save(model, out)
         for warning in monitor.warnings:
             print(f"barenet: warning: {warning}", file=sys.stderr)
         header = {"task": prep.task, "target": prep.target, "data": str(args.data),
                   "interrupted": fitted.reason == "interrupted", **outcome, "gradient_warnings": monitor.warnings}
-        write_report(report, history=history, splits=splits, plot_split="validation" if len(val) else "train",
+        write_report(report, history=history, splits=splits,
+                     plot_split="validation" if prepared.has_validation else "train",
                      classes=prep.classes, target=prep.target, header=header, kept_epoch=outcome["kept_epoch"],
                      gradients=monitor.records())
         print(_announce(fitted, out), flush=True)

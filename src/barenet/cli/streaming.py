@@ -1,0 +1,297 @@
+"""``barenet train``, ``evaluate`` and ``predict`` on tables larger than memory, read block by block.
+
+When it streams: with ``--stream``; with neither ``--stream`` nor ``--no-stream``, for an input larger than
+:data:`STREAM_BYTES` on disk and for a folder (of Parquet or CSV files); never for ``.npz`` archives. A
+smaller file is read whole, as before, and trains exactly as it always has.
+
+How ``train`` streams:
+
+1. one pass over the blocks (CSV chunks, Parquet row groups) fits the preprocessing from statistics
+   (:class:`barenet.preprocessing_stream.StreamStatistics`: the same scaling, categories, classes and column
+   warnings as a whole table gives, to rounding) and counts the training and validation rows;
+2. each row goes to validation or training by a seeded hash of its place (file, row of the file):
+   ``splitmix64(seed, file, row) / 2**64 < --val-split``. The split is the same on every pass and for every
+   order of reading, but not stratified by class (the whole-table path stratifies);
+3. every epoch reads the files again, encodes each block, shuffles the training rows within a buffer of
+   :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed``, and trains batch by batch;
+4. the report's metrics come from counts (a confusion matrix, sums of errors) over every row, its figure from
+   the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split.
+
+``predict`` writes the predictions of each block as it reads the next (to a hidden sibling file, renamed into
+place at the end; ``--keep`` columns first, in the input's row order) and ``evaluate`` scores from counts.
+Peak memory is a few blocks of rows and the shuffle buffer, whatever the size of the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..data.dataset import Source
+from ..data.sources import BLOCK_ROWS, from_csv, from_parquet
+from ..errors import ConfigError, DataError, StreamError
+from ..preprocessing import ColumnWarning, TablePreprocessor
+from .report import SplitTotals
+
+#: Inputs larger than this many bytes stream unless ``--no-stream`` (folders always do).
+STREAM_BYTES = 100 * 2**20
+#: Training rows a shuffle buffer holds (and permutes) at once.
+SHUFFLE_ROWS = 262_144
+#: Rows per prediction batch in the passes that only predict.
+PREDICT_ROWS = 8192
+
+
+def add_stream_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"read the table block by block, never whole (default: for inputs over "
+                             f"{STREAM_BYTES // 2**20} MiB and folders)")
+
+
+def wants_stream(path: str, choice: bool | None) -> bool:
+    """Whether ``path`` is read block by block (see the module notes)."""
+    data = Path(path)
+    npz = data.suffix.lower() == ".npz"
+    if choice and npz:
+        raise ConfigError(f"--stream reads CSV and Parquet files; {path!r} is a .npz archive, which is read whole")
+    if choice is not None:
+        return choice
+    if npz or not data.exists():
+        return False
+    return data.is_dir() or data.stat().st_size > STREAM_BYTES
+
+
+def open_table(path: str, columns: list[str] | None = None) -> Source:
+    """The CSV or Parquet file (or folder of them) at ``path`` as a source of table blocks."""
+    data = Path(path)
+    if not data.exists():
+        raise DataError(f"data file {path!r} does not exist")
+    if data.is_dir():
+        parquet = any(p.suffix.lower() in (".parquet", ".pq") for p in data.rglob("*") if p.is_file())
+        kind = "parquet" if parquet else "csv"
+    else:
+        from .data import _format
+
+        kind = _format(data)
+        if kind == "npz":
+            raise ConfigError(f"{path!r} is a .npz archive, which is read whole; leave out --stream")
+        if data.stat().st_size == 0:
+            raise DataError(f"data file {path!r} is empty")
+    reader = from_parquet if kind == "parquet" else from_csv
+    return reader(path, columns=columns, block_rows=BLOCK_ROWS)
+
+
+def table_columns(source: Source) -> list[str]:
+    return list(source.columns)
+
+
+def located_blocks(source: Source) -> Iterator[tuple[dict[str, np.ndarray], Path, int]]:
+    """Every block of ``source`` in file order, with its file and the position of its first row in that file."""
+    for part in source.parts:
+        yield from _part_blocks(source, part)
+
+
+def _part_blocks(source: Source, part: Any) -> Iterator[tuple[dict[str, np.ndarray], Path, int]]:
+    file, start = (part[0], part[2]) if isinstance(part, tuple) else (part, 0)
+    with closing(source.read(part)) as blocks:
+        for block in blocks:
+            yield block, file, start
+            start += len(next(iter(block.values())))
+
+
+def where(file: Path, first: int, rows: int) -> str:
+    return f"{str(file)!r}, rows {first}-{first + rows - 1} (counting from 0 after the header)"
+
+
+def validation_rows(file_index: int, first_row: int, rows: int, seed: int, fraction: float) -> np.ndarray:
+    """``(rows,)`` bool: which rows ``first_row ..`` of file ``file_index`` are held out for validation.
+
+    ``splitmix64`` of the row's place mixed with the seed, as a number in [0, 1), below ``fraction``.
+    """
+    if fraction == 0:
+        return np.zeros(rows, dtype=bool)
+    z = np.arange(first_row, first_row + rows, dtype=np.uint64) + np.uint64(file_index) * np.uint64(1 << 40)
+    z = z ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
+
+
+class EncodedRows(Source):
+    """The training or validation rows of a table source, encoded: elements ``(x : (rows, features) float32,
+    y : (rows,))``, one per block of the table."""
+
+    def __init__(self, table: Source, prep: TablePreprocessor, side: str, rows: int, seed: int,
+                 fraction: float) -> None:
+        super().__init__()
+        self.table, self.prep, self.side = table, prep, side
+        self.seed, self.fraction = seed, fraction
+        self.parts, self.rows = list(table.parts), rows
+        self.name = f"{table.name} ({side} rows)"
+        self.file_index = {file: i for i, file in enumerate(table.files)}
+
+    def read(self, part: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for block, file, first in _part_blocks(self.table, part):
+            n = len(block[self.prep.target])
+            try:
+                x = self.prep.transform(block)
+                y = self.prep.encode_target(block[self.prep.target])
+            except StreamError:
+                raise
+            except DataError as exc:
+                raise StreamError(f"{where(file, first, n)}: {exc} (row numbers within these rows)") from None
+            held = validation_rows(self.file_index[file], first, n, self.seed, self.fraction)
+            keep = held if self.side == "validation" else ~held
+            yield x[keep], y[keep]
+
+
+class StreamPrepared:
+    """A table on disk made ready for training block by block (the streaming counterpart of
+    :class:`barenet.cli.fitting.Prepared`)."""
+
+    def __init__(self, table: Source, prep: TablePreprocessor, train_rows: int, val_rows: int,
+                 notes: list[ColumnWarning], options: argparse.Namespace) -> None:
+        self.table, self.prep, self.notes, self.options = table, prep, notes, options
+        self.train_rows, self.val_rows = train_rows, val_rows
+        self.n_features = len(prep.feature_names)
+        self.has_validation = val_rows > 0
+
+    def _rows(self, side: str) -> EncodedRows:
+        rows = self.train_rows if side == "train" else self.val_rows
+        return EncodedRows(self.table, self.prep, side, rows, self.options.seed, self.options.val_split)
+
+    def fit_data(self) -> tuple[Dataset, None, Dataset | None]:
+        train = self._rows("train").shuffle(SHUFFLE_ROWS, seed=self.options.seed)
+        train = train.batch(self.options.batch_size).prefetch()
+        validation = self._rows("validation").batch(PREDICT_ROWS).prefetch() if self.has_validation else None
+        return train, None, validation
+
+    def outputs(self, model) -> dict[str, SplitTotals] | None:
+        """Totals of each split's predictions for the report; ``None`` when an output is NaN or infinite."""
+        totals: dict[str, SplitTotals] = {}
+        for side in ("train", "validation"):
+            if side == "validation" and not self.has_validation:
+                continue
+            split = SplitTotals(self.prep)
+            for x, y in self._rows(side).batch(PREDICT_ROWS).prefetch():
+                with np.errstate(all="ignore"):
+                    out = model.predict(x)
+                if not np.isfinite(out).all():
+                    return None
+                split.add(out, y)
+            totals[side] = split
+        return totals
+
+    def report_splits(self, outputs: dict[str, SplitTotals]) -> dict[str, SplitTotals]:
+        return outputs
+
+
+def prepare_stream(table: Source, options: argparse.Namespace) -> StreamPrepared:
+    """The preprocessing pass: statistics of every row (:class:`StreamStatistics`) and the split's row counts."""
+    import warnings
+
+    from ..preprocessing_stream import StreamStatistics
+
+    stats = StreamStatistics(options.target, task=options.task, scale=options.scale)
+    file_index = {file: i for i, file in enumerate(table.files)}
+    val_rows = 0
+    print(f"barenet: reading {options.data} once to learn the preprocessing", file=sys.stderr, flush=True)
+    for block, file, first in located_blocks(table):
+        n = len(block[options.target])
+        stats.add(block, where(file, first, n), first)
+        val_rows += int(validation_rows(file_index[file], first, n, options.seed, options.val_split).sum())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ColumnWarning)
+        prep = stats.preprocessor()
+    notes = [w.message for w in caught if isinstance(w.message, ColumnWarning)]
+    train_rows = stats.rows - val_rows
+    if options.val_split and (val_rows < 1 or train_rows < 1):
+        raise DataError(f"--val-split {options.val_split} of {stats.rows} rows leaves {val_rows} for validation and "
+                        f"{train_rows} for training; both need at least one")
+    return StreamPrepared(table, prep, train_rows, val_rows, notes, options)
+
+
+def open_training(args: argparse.Namespace) -> Source:
+    """The training table's source, reading only the selected columns (checked against its header)."""
+    from .fitting import parse_columns, select_columns
+
+    header = table_columns(open_table(args.data))
+    selected = select_columns(dict.fromkeys(header), args.target, parse_columns(args.features, "--features"),
+                              parse_columns(args.drop, "--drop"))
+    return open_table(args.data, columns=list(selected))
+
+
+# ----------------------------------------------------------------- predict and evaluate
+def predict_blocks(model, prep: TablePreprocessor, table: Source, model_path: str, keep: list[str],
+                   proba: bool) -> Iterator[dict[str, np.ndarray]]:
+    """The output columns of each block: ``keep`` columns as read, the prediction, the probabilities."""
+    from .inference import checked_outputs
+
+    for block, file, first in located_blocks(table):
+        n = len(next(iter(block.values())))
+        try:
+            x = prep.transform(block, dtype=model.dtype)
+        except DataError as exc:
+            raise StreamError(f"{where(file, first, n)}: {exc} (row numbers within these rows)") from None
+        outputs = checked_outputs(model, x, model_path)
+        columns = {name: block[name] for name in keep}
+        columns[prep.target] = prep.decode_target(outputs)
+        if proba:
+            for j, label in enumerate(prep.classes):
+                columns[f"proba_{label}"] = outputs[:, j]
+        yield columns
+
+
+def write_stream(blocks: Iterator[dict[str, np.ndarray]], path: Path | None) -> None:
+    """Write column blocks as one CSV (Parquet for .parquet/.pq) as they come, to ``path`` or stdout."""
+    import pandas as pd
+
+    from .paths import write_file
+
+    if path is None:
+        for i, columns in enumerate(blocks):
+            pd.DataFrame(columns).to_csv(sys.stdout, index=False, header=i == 0)
+        return
+    if path.suffix.lower() in (".parquet", ".pq"):
+        def write(target: Path) -> None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for columns in blocks:
+                    batch = pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
+                    writer = writer or pq.ParquetWriter(target, batch.schema)
+                    writer.write_table(batch)
+            finally:
+                if writer is not None:
+                    writer.close()
+    else:
+        def write(target: Path) -> None:
+            with open(target, "w", newline="") as handle:
+                for i, columns in enumerate(blocks):
+                    pd.DataFrame(columns).to_csv(handle, index=False, header=i == 0)
+    write_file(path, write, "output file")
+
+
+def evaluate_totals(model, prep: TablePreprocessor, table: Source, target: str, model_path: str) -> SplitTotals:
+    """Totals of the model's predictions against ``target`` over every row of ``table``."""
+    from .inference import checked_outputs
+
+    totals = SplitTotals(prep)
+    for block, file, first in located_blocks(table):
+        n = len(block[target])
+        try:
+            x = prep.transform(block, dtype=model.dtype)
+            y = prep.encode_target(block[target], column=target)
+        except DataError as exc:
+            raise StreamError(f"{where(file, first, n)}: {exc} (row numbers within these rows)") from None
+        totals.add(checked_outputs(model, x, model_path), y)
+    return totals
