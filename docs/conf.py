@@ -102,7 +102,7 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = f"barenet {release}"
-html_static_path = ["_static"]
+
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
 

@@ -42,10 +42,12 @@ def float64_keras(monkeypatch):
     if "float64" not in getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {}):
         pytest.skip("this Keras promotes float64 in another way; the float64 comparison needs updating")
     monkeypatch.setitem(dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
-    before = keras.config.floatx()
+    before, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")  # the global policy, fixed at Keras's first layer in the process
     yield
     keras.config.set_floatx(before)
+    keras.config.set_dtype_policy(policy)
 
 
 def _problem(seed=0):

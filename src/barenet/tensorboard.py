@@ -3,7 +3,7 @@
 The files are written by `tensorboardX <https://github.com/lanpa/tensorboardX>`_, a maintained writer of
 TensorBoard's standard event format that needs neither TensorFlow nor PyTorch (``pip install
 "barenet[tensorboard]"``). barenet imports without it; making a :class:`TensorBoard` without it raises
-:class:`MissingTensorBoardError` saying what to install.
+``MissingTensorBoardError`` saying what to install.
 
 Layout, as Keras writes it, so that TensorBoard draws training and validation in one chart:
 
@@ -42,7 +42,7 @@ class MissingTensorBoardError(BarenetError, ImportError):
 
 
 def require_writer() -> Any:
-    """tensorboardX's ``SummaryWriter`` class, or :class:`MissingTensorBoardError` saying how to install it."""
+    """tensorboardX's ``SummaryWriter`` class, or ``MissingTensorBoardError`` saying how to install it."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
@@ -72,7 +72,7 @@ class TensorBoard(Callback):
 
     Raises
     ------
-    MissingTensorBoardError
+    barenet.tensorboard.MissingTensorBoardError
         tensorboardX is not installed (``pip install "barenet[tensorboard]"``).
 
     Notes

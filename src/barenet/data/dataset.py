@@ -128,7 +128,7 @@ class Dataset:
 
     @property
     def batched(self) -> bool:
-        """Whether the elements are batches of :attr:`batch_size` rows (the last may be shorter)."""
+        """Whether the elements are batches of ``batch_size`` rows (the last may be shorter)."""
         return self.batch_size is not None
 
     @property

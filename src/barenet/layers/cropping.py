@@ -12,7 +12,7 @@ from .base import Layer, register
 
 @register
 class Cropping1D(Layer):
-    """Keep the steps ``start .. time - end`` of each sequence: ``(batch, time, features)`` ->
+    """Keep the steps from ``start`` to ``time - end`` of each sequence: ``(batch, time, features)`` to
     ``(batch, time - start - end, features)``.
 
     Parameters
