@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.tables import frame_columns
 from ..errors import DataError
 
 Table = dict[str, np.ndarray]
@@ -76,24 +77,6 @@ def _encoding_hint(path: Path) -> str:
                 f"{str(path)!r} > utf8.csv")
     return ("it looks like a Latin-1 or Windows-1252 file (as spreadsheets save 'CSV'); convert it to UTF-8, "
             f"e.g. iconv -f latin1 -t utf-8 {str(path)!r} > utf8.csv, or save it as 'CSV UTF-8'")
-
-
-def _columns_from_frame(frame) -> Table:
-    import pandas as pd
-
-    table: Table = {}
-    for name in frame.columns:
-        series = frame[name]
-        key = str(name)
-        if pd.api.types.is_bool_dtype(series) and not series.isna().any():
-            table[key] = series.to_numpy(dtype=bool)
-        elif pd.api.types.is_integer_dtype(series) and not series.isna().any():
-            table[key] = series.to_numpy(dtype=np.int64)
-        elif pd.api.types.is_numeric_dtype(series):
-            table[key] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            table[key] = series.astype(object).where(series.notna(), None).to_numpy(dtype=object)
-    return table
 
 
 def _read_npz(path: Path) -> Table:
@@ -156,7 +139,7 @@ def read_table(path: str | os.PathLike) -> Table:
             hint = _separator_hint(path)
             if hint:
                 raise DataError(f"{str(path)!r} reads as one column named {str(frame.columns[0])!r}; {hint}")
-        table = _columns_from_frame(frame)
+        table = frame_columns(frame)
     if not table:
         raise DataError(f"data file {str(path)!r} has no columns")
     if len(next(iter(table.values()))) == 0:
