@@ -31,12 +31,6 @@ from .. import threads
 from ..errors import ShapeError
 from ._jit import NUMBA_ENABLED, njit
 
-if NUMBA_ENABLED:
-    from numba import prange
-else:  # the compiled forms are never built; prange is only named in their source
-    prange = range
-
-
 # --------------------------------------------------------------------------- NumPy reference
 # With ``inner = 1`` NumPy broadcasts a per-channel vector over rows of only a few channels, with inner
 # loops so short that they cost several times the arithmetic. The reference therefore works on "wide
@@ -146,7 +140,7 @@ def _rows_sums(x, shift, s, ss):
     (zeros on entry)."""
     outer, channels = x.shape
     blocks = s.shape[0]
-    for b in prange(blocks):
+    for b in range(blocks):
         acc = np.zeros(channels)
         acc2 = np.zeros(channels)
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
@@ -162,7 +156,7 @@ def _planes_sums(x, shift, s, ss):
     """:func:`_rows_sums` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
     blocks = s.shape[0]
-    for b in prange(blocks):
+    for b in range(blocks):
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
             for c in range(channels):
                 acc = 0.0
@@ -178,7 +172,7 @@ def _planes_sums(x, shift, s, ss):
 def _rows_affine(x, mean, a, b, y):
     """``y = (x - mean) * a + b`` per channel, ``mean, a, b : (channels,)`` in ``x``'s dtype."""
     outer, channels = x.shape
-    for o in prange(outer):
+    for o in range(outer):
         for c in range(channels):
             y[o, c] = (x[o, c] - mean[c]) * a[c] + b[c]
 
@@ -186,7 +180,7 @@ def _rows_affine(x, mean, a, b, y):
 def _planes_affine(x, mean, a, b, y):
     """:func:`_rows_affine` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    for o in prange(outer):
+    for o in range(outer):
         for c in range(channels):
             for i in range(inner):
                 y[o, c, i] = (x[o, c, i] - mean[c]) * a[c] + b[c]
@@ -197,7 +191,7 @@ def _rows_gradient_sums(g, x, mean, sg, sgx):
     (zeros on entry)."""
     outer, channels = x.shape
     blocks = sg.shape[0]
-    for b in prange(blocks):
+    for b in range(blocks):
         acc = np.zeros(channels)
         acc2 = np.zeros(channels)
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
@@ -213,7 +207,7 @@ def _planes_gradient_sums(g, x, mean, sg, sgx):
     """:func:`_rows_gradient_sums` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
     blocks = sg.shape[0]
-    for b in prange(blocks):
+    for b in range(blocks):
         for o in range(b * outer // blocks, (b + 1) * outer // blocks):
             for c in range(channels):
                 acc = 0.0
@@ -229,7 +223,7 @@ def _planes_gradient_sums(g, x, mean, sg, sgx):
 def _rows_input_gradient(g, x, mean, a, k, b, dx):
     """``dx = g * a + (x - mean) * k + b`` per channel."""
     outer, channels = x.shape
-    for o in prange(outer):
+    for o in range(outer):
         for c in range(channels):
             dx[o, c] = g[o, c] * a[c] + (x[o, c] - mean[c]) * k[c] + b[c]
 
@@ -237,7 +231,7 @@ def _rows_input_gradient(g, x, mean, a, k, b, dx):
 def _planes_input_gradient(g, x, mean, a, k, b, dx):
     """:func:`_rows_input_gradient` for ``(outer, channels, inner)``."""
     outer, channels, inner = x.shape
-    for o in prange(outer):
+    for o in range(outer):
         for c in range(channels):
             for i in range(inner):
                 dx[o, c, i] = g[o, c, i] * a[c] + (x[o, c, i] - mean[c]) * k[c] + b[c]

@@ -21,12 +21,7 @@ import numpy as np
 from .. import functional as F
 from .. import threads
 from ..errors import DataError, ShapeError
-from ._jit import NUMBA_ENABLED, njit
-
-if NUMBA_ENABLED:
-    from numba import prange
-else:  # the compiled forms are never built; prange is only named in their source
-    prange = range
+from ._jit import njit
 
 Pair = tuple[int, int]
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -116,7 +111,7 @@ def average_backward_reference(g: np.ndarray, image_shape: tuple[int, ...], pool
 def _max_forward(x, ph, pw, sh, sw, top, left, out, arg):
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             i_lo, i_hi = max(0, top - p * sh), min(ph, h + top - p * sh)  # taps inside the image
             for q in range(ow):
@@ -139,7 +134,7 @@ def _max_forward_2x2(x, out, arg):
     case, several times faster than the general loop nest."""
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 for ch in range(c):
@@ -163,7 +158,7 @@ def _max_forward_2x2(x, out, arg):
 
 def _max_backward(g, arg, pw, sh, sw, top, left, dx):
     n, oh, ow, c = g.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 for ch in range(c):
@@ -176,7 +171,7 @@ def _max_backward_2x2(g, arg, dx, zero):
     written (the gradient to the winner, ``zero`` of ``g``'s type to the others), so ``dx`` need not be
     zeroed first."""
     n, oh, ow, c = g.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 for ch in range(c):
@@ -191,7 +186,7 @@ def _max_backward_2x2(g, arg, dx, zero):
 def _average_forward(x, ph, pw, sh, sw, top, left, scale, out):
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 for ch in range(c):
@@ -213,7 +208,7 @@ def _average_forward(x, ph, pw, sh, sw, top, left, scale, out):
 def _average_backward(g, ph, pw, sh, sw, top, left, scale, dx):
     n, h, w, c = dx.shape
     _, oh, ow, _ = g.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 f = scale[p, q]
