@@ -353,6 +353,20 @@ def test_non_finite_inputs_and_targets_are_rejected(bad):
         _binary_model().fit(XOR_X, np.array([0, 1, bad, 0]), verbose=0)
 
 
+def test_finite_inputs_whose_sum_overflows_are_accepted_and_a_nan_among_them_is_found():
+    # The input check first sums X (a finite sum clears it without a mask); an overflowing sum of finite values
+    # must fall through to the exact check, not be taken for a NaN.
+    model = _binary_model()
+    model.fit(XOR_X, XOR_Y, epochs=1, verbose=0)
+    X = np.full((4, 2), 3e38, np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.sum(X, dtype=np.float32))
+    assert model.predict(X).shape == (4, 1)
+    X[3, 0] = np.nan
+    with pytest.raises(DataError, match=r"^X contains 1 NaN or infinite values \(first in row 3\)"):
+        model.predict(X)
+
+
 def test_a_missing_value_in_a_dataframe_names_its_column():
     pd = pytest.importorskip("pandas")
     X = pd.DataFrame({"temp": [0.0, 0.0, 1.0, 1.0], "wind": [0.0, 1.0, np.nan, 1.0]})

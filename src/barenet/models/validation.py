@@ -8,6 +8,7 @@ estimators and the command line call these instead of checking on their own.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,17 @@ def _first_bad(bad: np.ndarray, names: list[str] | None) -> str:
     return where
 
 
+def _surely_finite(X: np.ndarray) -> bool:
+    """True when the float array ``X`` surely holds no NaN or infinity: its sum is finite.
+
+    A NaN or an infinity makes the sum NaN or infinite, so this clears ``X`` in one pass that allocates
+    nothing, where ``np.isfinite`` makes a mask a quarter of a float32 input's size; False (a NaN, an infinity,
+    or a sum of finite values that overflows) sends the caller to its exact check.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf, or an overflow: the exact check follows
+        return math.isfinite(np.sum(X, dtype=X.dtype))
+
+
 def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tuple[int, ...] | None,
                  what: str = "X", allow_empty: bool = False) -> np.ndarray:
     """``X`` as an array ``(n_samples, *input_shape)`` the first layer can take.
@@ -98,7 +110,7 @@ def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tu
             X = X[:, None]
         else:
             raise ShapeError(f"{what} is 1-d with shape {X.shape}; expected (n_samples, {_shape_text(expected)})")
-    if X.dtype.kind == "f":
+    if X.dtype.kind == "f" and not _surely_finite(X):
         bad = ~np.isfinite(X)
         if bad.any():
             raise DataError(f"{what} contains {int(bad.sum())} NaN or infinite values ({_first_bad(bad, names)}); "
