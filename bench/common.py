@@ -89,6 +89,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_parts_mb() -> dict[str, float]:
+    """This process's resident memory now, MB, from ``/proc/self/status`` (Linux; empty elsewhere): ``"rss"``,
+    ``"anon"`` (its own heap and arrays) and ``"file"`` (pages of mapped files: the code of Python, NumPy,
+    numba's LLVM and other shared libraries, which other processes share)."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+    try:
+        with open("/proc/self/status") as status:
+            lines = [line.split() for line in status]
+    except OSError:
+        return {}
+    return {fields[words[0]]: int(words[1]) / 1024 for words in lines if words and words[0] in fields}
+
+
+def file_backed_mb() -> float | None:
+    """MB of this process's resident pages that map files (see :func:`rss_parts_mb`); None where unknown."""
+    return rss_parts_mb().get("file")
+
+
+def arrays_mb(arrays) -> float:
+    """MB (MiB, as :func:`peak_rss_mb`) that the NumPy arrays hold."""
+    return sum(a.nbytes for a in arrays) / 2**20
+
+
 #: Environment variables that cap the thread pools of BLAS libraries, OpenMP and numba.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 

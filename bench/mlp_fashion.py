@@ -16,7 +16,8 @@ barenet and PyTorch first take two untimed steps on a throwaway network (barenet
 kernels from numba's cache, PyTorch's its lazily built kernels), as the CNN and recurrent benchmarks do;
 scikit-learn has nothing to warm up.
 
-Reported per framework: training samples/s, seconds per epoch, peak RSS, test accuracy; for
+Reported per framework: training samples/s, seconds per epoch, peak RSS, test accuracy, and how far the peak
+RSS lies beyond the data and the model's own arrays (barenet's budget: 100 MB); for
 barenet also its throughput ratio to each other framework and the fraction of the machine's
 float32 matmul peak that its training reaches: the FLOPs of the products it computes per sample
 (:func:`flops_per_sample`: 2 per weight for the forward product, 2 for the kernel gradient, and 2
@@ -50,7 +51,9 @@ import warnings
 
 import numpy as np
 from common import (
+    arrays_mb,
     choose_frameworks,
+    file_backed_mb,
     machine_line,
     median_turn_ratio,
     peak_rss_mb,
@@ -76,10 +79,13 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     (X_train, y_train), (X_test, y_test) = load_fashion_mnist()
     scale = np.float32(1 / 255)
 
-    def flat(X: np.ndarray) -> np.ndarray:
-        return X.reshape(len(X), -1).astype(np.float32) * scale
+    def flat(X: np.ndarray) -> np.ndarray:  # one float32 array, no float temporary of the data's size
+        return np.multiply(X.reshape(len(X), -1), scale, dtype=np.float32)
 
-    return flat(X_train), y_train.astype(np.int64), flat(X_test), y_test.astype(np.int64)
+    # Rebinding each name frees its uint8 images as soon as they are converted: the peak holds one split twice.
+    X_train = flat(X_train)
+    X_test = flat(X_test)
+    return X_train, y_train.astype(np.int64), X_test, y_test.astype(np.int64)
 
 
 def n_parameters(n_inputs: int) -> int:
@@ -120,7 +126,7 @@ def barenet_model(n_inputs: int, seed: int):
     return model
 
 
-def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     # Untimed warm-up on a throwaway model (loads the compiled kernels from numba's disk cache), as every
     # framework gets one: the figures are training speed, the one-time start is measured apart (README).
     barenet_model(X.shape[1], seed).fit(X[:2 * BATCH], y[:2 * BATCH], epochs=1, batch_size=BATCH, verbose=0)
@@ -129,10 +135,11 @@ def train_barenet(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, 
     model.fit(X, y, epochs=epochs, batch_size=BATCH, verbose=0)
     seconds = time.perf_counter() - start
     accuracy = float(np.mean(model.predict(X_test).argmax(axis=1) == y_test))
-    return seconds, accuracy
+    own = [*model.parameters().values(), *model.gradients().values(), *model.optimizer.get_state().values()]
+    return seconds, accuracy, arrays_mb(own)
 
 
-def train_sklearn(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+def train_sklearn(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -148,10 +155,11 @@ def train_sklearn(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, 
         seconds = time.perf_counter() - start
     if clf.coefs_[0].dtype != np.float32:
         raise RuntimeError(f"scikit-learn trained in {clf.coefs_[0].dtype}, expected float32")
-    return seconds, float(np.mean(clf.predict(X_test) == y_test))
+    own = arrays_mb([*clf.coefs_, *clf.intercepts_]) * 4  # weights, their gradients, Adam's two moments
+    return seconds, float(np.mean(clf.predict(X_test) == y_test)), own
 
 
-def train_torch(X, y, X_test, y_test, epochs: int, seed: int, fused: bool = False) -> tuple[float, float]:
+def train_torch(X, y, X_test, y_test, epochs: int, seed: int, fused: bool = False) -> tuple[float, float, float]:
     import torch
 
     def network_and_optimizer():
@@ -185,10 +193,12 @@ def train_torch(X, y, X_test, y_test, epochs: int, seed: int, fused: bool = Fals
     seconds = time.perf_counter() - start
     with torch.no_grad():
         predicted = net(torch.from_numpy(X_test)).argmax(dim=1).numpy()
-    return seconds, float(np.mean(predicted == y_test))
+    own = [*net.parameters(), *(p.grad for p in net.parameters() if p.grad is not None),
+           *(v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v))]
+    return seconds, float(np.mean(predicted == y_test)), sum(t.nbytes for t in own) / 2**20
 
 
-def train_torch_fused(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float]:
+def train_torch_fused(X, y, X_test, y_test, epochs: int, seed: int) -> tuple[float, float, float]:
     return train_torch(X, y, X_test, y_test, epochs, seed, fused=True)
 
 
@@ -208,9 +218,10 @@ def worker(framework: str, epochs: int, seed: int, threads: int | None) -> None:
         torch.set_num_threads(threads)
     peak = matmul_gflops() if framework == "barenet" else None
     X, y, X_test, y_test = load_data()
-    seconds, accuracy = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
+    seconds, accuracy, model_mb = TRAINERS[framework](X, y, X_test, y_test, epochs, seed)
     result = {"framework": framework, "seconds": seconds, "samples": epochs * len(X),
-              "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "n_inputs": X.shape[1], "pools": thread_pools()}
+              "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "data_mb": arrays_mb([X, y, X_test, y_test]),
+              "model_mb": model_mb, "file_mb": file_backed_mb(), "n_inputs": X.shape[1], "pools": thread_pools()}
     if peak is not None:
         result["matmul_gflops"] = max(peak, matmul_gflops())
     print(json.dumps(result))
@@ -255,10 +266,31 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
             "seconds_per_epoch": statistics.median(r["seconds"] for r in results) / epochs,
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "accuracy": statistics.median(r["accuracy"] for r in results),
+            "data_mb": results[0].get("data_mb", 0.0),
+            "model_mb": results[0].get("model_mb", 0.0),
+            "file_mb": results[0].get("file_mb"),
         }
         if ours is not None and framework != "barenet":
             table[framework]["speedup"] = median_turn_ratio(ours, results, rate)
     return table
+
+
+#: The most peak RSS that barenet's run may take beyond its data and its model's own arrays (MB).
+RSS_BUDGET_MB = 100
+
+
+def print_memory(table: dict[str, dict[str, float]]) -> None:
+    """Each framework's peak RSS beyond the data (the float32 images and int64 labels, train and test) and its
+    model's own arrays (parameters, gradients, optimizer state): what the library, its imports and its
+    temporaries cost."""
+    data = next(iter(table.values()))["data_mb"]
+    print(f"\npeak RSS beyond the data ({data:.0f} MB) and each model's own arrays, MB (barenet's budget: "
+          f"{RSS_BUDGET_MB}); file-backed: the pages of shared libraries (code) resident at the end of the run")
+    for name, row in table.items():
+        over = row["peak_rss_mb"] - row["data_mb"] - row["model_mb"]
+        files = f", file-backed {row['file_mb']:.0f}" if row.get("file_mb") is not None else ""
+        print(f"{name:<11} {over:>6.0f}  (peak {row['peak_rss_mb']:.0f} = data {row['data_mb']:.0f} + model "
+              f"{row['model_mb']:.1f} + {over:.0f}{files})")
 
 
 def peak_fractions(results: list[dict], flops: int) -> list[tuple[float, float]]:
@@ -326,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"RSS {result['peak_rss_mb']:.0f} MB{peak_note}", flush=True)
     flops = flops_per_sample(runs[frameworks[0]][0]["n_inputs"])
     fractions = peak_fractions(runs["barenet"], flops) if "barenet" in runs else None
-    print_table(summarize(runs), fractions, flops, args.epochs, args.repeats, args.threads)
+    table = summarize(runs)
+    print_table(table, fractions, flops, args.epochs, args.repeats, args.threads)
+    print_memory(table)
     print(machine_line(args.threads))
     print_pools(runs)
     return 0

@@ -107,6 +107,12 @@ def test_bench_runs_end_to_end_and_prints_the_table(tmp_path):
     # the machine and each framework's thread pools: CPU model and vector extensions, BLAS, its kernel, threads
     assert re.search(r"^CPU: .+ logical cores; Python [\d.]+, NumPy [\d.]+; threads: 1$", done.stdout, re.M)
     assert re.search(r"^  barenet: blas \w+ .*: 1 threads; .*barenet threads: 1", done.stdout, re.M), done.stdout
+    # peak RSS beyond the data (512 + 128 images of 784 float32 and their int64 labels) and each model's arrays
+    assert re.search(r"^peak RSS beyond the data \(2 MB\) and each model's own arrays, MB \(barenet's budget: 100\)",
+                     done.stdout, re.M), done.stdout
+    memory = re.search(r"^barenet +(\d+)  \(peak (\d+) = data 2 \+ model 3\.6 \+ (\d+)(, file-backed \d+)?\)$",
+                       done.stdout, re.M)
+    assert memory and memory[1] == memory[3] and int(memory[2]) > int(memory[1]) > 0, done.stdout
 
 
 def test_bench_quotes_the_median_of_per_turn_ratios(bench):
