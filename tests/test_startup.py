@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import pytest
 import barenet as bn
 from barenet.kernels import _jit
 
+STARTUP_BENCH = Path(__file__).resolve().parents[1] / "bench" / "startup.py"
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
 
@@ -178,3 +181,20 @@ def test_a_lazy_kernel_loads_its_modules_kernels_once_from_racing_threads():
 def test_njit_gives_no_kernel_when_compiled_kernels_are_off(monkeypatch):
     monkeypatch.setattr(_jit, "NUMBA_ENABLED", False)
     assert _jit.njit(error_model="numpy")(lambda x: x) is None
+
+
+def test_the_startup_benchmark_prints_every_figure():
+    done = subprocess.run([sys.executable, str(STARTUP_BENCH), "--repeats", "1", "--threads", "1"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()}
+    forms = 2 if HAS_NUMBA else 1
+    for label in ("import barenet, s", "first fit step (MLP, batch 128), s", "second fit step, s"):
+        assert len(rows[label]) == forms and all(float(v) > 0 for v in rows[label]), done.stdout
+    for command in ("--help", "--version", "summary"):
+        cells = rows[f"barenet {command}, s / peak RSS MB"]
+        assert len(cells) == 3 * forms and all(float(v) > 0 for v in cells[::3] + cells[2::3]), done.stdout
+    # numba (marked *) is loaded by the first fit step with compiled kernels, never by the import
+    assert "*" not in rows["RSS after import barenet, MB"]
+    assert rows["RSS after first fit step, MB"].count("*") == (1 if HAS_NUMBA else 0)
+    assert re.search(r"^CPU: .+ logical cores; Python [\d.]+, NumPy [\d.]+; threads: 1$", done.stdout, re.M)
