@@ -178,6 +178,29 @@ def test_a_lazy_kernel_loads_its_modules_kernels_once_from_racing_threads():
     assert namespace["alias"] is namespace["outer"] is lazy_outer.load()
 
 
+def test_a_numba_that_is_installed_but_does_not_import_is_reported_at_the_first_kernel(tmp_path):
+    # numba's own import refuses a NumPy it does not support; find_spec still finds the package.
+    (tmp_path / "numba").mkdir()
+    (tmp_path / "numba" / "__init__.py").write_text('raise ImportError("Numba needs NumPy 2.5 or less")\n')
+    code = """
+import numpy as np, barenet as bn
+from barenet.kernels import NUMBA_ENABLED
+model = bn.Sequential([bn.layers.Dense(3, activation="relu", input_dim=2)], seed=0, dtype="float32")
+model.compile(loss="mse", optimizer="adam")
+try:
+    model.fit(np.ones((4, 2), np.float32), np.ones((4, 3), np.float32), verbose=0)
+except bn.BarenetError as exc:
+    print(NUMBA_ENABLED, type(exc).__name__, exc)
+"""
+    env = {**os.environ, "BARENET_NUMBA": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == (
+        "True ConfigError numba is installed but does not import (Numba needs NumPy 2.5 or less); reinstall it "
+        "with 'pip install \"barenet[fast]\"', or set BARENET_NUMBA=0 to use the NumPy forms")
+
+
 def test_njit_gives_no_kernel_when_compiled_kernels_are_off(monkeypatch):
     monkeypatch.setattr(_jit, "NUMBA_ENABLED", False)
     assert _jit.njit(error_model="numpy")(lambda x: x) is None

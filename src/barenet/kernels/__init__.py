@@ -8,7 +8,8 @@ forms with one signature:
   passes over memory instead of one NumPy pass per operation.
 
 Layers and optimizers call the module-level name (for example ``kernels.normalization.forward``), which
-is the compiled form when numba is importable and ``BARENET_NUMBA`` is not ``0``, else the NumPy form.
+is the compiled form when numba is installed and ``BARENET_NUMBA`` is not ``0``, else the NumPy form.
+numba itself is imported when a compiled kernel first runs (``_jit.LazyKernel``), not by ``import barenet``.
 Tests check every compiled kernel against its NumPy reference to float rounding on the shapes the layers
 use. Compiled kernels are cached on disk (numba's ``cache=True``), so only the first start pays the
 compile time.
