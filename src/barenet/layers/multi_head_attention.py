@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, threads
 from ..attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
 from ..errors import ConfigError, ShapeError
 from .base import Cache, Layer, register
@@ -174,7 +174,7 @@ class MultiHeadAttention(Layer):
         """``x : (batch, time, d) -> (batch, heads, time, width)``: one product over all heads, plus the bias."""
         kernel = self.params[f"{name}_kernel"]
         d, heads, width = kernel.shape
-        y = x.reshape(-1, d) @ kernel.reshape(d, heads * width)
+        y = threads.matmul(x.reshape(-1, d), kernel.reshape(d, heads * width))
         if self.use_bias:
             y += self.params[f"{name}_bias"].reshape(-1)
         return np.ascontiguousarray(y.reshape(x.shape[0], x.shape[1], heads, width).transpose(0, 2, 1, 3))
@@ -211,7 +211,7 @@ class MultiHeadAttention(Layer):
                                          rng=self.rng if rate else None, cache=sub)
         batch, heads, t, dv = o.shape
         o2 = o.transpose(0, 2, 1, 3).reshape(batch * t, heads * dv)
-        out = o2 @ self.params["output_kernel"].reshape(heads * dv, -1)
+        out = threads.matmul(o2, self.params["output_kernel"].reshape(heads * dv, -1))
         if self.use_bias:
             out += self.params["output_bias"]
         if cache is not None:
@@ -224,21 +224,23 @@ class MultiHeadAttention(Layer):
         heads = self.num_heads
         g2 = np.ascontiguousarray(grad).reshape(o2.shape[0], -1)
         out_kernel = self.params["output_kernel"].reshape(o2.shape[1], -1)
-        np.matmul(o2.T, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
+        threads.matmul_tn(o2, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
         if self.use_bias:
             np.sum(g2, axis=0, out=self.grads["output_bias"])
         batch, t = query.shape[:2]
-        do = np.ascontiguousarray((g2 @ out_kernel.T).reshape(batch, t, heads, self.value_dim).transpose(0, 2, 1, 3))
+        do = np.ascontiguousarray(threads.matmul(g2, out_kernel.T).reshape(batch, t, heads, self.value_dim)
+                                  .transpose(0, 2, 1, 3))
         dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
         dxs = []
         for x, d, name in ((query, dq, "query"), (value, dv, "value"), (key, dk, "key")):
             kernel = self.params[f"{name}_kernel"]
             width = kernel.shape[2]
             d2 = d.transpose(0, 2, 1, 3).reshape(-1, heads * width)
-            np.matmul(x.reshape(-1, x.shape[-1]).T, d2, out=self.grads[f"{name}_kernel"].reshape(x.shape[-1], -1))
+            threads.matmul_tn(x.reshape(-1, x.shape[-1]), d2, out=self.grads[f"{name}_kernel"].reshape(x.shape[-1], -1))
             if self.use_bias:
                 np.sum(d2, axis=0, out=self.grads[f"{name}_bias"].reshape(-1))
-            dxs.append((d2 @ kernel.reshape(x.shape[-1], -1).T).reshape(x.shape) if cache.input_grad else None)
+            dxs.append(threads.matmul(d2, kernel.reshape(x.shape[-1], -1).T).reshape(x.shape) if cache.input_grad
+                       else None)
         if len(self.input_shape) == 4:
             dxs.append(None)  # the mask is not differentiable
         return dxs if cache.input_grad else None
