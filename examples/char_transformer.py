@@ -211,7 +211,7 @@ class Generator:
         x = (p["token_embeddings"][token] + p["position_embeddings"][position])[None, None, :]
         for (norm1, attention, norm2, up, down), cache in zip(self.blocks, caches, strict=True):
             a = self._norm(norm1, x)
-            q, k, v = (attention._project(a, name) for name in ("query", "key", "value"))
+            q, k, v = attention._project(a, ["query", "key", "value"])
             if not cache:
                 cache.extend([k, v])
             else:

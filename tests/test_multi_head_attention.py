@@ -169,3 +169,30 @@ def test_onnx_export_matches_onnxruntime(tmp_path, cross, masked, causal, opset)
     session = ort.InferenceSession(str(tmp_path / "mha.onnx"))
     got = session.run(None, dict(zip(model.input_names, X, strict=True)))[0]
     np.testing.assert_allclose(got, model.predict(X if len(X) > 1 else X[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_projections_of_one_array_in_one_product_equal_separate_arrays():
+    """Self-attention projects its one input three ways in one product, ``layer(q, v)`` its value twice: the
+    outputs, every weight's gradient and each input's gradient equal those of equal but distinct arrays."""
+    rng = np.random.default_rng(5)
+    layer = L.MultiHeadAttention(H, 3, value_dim=5, output_shape=6)
+    layer.build([(T, E), (T, E), (T, E)], rng, "float64")
+    x = rng.standard_normal((B, T, E))
+    grad = rng.standard_normal((B, T, 6))
+
+    def run(*xs):
+        cache = bn.layers.base.Cache()
+        y = layer.forward(list(xs), cache=cache)
+        dxs = layer.backward(grad, cache)
+        return y, dxs, {name: g.copy() for name, g in layer.grads.items()}
+
+    for shared, separate in (((x, x, x), (x, x.copy(), x.copy())), ((x, x.copy()), (x, x.copy(), x.copy()))):
+        shared = list(shared) + [shared[1]] * (3 - len(shared))
+        y1, d1, g1 = run(*shared)
+        y2, d2, g2 = run(*separate)
+        np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-14)
+        assert len(d1) == len(d2) == 3 and all(d is not None for d in d1)
+        for a, b in zip(d1, d2, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+        for name in g2:
+            np.testing.assert_allclose(g1[name], g2[name], rtol=1e-12, atol=1e-13)

@@ -328,6 +328,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``out = a @ b`` for ``a : (m, k)``, ``b : (k, n)``, ``out : (m, n)`` (allocated when ``None``), each
+    thread computing a block of the ``m`` rows."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    run(lambda rows: np.matmul(a[rows], b, out=out[rows]), parts(a.shape[0], b.size))
+    return out
+
+
 def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out = a.T @ b`` for ``a : (m, k)``, ``b : (m, n)``, ``out : (k, n)`` (a weight gradient, the ``m``
     samples summed over), each thread computing a block of the ``n`` columns from all ``m`` rows, so that
@@ -336,4 +345,5 @@ def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["active", "by_rows", "engine", "get_num_threads", "layer", "matmul_tn", "parts", "run", "set_num_threads"]
+__all__ = ["active", "by_rows", "engine", "get_num_threads", "layer", "matmul", "matmul_tn", "parts", "run",
+           "set_num_threads"]

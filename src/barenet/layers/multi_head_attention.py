@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, threads
 from ..attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
 from ..errors import ConfigError, ShapeError
 from .base import Cache, Layer, register
@@ -170,14 +170,37 @@ class MultiHeadAttention(Layer):
         y = self.forward(inputs, training=training, cache=cache, use_causal_mask=use_causal_mask)
         return (y, cache["attention"]["probs"]) if return_attention_scores else y
 
-    def _project(self, x: np.ndarray, name: str) -> np.ndarray:
-        """``x : (batch, time, d) -> (batch, heads, time, width)``: one product over all heads, plus the bias."""
-        kernel = self.params[f"{name}_kernel"]
-        d, heads, width = kernel.shape
-        y = x.reshape(-1, d) @ kernel.reshape(d, heads * width)
+    @staticmethod
+    def _groups(xs: list[np.ndarray]) -> list[tuple[int, list[str]]]:
+        """The projections grouped by the array they read, as ``(index of that input, names)``: self-attention
+        (``layer(x, x)``) projects one array three ways, ``layer(q, v)`` its value twice (key and value)."""
+        groups: list[tuple[int, list[str]]] = []
+        for i, name in ((0, "query"), (2, "key"), (1, "value")):
+            same = next((g for g in groups if xs[g[0]] is xs[i]), None)
+            if same is None:
+                groups.append((i, [name]))
+            else:
+                same[1].append(name)
+        return groups
+
+    def _kernel(self, names: list[str]) -> np.ndarray:
+        """The named projections' kernels side by side, ``(d, sum of heads * width)`` (a view for one name)."""
+        kernels = [self.params[f"{n}_kernel"].reshape(self.params[f"{n}_kernel"].shape[0], -1) for n in names]
+        return kernels[0] if len(kernels) == 1 else np.concatenate(kernels, axis=1)
+
+    def _project(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """``x : (batch, time, d) -> [(batch, heads, time, width)]`` for each name: one product over all heads
+        and all the named projections of ``x`` at once, plus the biases."""
+        y = threads.matmul(x.reshape(-1, x.shape[-1]), self._kernel(names))
         if self.use_bias:
-            y += self.params[f"{name}_bias"].reshape(-1)
-        return np.ascontiguousarray(y.reshape(x.shape[0], x.shape[1], heads, width).transpose(0, 2, 1, 3))
+            y += np.concatenate([self.params[f"{n}_bias"].reshape(-1) for n in names])
+        out, start = [], 0
+        for name in names:
+            heads, width = self.params[f"{name}_kernel"].shape[1:]
+            block = y[:, start:start + heads * width].reshape(x.shape[0], x.shape[1], heads, width)
+            out.append(np.ascontiguousarray(block.transpose(0, 2, 1, 3)))
+            start += heads * width
+        return out
 
     def compute_mask(self, xs, mask=None):
         """The query's padding mask (the output has the query's steps), or ``None``."""
@@ -204,14 +227,17 @@ class MultiHeadAttention(Layer):
         query, value, key = xs[:3]
         allowed = self._allowed(xs, mask)
         mask = None if allowed is None else allowed[:, None, :, :]
-        q, k, v = (self._project(x, name) for x, name in ((query, "query"), (key, "key"), (value, "value")))
+        projected = {}
+        for i, names in self._groups(xs):
+            projected.update(zip(names, self._project(xs[i], names), strict=True))
+        q, k, v = projected["query"], projected["key"], projected["value"]
         sub = None if cache is None else cache.child("attention")
         rate = self.dropout if training else 0.0
         o = scaled_dot_product_attention(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
                                          rng=self.rng if rate else None, cache=sub)
         batch, heads, t, dv = o.shape
         o2 = o.transpose(0, 2, 1, 3).reshape(batch * t, heads * dv)
-        out = o2 @ self.params["output_kernel"].reshape(heads * dv, -1)
+        out = threads.matmul(o2, self.params["output_kernel"].reshape(heads * dv, -1))
         if self.use_bias:
             out += self.params["output_bias"]
         if cache is not None:
@@ -224,21 +250,40 @@ class MultiHeadAttention(Layer):
         heads = self.num_heads
         g2 = np.ascontiguousarray(grad).reshape(o2.shape[0], -1)
         out_kernel = self.params["output_kernel"].reshape(o2.shape[1], -1)
-        np.matmul(o2.T, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
+        threads.matmul_tn(o2, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
         if self.use_bias:
             np.sum(g2, axis=0, out=self.grads["output_bias"])
         batch, t = query.shape[:2]
-        do = np.ascontiguousarray((g2 @ out_kernel.T).reshape(batch, t, heads, self.value_dim).transpose(0, 2, 1, 3))
+        do = np.ascontiguousarray(threads.matmul(g2, out_kernel.T).reshape(batch, t, heads, self.value_dim)
+                                  .transpose(0, 2, 1, 3))
         dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
-        dxs = []
-        for x, d, name in ((query, dq, "query"), (value, dv, "value"), (key, dk, "key")):
-            kernel = self.params[f"{name}_kernel"]
-            width = kernel.shape[2]
-            d2 = d.transpose(0, 2, 1, 3).reshape(-1, heads * width)
-            np.matmul(x.reshape(-1, x.shape[-1]).T, d2, out=self.grads[f"{name}_kernel"].reshape(x.shape[-1], -1))
-            if self.use_bias:
-                np.sum(d2, axis=0, out=self.grads[f"{name}_bias"].reshape(-1))
-            dxs.append((d2 @ kernel.reshape(x.shape[-1], -1).T).reshape(x.shape) if cache.input_grad else None)
+        given = {"query": dq, "key": dk, "value": dv}
+        inputs = [query, value, key]
+        dxs: list[np.ndarray | None] = [None, None, None]
+        for i, names in self._groups(inputs):
+            x = inputs[i].reshape(-1, inputs[i].shape[-1])
+            widths = [heads * self.params[f"{n}_kernel"].shape[2] for n in names]
+            d2 = np.empty((len(x), sum(widths)), dtype=x.dtype)  # the gradients of the group's projections
+            start = 0
+            for name, width in zip(names, widths, strict=True):
+                block = d2[:, start:start + width].reshape(batch, -1, heads, width // heads)  # a view
+                block[...] = given[name].transpose(0, 2, 1, 3)
+                start += width
+            dkernel = threads.matmul_tn(x, d2, out=np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype))
+            dbias = np.sum(d2, axis=0) if self.use_bias else None
+            start = 0
+            for name, width in zip(names, widths, strict=True):
+                self.grads[f"{name}_kernel"].reshape(x.shape[1], width)[...] = dkernel[:, start:start + width]
+                if dbias is not None:
+                    self.grads[f"{name}_bias"].reshape(-1)[...] = dbias[start:start + width]
+                start += width
+            if cache.input_grad:  # one gradient per input, even where one array is several inputs
+                start = 0
+                for name, width in zip(names, widths, strict=True):
+                    kernel = self.params[f"{name}_kernel"].reshape(x.shape[1], width)
+                    position = {"query": 0, "value": 1, "key": 2}[name]
+                    dxs[position] = threads.matmul(d2[:, start:start + width], kernel.T).reshape(inputs[i].shape)
+                    start += width
         if len(self.input_shape) == 4:
             dxs.append(None)  # the mask is not differentiable
         return dxs if cache.input_grad else None

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, threads
 from ..errors import ConfigError, ShapeError
+from ..kernels import layer_norm as layer_norm_kernels
 from ..kernels import normalization as kernels
 from .base import Layer, register
 
@@ -190,8 +191,55 @@ class LayerNormalization(Layer):
         if self.center:
             self.add_param("beta", self.beta_initializer(shape, size, size, rng, self.dtype))
 
+    def _compiled(self, x: np.ndarray) -> bool:
+        """Whether the compiled kernels (:mod:`barenet.kernels.layer_norm`) serve ``x``: numba installed, the
+        last axis only, a contiguous float32/float64 array that is not empty."""
+        return (layer_norm_kernels.forward is not None and self._axes == (x.ndim - 1,) and x.size > 0
+                and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous)
+
+    def _affine(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``gamma`` and ``beta`` as ``(features,)`` vectors of ``dtype`` (ones and zeros where absent)."""
+        features = self.input_shape[-1]
+        gamma = self.params["gamma"].reshape(-1) if self.scale else np.ones(features, dtype)
+        beta = self.params["beta"].reshape(-1) if self.center else np.zeros(features, dtype)
+        return gamma.astype(dtype, copy=False), beta.astype(dtype, copy=False)
+
+    def _forward_compiled(self, x: np.ndarray, cache) -> np.ndarray:
+        x2 = x.reshape(-1, x.shape[-1])
+        gamma, beta = self._affine(x.dtype)
+        y, x_hat = np.empty_like(x2), np.empty_like(x2)
+        inv_std = np.empty(len(x2), dtype=x.dtype)
+        threads.run(lambda rows: layer_norm_kernels.forward(x2[rows], gamma, beta, self.epsilon, y[rows],
+                                                            x_hat[rows], inv_std[rows]),
+                    threads.parts(len(x2), x2.shape[1] * 4))
+        if cache is not None:
+            cache["x_hat"], cache["inv_std"] = x_hat.reshape(x.shape), inv_std.reshape(*x.shape[:-1], 1)
+        return y.reshape(x.shape)
+
+    def _backward_compiled(self, grad: np.ndarray, cache) -> np.ndarray | None:
+        x_hat = cache["x_hat"].reshape(-1, grad.shape[-1])
+        inv_std = cache["inv_std"].reshape(-1)
+        g2 = np.ascontiguousarray(grad, dtype=x_hat.dtype).reshape(x_hat.shape)
+        gamma, _ = self._affine(x_hat.dtype)
+        dx = np.empty_like(x_hat)
+        features = x_hat.shape[1]
+
+        def part(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+            dgamma, dbeta = np.empty(features), np.empty(features)
+            layer_norm_kernels.backward(g2[rows], x_hat[rows], inv_std[rows], gamma, dx[rows], dgamma, dbeta)
+            return dgamma, dbeta
+
+        sums = threads.run(part, threads.parts(len(x_hat), features * 4))
+        if self.scale:
+            self.grads["gamma"][...] = sum(s[0] for s in sums).reshape(self.grads["gamma"].shape)
+        if self.center:
+            self.grads["beta"][...] = sum(s[1] for s in sums).reshape(self.grads["beta"].shape)
+        return dx.reshape(grad.shape) if cache.input_grad else None
+
     def forward(self, x, *, training=False, cache=None):
         self.check_input(x)
+        if self._compiled(x):
+            return self._forward_compiled(x, cache)
         mean = x.mean(axis=self._axes, keepdims=True)
         xc = x - mean
         var = np.mean(xc * xc, axis=self._axes, keepdims=True)
@@ -206,6 +254,8 @@ class LayerNormalization(Layer):
 
     def backward(self, grad, cache):
         x_hat, inv_std = cache["x_hat"], cache["inv_std"]
+        if self._compiled(x_hat) and inv_std.shape == (*x_hat.shape[:-1], 1) and grad.shape == x_hat.shape:
+            return self._backward_compiled(grad, cache)
         others = tuple(a for a in range(grad.ndim) if a not in self._axes)  # the batch and unnormalized axes
         if self.scale:
             self.grads["gamma"][...] = np.sum(grad * x_hat, axis=others).reshape(self.grads["gamma"].shape)
