@@ -169,6 +169,8 @@ def parts(n: int, work_per_row: int = 1) -> list[slice]:
     per sample); with less than :data:`MIN_WORK` in all, or when not :func:`active`, the one slice
     ``slice(0, n)`` is returned.
     """
+    if n < 2 or not getattr(_state, "depth", 0):  # nothing to split: one row, or outside an engine block
+        return [slice(0, n)]
     k = min(get_num_threads(), n, max(1, n * work_per_row // MIN_WORK)) if active() else 1
     bounds = [n * i // k for i in range(k + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(k)]

@@ -621,6 +621,8 @@ class Sequential(KerasMethods):
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)
+        if len(X) == 1 and not verbose:  # one row splits nowhere: no engine block (see barenet.threads.parts)
+            return self.forward(X, training=False)
         progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
         out = []
         for start in range(0, len(X), bs):
