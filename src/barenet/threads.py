@@ -313,8 +313,15 @@ def layer(called: Any) -> contextlib.AbstractContextManager[None]:
     block and so put BLAS on one thread; from then on it splits too. Switching BLAS back for it would
     cost more than it gains: BLAS's threads spin for a while after each product and take the cores
     from the next layer's parts.
+
+    Outside an engine block nothing splits, so there is nothing to mark: a shared block that does nothing.
     """
+    if not getattr(_state, "depth", 0):
+        return _OUTSIDE_ENGINE
     return _LayerCall(not getattr(called, "splits_batch", False))
+
+
+_OUTSIDE_ENGINE = contextlib.nullcontext()
 
 
 def _after_fork_in_child() -> None:
