@@ -229,10 +229,10 @@ def logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     r""":math:`e^{z_i - \max z} / \sum_j e^{z_j - \max z}` along ``axis``; rows sum to 1, no overflow."""
-    e = z - np.max(z, axis=axis, keepdims=True)
+    e = z - z.max(axis=axis, keepdims=True)  # the methods: np.max and np.sum add microseconds a call
     with np.errstate(under="ignore"):
         np.exp(e, out=e)
-    e /= np.sum(e, axis=axis, keepdims=True)
+    e /= e.sum(axis=axis, keepdims=True)
     return e
 
 

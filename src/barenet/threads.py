@@ -169,6 +169,8 @@ def parts(n: int, work_per_row: int = 1) -> list[slice]:
     per sample); with less than :data:`MIN_WORK` in all, or when not :func:`active`, the one slice
     ``slice(0, n)`` is returned.
     """
+    if n < 2 or not getattr(_state, "depth", 0):  # nothing to split: one row, or outside an engine block
+        return [slice(0, n)]
     k = min(get_num_threads(), n, max(1, n * work_per_row // MIN_WORK)) if active() else 1
     bounds = [n * i // k for i in range(k + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(k)]
@@ -311,8 +313,15 @@ def layer(called: Any) -> contextlib.AbstractContextManager[None]:
     block and so put BLAS on one thread; from then on it splits too. Switching BLAS back for it would
     cost more than it gains: BLAS's threads spin for a while after each product and take the cores
     from the next layer's parts.
+
+    Outside an engine block nothing splits, so there is nothing to mark: a shared block that does nothing.
     """
+    if not getattr(_state, "depth", 0):
+        return _OUTSIDE_ENGINE
     return _LayerCall(not getattr(called, "splits_batch", False))
+
+
+_OUTSIDE_ENGINE = contextlib.nullcontext()
 
 
 def _after_fork_in_child() -> None:

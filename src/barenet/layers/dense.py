@@ -105,7 +105,11 @@ class Dense(activations.Activated, Layer):
             elif self.use_bias:
                 z[rows] += self.params["bias"]
 
-        threads.run(part, threads.parts(len(x2), kernel.size))
+        slices = threads.parts(len(x2), kernel.size)
+        if len(slices) == 1:  # small batches: no hand-off
+            part(slices[0])
+        else:
+            threads.run(part, slices)
         return z.reshape(*x.shape[:-1], self.units)
 
     def backward_logits(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:

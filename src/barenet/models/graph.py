@@ -689,6 +689,8 @@ class Model(Sequential):
             n = len(X)
             if n == 0:
                 return empty[0] if self.single_output else empty
+            if n == 1 and not verbose:  # one row splits nowhere: no engine block (see barenet.threads.parts)
+                return self.forward(X, training=False)
             progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
             parts = []
             for i in range(0, n, bs):

@@ -350,6 +350,11 @@ class Sequential(KerasMethods):
             return None if cache is None else cache.child(str(i), input_grad=cache.input_grad if i == 0 else True)
 
         origins = getattr(self, "mask_origins", None) or [None] * len(self.layers)
+        if cache is None and not logits and all(o is None for o in origins):  # inference without masks
+            for layer in self.layers:
+                with threads.layer(layer):
+                    x = layer.forward(x, training=training)
+            return x, None
         mask = None
         for i, layer in enumerate(self.layers):
             options = {"mask": mask} if mask is not None and masking.takes_mask(layer) else {}
@@ -621,6 +626,8 @@ class Sequential(KerasMethods):
         X = self.check_inputs(X, allow_empty=True)
         if len(X) == 0:
             return np.empty((0, *self.output_shape), dtype=self.dtype)
+        if len(X) == 1 and not verbose:  # one row splits nowhere: no engine block (see barenet.threads.parts)
+            return self.forward(X, training=False)
         progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
         out = []
         for start in range(0, len(X), bs):

@@ -25,6 +25,8 @@ from ..errors import BarenetError, ConfigError, StreamError
 def is_stream(value: Any) -> bool:
     """Whether ``value`` is a stream of batches rather than data (an array, a list or dict of arrays, a pandas
     or Dask collection, anything with ``__array__``)."""
+    if isinstance(value, np.ndarray):  # first: predict's hot path passes arrays
+        return False
     from ..data import Dataset
 
     if isinstance(value, Dataset):

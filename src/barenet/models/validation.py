@@ -92,7 +92,7 @@ def check_inputs(X: Any, *, dtype: np.dtype, first_layer: Layer, input_shape: tu
     """
     if X is None:
         raise DataError(f"{what} is None; expected an array of shape (n_samples, n_features)")
-    names = _column_names(X)
+    names = None if type(X) is np.ndarray else _column_names(X)
     if getattr(first_layer, "takes_indices", False):
         X = _as_indices(X, what)
     else:
