@@ -193,9 +193,12 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
     """
     if len(slices) == 1 or getattr(_state, "inside", False):
         return [function(s) for s in slices]
-    if getattr(_state, "depth", 0) > 0 and not getattr(_state, "limits_blas", False):
-        _blas.acquire()  # held until this thread's outermost engine block ends
-        _state.limits_blas = True
+    if getattr(_state, "depth", 0) > 0:
+        if not getattr(_state, "limits_blas", False):
+            _blas.acquire()  # held until this thread's outermost engine block ends
+            _state.limits_blas = True
+        else:
+            _blas.limit_new()  # a BLAS loaded since (SciPy's, by the first compiled recurrent loop) too
     pool = _helpers(len(slices) - 1)
     futures: list[Future[T]] = []
     try:
@@ -233,18 +236,30 @@ class _BlasLimit:
 
     def acquire(self) -> None:
         with _lock:
-            if len(sys.modules) != self.modules_seen:
-                self.modules_seen = len(sys.modules)
-                from threadpoolctl import ThreadpoolController
-
-                self.libraries = ThreadpoolController().select(user_api="blas").lib_controllers
-            for library in self.libraries:
-                if library.filepath not in self.saved:
-                    n = library.num_threads
-                    if n is not None:  # None: the library does not say (nor take a count)
-                        self.saved[library.filepath] = library, n
-                        _set_blas_threads(library, 1)
+            self._limit_loaded()
             self.holders += 1
+
+    def limit_new(self) -> None:
+        """While held: limit the BLAS libraries loaded since the last look-up too (nothing to do, and no lock
+        taken, when no module was imported since)."""
+        if len(sys.modules) != self.modules_seen:
+            with _lock:
+                if self.holders > 0:
+                    self._limit_loaded()
+
+    def _limit_loaded(self) -> None:
+        """Set every loaded BLAS library not yet limited to one thread, saving its count (under ``_lock``)."""
+        if len(sys.modules) != self.modules_seen:
+            self.modules_seen = len(sys.modules)
+            from threadpoolctl import ThreadpoolController
+
+            self.libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        for library in self.libraries:
+            if library.filepath not in self.saved:
+                n = library.num_threads
+                if n is not None:  # None: the library does not say (nor take a count)
+                    self.saved[library.filepath] = library, n
+                    _set_blas_threads(library, 1)
 
     def release(self) -> None:
         with _lock:

@@ -22,9 +22,22 @@ no branches and no library calls, so the loop compiles to SIMD instructions; in 
 units in the last place of the exact :math:`\tanh`. The sigmoid is :math:`\tfrac12(1 + \tanh(x/2))`, as in
 :func:`barenet.functional.sigmoid`. float64 arrays always take the NumPy reference, whose accuracy the
 gradient checks rely on.
+
+Whole sequences
+---------------
+``lstm_sequence_forward``/``_backward`` and ``gru_sequence_forward``/``_backward`` run every time step of
+a layer: per step the recurrent product :math:`h_{t-1} U` (backward: :math:`\bar z_t U^\top`) and then
+the step kernel above. Their compiled float32 forms are one loop in compiled code, the products called
+from it through SciPy's BLAS (numba's ``np.dot``), so no Python runs per time step and, without the GIL,
+threads can run the recurrences of different rows of the batch at once. Each takes the rows
+``start:stop`` of the batch to work on; the rows of one sample never depend on another's. The compiled
+forms need SciPy (numba's ``np.dot`` calls its BLAS); without it the reference forms, a Python loop over
+the steps, run instead.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 
@@ -236,21 +249,179 @@ def _gru_backward32(a, h_prev, u_h, g_out, dh, dhz, da, du):
             dhz[b, j] = dh_t * z
 
 
+# --------------------------------------------------------------------- whole sequences
+def lstm_sequence_forward_reference(A: np.ndarray, U: np.ndarray, H: np.ndarray, C: np.ndarray, tanh_C: np.ndarray,
+                                    hu: np.ndarray, start: int, stop: int) -> None:
+    r"""The LSTM forward pass over every time step, for the batch rows ``start:stop``.
+
+    Parameters
+    ----------
+    A : (T, B, 4n)
+        In: :math:`x_t W + b` of every step; out: the activated gates :math:`[i, f, g, o]`.
+    U : (n, 4n)
+        The recurrent kernel.
+    H, C : (T + 1, B, n)
+        In: ``H[0]``, ``C[0]`` the initial state; out: :math:`h_t`, :math:`c_t` in ``H[t]``, ``C[t]``.
+    tanh_C : (T, B, n)
+        Out: :math:`\tanh c_t` in ``tanh_C[t - 1]``.
+    hu : (B, 4n)
+        Scratch for :math:`h_{t-1} U`.
+    """
+    rows = slice(start, stop)
+    for t in range(A.shape[0]):
+        np.matmul(H[t, rows], U, out=hu[rows])
+        lstm_forward(A[t, rows], hu[rows], C[t, rows], C[t + 1, rows], tanh_C[t, rows], H[t + 1, rows])
+
+
+def lstm_sequence_backward_reference(A: np.ndarray, U: np.ndarray, C: np.ndarray, tanh_C: np.ndarray,
+                                     g_out: np.ndarray, dh: np.ndarray, dc: np.ndarray, dz: np.ndarray,
+                                     start: int, stop: int) -> None:
+    r"""Backpropagation through every LSTM time step, for the batch rows ``start:stop``.
+
+    Parameters
+    ----------
+    A, U, C, tanh_C
+        As left by :func:`lstm_sequence_forward_reference`.
+    g_out : (T, B, n)
+        The gradient arriving at each output :math:`h_t`.
+    dh, dc : (B, n)
+        In: zeros (nothing reaches the last step from later ones); out: the gradients reaching the initial
+        state :math:`h_0` and :math:`c_0`.
+    dz : (T, B, 4n)
+        Out: :math:`\bar z_t`, the gradient of :math:`x_t W + h_{t-1} U + b`.
+    """
+    rows = slice(start, stop)
+    for t in range(A.shape[0] - 1, -1, -1):
+        lstm_backward(A[t, rows], C[t, rows], tanh_C[t, rows], g_out[t, rows], dh[rows], dc[rows], dz[t, rows])
+        np.matmul(dz[t, rows], U.T, out=dh[rows])
+
+
+def gru_sequence_forward_reference(A: np.ndarray, U: np.ndarray, b_h: np.ndarray, H: np.ndarray, u_h: np.ndarray,
+                                   hu: np.ndarray, start: int, stop: int) -> None:
+    r"""The GRU (``reset_after=True``) forward pass over every time step, for the batch rows ``start:stop``.
+
+    Parameters
+    ----------
+    A : (T, B, 3n)
+        In: :math:`x_t W + b_x` of every step; out: :math:`[z, r, \tilde h]`.
+    U : (n, 3n)
+        The recurrent kernel.
+    b_h : (3n,)
+        The recurrent bias.
+    H : (T + 1, B, n)
+        In: ``H[0]`` the initial state; out: :math:`h_t` in ``H[t]``.
+    u_h : (T, B, n)
+        Out: :math:`u^h` of step :math:`t` in ``u_h[t - 1]`` (see :func:`gru_forward_reference`).
+    hu : (B, 3n)
+        Scratch for :math:`h_{t-1} U`.
+    """
+    rows = slice(start, stop)
+    for t in range(A.shape[0]):
+        np.matmul(H[t, rows], U, out=hu[rows])
+        gru_forward(A[t, rows], hu[rows], b_h, H[t, rows], u_h[t, rows], H[t + 1, rows])
+
+
+def gru_sequence_backward_reference(A: np.ndarray, U: np.ndarray, H: np.ndarray, u_h: np.ndarray, g_out: np.ndarray,
+                                    dh: np.ndarray, dhz: np.ndarray, da: np.ndarray, du: np.ndarray,
+                                    start: int, stop: int) -> None:
+    r"""Backpropagation through every GRU (``reset_after=True``) time step, for the batch rows ``start:stop``.
+
+    Parameters
+    ----------
+    A, U, H, u_h
+        As left by :func:`gru_sequence_forward_reference`.
+    g_out : (T, B, n)
+        The gradient arriving at each output :math:`h_t`.
+    dh : (B, n)
+        In: zeros; out: the gradient reaching the initial state :math:`h_0`.
+    dhz : (B, n)
+        Scratch, in: zeros.
+    da, du : (T, B, 3n)
+        Out: the gradients of :math:`x_t W + b_x` and of :math:`h_{t-1} U + b_h`.
+    """
+    rows = slice(start, stop)
+    for t in range(A.shape[0] - 1, -1, -1):
+        gru_backward(A[t, rows], H[t, rows], u_h[t, rows], g_out[t, rows], dh[rows], dhz[rows], da[t, rows],
+                     du[t, rows])
+        np.matmul(du[t, rows], U.T, out=dh[rows])
+    dh[rows] += dhz[rows]
+
+
+# The compiled forms: the same loops, with numba's np.dot (SciPy's BLAS) for the products. Row slices of
+# C-contiguous arrays taken inside the loop stay C-contiguous, so np.dot needs no copies.
+def _lstm_sequence_forward32(A, U, H, C, tanh_C, hu, start, stop):
+    for t in range(A.shape[0]):
+        np.dot(H[t, start:stop], U, hu[start:stop])
+        lstm_forward_fast(A[t, start:stop], hu[start:stop], C[t, start:stop], C[t + 1, start:stop],
+                          tanh_C[t, start:stop], H[t + 1, start:stop])
+
+
+def _lstm_sequence_backward32(A, U, C, tanh_C, g_out, dh, dc, dz, start, stop):
+    UT = U.T
+    for t in range(A.shape[0] - 1, -1, -1):
+        lstm_backward_fast(A[t, start:stop], C[t, start:stop], tanh_C[t, start:stop], g_out[t, start:stop],
+                           dh[start:stop], dc[start:stop], dz[t, start:stop])
+        np.dot(dz[t, start:stop], UT, dh[start:stop])
+
+
+def _gru_sequence_forward32(A, U, b_h, H, u_h, hu, start, stop):
+    for t in range(A.shape[0]):
+        np.dot(H[t, start:stop], U, hu[start:stop])
+        gru_forward_fast(A[t, start:stop], hu[start:stop], b_h, H[t, start:stop], u_h[t, start:stop],
+                         H[t + 1, start:stop])
+
+
+def _gru_sequence_backward32(A, U, H, u_h, g_out, dh, dhz, da, du, start, stop):
+    UT = U.T
+    for t in range(A.shape[0] - 1, -1, -1):
+        gru_backward_fast(A[t, start:stop], H[t, start:stop], u_h[t, start:stop], g_out[t, start:stop],
+                          dh[start:stop], dhz[start:stop], da[t, start:stop], du[t, start:stop])
+        np.dot(du[t, start:stop], UT, dh[start:stop])
+    for b in range(start, stop):
+        for j in range(dh.shape[1]):
+            dh[b, j] += dhz[b, j]
+
+
 # --------------------------------------------------------------------- dispatch
 _kernel = njit(nogil=True, error_model="numpy")
 lstm_forward_fast = _kernel(_lstm_forward32)
 lstm_backward_fast = _kernel(_lstm_backward32)
 gru_forward_fast = _kernel(_gru_forward32)
 gru_backward_fast = _kernel(_gru_backward32)
+lstm_sequence_forward_fast = _kernel(_lstm_sequence_forward32)
+lstm_sequence_backward_fast = _kernel(_lstm_sequence_backward32)
+gru_sequence_forward_fast = _kernel(_gru_sequence_forward32)
+gru_sequence_backward_fast = _kernel(_gru_sequence_backward32)
+
+_blas: bool | None = None  # whether numba's np.dot has SciPy's BLAS to call; None: not looked up yet
 
 
-def _pick(fast, reference):
-    """The function the layers call: ``fast`` for float32 arrays when compiled, else ``reference``."""
+def _has_blas() -> bool:
+    """Import SciPy's BLAS wrappers once, here in Python rather than from inside a compiled loop on a helper
+    thread, so that the BLAS library it loads is among those :mod:`barenet.threads` holds to one thread."""
+    global _blas
+    if _blas is None:
+        try:
+            importlib.import_module("scipy.linalg.cython_blas")
+            _blas = True
+        except ImportError:  # pragma: no cover - exercised where SciPy is absent
+            _blas = False
+    return _blas
+
+
+def compiled_sequences(dtype: np.dtype) -> bool:
+    """Whether the ``*_sequence_*`` kernels run compiled, with no Python per time step, for arrays of ``dtype``
+    (float32, with numba and SciPy installed and compiled kernels enabled)."""
+    return lstm_sequence_forward_fast is not None and np.dtype(dtype) == np.float32 and _has_blas()
+
+
+def _pick(fast, reference, compiled=lambda a: a.dtype == np.float32):
+    """The function the layers call: ``fast`` when compiled and ``compiled(first argument)``, else ``reference``."""
     if fast is None:
         return reference
 
     def kernel(a: np.ndarray, *args: np.ndarray) -> None:
-        (fast if a.dtype == np.float32 else reference)(a, *args)
+        (fast if compiled(a) else reference)(a, *args)
 
     kernel.__doc__ = reference.__doc__
     kernel.__name__ = reference.__name__.removesuffix("_reference")
@@ -261,3 +432,13 @@ lstm_forward = _pick(lstm_forward_fast, lstm_forward_reference)
 lstm_backward = _pick(lstm_backward_fast, lstm_backward_reference)
 gru_forward = _pick(gru_forward_fast, gru_forward_reference)
 gru_backward = _pick(gru_backward_fast, gru_backward_reference)
+
+
+def _sequence_compiled(a: np.ndarray) -> bool:
+    return compiled_sequences(a.dtype)
+
+
+lstm_sequence_forward = _pick(lstm_sequence_forward_fast, lstm_sequence_forward_reference, _sequence_compiled)
+lstm_sequence_backward = _pick(lstm_sequence_backward_fast, lstm_sequence_backward_reference, _sequence_compiled)
+gru_sequence_forward = _pick(gru_sequence_forward_fast, gru_sequence_forward_reference, _sequence_compiled)
+gru_sequence_backward = _pick(gru_sequence_backward_fast, gru_sequence_backward_reference, _sequence_compiled)

@@ -64,6 +64,11 @@ class Bidirectional(Layer):
     def return_sequences(self) -> bool:
         return self.forward_layer.return_sequences
 
+    @property
+    def splits_batch(self) -> bool:  # type: ignore[override]
+        """As the wrapped layer: split across barenet's threads when its time loop is compiled."""
+        return self.forward_layer.splits_batch
+
     def compute_output_shape(self, input_shape):
         inner = self.forward_layer.compute_output_shape(input_shape)
         return (*inner[:-1], 2 * inner[-1]) if self.merge_mode == "concat" else inner

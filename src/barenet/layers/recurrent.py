@@ -6,11 +6,15 @@ All three share one layout and one life cycle (:class:`Recurrent`):
   else the last hidden state ``(batch, units)``;
 * ``kernel : (features, gates * units)`` acts on the input, ``recurrent_kernel : (units, gates * units)``
   on the previous hidden state, ``bias`` is added once; gate blocks are laid side by side along the last axis;
-* the input projection :math:`x_t W + b` of every time step is one matrix product before the loop; the only
-  Python loop is over time steps, everything inside it is vectorized over the batch;
-* inside the loop, the product :math:`h_{t-1} U` writes into a preallocated buffer and the rest of an LSTM or
-  GRU (``reset_after``) step, forward and backward, is one call to :mod:`barenet.kernels.recurrent` (compiled
-  for float32 when numba is installed), so nothing is allocated per step;
+* the input projection :math:`x_t W + b` of every time step is one matrix product before the loop, and the
+  weight gradients and :math:`\partial L/\partial x` are products over all steps at once after it;
+* the loop over time steps, everything inside it vectorized over the batch, is one call to
+  :mod:`barenet.kernels.recurrent` for LSTM and GRU (``reset_after``): per step the product
+  :math:`h_{t-1} U` into a preallocated buffer, then the step's element-wise work, so nothing is allocated
+  per step. In float32 with numba (and SciPy, whose BLAS the loop calls) the whole loop runs in compiled
+  code; on :mod:`barenet.threads`'s threads each thread then runs the recurrence of its own slice of the
+  batch, with BLAS on one thread. Otherwise (float64, SimpleRNN, GRU without ``reset_after``) the loop is
+  Python's and BLAS keeps its own threads;
 * internally arrays are time-major ``(time, batch, ...)`` so that each step reads contiguous memory.
 
 Initial state
@@ -36,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import functional as F
-from .. import initializers
+from .. import initializers, threads
 from ..errors import ConfigError, ShapeError
 from ..kernels import recurrent as kernels
 from . import activations
@@ -57,10 +61,15 @@ def _state_grads(d_states: list[np.ndarray], shapes: list[tuple[int, ...]] | Non
 
 def _input_projection(xt: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:math:`x_t W + b` of every time step as one product: ``xt : (time, batch, features)`` ->
-    ``(time, batch, width)``."""
+    ``(time, batch, width)`` (in blocks of rows on barenet's threads when they split)."""
     T, B, n_in = xt.shape
-    out = np.matmul(xt.reshape(T * B, n_in), W)
-    out += b
+    x, out = xt.reshape(T * B, n_in), np.empty((T * B, W.shape[1]), dtype=W.dtype)
+
+    def rows(r: slice) -> None:
+        np.matmul(x[r], W, out=out[r])
+        out[r] += b
+
+    threads.run(rows, threads.parts(T * B, W.size))
     return out.reshape(T, B, W.shape[1])
 
 
@@ -156,11 +165,15 @@ class Recurrent(Layer):
         else:
             dH[-1] = grad
         dXW, d_states = self._backprop(dH, cache)
-        np.matmul(xt.reshape(-1, xt.shape[-1]).T, dXW.reshape(-1, dXW.shape[-1]), out=self.grads["kernel"])
+        flat = dXW.reshape(-1, dXW.shape[-1])
+        threads.matmul_tn(xt.reshape(-1, xt.shape[-1]), flat, out=self.grads["kernel"])
         cache["initial_state_grad"] = _state_grads(d_states, cache["state_shapes"])
         if not cache.input_grad:
             return None
-        return (dXW @ self.params["kernel"].T).transpose(1, 0, 2)
+        W = self.params["kernel"]
+        dx = np.empty((flat.shape[0], W.shape[0]), dtype=self.dtype)
+        threads.run(lambda r: np.matmul(flat[r], W.T, out=dx[r]), threads.parts(len(flat), W.size))
+        return dx.reshape(xt.shape).transpose(1, 0, 2)
 
     def _run(self, xt: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Forward over time-major ``xt : (time, batch, features)``: ``H`` and the arrays backward needs."""
@@ -173,6 +186,23 @@ class Recurrent(Layer):
 
     def _state_sequences(self, H: np.ndarray, saved: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [H]
+
+    def _compiled_loop(self) -> bool:
+        """Whether this layer's time loop runs in compiled code (see the module docstring)."""
+        return False
+
+    @property
+    def splits_batch(self) -> bool:  # type: ignore[override]
+        """Split across barenet's threads (:mod:`barenet.threads`) when the time loop is compiled: each thread
+        then runs its own rows' recurrence without Python's GIL."""
+        return self._compiled_loop()
+
+    def _rows(self, batch: int, steps: int) -> list[slice]:
+        """The batch's row slices for the time loop, one per thread when the loop is compiled and splitting pays
+        (the work of a row: its recurrent products, ``steps * units * gates * units`` multiply-adds)."""
+        if not self._compiled_loop():
+            return [slice(0, batch)]
+        return threads.parts(batch, steps * self.units * self.gates * self.units)
 
     # ----------------------------------------------------------------- initial state
     def _initial_states(self, batch: int, given: StateLike | None
@@ -332,6 +362,9 @@ class LSTM(Recurrent):
         if self.unit_forget_bias:
             self.params["bias"][self.units:2 * self.units] = 1
 
+    def _compiled_loop(self):
+        return kernels.compiled_sequences(self.dtype)
+
     def _run(self, xt, states):
         W, U = self.params["kernel"], self.params["recurrent_kernel"]
         n, (T, B) = self.units, xt.shape[:2]
@@ -341,9 +374,8 @@ class LSTM(Recurrent):
         tanh_C = np.empty_like(H[1:])
         hu = np.empty((B, 4 * n), dtype=self.dtype)
         H[0], C[0] = states
-        for t in range(T):
-            np.matmul(H[t], U, out=hu)
-            kernels.lstm_forward(A[t], hu, C[t], C[t + 1], tanh_C[t], H[t + 1])
+        threads.run(lambda r: kernels.lstm_sequence_forward(A, U, H, C, tanh_C, hu, r.start, r.stop),
+                    self._rows(B, T))
         return H, {"A": A, "C": C, "tanh_C": tanh_C}
 
     def _state_sequences(self, H, saved):
@@ -352,15 +384,14 @@ class LSTM(Recurrent):
     def _backprop(self, dH, cache):
         U = self.params["recurrent_kernel"]
         A, H, C, tanh_C = cache["A"], cache["H"], cache["C"], cache["tanh_C"]
-        n = self.units
+        n, (T, B) = self.units, A.shape[:2]
         dZ = np.empty_like(A)
         dh = np.zeros_like(dH[0])  # dz_{t+1} U^T: what reaches h_t through the next step
         dc = np.zeros_like(dh)
-        for t in range(A.shape[0] - 1, -1, -1):
-            kernels.lstm_backward(A[t], C[t], tanh_C[t], dH[t], dh, dc, dZ[t])
-            np.matmul(dZ[t], U.T, out=dh)
+        threads.run(lambda r: kernels.lstm_sequence_backward(A, U, C, tanh_C, dH, dh, dc, dZ, r.start, r.stop),
+                    self._rows(B, T))
         flat = dZ.reshape(-1, 4 * n)
-        np.matmul(H[:-1].reshape(-1, n).T, flat, out=self.grads["recurrent_kernel"])
+        threads.matmul_tn(H[:-1].reshape(-1, n), flat, out=self.grads["recurrent_kernel"])
         np.sum(flat, axis=0, out=self.grads["bias"])
         return dZ, [dh, dc]
 
@@ -410,6 +441,9 @@ class GRU(Recurrent):
     def bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
+    def _compiled_loop(self):
+        return self.reset_after and kernels.compiled_sequences(self.dtype)
+
     def _run(self, xt, states):
         W, U, b = self.params["kernel"], self.params["recurrent_kernel"], self.params["bias"]
         n, T = self.units, xt.shape[0]
@@ -420,9 +454,8 @@ class GRU(Recurrent):
         aux = np.empty_like(H[1:])
         if self.reset_after:
             hu = np.empty((xt.shape[1], 3 * n), dtype=self.dtype)
-            for t in range(T):
-                np.matmul(H[t], U, out=hu)
-                kernels.gru_forward(A[t], hu, b[1], H[t], aux[t], H[t + 1])
+            threads.run(lambda r: kernels.gru_sequence_forward(A, U, b[1], H, aux, hu, r.start, r.stop),
+                        self._rows(xt.shape[1], T))
         else:
             for t in range(T):
                 a, h = A[t], H[t]
@@ -443,10 +476,8 @@ class GRU(Recurrent):
         dh = np.zeros_like(dH[0])
         if self.reset_after:
             dhz = np.zeros_like(dh)  # dh_{t+1} z_{t+1}: what reaches h_t directly; dh holds du_{t+1} U^T
-            for t in range(A.shape[0] - 1, -1, -1):
-                kernels.gru_backward(A[t], H[t], aux[t], dH[t], dh, dhz, dXW[t], dHU[t])
-                np.matmul(dHU[t], U.T, out=dh)
-            dh += dhz
+            threads.run(lambda r: kernels.gru_sequence_backward(A, U, H, aux, dH, dh, dhz, dXW, dHU, r.start, r.stop),
+                        self._rows(A.shape[1], A.shape[0]))
         else:
             for t in range(A.shape[0] - 1, -1, -1):
                 a, h, da = A[t], H[t], dXW[t]
@@ -460,7 +491,7 @@ class GRU(Recurrent):
         H_prev = H[:-1].reshape(-1, n)
         gU, gb = self.grads["recurrent_kernel"], self.grads["bias"]
         if self.reset_after:
-            np.matmul(H_prev.T, dHU.reshape(-1, 3 * n), out=gU)
+            threads.matmul_tn(H_prev, dHU.reshape(-1, 3 * n), out=gU)
             gb[0] = dXW.sum(axis=(0, 1))
             gb[1] = dHU.sum(axis=(0, 1))
         else:
