@@ -283,12 +283,32 @@ after = [n for path, n in blas().items() if path not in known]
 print(json.dumps({"inside": inside, "after": after}))
 """
 
+# the same within one engine block: loaded after the block's first split (as a compiled recurrent loop loads SciPy's)
+_LOADED_IN_THE_BLOCK = """
+import json, os
+from threadpoolctl import threadpool_info
+from barenet import threads
 
-def test_a_blas_loaded_after_barenet_first_split_is_limited_too():
+def blas():
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+with threads.engine():
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+    known = set(blas())
+    import scipy.linalg  # noqa: E402
+    threads.run(lambda rows: None, [slice(0, 1), slice(1, 2)])
+    inside = [n for path, n in blas().items() if path not in known]
+after = [n for path, n in blas().items() if path not in known]
+print(json.dumps({"inside": inside, "after": after}))
+"""
+
+
+@pytest.mark.parametrize("script", [_LOADED_LATER, _LOADED_IN_THE_BLOCK], ids=["next block", "same block"])
+def test_a_blas_loaded_after_barenet_first_split_is_limited_too(script):
     pytest.importorskip("scipy.linalg")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "BARENET_NUM_THREADS": "2",
            "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", _LOADED_LATER], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=120, check=True)
     seen = json.loads(done.stdout.splitlines()[-1])
     if not seen["after"]:
@@ -360,6 +380,13 @@ LAYERS = {
     "relu": (lambda: L.ReLU(), (5, 5, 3)),
     "dense relu": (lambda: L.Dense(7, activation="relu"), (9,)),
     "dense linear on sequences": (lambda: L.Dense(6), (4, 5)),
+    # float32 LSTM/GRU: each thread runs the compiled time loop of its rows; float64 and the rest: one Python loop
+    "lstm": (lambda: L.LSTM(8), (6, 5)),
+    "lstm sequences": (lambda: L.LSTM(8, return_sequences=True), (6, 5)),
+    "gru": (lambda: L.GRU(8, return_sequences=True), (6, 5)),
+    "gru reset before": (lambda: L.GRU(8, reset_after=False), (6, 5)),
+    "simple rnn": (lambda: L.SimpleRNN(8), (6, 5)),
+    "bidirectional lstm": (lambda: L.Bidirectional(L.LSTM(8, return_sequences=True)), (6, 5)),
 }
 
 
