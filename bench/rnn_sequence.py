@@ -171,23 +171,26 @@ def run_child(framework: str, cell: str, epochs: int, n_train: int, seed: int, t
 def profile(cell: str, turns: int) -> None:
     """Print where one barenet training step's time goes, per time step, on the benchmark's shapes.
 
-    Forward and backward of the recurrent layer are timed whole, then their pieces alone on the same
-    arrays: the recurrent products, the step kernels (compiled and NumPy reference), the one-shot
-    products before and after the time loop. Whole-layer times are taken with the compiled kernels
-    and with the NumPy references patched in, turn by turn in this one process; CPU time, best of 3
-    per turn, median over turns.
+    Forward and backward of the recurrent layer are timed whole in three forms: the compiled time loop
+    (what the layer runs in float32), the Python loop over time steps with the compiled step kernels (the
+    form before it) and the Python loop with the NumPy step kernels. Then the pieces alone, on the same
+    arrays: the recurrent products, the compiled step kernels, the products over all steps before and
+    after the time loop. One thread, CPU time, best of 3 per turn, median over turns.
     """
-    import barenet.layers.recurrent as layer_module
     from barenet.kernels import recurrent as kernels
+    from barenet.layers import GRU, LSTM, Cache
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
     g = rng.standard_normal((BATCH, UNITS)).astype(np.float32)
-    layer = layer_module.LSTM(UNITS) if cell == "lstm" else layer_module.GRU(UNITS, reset_after=True)
+    layer = LSTM(UNITS) if cell == "lstm" else GRU(UNITS, reset_after=True)
     layer.build((TIME, FEATURES), rng, "float32")
-    names = ("lstm_forward", "lstm_backward") if cell == "lstm" else ("gru_forward", "gru_backward")
-    compiled = {name: getattr(kernels, name) for name in names}
-    reference = {name: getattr(kernels, f"{name}_reference") for name in names}
+    steps = ("forward", "backward")
+    sequence = {f"{cell}_sequence_{d}": getattr(kernels, f"{cell}_sequence_{d}") for d in steps}
+    step = {f"{cell}_{d}": getattr(kernels, f"{cell}_{d}") for d in steps}
+    forms = {"compiled loop": {},
+             "per-step loop": {name: getattr(kernels, f"{name}_reference") for name in sequence},
+             "NumPy steps": {name: getattr(kernels, f"{name}_reference") for name in (*sequence, *step)}}
 
     def per_step(fn) -> float:
         fn()
@@ -198,8 +201,20 @@ def profile(cell: str, turns: int) -> None:
             best = min(best, time.process_time() - start)
         return best / TIME * 1e6
 
+    def whole(form: str) -> dict[str, float]:
+        for name, fn in {**sequence, **step, **forms[form]}.items():
+            setattr(kernels, name, fn)
+        try:
+            cache = Cache(input_grad=False)
+            layer.forward(x, training=True, cache=cache)
+            return {f"layer forward ({form})": per_step(lambda: layer.forward(x, training=True)),
+                    f"layer backward ({form})": per_step(lambda: layer.backward(g, cache))}
+        finally:
+            for name, fn in {**sequence, **step}.items():
+                setattr(kernels, name, fn)
+
     def pieces() -> dict[str, float]:
-        cache = layer_module.Cache()
+        cache = Cache()
         layer.forward(x, training=True, cache=cache)
         A, H, U, W = cache["A"], cache["H"], layer.params["recurrent_kernel"], layer.params["kernel"]
         width = A.shape[-1]
@@ -207,34 +222,26 @@ def profile(cell: str, turns: int) -> None:
         flat_dz = np.ones((TIME * BATCH, width), np.float32)
         xt = cache["xt"]
         b_x = layer.params["bias"][0] if cell == "gru" else layer.params["bias"]
-        row = {"forward": per_step(lambda: layer.forward(x, training=True)),
-               "backward": per_step(lambda: layer.backward(g, cache)),
-               "h U": per_step(lambda: [np.matmul(H[t], U, out=hu) for t in range(TIME)]),
+        kf, kb = (kernels.lstm_forward_fast, kernels.lstm_backward_fast) if cell == "lstm" else (
+            kernels.gru_forward_fast, kernels.gru_backward_fast)
+        args_f, args_b = _kernel_args(cell, layer, cache, forward=True), _kernel_args(cell, layer, cache, forward=False)
+        row = {"h U": per_step(lambda: [np.matmul(H[t], U, out=hu) for t in range(TIME)]),
                "dz U^T": per_step(lambda: [np.matmul(dz, U.T, out=dh) for _ in range(TIME)]),
-               "x W + b (all steps)": per_step(lambda: layer_module._input_projection(xt, W, b_x)),
-               "dU, dW (all steps)": per_step(lambda: (H[:-1].reshape(-1, UNITS).T @ flat_dz,
-                                                       xt.reshape(-1, FEATURES).T @ flat_dz))}
-        for form, table in (("compiled", compiled), ("reference", reference)):
-            kf, kb = (table[name] for name in names)
-            args_f = _kernel_args(cell, layer, forward=True)
-            args_b = _kernel_args(cell, layer, forward=False)
-            row[f"step kernel forward ({form})"] = per_step(lambda kf=kf, a=args_f: [kf(*a) for _ in range(TIME)])
-            row[f"step kernel backward ({form})"] = per_step(lambda kb=kb, a=args_b: [kb(*a) for _ in range(TIME)])
+               "x W + b (all steps)": per_step(lambda: xt.reshape(-1, FEATURES) @ W + b_x),
+               "dU, dW, dx (all steps)": per_step(lambda: (H[:-1].reshape(-1, UNITS).T @ flat_dz,
+                                                           xt.reshape(-1, FEATURES).T @ flat_dz, flat_dz @ W.T))}
+        if kf is not None:
+            row["step kernel forward (compiled)"] = per_step(lambda: [kf(*args_f) for _ in range(TIME)])
+            row["step kernel backward (compiled)"] = per_step(lambda: [kb(*args_b) for _ in range(TIME)])
         return row
 
     rows: dict[str, list[float]] = {}
     for _ in range(turns):
-        for form, table in (("compiled", compiled), ("reference", reference)):
-            for name, fn in table.items():
-                setattr(layer_module.kernels, name, fn)
-            for key, value in pieces().items():
-                if key in ("forward", "backward"):
-                    key = f"layer {key} ({form} kernels)"
-                elif form == "reference":
-                    continue
+        for form in forms:
+            for key, value in whole(form).items():
                 rows.setdefault(key, []).append(value)
-    for name, fn in compiled.items():
-        setattr(layer_module.kernels, name, fn)
+        for key, value in pieces().items():
+            rows.setdefault(key, []).append(value)
     print(f"\nbarenet {cell.upper()}({UNITS}) per time step, batch {BATCH}, {FEATURES} features, {TIME} steps, "
           f"float32, {os.environ.get('OPENBLAS_NUM_THREADS', 'default')} BLAS thread(s); "
           f"CPU us, median of {turns} turn(s)")
@@ -242,21 +249,21 @@ def profile(cell: str, turns: int) -> None:
         print(f"  {key:<40} {statistics.median(values):8.1f}")
 
 
-def _kernel_args(cell: str, layer, *, forward: bool) -> list[np.ndarray]:
-    """Arguments of one step kernel, copied from the layer's cached arrays of its last forward pass."""
-    A, H = layer._A, layer._H
+def _kernel_args(cell: str, layer, cache, *, forward: bool) -> list[np.ndarray]:
+    """Arguments of one step kernel, copied from the arrays a forward pass left in ``cache``."""
+    A, H = cache["A"], cache["H"]
     width = A.shape[-1]
     a = A[-1].copy()
     d = np.full_like(H[0], 0.1)
     if cell == "lstm":
-        C, tc = layer._C, layer._tanh_C
+        C, tc = cache["C"], cache["tanh_C"]
         if forward:
             return [a, np.zeros((BATCH, width), np.float32), C[-2].copy(), *(np.empty_like(H[0]) for _ in range(3))]
         return [a, C[-2].copy(), tc[-1].copy(), d, d.copy(), d.copy(), np.empty((BATCH, width), np.float32)]
     if forward:
         return [a, np.zeros((BATCH, width), np.float32), layer.params["bias"][1].copy(), H[-2].copy(),
                 np.empty_like(H[0]), np.empty_like(H[0])]
-    return [a, H[-2].copy(), layer._aux[-1].copy(), d, d.copy(), d.copy(), np.empty((BATCH, width), np.float32),
+    return [a, H[-2].copy(), cache["aux"][-1].copy(), d, d.copy(), d.copy(), np.empty((BATCH, width), np.float32),
             np.empty((BATCH, width), np.float32)]
 
 

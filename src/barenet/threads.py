@@ -8,11 +8,13 @@ over the slices (or, for a dense layer's kernel, computed in blocks of columns).
 Splitting happens inside an :func:`engine` block, which ``fit``, ``evaluate``, ``predict`` and
 ``compute_gradients`` of a :class:`~barenet.Sequential` enter for models with a layer whose work is large
 and not a single matrix product (:attr:`barenet.layers.Layer.splits_batch`: convolutions with their
-column copies, batch normalization, pooling). From a block's first split until it ends, the BLAS
+column copies, batch normalization, pooling, and float32 LSTM and GRU layers whose time loop is compiled,
+each thread running the recurrence of its own rows). From a block's first split until it ends, the BLAS
 libraries (the matrix products' own thread pools) run on one thread: after a product, BLAS's idle
 threads keep spinning for a while and take the cores from the element-wise kernels that follow. Models
 of dense layers keep BLAS's own threads, which share out their products faster than Python threads can
-be handed work; so do recurrent layers, whose per-step Python work would wait for the GIL. Within a
+be handed work; so do recurrent layers whose time loop is Python's, whose per-step work would wait for
+the GIL. Within a
 block, a model that enters :func:`layer` around each layer's call decides per layer: the splitting layers
 split, and a dense layer keeps BLAS's threads for its products until one of them has split (a network of
 dense layers with one small batch normalization then runs as a dense network does; a CNN's dense layers

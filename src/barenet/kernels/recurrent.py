@@ -290,10 +290,10 @@ def lstm_sequence_backward_reference(A: np.ndarray, U: np.ndarray, C: np.ndarray
     dz : (T, B, 4n)
         Out: :math:`\bar z_t`, the gradient of :math:`x_t W + h_{t-1} U + b`.
     """
-    rows = slice(start, stop)
+    rows, UT = slice(start, stop), np.ascontiguousarray(U.T)  # NumPy's BLAS is faster on a C-ordered U^T
     for t in range(A.shape[0] - 1, -1, -1):
         lstm_backward(A[t, rows], C[t, rows], tanh_C[t, rows], g_out[t, rows], dh[rows], dc[rows], dz[t, rows])
-        np.matmul(dz[t, rows], U.T, out=dh[rows])
+        np.matmul(dz[t, rows], UT, out=dh[rows])
 
 
 def gru_sequence_forward_reference(A: np.ndarray, U: np.ndarray, b_h: np.ndarray, H: np.ndarray, u_h: np.ndarray,
@@ -339,11 +339,11 @@ def gru_sequence_backward_reference(A: np.ndarray, U: np.ndarray, H: np.ndarray,
     da, du : (T, B, 3n)
         Out: the gradients of :math:`x_t W + b_x` and of :math:`h_{t-1} U + b_h`.
     """
-    rows = slice(start, stop)
+    rows, UT = slice(start, stop), np.ascontiguousarray(U.T)
     for t in range(A.shape[0] - 1, -1, -1):
         gru_backward(A[t, rows], H[t, rows], u_h[t, rows], g_out[t, rows], dh[rows], dhz[rows], da[t, rows],
                      du[t, rows])
-        np.matmul(du[t, rows], U.T, out=dh[rows])
+        np.matmul(du[t, rows], UT, out=dh[rows])
     dh[rows] += dhz[rows]
 
 
