@@ -38,6 +38,7 @@ the steps, run instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import numpy as np
 
@@ -393,26 +394,34 @@ lstm_sequence_backward_fast = _kernel(_lstm_sequence_backward32)
 gru_sequence_forward_fast = _kernel(_gru_sequence_forward32)
 gru_sequence_backward_fast = _kernel(_gru_sequence_backward32)
 
-_blas: bool | None = None  # whether numba's np.dot has SciPy's BLAS to call; None: not looked up yet
+# Whether SciPy is installed, asked of the import system without importing it; it is imported by the first loop.
+_SCIPY = importlib.util.find_spec("scipy") is not None
+_blas: bool | None = None  # whether SciPy's BLAS wrappers imported; None: not tried yet
 
 
 def _has_blas() -> bool:
-    """Import SciPy's BLAS wrappers once, here in Python rather than from inside a compiled loop on a helper
-    thread, so that the BLAS library it loads is among those :mod:`barenet.threads` holds to one thread."""
+    """Import SciPy's BLAS wrappers once (numba's ``np.dot`` calls them); ``False`` where that fails."""
     global _blas
     if _blas is None:
         try:
             importlib.import_module("scipy.linalg.cython_blas")
             _blas = True
-        except ImportError:  # pragma: no cover - exercised where SciPy is absent
+        except ImportError:  # pragma: no cover - exercised where SciPy is absent or broken
             _blas = False
     return _blas
 
 
-def compiled_sequences(dtype: np.dtype) -> bool:
+def compiled_sequences(dtype: np.dtype, *, load: bool = False) -> bool:
     """Whether the ``*_sequence_*`` kernels run compiled, with no Python per time step, for arrays of ``dtype``
-    (float32, with numba and SciPy installed and compiled kernels enabled)."""
-    return lstm_sequence_forward_fast is not None and np.dtype(dtype) == np.float32 and _has_blas()
+    (float32, with numba and SciPy installed and compiled kernels enabled).
+
+    SciPy is imported only with ``load=True``, which a layer passes in Python just before it runs the loop (on
+    barenet's threads): a BLAS library loaded then is among those :mod:`barenet.threads` holds to one thread,
+    where one loaded from inside a compiled loop on a helper thread would run on its own threads for that call.
+    """
+    if lstm_sequence_forward_fast is None or np.dtype(dtype) != np.float32 or not _SCIPY:
+        return False
+    return _has_blas() if load else _blas is not False
 
 
 def _pick(fast, reference, compiled=lambda a: a.dtype == np.float32):
@@ -435,7 +444,7 @@ gru_backward = _pick(gru_backward_fast, gru_backward_reference)
 
 
 def _sequence_compiled(a: np.ndarray) -> bool:
-    return compiled_sequences(a.dtype)
+    return compiled_sequences(a.dtype, load=True)
 
 
 lstm_sequence_forward = _pick(lstm_sequence_forward_fast, lstm_sequence_forward_reference, _sequence_compiled)

@@ -200,7 +200,7 @@ class Recurrent(Layer):
     def _rows(self, batch: int, steps: int) -> list[slice]:
         """The batch's row slices for the time loop, one per thread when the loop is compiled and splitting pays
         (the work of a row: its recurrent products, ``steps * units * gates * units`` multiply-adds)."""
-        if not self._compiled_loop():
+        if not (self._compiled_loop() and kernels.compiled_sequences(self.dtype, load=True)):
             return [slice(0, batch)]
         return threads.parts(batch, steps * self.units * self.gates * self.units)
 
