@@ -51,6 +51,7 @@ CASES = [
     ("activation-ELU", "ELU", lambda: [L.ELU(0.7, input_shape=(6,))], (6,)),
     ("dropout", "Dropout", lambda: [L.Dense(4, input_dim=5), L.Dropout(0.5)], (5,)),
     ("random-flip", "RandomFlip", lambda: [L.RandomFlip("horizontal_and_vertical", **_img())], IMG),
+    ("random-translation", "RandomTranslation", lambda: [L.RandomTranslation(0.2, 0.3, **_img())], IMG),
     ("batchnorm-2d", "BatchNormalization", lambda: [L.BatchNormalization(input_shape=(5,))], (5,)),
     ("batchnorm-3d", "BatchNormalization", lambda: [L.BatchNormalization(input_shape=SEQ)], SEQ),
     ("batchnorm-4d", "BatchNormalization", lambda: [L.BatchNormalization(epsilon=1e-5, **_img())], IMG),

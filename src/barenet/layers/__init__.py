@@ -17,7 +17,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
-from .augmentation import RandomFlip
+from .augmentation import RandomFlip, RandomTranslation
 from .base import Cache, Layer, check_contract, layer_class, register
 from .bidirectional import Bidirectional
 from .conv import Conv2D
@@ -52,4 +52,5 @@ __all__ = [
     "Conv1D",
     "DepthwiseConv2D", "SeparableConv2D",
     "Cropping1D",
+    "RandomTranslation",
 ]

@@ -1,6 +1,6 @@
-"""Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, BatchNormalization,
-Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape, Cropping1D, Embedding and the position
-layers.
+"""Converters of the feed-forward layers: Dense, activations, Dropout, RandomFlip, RandomTranslation,
+BatchNormalization, Conv2D, Conv1D, DepthwiseConv2D, SeparableConv2D, pooling, Flatten, Reshape, Cropping1D, Embedding
+and the position layers.
 
 Tensors between layers keep barenet's layout; ONNX's image operators (Conv, MaxPool, AveragePool,
 BatchNormalization) want channels at axis 1, so channels-last layers transpose around them and
@@ -158,9 +158,9 @@ def _activation_layer(layer: Activation, g: Graph, x: str) -> str:
     return activation(layer, g, x)
 
 
-@converts(L.Dropout, L.RandomFlip)
+@converts(L.Dropout, L.RandomFlip, L.RandomTranslation)
 def _identity(layer, g: Graph, x: str) -> str:
-    """Dropout and random flips change training batches only; at inference they pass ``x`` through."""
+    """Dropout, random flips and translations change training batches only; at inference they pass ``x`` through."""
     return g.op("Identity", [x], name=layer.name or type(layer).__name__.lower())
 
 
