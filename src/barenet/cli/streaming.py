@@ -12,14 +12,20 @@ How ``train`` streams:
 2. each row goes to validation or training by a seeded hash of its place (file, row of the file):
    ``splitmix64(seed, file, row) / 2**64 < --val-split``. The split is the same on every pass and for every
    order of reading, but not stratified by class (the whole-table path stratifies);
-3. every epoch reads the files again, encodes each block, shuffles the training rows within a buffer of
-   :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed``, and trains batch by batch;
+3. every epoch reads the files once more and encodes each block; its training rows are shuffled within a
+   buffer of :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed`` and trained
+   batch by batch, its validation rows kept, encoded, in a temporary file the first time they are read
+   (:class:`barenet.cli.held_rows.HeldRows`), from which validation reads them after each epoch;
 4. the report's metrics come from counts (a confusion matrix, sums of errors) over every row, its figure from
-   the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split.
+   the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split; that pass reads the table once more
+   for the training rows and the temporary file for the validation rows.
+
+So ``--epochs N`` reads the table ``N + 2`` times: the preprocessing pass, one per epoch and the report's.
 
 ``predict`` writes the predictions of each block as it reads the next (to a hidden sibling file, renamed into
 place at the end; ``--keep`` columns first, in the input's row order) and ``evaluate`` scores from counts.
-Peak memory is a few blocks of rows and the shuffle buffer, whatever the size of the input.
+Peak memory is a few blocks of rows and the shuffle buffer, whatever the size of the input; the temporary
+file of validation rows takes ``4 * features + 8`` bytes a row of disk, deleted when the command ends.
 """
 
 from __future__ import annotations
