@@ -388,21 +388,26 @@ class TablePreprocessor:
         if absent:
             raise DataError(f"the table lacks the feature columns {preview(absent)} the model was trained on"
                             f"{did_you_mean(absent, names)}; it has {preview(names, 40)}")
-        blocks = []
+        if not self.columns:
+            return np.zeros((0, 0), dtype)
+        # each column written into its place of the result: no float64 copy of the whole matrix to join and cast
+        width = sum(1 if col["kind"] == "numeric" else len(col["categories"]) for col in self.columns)
+        out = np.zeros((len(table[self.columns[0]["name"]]), width), dtype=dtype)
+        j = 0
         for col in self.columns:
             values = np.asarray(table[col["name"]])
             if col["kind"] == "numeric":
                 numbers = numeric_values(col["name"], values)
                 if numbers is None:
                     raise DataError(f"column {col['name']!r} holds text, but the model was trained on numbers there")
-                blocks.append(((numbers - col["center"]) / col["scale"])[:, None])
+                out[:, j] = (numbers - col["center"]) / col["scale"]
+                j += 1
             else:
                 codes = category_codes(values, col["categories"])
-                onehot = np.zeros((len(values), len(col["categories"])))
                 rows = np.flatnonzero(codes >= 0)
-                onehot[rows, codes[rows]] = 1.0
-                blocks.append(onehot)
-        return np.hstack(blocks).astype(dtype) if blocks else np.zeros((0, 0), dtype)
+                out[rows, j + codes[rows]] = 1.0
+                j += len(col["categories"])
+        return out
 
     def encode_target(self, values: Sequence[Any] | np.ndarray, column: str | None = None) -> np.ndarray:
         """Class indices ``(n,)`` int64 for classification, standardized floats ``(n,)`` for regression.
