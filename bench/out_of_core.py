@@ -11,7 +11,8 @@ at the end unless ``--keep``). Then, each in a child process of its own (so its 
 * ``cli-csv``, ``cli-parquet``: ``barenet train`` on the CSV file / the folder of Parquet files (one epoch,
   ``--val-split 0.1``, streamed: its preprocessing pass, the epoch and the report's pass), timed whole;
   ``cli-csv-whole``: the same with ``--no-stream`` (the whole table in memory, as for small files; not in the
-  default runs: it needs about 5x the CSV's size in memory);
+  default runs: it needs about 5x the CSV's size in memory); ``cli-csv-memory``: ``--no-stream`` on a CSV file
+  of the first ``--memory-rows`` rows, the command line's rate from memory on a table that fits;
 * ``torch``: one epoch over the Parquet files with a ``torch.utils.data.DataLoader`` of an ``IterableDataset``
   reading row groups through pyarrow in 2 worker processes, training the same MLP with Adam.
 
@@ -19,9 +20,10 @@ It prints rows per second (training time of the epoch, reading included for the 
 over the in-memory rate (target >= 0.8x), peak RSS (target < 1 GB whatever the file size), the time of one
 plain reading pass over the Parquet files and over the CSV file (what a preprocessing pass costs), and the CPU.
 
-    python bench/out_of_core.py --gb 3          # the full size: ~30M rows, 3 GB of CSV
+    python bench/out_of_core.py --gb 3          # the full size: ~39M rows, 3 GB of CSV
     python bench/out_of_core.py --gb 0.3        # a quick run
     python bench/out_of_core.py --gb 0.3 --runs cli-csv,cli-parquet,cli-csv-whole   # the command line only
+    python bench/out_of_core.py --gb 3 --runs memory,cli-csv-memory,cli-csv,cli-parquet,parquet,csv
 """
 
 from __future__ import annotations
@@ -141,25 +143,44 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
 
 
 def _cli(kind: str, args: argparse.Namespace) -> dict:
-    """``barenet train`` in a child process; its peak RSS is that of this worker's only child."""
+    """``barenet train`` in a child process; its peak RSS is that of this worker's only child.
+
+    The phases are timed from the child's output as it comes: up to the line announcing the training rows
+    (start-up and, streamed, the preprocessing pass; whole, reading the table), the epoch (as the progress
+    line prints it) and the rest (the report's pass over the rows, saving).
+    """
     import resource
     import subprocess
 
-    data = args.parquet if kind == "cli-parquet" else args.csv
-    mode = "--no-stream" if kind == "cli-csv-whole" else "--stream"
-    out = Path(tempfile.mkdtemp(prefix="barenet-cli-")) / "model.npz"
-    cmd = [sys.executable, "-m", "barenet", "train", data, "--target", "label", "--out", str(out), "--epochs", "1",
-           "--batch-size", str(args.batch_size), "--val-split", "0.1", mode]
+    folder = Path(tempfile.mkdtemp(prefix="barenet-cli-"))
+    data, rows = (args.parquet if kind == "cli-parquet" else args.csv), args.rows
+    if kind == "cli-csv-memory":  # the first --memory-rows rows, a table that fits in memory, read whole
+        data, rows = str(folder / "head.csv"), args.memory_rows
+        with open(args.csv) as source, open(data, "w") as head:
+            for _ in range(rows + 1):
+                head.write(source.readline())
+    mode = "--no-stream" if kind in ("cli-csv-whole", "cli-csv-memory") else "--stream"
+    cmd = [sys.executable, "-m", "barenet", "train", data, "--target", "label", "--out", str(folder / "model.npz"),
+           "--epochs", "1", "--batch-size", str(args.batch_size), "--val-split", "0.1", mode]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    announced, lines = None, []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1) as child:
+        for line in child.stdout:
+            lines.append(line)
+            if announced is None and " training rows, " in line:
+                announced = time.perf_counter() - start
+        stderr = child.stderr.read()
     seconds = time.perf_counter() - start
-    shutil.rmtree(out.parent, ignore_errors=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind}: barenet train failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    accuracy = float(done.stdout.split("val_accuracy: ")[-1].split()[0]) if "val_accuracy: " in done.stdout else None
+    shutil.rmtree(folder, ignore_errors=True)
+    if child.returncode != 0:
+        raise SystemExit(f"{kind}: barenet train failed (exit {child.returncode}):\n{stderr[-2000:]}")
+    stdout = "".join(lines)
+    accuracy = float(stdout.split("val_accuracy: ")[-1].split()[0]) if "val_accuracy: " in stdout else None
+    epoch = float(stdout.split("Epoch 1/1 - ")[-1].split("s")[0]) if "Epoch 1/1 - " in stdout else None
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "rows": args.rows, "rows_per_s": args.rows / seconds, "rss_mb": rss,
-            "accuracy": accuracy}
+    return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "rss_mb": rss, "accuracy": accuracy,
+            "before_epoch_s": announced, "epoch_s": epoch,
+            "epoch_rows_per_s": rows * 0.9 / epoch if epoch else None}
 
 
 def _torch(args: argparse.Namespace) -> dict:
@@ -212,7 +233,8 @@ def main() -> None:
                         help="rows trained from memory for the rate comparison (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--buffer", type=int, default=262_144, help="shuffle buffer rows (default: %(default)s)")
-    parser.add_argument("--runs", default="memory,parquet,csv,torch,read-parquet,read-csv,cli-csv,cli-parquet")
+    parser.add_argument("--runs", default="memory,parquet,csv,torch,read-parquet,read-csv,cli-csv,cli-parquet,"
+                                          "cli-csv-memory")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--worker")
     parser.add_argument("--parquet")
@@ -244,8 +266,22 @@ def main() -> None:
             for kind in ("parquet", "csv", "torch"):
                 if kind in results:
                     print(f"{kind} / memory rows/s: {results[kind]['rows_per_s'] / base:.2f}x")
-        if any(kind.startswith("cli-") for kind in results):
-            print("cli-* rows/s: rows of the table over the whole command (preprocessing pass, one epoch, report)")
+        cli = [kind for kind in results if kind.startswith("cli-")]
+        if cli:
+            print("cli-* rows/s: rows of the table over the whole command (start-up, the preprocessing pass or "
+                  "reading the table, one epoch, the report's pass); the epoch: its training rows over its time")
+            for kind in cli:
+                r = results[kind]
+                rest = r["seconds"] - (r["before_epoch_s"] or 0) - (r["epoch_s"] or 0)
+                print(f"{kind:<14} before the epoch {r['before_epoch_s']:7.1f} s, epoch {r['epoch_s']:7.1f} s "
+                      f"({r['epoch_rows_per_s']:,.0f} rows/s), after it {rest:6.1f} s")
+            for base in ("cli-csv-memory", "cli-csv-whole"):
+                if base in results:
+                    for kind in ("cli-csv", "cli-parquet"):
+                        if kind in results:
+                            whole = results[kind]["rows_per_s"] / results[base]["rows_per_s"]
+                            epoch = results[kind]["epoch_rows_per_s"] / results[base]["epoch_rows_per_s"]
+                            print(f"{kind} / {base} rows/s: {whole:.2f}x the whole command, {epoch:.2f}x the epoch")
     finally:
         if args.keep:
             print(f"files kept in {folder}")

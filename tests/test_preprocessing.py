@@ -145,3 +145,63 @@ def test_transform_is_finite_and_survives_json(rows, scale):
     np.testing.assert_array_equal(np.sort(X[:, 1:].sum(axis=1)), np.ones(len(rows)))
     again = TablePreprocessor.from_json(json.loads(json.dumps(prep.to_json())))
     np.testing.assert_array_equal(again.transform(data, dtype=np.float64), X)
+
+
+def _numbers_row_by_row(values: list) -> tuple[str, object]:
+    """numeric_values's decision for text values, one value at a time (the rule it implements): the present
+    values (not None) parsed with float(); ``text`` when at least half of them are not numbers; refused, naming
+    the first row that is not a number, when fewer are; refused when a number is infinite; else the numbers,
+    NaN where missing."""
+    present = [(i, v) for i, v in enumerate(values) if v is not None]
+    bad = []
+    for i, v in present:
+        try:
+            float(v)
+        except ValueError:
+            bad.append((i, v))
+    if bad and len(bad) * 2 >= len(present):
+        return "text", None
+    if bad:
+        return "refused", f"row {bad[0][0]} holds {bad[0][1]!r} ({len(bad)} non-numeric"
+    numbers = [np.nan if v is None else float(v) for v in values]
+    if any(np.isinf(numbers)):
+        return "refused", "infinite"
+    return "numbers", numbers
+
+
+# text as CSV and Parquet files give it: numbers as text (with spaces, exponents, signs, underscores, nan and inf),
+# words, the empty string and None for missing
+_cells = st.one_of(st.none(), st.sampled_from(["1", " 2.5 ", "-0.0", "1e3", "1_000", "nan", "inf", "red", "", "x1"]),
+                   st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{1,3})?", fullmatch=True), st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_cells, min_size=1, max_size=40))
+def test_text_columns_parse_as_row_by_row(values):
+    kind, expected = _numbers_row_by_row(values)
+    column = np.array(values, dtype=object)
+    if kind == "refused":
+        with pytest.raises(DataError) as caught:
+            numeric_values("c", column, allow_missing=True)
+        assert expected in str(caught.value)
+    elif kind == "text":
+        assert numeric_values("c", column, allow_missing=True) is None
+    else:
+        got = numeric_values("c", column, allow_missing=True)
+        np.testing.assert_array_equal(got, np.array(expected, dtype=np.float64))
+        assert [str(v) for v in got] == [str(v) for v in expected]  # -0.0 stays -0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_cells, min_size=1, max_size=40), known=st.lists(st.text(max_size=4), max_size=6))
+def test_category_codes_of_text_match_a_lookup_per_row(values, known):
+    from barenet.preprocessing import category_codes
+
+    categories = sorted(set(known) | {"red", "1"})
+    index = {c: j for j, c in enumerate(categories)}
+    expected = [-1 if v is None else index.get(v, -1) for v in values]
+    np.testing.assert_array_equal(category_codes(np.array(values, dtype=object), categories), expected)
+    mixed = [*values, 1, True, 1.0]  # not all text: the value-by-value path, numbers by their JSON text
+    codes = category_codes(np.array(mixed, dtype=object), categories)
+    np.testing.assert_array_equal(codes[:len(values)], expected)
+    assert codes[-3:].tolist() == [index["1"], index.get("True", -1), index["1"]]

@@ -33,6 +33,7 @@ import difflib
 import math
 import re
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,6 +123,22 @@ def _category(value: Any) -> str:
     return str(_to_json_scalar(value))
 
 
+def _text_counts(items: list[Any]) -> Counter | None:
+    """How often each value occurs when every value is text or ``None`` (the columns read from CSV and Parquet
+    files); ``None`` otherwise, for the callers' value-by-value path.
+
+    The distinct values stand for their rows exactly: text equals only equal text (``1``, ``1.0`` and ``True``
+    would share a key, but are not text).
+    """
+    try:
+        counts = Counter(items)
+    except TypeError:  # unhashable values (arrays from a list column)
+        return None
+    if all(type(v) is str or v is None for v in counts):
+        return counts
+    return None
+
+
 def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False,
                    first_row: int = 0) -> np.ndarray | None:
     """``values`` as float64, or ``None`` when the column is categorical (text).
@@ -136,21 +153,30 @@ def numeric_values(name: str, values: np.ndarray, *, allow_missing: bool = False
     if values.dtype.kind in "biuf":
         out = values.astype(np.float64)
     elif values.dtype.kind in "OUS":
-        present = [(i, v) for i, v in enumerate(values.tolist()) if not _is_missing(v)]
-        parsed = [(i, v, _parse_number(v)) for i, v in present]
-        bad = [(i, v) for i, v, number in parsed if number is None]
-        if len(bad) == len(parsed) and parsed:
+        items = values.tolist()
+        counts = _text_counts(items)
+        if counts is None:  # values other than text: parsed one by one
+            present = [(i, v) for i, v in enumerate(items) if not _is_missing(v)]
+            parsed = [(i, v, _parse_number(v)) for i, v in present]
+            bad = [(i, v) for i, v, number in parsed if number is None]
+            n_present, n_bad = len(parsed), len(bad)
+        else:  # text: each distinct value parsed once
+            numbers = {v: math.nan if v is None else _parse_number(v) for v in counts}
+            n_present = len(items) - counts.get(None, 0)
+            n_bad = sum(n for v, n in counts.items() if numbers[v] is None)
+        if n_bad and n_bad * 2 >= n_present:  # all, or most, of the present values are text
             return None
-        if bad and len(bad) * 2 >= len(parsed):
-            return None
-        if bad:
-            row, value = bad[0]
+        if n_bad:
+            row, value = bad[0] if counts is None else next((i, v) for i, v in enumerate(items) if numbers[v] is None)
             row += first_row
-            raise DataError(f"column {name!r} is numeric but row {row} holds {value!r} ({len(bad)} non-numeric "
+            raise DataError(f"column {name!r} is numeric but row {row} holds {value!r} ({n_bad} non-numeric "
                             "values in all); expected numbers only")
-        out = np.full(len(values), np.nan)
-        for i, _, number in parsed:
-            out[i] = number
+        if counts is None:
+            out = np.full(len(values), np.nan)
+            for i, _, number in parsed:
+                out[i] = number
+        else:
+            out = np.fromiter(map(numbers.__getitem__, items), dtype=np.float64, count=len(items))
     else:
         raise DataError(f"column {name!r} has unsupported type {values.dtype}; expected numbers or text")
     if not allow_missing and np.isnan(out).any():
@@ -223,8 +249,15 @@ def category_codes(values: np.ndarray, categories: Sequence[str]) -> np.ndarray:
             return v
         return None if _is_missing(v) else _category(v)
 
-    return np.fromiter((lookup(key(v), -1) for v in np.asarray(values).tolist()), dtype=np.intp,
-                       count=len(values))
+    items = np.asarray(values).tolist()
+    try:
+        distinct = dict.fromkeys(items)
+    except TypeError:  # unhashable values (arrays from a list column): their text, row by row
+        distinct = None
+    if distinct is None or not all(type(v) is str or v is None for v in distinct):
+        return np.fromiter((lookup(key(v), -1) for v in items), dtype=np.intp, count=len(items))
+    codes = {v: lookup(key(v), -1) for v in distinct}  # text: one look-up per distinct value
+    return np.fromiter(map(codes.__getitem__, items), dtype=np.intp, count=len(items))
 
 
 class TablePreprocessor:
@@ -355,21 +388,26 @@ class TablePreprocessor:
         if absent:
             raise DataError(f"the table lacks the feature columns {preview(absent)} the model was trained on"
                             f"{did_you_mean(absent, names)}; it has {preview(names, 40)}")
-        blocks = []
+        if not self.columns:
+            return np.zeros((0, 0), dtype)
+        # each column written into its place of the result: no float64 copy of the whole matrix to join and cast
+        width = sum(1 if col["kind"] == "numeric" else len(col["categories"]) for col in self.columns)
+        out = np.zeros((len(table[self.columns[0]["name"]]), width), dtype=dtype)
+        j = 0
         for col in self.columns:
             values = np.asarray(table[col["name"]])
             if col["kind"] == "numeric":
                 numbers = numeric_values(col["name"], values)
                 if numbers is None:
                     raise DataError(f"column {col['name']!r} holds text, but the model was trained on numbers there")
-                blocks.append(((numbers - col["center"]) / col["scale"])[:, None])
+                out[:, j] = (numbers - col["center"]) / col["scale"]
+                j += 1
             else:
                 codes = category_codes(values, col["categories"])
-                onehot = np.zeros((len(values), len(col["categories"])))
                 rows = np.flatnonzero(codes >= 0)
-                onehot[rows, codes[rows]] = 1.0
-                blocks.append(onehot)
-        return np.hstack(blocks).astype(dtype) if blocks else np.zeros((0, 0), dtype)
+                out[rows, j + codes[rows]] = 1.0
+                j += len(col["categories"])
+        return out
 
     def encode_target(self, values: Sequence[Any] | np.ndarray, column: str | None = None) -> np.ndarray:
         """Class indices ``(n,)`` int64 for classification, standardized floats ``(n,)`` for regression.

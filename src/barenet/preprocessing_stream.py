@@ -80,7 +80,9 @@ class _Text:
         self.example: str | None = None
 
     def add(self, values: np.ndarray, name: str, where: str) -> None:
-        counts = Counter(v for v in values.tolist() if not _is_missing(v))
+        counts = Counter(values.tolist())  # then without the missing values: C's counting, not a Python loop
+        for missing in [v for v in counts if _is_missing(v)]:
+            del counts[missing]
         self.present += sum(counts.values())
         for value, count in counts.items():
             if has_unit(value):

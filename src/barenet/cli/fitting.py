@@ -228,6 +228,9 @@ class Prepared:
     def val_rows(self) -> int:
         return len(self.val)
 
+    def close(self) -> None:
+        """Nothing to release (a streamed table's counterpart deletes its temporary files)."""
+
     def fit_data(self) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """``(x, y, validation_data)`` for ``model.fit``."""
         validation = (self.X[self.val], self.y[self.val]) if len(self.val) else None

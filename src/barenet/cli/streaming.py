@@ -12,14 +12,20 @@ How ``train`` streams:
 2. each row goes to validation or training by a seeded hash of its place (file, row of the file):
    ``splitmix64(seed, file, row) / 2**64 < --val-split``. The split is the same on every pass and for every
    order of reading, but not stratified by class (the whole-table path stratifies);
-3. every epoch reads the files again, encodes each block, shuffles the training rows within a buffer of
-   :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed``, and trains batch by batch;
+3. every epoch reads the files once more and encodes each block; its training rows are shuffled within a
+   buffer of :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed`` and trained
+   batch by batch, its validation rows kept, encoded, in a temporary file the first time they are read
+   (:class:`barenet.cli.held_rows.HeldRows`), from which validation reads them after each epoch;
 4. the report's metrics come from counts (a confusion matrix, sums of errors) over every row, its figure from
-   the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split.
+   the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split; that pass reads the table once more
+   for the training rows and the temporary file for the validation rows.
+
+So ``--epochs N`` reads the table ``N + 2`` times: the preprocessing pass, one per epoch and the report's.
 
 ``predict`` writes the predictions of each block as it reads the next (to a hidden sibling file, renamed into
 place at the end; ``--keep`` columns first, in the input's row order) and ``evaluate`` scores from counts.
-Peak memory is a few blocks of rows and the shuffle buffer, whatever the size of the input.
+Peak memory is a few blocks of rows and the shuffle buffer, whatever the size of the input; the temporary
+file of validation rows takes ``4 * features + 8`` bytes a row of disk, deleted when the command ends.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from ..data.dataset import Source
 from ..data.sources import BLOCK_ROWS, from_csv, from_parquet
 from ..errors import ConfigError, DataError, StreamError
 from ..preprocessing import ColumnWarning, TablePreprocessor
+from .held_rows import HeldRows
 from .report import SplitTotals
 
 #: Inputs larger than this many bytes stream unless ``--no-stream`` (folders always do).
@@ -124,37 +131,81 @@ def validation_rows(file_index: int, first_row: int, rows: int, seed: int, fract
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
 
 
-class EncodedRows(Source):
-    """The training or validation rows of a table source, encoded: elements ``(x : (rows, features) float32,
-    y : (rows,))``, one per block of the table."""
+def _encode(prep: TablePreprocessor, block: dict[str, np.ndarray], file: Path,
+            first: int) -> tuple[np.ndarray, np.ndarray]:
+    """A table block as ``(x : (rows, features) float32, y : (rows,))``; a bad value names the file and rows."""
+    n = len(block[prep.target])
+    try:
+        return prep.transform(block), prep.encode_target(block[prep.target])
+    except StreamError:
+        raise
+    except DataError as exc:
+        raise StreamError(f"{where(file, first, n)}: {exc} (row numbers within these rows)") from None
 
-    def __init__(self, table: Source, prep: TablePreprocessor, side: str, rows: int, seed: int,
-                 fraction: float) -> None:
+
+class EncodedRows(Source):
+    """The training rows of a table source, encoded: elements ``(x : (rows, features) float32, y : (rows,))``,
+    one per block of the table.
+
+    With ``held``, each block's validation rows go to that store as the block is read (the first pass that
+    reads a part whole writes them), so that an epoch reads the table once; see :mod:`barenet.cli.held_rows`.
+    """
+
+    def __init__(self, table: Source, prep: TablePreprocessor, rows: int, seed: int, fraction: float,
+                 held: HeldRows | None = None) -> None:
         super().__init__()
-        self.table, self.prep, self.side = table, prep, side
+        self.table, self.prep, self.held = table, prep, held
         self.seed, self.fraction = seed, fraction
         self.parts, self.rows = list(table.parts), rows
-        self.name = f"{table.name} ({side} rows)"
+        self.name = f"{table.name} (training rows)"
         self.file_index = {file: i for i, file in enumerate(table.files)}
+        self.part_index = {part: i for i, part in enumerate(self.parts)}
 
     def read(self, part: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        index = self.part_index[part]
+        writing = self.held is not None and self.held.begin(index)
         for block, file, first in _part_blocks(self.table, part):
-            n = len(block[self.prep.target])
-            try:
-                x = self.prep.transform(block)
-                y = self.prep.encode_target(block[self.prep.target])
-            except StreamError:
-                raise
-            except DataError as exc:
-                raise StreamError(f"{where(file, first, n)}: {exc} (row numbers within these rows)") from None
-            held = validation_rows(self.file_index[file], first, n, self.seed, self.fraction)
-            keep = held if self.side == "validation" else ~held
-            yield x[keep], y[keep]
+            x, y = _encode(self.prep, block, file, first)
+            held = validation_rows(self.file_index[file], first, len(y), self.seed, self.fraction)
+            if writing:
+                self.held.add(index, x[held], y[held])
+            yield x[~held], y[~held]
+        if writing:
+            self.held.finish(index)
+
+
+class ValidationRows(Source):
+    """The validation rows of a table source, encoded, in the table's order: from the store ``held`` for the
+    parts it holds, encoded from the table for the others (all of them before the first epoch has ended)."""
+
+    def __init__(self, table: Source, prep: TablePreprocessor, rows: int, seed: int, fraction: float,
+                 held: HeldRows | None) -> None:
+        super().__init__()
+        self.table, self.prep, self.held = table, prep, held
+        self.seed, self.fraction = seed, fraction
+        self.parts, self.rows = list(table.parts), rows
+        self.name = f"{table.name} (validation rows)"
+        self.file_index = {file: i for i, file in enumerate(table.files)}
+        self.part_index = {part: i for i, part in enumerate(self.parts)}
+
+    def read(self, part: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        index = self.part_index[part]
+        if self.held is not None and self.held.has(index):
+            yield from self.held.blocks(index)
+            return
+        for block, file, first in _part_blocks(self.table, part):
+            x, y = _encode(self.prep, block, file, first)
+            held = validation_rows(self.file_index[file], first, len(y), self.seed, self.fraction)
+            yield x[held], y[held]
 
 
 class StreamPrepared:
     """A table on disk made ready for training block by block (the streaming counterpart of
-    :class:`barenet.cli.fitting.Prepared`)."""
+    :class:`barenet.cli.fitting.Prepared`).
+
+    Each epoch reads the table once (:class:`EncodedRows`); the validation rows are kept, encoded, in a
+    temporary :class:`HeldRows` store from the first epoch on, which :meth:`close` deletes.
+    """
 
     def __init__(self, table: Source, prep: TablePreprocessor, train_rows: int, val_rows: int,
                  notes: list[ColumnWarning], options: argparse.Namespace) -> None:
@@ -162,25 +213,34 @@ class StreamPrepared:
         self.train_rows, self.val_rows = train_rows, val_rows
         self.n_features = len(prep.feature_names)
         self.has_validation = val_rows > 0
+        self.held: HeldRows | None = None
+        if self.has_validation:
+            y_dtype = np.int64 if prep.classes is not None else np.float64
+            self.held = HeldRows(len(table.parts), self.n_features, y_dtype)
 
-    def _rows(self, side: str) -> EncodedRows:
-        rows = self.train_rows if side == "train" else self.val_rows
-        return EncodedRows(self.table, self.prep, side, rows, self.options.seed, self.options.val_split)
+    def _training(self) -> EncodedRows:
+        o = self.options
+        return EncodedRows(self.table, self.prep, self.train_rows, o.seed, o.val_split, self.held)
+
+    def _validation(self) -> ValidationRows:
+        o = self.options
+        return ValidationRows(self.table, self.prep, self.val_rows, o.seed, o.val_split, self.held)
 
     def fit_data(self) -> tuple[Dataset, None, Dataset | None]:
-        train = self._rows("train").shuffle(SHUFFLE_ROWS, seed=self.options.seed)
+        train = self._training().shuffle(SHUFFLE_ROWS, seed=self.options.seed)
         train = train.batch(self.options.batch_size).prefetch()
-        validation = self._rows("validation").batch(PREDICT_ROWS).prefetch() if self.has_validation else None
+        validation = self._validation().batch(PREDICT_ROWS).prefetch() if self.has_validation else None
         return train, None, validation
 
     def outputs(self, model) -> dict[str, SplitTotals] | None:
         """Totals of each split's predictions for the report; ``None`` when an output is NaN or infinite."""
         totals: dict[str, SplitTotals] = {}
-        for side in ("train", "validation"):
-            if side == "validation" and not self.has_validation:
-                continue
+        splits = [("train", self._training())]
+        if self.has_validation:
+            splits.append(("validation", self._validation()))
+        for side, rows in splits:
             split = SplitTotals(self.prep)
-            for x, y in self._rows(side).batch(PREDICT_ROWS).prefetch():
+            for x, y in rows.batch(PREDICT_ROWS).prefetch():
                 with np.errstate(all="ignore"):
                     out = model.predict(x)
                 if not np.isfinite(out).all():
@@ -191,6 +251,11 @@ class StreamPrepared:
 
     def report_splits(self, outputs: dict[str, SplitTotals]) -> dict[str, SplitTotals]:
         return outputs
+
+    def close(self) -> None:
+        """Delete the store of validation rows."""
+        if self.held is not None:
+            self.held.close()
 
 
 def prepare_stream(table: Source, options: argparse.Namespace) -> StreamPrepared:

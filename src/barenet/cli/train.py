@@ -171,3 +171,4 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         deferral.restore()
+        prepared.close()
