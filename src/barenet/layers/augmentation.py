@@ -193,7 +193,7 @@ class RandomTranslation(ImageLayer):
     Notes
     -----
     A translation acts on the rows and the columns separately: :math:`y = A_h x A_w^\top` per channel, with
-    per-image matrices from :func:`shift_matrices` (plus a constant for ``fill_value``), so the input
+    per-image matrices from ``shift_matrices`` in this module (plus a constant for ``fill_value``), so the input
     gradient is :math:`\partial L/\partial x = A_h^\top g A_w`. Keras draws a seed of its own (``seed=``);
     barenet's random layers draw from the model's generator instead.
     """
