@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
@@ -32,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from .. import losses as losses_mod
+from .. import memory, threads
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
-from .. import threads
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
 from ..layers import Cache, Layer, check_contract, layer_class
 from ..layers.activations import Activation
@@ -693,6 +694,7 @@ class Model(Sequential):
                 return self.forward(X, training=False)
             progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
             parts = []
+            memory.keep_freed_memory(math.ceil(n / bs))
             for i in range(0, n, bs):
                 with self._engine():
                     parts.append(self.forward(X[i:i + bs], training=False))

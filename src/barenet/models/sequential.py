@@ -6,6 +6,7 @@ The training loop lives in :mod:`barenet.models.training` and the checks of user
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
@@ -13,9 +14,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import losses as losses_mod
+from .. import memory, threads
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
-from .. import threads
 from ..errors import ConfigError, NotFittedError, ShapeError
 from ..layers import Cache, Dense, Layer, check_contract, layer_class
 from ..layers.activations import Activation
@@ -630,6 +631,7 @@ class Sequential(KerasMethods):
             return self.forward(X, training=False)
         progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
         out = []
+        memory.keep_freed_memory(math.ceil(len(X) / bs))
         for start in range(0, len(X), bs):
             with self._engine():  # one block a batch: see training._train_epoch
                 out.append(self.forward(X[start:start + bs], training=False))

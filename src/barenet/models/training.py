@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import memory
 from .. import metrics as metrics_mod
 from ..errors import BarenetError, ConfigError, DataError, StreamError
 from . import masking, streams, validation
@@ -114,6 +115,7 @@ def fit(model: Sequential, X: Any, y: Any = None, *, epochs: int = 1, batch_size
             if val is not None:
                 def validate() -> dict[str, float]:
                     return evaluate_arrays(model, *val)
+        memory.keep_freed_memory()
         return _run(model, History(params), epochs, run_epoch, validate, callbacks, verbose)
     finally:
         for feed in feeds:
@@ -365,6 +367,7 @@ def evaluate_arrays(model: Sequential, X: np.ndarray, y: np.ndarray, w: np.ndarr
     total = 0.0
     preds, as_labels = model.prediction_buffer(len(X))
     masks = model.mask_buffer(len(X))
+    memory.keep_freed_memory(math.ceil(len(X) / batch_size))
     for start in range(0, len(X), batch_size):
         part = slice(start, start + batch_size)
         wb = None if w is None else w[part]
@@ -385,6 +388,7 @@ def evaluate_feed(model: Sequential, feed: streams.Feed, *, progress: StepProgre
     """Loss and metrics of one epoch of a stream in inference mode (as :func:`evaluate_arrays` for arrays)."""
     running = model.running_metrics()
     total, seen = 0.0, 0
+    memory.keep_freed_memory()
     for step, batch in feed.epoch(0):
         x, y, w = _stream_batch(model, feed, batch, f"batch {step + 1} (from row {seen})", None)
         with model._engine():
@@ -405,6 +409,7 @@ def evaluate_feed(model: Sequential, feed: streams.Feed, *, progress: StepProgre
 def predict_feed(model: Sequential, feed: streams.Feed, *, progress: StepProgress | None = None) -> list[Any]:
     """The outputs of every batch of one epoch of a stream, in order (``x``, or the first item of a tuple)."""
     out = []
+    memory.keep_freed_memory()
     for step, batch in feed.epoch(0):
         where = f"batch {step + 1}"
         x = streams.unpack(batch, feed.name, where, need_targets=False)[0]
