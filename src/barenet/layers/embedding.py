@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import initializers
 from ..errors import ConfigError, DataError, NotFittedError, ShapeError
+from ..kernels.embedding import scatter_add_rows
 from .base import Cache, Layer, register
 
 
@@ -236,7 +237,7 @@ class Embedding(Reversible):
             return self.backward_projection(grad, cache)
         g = self.grads["embeddings"]
         g[...] = 0
-        np.add.at(g, cache["idx"].reshape(-1), grad.reshape(-1, self.output_dim))
+        scatter_add_rows(g, cache["idx"].reshape(-1), np.ascontiguousarray(grad).reshape(-1, self.output_dim))
         return None
 
     def get_config(self):

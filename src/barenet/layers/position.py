@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import initializers
 from ..errors import ConfigError, ShapeError
+from ..kernels.embedding import scatter_add_rows
 from .base import Layer, register
 from .embedding import Reversible, token_indices
 
@@ -254,7 +255,7 @@ class TokenAndPositionEmbedding(Reversible):
         time = grad.shape[-2]
         tokens, positions = self.grads["token_embeddings"], self.grads["position_embeddings"]
         tokens[...] = 0
-        np.add.at(tokens, cache["idx"].reshape(-1), grad.reshape(-1, self.embedding_dim))
+        scatter_add_rows(tokens, cache["idx"].reshape(-1), np.ascontiguousarray(grad).reshape(-1, self.embedding_dim))
         positions[...] = 0
         np.sum(grad.reshape(-1, time, self.embedding_dim), axis=0, out=positions[:time])
         return None
