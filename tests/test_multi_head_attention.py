@@ -196,3 +196,37 @@ def test_projections_of_one_array_in_one_product_equal_separate_arrays():
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
         for name in g2:
             np.testing.assert_allclose(g1[name], g2[name], rtol=1e-12, atol=1e-13)
+
+
+def test_inputs_a_graph_adds_up_get_one_summed_gradient():
+    """With ``cache.shared_inputs`` (a graph calling ``layer(x, x)``) the gradients of the positions holding
+    one tensor come back as their sum at the first position (one product), ``None`` at the others; in a
+    model the input's gradient is the same as with per-position gradients."""
+    rng = np.random.default_rng(6)
+    layer = L.MultiHeadAttention(H, 3, value_dim=5, output_shape=6)
+    layer.build([(T, E), (T, E), (T, E)], rng, "float64")
+    x, grad = rng.standard_normal((B, T, E)), rng.standard_normal((B, T, 6))
+    for shared_inputs, xs in (((0, 0, 0), [x, x, x]), ((0, 1, 1), [x, x.copy() + 1, None])):
+        xs[2] = xs[1] if xs[2] is None else xs[2]
+        per_input = bn.layers.base.Cache()
+        layer.forward(xs, cache=per_input)
+        expected = layer.backward(grad, per_input)
+        summed = bn.layers.base.Cache()
+        summed.shared_inputs = shared_inputs
+        layer.forward(xs, cache=summed)
+        got = layer.backward(grad, summed)
+        for first in sorted(set(shared_inputs)):
+            together = [p for p, f in enumerate(shared_inputs) if f == first]
+            np.testing.assert_allclose(got[first], sum(expected[p] for p in together), rtol=1e-12, atol=1e-13)
+            assert all(got[p] is None for p in together[1:])
+
+    inputs = bn.Input(shape=(T, E))
+    model = bn.Model(inputs, L.MultiHeadAttention(H, 3, name="attention")(inputs, inputs), seed=1, dtype="float64")
+    model.compile(loss="mse", optimizer="sgd")
+    target = rng.standard_normal((B, T, E))
+    got = model.compute_gradients(x, target)
+    reference = model.layers[-1]
+    cache = bn.layers.base.Cache()
+    y = reference.forward([x, x, x], cache=cache)
+    dy = 2 * (y - target) / y.size
+    np.testing.assert_allclose(got.inputs, sum(reference.backward(dy, cache)), rtol=1e-12, atol=1e-14)

@@ -120,11 +120,17 @@ class Cache(dict):
     The caller makes one per call and hands the same object to ``backward``. ``input_grad`` says whether
     the caller wants dLoss/dInput back (``False`` for a network's first layer, whose input is data);
     a layer made of sublayers gives each its own cache with :meth:`child`.
+
+    ``shared_inputs`` is set by a caller that adds up the gradients of inputs that are one tensor (a graph
+    model, for a layer called as ``layer(x, x)``): for each input position, the first position holding the
+    same tensor. A layer's ``backward`` may then return the sum of those inputs' gradients at the first
+    position and ``None`` at the others (``MultiHeadAttention`` does: one product instead of three).
     """
 
     def __init__(self, *, input_grad: bool = True) -> None:
         super().__init__()
         self.input_grad = bool(input_grad)
+        self.shared_inputs: tuple[int, ...] | None = None
 
     def child(self, key: str, *, input_grad: bool | None = None) -> Cache:
         """A new cache stored under ``key`` for a sublayer's call (``input_grad`` defaults to this one's)."""

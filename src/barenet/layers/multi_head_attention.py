@@ -277,11 +277,15 @@ class MultiHeadAttention(Layer):
                 if dbias is not None:
                     self.grads[f"{name}_bias"].reshape(-1)[...] = dbias[start:start + width]
                 start += width
-            if cache.input_grad:  # one gradient per input, even where one array is several inputs
+            positions = [{"query": 0, "value": 1, "key": 2}[name] for name in names]
+            shared = cache.shared_inputs
+            if cache.input_grad and len(names) > 1 and shared is not None and len({shared[p] for p in positions}) == 1:
+                # one tensor's inputs, whose gradients the caller adds up: their sum, d2 times all their kernels
+                dxs[shared[positions[0]]] = threads.matmul(d2, self._kernel(names).T).reshape(inputs[i].shape)
+            elif cache.input_grad:  # one gradient per input, even where one array is several inputs
                 start = 0
-                for name, width in zip(names, widths, strict=True):
+                for name, width, position in zip(names, widths, positions, strict=True):
                     kernel = self.params[f"{name}_kernel"].reshape(x.shape[1], width)
-                    position = {"query": 0, "value": 1, "key": 2}[name]
                     dxs[position] = threads.matmul(d2[:, start:start + width], kernel.T).reshape(inputs[i].shape)
                     start += width
         if len(self.input_shape) == 4:

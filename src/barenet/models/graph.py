@@ -576,6 +576,9 @@ class Model(Sequential):
             if cache is not None:
                 wants = cache.input_grad or any(t.node.layer is not None for t in node.inputs)
                 sub = cache.child(str(k), input_grad=wants)
+                keys = [t.key for t in node.inputs]
+                if len(set(keys)) < len(keys):  # backward's gradients of one tensor are added up (backward)
+                    sub.shared_inputs = tuple(keys.index(key) for key in keys)
             layer = node.layer
             with threads.layer(layer):  # split the batch, or leave a layer's products to BLAS's threads
                 if node.output.key in stop:
