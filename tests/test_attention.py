@@ -92,6 +92,25 @@ def test_gradients_match_finite_differences(name):
         _assert_close(analytic, numeric)
 
 
+@pytest.mark.parametrize("t, s", [(70, 70), (40, 90), (90, 40)])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_causal_blocks_give_what_the_same_mask_as_an_array_gives(t, s, dropout):
+    """A causal call computes only the blocks of scores its queries can see (several blocks from T = 64 on);
+    outputs and gradients equal those of the unblocked path with the causal triangle given as a mask."""
+    q, k, v = _qkv(t=t, s=s, d=4, dv=3)
+    padding = _padding_mask(2, t, s)
+    r = np.random.default_rng(9).standard_normal((2, 3, t, 3))
+    results = []
+    for mask, causal in ((padding, True), (padding & np.tri(t, s, dtype=bool), False)):
+        cache = Cache()
+        y = attention(q, k, v, mask=mask, causal=causal, dropout=dropout, rng=np.random.default_rng(4), cache=cache)
+        results.append((y, *attention_backward(r, cache)))
+    for blocked, whole in zip(*results, strict=True):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-14)
+    if s > t:  # keys past the last query are seen by none: zero gradients
+        assert not results[0][2][:, :, t:].any() and not results[0][3][:, :, t:].any()
+
+
 def test_dropout_gradients_match_finite_differences():
     q, k, v, mask, causal = _case("causal-masked")
     r = np.random.default_rng(9).standard_normal((2, 3, 5, 2))

@@ -86,6 +86,27 @@ def test_compiled_softmax_backward_matches_the_reference(dropout, dtype):
     np.testing.assert_array_equal(fast[~mask.reshape(-1, 9)], 0)  # no gradient through a masked weight
 
 
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_backward_sets_the_masked_columns_without_reading_them(dtype):
+    """With ``period=T`` the columns past each row's query are 0 whatever they held (NaN included), and the
+    rest equals the backward pass over fully computed rows."""
+    rng = np.random.default_rng(4)
+    probs = np.empty((2, 3, 6, 9), dtype)  # T = 6 queries, S = 9 keys: rows past the diagonal are masked
+    kernels.softmax_forward_reference(_scores(probs.shape, dtype), None, True, 0.5, probs)
+    grad = rng.standard_normal(probs.shape).astype(dtype).reshape(-1, 9)
+    masked = np.arange(9) > np.arange(len(grad))[:, None] % 6
+    expected = grad.copy()
+    kernels.softmax_backward_reference(expected, probs.reshape(-1, 9), probs.reshape(-1, 9), 0.5)
+    garbage = grad.copy()
+    garbage[masked] = np.nan
+    for backward in (kernels.softmax_backward_reference, kernels.softmax_backward_fast):
+        got = garbage.copy()
+        backward(got, probs.reshape(-1, 9), probs.reshape(-1, 9), 0.5, 6)
+        np.testing.assert_array_equal(got[masked], 0)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=4 * TOL[dtype])
+
+
 def test_reference_backward_is_the_softmax_jacobian():
     """``scale (g * p - p * sum(g * p))`` is :math:`J^T g` for the softmax Jacobian
     :math:`J = \\mathrm{diag}(p) - p p^T` of one row, times the scale."""

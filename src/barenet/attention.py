@@ -103,20 +103,23 @@ def scaled_dot_product_attention(
         u = rng.random(probs.shape, dtype=np.float32)
         dropped = np.empty_like(probs)
     out = np.empty((batch, heads, t, v.shape[3]), dtype=dtype)
-    kt = k.swapaxes(2, 3)
+    blocks = _query_blocks(t, s, causal)
 
     def part(rows: slice) -> None:
-        np.matmul(q[rows], kt[rows], out=probs[rows])
+        kt = np.ascontiguousarray(k[rows].swapaxes(2, 3))  # a stack of transposed views would be slower
+        for i0, i1, keys in blocks:  # scores a causal mask hides are left out (the softmax writes them 0)
+            np.matmul(q[rows, :, i0:i1], kt[..., :keys], out=probs[rows, :, i0:i1, :keys])
         kernels.softmax_forward(probs[rows], None if allowed is None else allowed[rows], causal, scale, probs[rows])
         if dropout > 0:
             kept = np.empty(probs[rows].shape, dtype=bool)
             dropout_kernels.forward(probs[rows].reshape(-1), u[rows].reshape(-1), 1.0 - dropout,
                                     dropped[rows].reshape(-1), kept.reshape(-1))
-        np.matmul(dropped[rows], v[rows], out=out[rows])
+        for i0, i1, keys in blocks:
+            np.matmul(dropped[rows, :, i0:i1, :keys], v[rows, :, :keys], out=out[rows, :, i0:i1])
 
     threads.run(part, threads.parts(batch, heads * t * s * (d + v.shape[3])))
     if cache is not None:
-        cache.update(q=q, k=k, v=v, probs=probs, dropped=dropped, scale=scale)
+        cache.update(q=q, k=k, v=v, probs=probs, dropped=dropped, scale=scale, causal=bool(causal))
     return out
 
 
@@ -150,7 +153,8 @@ def scaled_dot_product_attention_backward(
     :math:`d\tilde P \odot \tilde P - P\,\mathrm{rowsum}(d\tilde P \odot \tilde P)`, which equals the line
     above and needs no copy of the dropout mask (:mod:`barenet.kernels.attention`).
     """
-    q, k, v, probs, dropped, scale = (cache[key] for key in ("q", "k", "v", "probs", "dropped", "scale"))
+    q, k, v, probs, dropped, scale, causal = (cache[key] for key in ("q", "k", "v", "probs", "dropped", "scale",
+                                                                     "causal"))
     batch, heads, t, s = probs.shape
     if dout.shape != (batch, heads, t, v.shape[3]):
         raise ShapeError(f"attention backward expected dout of shape {(batch, heads, t, v.shape[3])}, "
@@ -158,17 +162,44 @@ def scaled_dot_product_attention_backward(
     dout = np.asarray(dout, dtype=probs.dtype)
     dq, dk, dv = np.empty(q.shape, q.dtype), np.empty(k.shape, k.dtype), np.empty(v.shape, v.dtype)
     dscores = np.empty_like(probs)
+    blocks = _query_blocks(t, s, causal)
+    # keys j0:j1 are seen by the queries from `first` on (all of them without a causal mask)
+    key_blocks = [(0, s, 0)] if not causal else [(j0, j1, j0) for j0, j1, _ in _query_blocks(s, s, True)]
 
     def part(rows: slice) -> None:
-        np.matmul(dropped[rows].swapaxes(2, 3), dout[rows], out=dv[rows])
-        np.matmul(dout[rows], v[rows].swapaxes(2, 3), out=dscores[rows])
+        vt = np.ascontiguousarray(v[rows].swapaxes(2, 3))  # a stack of transposed views would be slower
+        for i0, i1, keys in blocks:  # only where the weights may be nonzero; the kernel zeroes the rest
+            np.matmul(dout[rows, :, i0:i1], vt[..., :keys], out=dscores[rows, :, i0:i1, :keys])
         kernels.softmax_backward(dscores[rows].reshape(-1, s), probs[rows].reshape(-1, s),
-                                 dropped[rows].reshape(-1, s), scale)
-        np.matmul(dscores[rows], k[rows], out=dq[rows])
-        np.matmul(dscores[rows].swapaxes(2, 3), q[rows], out=dk[rows])
+                                 dropped[rows].reshape(-1, s), scale, t if causal else 0)
+        for i0, i1, keys in blocks:
+            np.matmul(dscores[rows, :, i0:i1, :keys], k[rows, :, :keys], out=dq[rows, :, i0:i1])
+        for j0, j1, first in key_blocks:
+            if first >= t:  # keys past the last query: no query sees them
+                dv[rows, :, j0:j1] = 0
+                dk[rows, :, j0:j1] = 0
+                continue
+            np.matmul(dropped[rows, :, first:, j0:j1].swapaxes(2, 3), dout[rows, :, first:], out=dv[rows, :, j0:j1])
+            np.matmul(dscores[rows, :, first:, j0:j1].swapaxes(2, 3), q[rows, :, first:], out=dk[rows, :, j0:j1])
 
     threads.run(part, threads.parts(batch, heads * t * s * (2 * q.shape[3] + 2 * v.shape[3])))
     return dq, dk, dv
+
+
+#: With a causal mask, queries are taken in blocks of at least this many rows (a block of queries needs the keys
+#: up to its last query only); smaller products would run below BLAS's speed.
+_BLOCK = 32
+
+
+def _query_blocks(t: int, s: int, causal: bool) -> list[tuple[int, int, int]]:
+    """``(start, stop, keys)`` per block of queries: queries ``start:stop`` may attend to keys ``:keys`` only.
+    One block of every query and key without ``causal``; with it, query ``i`` sees keys ``0..i``, so a block
+    needs the keys up to its last query (about 8 blocks, of at least :data:`_BLOCK` queries: for ``T = S``
+    the products skip close to half of the scores)."""
+    if not causal:
+        return [(0, t, s)]
+    size = max(_BLOCK, -(-t // 8))
+    return [(i, min(i + size, t), min(i + size, s)) for i in range(0, t, size)]
 
 
 def _check_inputs(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.dtype:

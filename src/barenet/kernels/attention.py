@@ -13,7 +13,7 @@ forms make one pass per row with the row in cache.
               p_{ij} = 0 \ (j \notin A_i).
 
     A row with no allowed column is all zeros (never NaN). ``probs`` may be ``scores`` itself.
-``softmax_backward(grad, probs, dropped, scale)``
+``softmax_backward(grad, probs, dropped, scale, period=0)``
     Given ``grad`` :math:`= \partial L/\partial \tilde p` for the probabilities after dropout,
     :math:`\tilde p = p \odot r` (``dropped``; :math:`r` is the kept-and-rescaled factor, ``dropped`` is
     ``probs`` without dropout), writes :math:`\partial L/\partial s` into ``grad``:
@@ -24,6 +24,8 @@ forms make one pass per row with the row in cache.
     This is the softmax Jacobian :math:`p_j(\partial L/\partial p_j - \sum_k p_k\,\partial L/\partial p_k)`
     with :math:`\partial L/\partial p = g \odot r` and :math:`p \odot g \odot r = g \odot \tilde p`, so
     the dropout factor itself is never needed. Masked entries have :math:`p = \tilde p = 0` and get zero.
+    With a causal mask, ``period`` is :math:`T`: row ``r`` is query :math:`i = r \bmod T`, whose columns
+    past :math:`i` are masked, so they are set to 0 without being read (the caller need not compute them).
 
 Shapes: ``scores, probs : (batch, heads, T, S)``, ``probs`` C-contiguous; ``mask`` ``None`` (every
 column allowed) or a boolean array of that shape, any strides (a broadcast view); ``grad, probs,
@@ -58,8 +60,12 @@ def softmax_forward_reference(scores: np.ndarray, mask: np.ndarray | None, causa
     np.divide(e, total, out=probs, casting="same_kind")
 
 
-def softmax_backward_reference(grad: np.ndarray, probs: np.ndarray, dropped: np.ndarray, scale: float) -> None:
+def softmax_backward_reference(grad: np.ndarray, probs: np.ndarray, dropped: np.ndarray, scale: float,
+                               period: int = 0) -> None:
     """``grad`` (dLoss/d``dropped``) becomes dLoss/d``scores`` in place (see the module docstring)."""
+    if period:
+        rows, s = grad.shape
+        grad[np.arange(s) > np.arange(rows)[:, None] % period] = 0  # masked: never read
     gp = grad * dropped
     d = gp.sum(axis=-1, keepdims=True, dtype=np.float64).astype(grad.dtype)
     np.subtract(gp, probs * d, out=grad)
@@ -168,14 +174,18 @@ def _softmax_forward(scores, mask, has_mask, causal, scale, probs, two, two_bits
                     out[j] = zero
 
 
-def _softmax_backward(grad, probs, dropped, scale, cell):
+def _softmax_backward(grad, probs, dropped, scale, cell, period):
     rows, s = grad.shape
+    zero = scale - scale
     for r in range(rows):
         g, p, q = grad[r], probs[r], dropped[r]
-        cell[0] = _row_dot(g, q, s)
+        stop = min(r % period + 1, s) if period else s
+        cell[0] = _row_dot(g, q, stop)
         d = cell[0]
-        for j in range(s):
+        for j in range(stop):
             g[j] = scale * (g[j] * q[j] - p[j] * d)
+        for j in range(stop, s):
+            g[j] = zero
 
 
 _row_max = njit(error_model="numpy")(_row_max) or _row_max
@@ -198,9 +208,10 @@ def softmax_forward_fast(scores: np.ndarray, mask: np.ndarray | None, causal: bo
                           np.empty(1, dtype), _EXP_POLYNOMIAL[dtype], *_EXP_CONSTANTS[dtype], bias, shift)
 
 
-def softmax_backward_fast(grad: np.ndarray, probs: np.ndarray, dropped: np.ndarray, scale: float) -> None:
+def softmax_backward_fast(grad: np.ndarray, probs: np.ndarray, dropped: np.ndarray, scale: float,
+                          period: int = 0) -> None:
     """Compiled :func:`softmax_backward_reference`."""
-    _softmax_backward_fast(grad, probs, dropped, grad.dtype.type(scale), np.empty(1, grad.dtype))
+    _softmax_backward_fast(grad, probs, dropped, grad.dtype.type(scale), np.empty(1, grad.dtype), int(period))
 
 
 softmax_forward = softmax_forward_fast if _softmax_forward_fast is not None else softmax_forward_reference
