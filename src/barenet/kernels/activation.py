@@ -61,7 +61,9 @@ relu_bias_backward = _relu_bias_backward_fast or relu_bias_backward_reference
 # (Press et al., Numerical Recipes, 6.2: relative error below 1.2e-7 for every argument, under float32's
 # rounding), evaluated in float64 over chunks of a row so that the compiler turns every loop into vector
 # instructions: the exponential is barenet's own (below), since the C library's exp is a call per element
-# that no loop around it can vectorize. Shapes: ``z, grad, out : (rows, columns)``, one float dtype.
+# that no loop around it can vectorize. The backward pass needs no erfc: the forward output gives
+# Phi(z) = y / z (1/2 at z = 0), to the output's own rounding, and only the density needs an exponential.
+# Shapes: ``z, y, grad, out : (rows, columns)``, one float dtype.
 _SQRT2 = 1.4142135623730951
 _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -99,51 +101,42 @@ def _exp_inplace(x, p):
         x[j] = p[j] * x[j]
 
 
-def _tails32(z, t, e, gauss, p, with_gauss):
-    r"""For a float vector ``z``: ``e`` :math:`= \Phi(-|z|)` by the Chebyshev fit, and with ``with_gauss``
-    ``gauss`` :math:`= e^{-z^2/2}`; ``t, p`` are scratch. All float64 vectors of ``z``'s length."""
-    c = _ERFC_FIT
-    n = z.size
-    for j in range(n):
-        a = abs(np.float64(z[j])) * _INV_SQRT2
-        tj = 1.0 / (1.0 + 0.5 * a)
-        fit = c[0] + tj * (c[1] + tj * (c[2] + tj * (c[3] + tj * (c[4] + tj * (c[5] + tj * (c[6] + tj * (c[7] + tj * (
-            c[8] + tj * c[9]))))))))
-        t[j] = 0.5 * tj
-        e[j] = fit - a * a
-        gauss[j] = -a * a
-    _exp(e, p)
-    for j in range(n):
-        e[j] *= t[j]
-    if with_gauss:
-        _exp(gauss, p)
-
-
 def _gelu32(z, out):
     flat_z, flat_out = z.reshape(-1), out.reshape(-1)
-    t, e, gauss, p = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
+    t, e, p = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
+    c = _ERFC_FIT
     for start in range(0, flat_z.size, _CHUNK):
         zc = flat_z[start:start + _CHUNK]
         oc = flat_out[start:start + _CHUNK]
         n = zc.size
-        _tails(zc, t[:n], e[:n], gauss[:n], p[:n], False)
+        for j in range(n):  # e = Phi(-|z|) = erfc(a) / 2 with a = |z| / sqrt(2), by the Chebyshev fit
+            a = abs(np.float64(zc[j])) * _INV_SQRT2
+            tj = 1.0 / (1.0 + 0.5 * a)
+            fit = c[0] + tj * (c[1] + tj * (c[2] + tj * (c[3] + tj * (c[4] + tj * (c[5] + tj * (c[6] + tj * (
+                c[7] + tj * (c[8] + tj * c[9]))))))))
+            t[j] = 0.5 * tj
+            e[j] = fit - a * a
+        _exp(e[:n], p[:n])
         for j in range(n):
             v = np.float64(zc[j])
-            oc[j] = v * ((1.0 - e[j]) if v > 0 else e[j])
+            tail = t[j] * e[j]
+            oc[j] = v * ((1.0 - tail) if v > 0 else tail)
 
 
-def _gelu32_backward(grad, z, out):
-    flat_g, flat_z, flat_out = grad.reshape(-1), z.reshape(-1), out.reshape(-1)
-    t, e, gauss, p = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
+def _gelu32_backward(grad, z, y, out):
+    flat_g, flat_z, flat_y, flat_out = grad.reshape(-1), z.reshape(-1), y.reshape(-1), out.reshape(-1)
+    gauss, p = np.empty(_CHUNK), np.empty(_CHUNK)
     for start in range(0, flat_z.size, _CHUNK):
-        zc = flat_z[start:start + _CHUNK]
-        gc = flat_g[start:start + _CHUNK]
-        oc = flat_out[start:start + _CHUNK]
+        zc, yc = flat_z[start:start + _CHUNK], flat_y[start:start + _CHUNK]
+        gc, oc = flat_g[start:start + _CHUNK], flat_out[start:start + _CHUNK]
         n = zc.size
-        _tails(zc, t[:n], e[:n], gauss[:n], p[:n], True)
         for j in range(n):
             v = np.float64(zc[j])
-            cdf = (1.0 - e[j]) if v > 0 else e[j]
+            gauss[j] = -0.5 * v * v
+        _exp(gauss[:n], p[:n])
+        for j in range(n):
+            v = np.float64(zc[j])
+            cdf = np.float64(yc[j] / zc[j]) if zc[j] != 0 else 0.5
             oc[j] = gc[j] * (cdf + v * _INV_SQRT_2PI * gauss[j])
 
 
@@ -156,17 +149,17 @@ def _gelu(z, out):
             outr[j] = v * 0.5 * math.erfc(-v / _SQRT2)
 
 
-def _gelu_backward(grad, z, out):
+def _gelu_backward(grad, z, y, out):
     rows, cols = z.shape
     for r in range(rows):
-        gr, zr, outr = grad[r], z[r], out[r]
+        gr, zr, yr, outr = grad[r], z[r], y[r], out[r]
         for j in range(cols):
-            v = np.float64(zr[j])
-            outr[j] = gr[j] * (0.5 * math.erfc(-v / _SQRT2) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+            v = zr[j]
+            cdf = yr[j] / v if v != 0 else 0.5
+            outr[j] = gr[j] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
 
 
 _exp = njit(inline="always")(_exp_inplace)
-_tails = njit(inline="always")(_tails32)
 _gelu64_fast = njit(error_model="numpy")(_gelu)
 _gelu64_backward_fast = njit(error_model="numpy")(_gelu_backward)
 _gelu32_fast = njit(error_model="numpy")(_gelu32)
@@ -177,8 +170,9 @@ def gelu_kernels(dtype: np.dtype) -> tuple | None:
     r"""``(gelu, gelu_backward)`` compiled for ``dtype`` (float32 or float64), or ``None`` without numba or for
     another dtype (callers then use :func:`barenet.functional.gelu` and :func:`barenet.functional.gelu_grad`).
 
-    ``gelu(z, out)``: :math:`\text{out} = z\,\Phi(z)`; ``gelu_backward(grad, z, out)``:
-    :math:`\text{out} = g\,(\Phi(z) + z\,\varphi(z))`.
+    ``gelu(z, out)``: :math:`\text{out} = z\,\Phi(z)`; ``gelu_backward(grad, z, y, out)``, with ``y`` the
+    forward output: :math:`\text{out} = g\,(\Phi(z) + z\,\varphi(z))`, :math:`\Phi(z)` read as
+    :math:`y / z` (:math:`1/2` at :math:`z = 0`).
     """
     if _gelu64_fast is None:
         return None

@@ -168,12 +168,12 @@ class GELU(Activation):
         return F.gelu(x, self.approximate)
 
     def backward(self, grad, cache):
-        x = cache["x"]
+        x, y = cache["x"], cache["y"]
         compiled = self._compiled(x)
-        if compiled and grad.dtype == x.dtype:
+        if compiled and grad.dtype == x.dtype and y.flags.c_contiguous:
             g = np.ascontiguousarray(grad)
             dx = np.empty(x.shape, dtype=x.dtype)
-            threads.by_rows(compiled[1], _rows(g), _rows(x), _rows(dx))
+            threads.by_rows(compiled[1], _rows(g), _rows(x), _rows(y), _rows(dx))
             return dx
         return grad * F.gelu_grad(x, self.approximate)
 
