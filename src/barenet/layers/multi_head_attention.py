@@ -192,13 +192,16 @@ class MultiHeadAttention(Layer):
         """``x : (batch, time, d) -> [(batch, heads, time, width)]`` for each name: one product over all heads
         and all the named projections of ``x`` at once, plus the biases."""
         y = threads.matmul(x.reshape(-1, x.shape[-1]), self._kernel(names))
-        if self.use_bias:
-            y += np.concatenate([self.params[f"{n}_bias"].reshape(-1) for n in names])
         out, start = [], 0
         for name in names:
             heads, width = self.params[f"{name}_kernel"].shape[1:]
             block = y[:, start:start + heads * width].reshape(x.shape[0], x.shape[1], heads, width)
-            out.append(np.ascontiguousarray(block.transpose(0, 2, 1, 3)))
+            head_major = np.empty((x.shape[0], heads, x.shape[1], width), dtype=y.dtype)
+            if self.use_bias:  # the bias added in the pass that puts the heads first
+                np.add(block.transpose(0, 2, 1, 3), self.params[f"{name}_bias"][:, None, :], out=head_major)
+            else:
+                head_major[...] = block.transpose(0, 2, 1, 3)
+            out.append(head_major)
             start += heads * width
         return out
 
