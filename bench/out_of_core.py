@@ -8,6 +8,8 @@ at the end unless ``--keep``). Then, each in a child process of its own (so its 
 * ``memory``: the first ``--memory-rows`` rows read into arrays, trained one epoch with ``fit(X, y)``;
 * ``parquet``: one epoch over every row, ``bn.data.from_parquet(...).map(encode).shuffle().batch().prefetch()``;
 * ``csv``: the same from the CSV file (``bn.data.from_csv``);
+* ``parquet-process``, ``csv-process``: the same with ``prefetch(4, process=True)``: reading, encoding and the
+  shuffle in a child process (its peak RSS printed beside the trainer's);
 * ``cli-csv``, ``cli-parquet``: ``barenet train`` on the CSV file / the folder of Parquet files (one epoch,
   ``--val-split 0.1``, streamed: its preprocessing pass, the epoch and the report's pass), timed whole;
   ``cli-csv-whole``: the same with ``--no-stream`` (the whole table in memory, as for small files; not in the
@@ -122,9 +124,10 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         history = model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
         seconds, rows = time.perf_counter() - start, len(X)
-    elif kind in ("parquet", "csv"):
-        source = (bn.data.from_parquet(args.parquet) if kind == "parquet" else bn.data.from_csv(args.csv))
-        stream = source.map(encode).shuffle(args.buffer, seed=0).batch(batch).prefetch(4)
+    elif kind in ("parquet", "csv", "parquet-process", "csv-process"):
+        source = (bn.data.from_parquet(args.parquet) if kind.startswith("parquet") else bn.data.from_csv(args.csv))
+        stream = source.map(encode).shuffle(args.buffer, seed=0).batch(batch).prefetch(
+            4, process=kind.endswith("-process"))
         model = _model()
         start = time.perf_counter()
         history = model.fit(stream, epochs=1, verbose=0)
@@ -138,7 +141,10 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
         return _cli(kind, args)
     else:
         return _torch(args)
+    import resource
+
     return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "rss_mb": peak_rss_mb(),
+            "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "accuracy": history.history["accuracy"][-1]}
 
 
@@ -233,8 +239,8 @@ def main() -> None:
                         help="rows trained from memory for the rate comparison (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--buffer", type=int, default=262_144, help="shuffle buffer rows (default: %(default)s)")
-    parser.add_argument("--runs", default="memory,parquet,csv,torch,read-parquet,read-csv,cli-csv,cli-parquet,"
-                                          "cli-csv-memory")
+    parser.add_argument("--runs", default="memory,parquet,csv,parquet-process,csv-process,torch,read-parquet,"
+                                          "read-csv,cli-csv,cli-parquet,cli-csv-memory")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--worker")
     parser.add_argument("--parquet")
@@ -260,10 +266,11 @@ def main() -> None:
             results[kind] = run_worker(__file__, kind, common)
             r = results[kind]
             rate = f"{r['rows_per_s']:>10,.0f} rows/s" if "rows_per_s" in r else f"{r['seconds']:>8.1f} s pass"
-            print(f"{kind:<13} {r['rows']:>11,} rows  {rate}  peak RSS {r['rss_mb']:>6.0f} MB", flush=True)
+            child = f" + child {r['child_rss_mb']:.0f} MB" if r.get("child_rss_mb") else ""
+            print(f"{kind:<15} {r['rows']:>11,} rows  {rate}  peak RSS {r['rss_mb']:>6.0f} MB{child}", flush=True)
         if "memory" in results:
             base = results["memory"]["rows_per_s"]
-            for kind in ("parquet", "csv", "torch"):
+            for kind in ("parquet", "csv", "parquet-process", "csv-process", "torch"):
                 if kind in results:
                     print(f"{kind} / memory rows/s: {results[kind]['rows_per_s'] / base:.2f}x")
         cli = [kind for kind in results if kind.startswith("cli-")]

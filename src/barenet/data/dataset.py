@@ -105,6 +105,8 @@ class Dataset:
 
     rows: int | None = None
     batch_size: int | None = None
+    #: A stage that must run in this process (a Dask source): ``prefetch(process=True)`` refuses it.
+    in_process_only: bool = False
 
     def __init__(self, upstream: Dataset | None = None) -> None:
         self.upstream = upstream
@@ -166,11 +168,37 @@ class Dataset:
         """
         return _Map(self, fn, rows)
 
-    def prefetch(self, size: int = 2) -> Dataset:
-        """Read ahead in a background thread, keeping up to ``size`` elements ready while the current one
-        is used (NumPy, pyarrow and pandas release the interpreter while they read and parse, so reading
-        overlaps training). An error in the thread is raised where the element would have been."""
-        return _Prefetch(self, _positive(size, "size"))
+    def prefetch(self, size: int = 2, *, process: bool = False) -> Dataset:
+        """Read ahead in the background, keeping up to ``size`` elements ready while the current one is used.
+
+        By default a thread reads ahead: NumPy, pyarrow and pandas release the interpreter while they read
+        and parse, so reading overlaps training where training leaves the interpreter free (large layers).
+        With ``process=True`` the stages upstream run in a child process, which sends the elements in
+        groups of about 4 MB through a pipe: reading, parsing, ``map`` and ``shuffle`` then overlap even a
+        small network's training, whose Python bookkeeping would otherwise take turns with them for the
+        interpreter. The child then reads ahead by one group while this process uses the last (``size`` is
+        the thread's queue). It is forked where the system can (Linux), so a ``map`` function may be any
+        callable; elsewhere it is spawned and the pipeline must be picklable. A
+        :func:`~barenet.data.from_dask` source stays in this process (its cluster connection does not survive
+        a fork): use the thread there. Memory: the child's buffers (its shuffle buffer, the group being
+        sent), in a process of its own. Ctrl-C is left to this process, which stops the child; so does
+        leaving a pass early.
+
+        An error in the thread or the child is raised where the element would have been (an error that
+        cannot cross the process boundary as it is becomes a :class:`~barenet.errors.StreamError` with its
+        type and message).
+        """
+        size = _positive(size, "size")
+        if not process:
+            return _Prefetch(self, size)
+        stage: Dataset | None = self
+        while stage is not None:
+            if stage.in_process_only:
+                raise ConfigError(f"prefetch(process=True) cannot run {stage.describe()} in a child process "
+                                  f"(a Dask source keeps its cluster connection in this process); use "
+                                  f"prefetch() (a thread) for it")
+            stage = stage.upstream
+        return _ProcessPrefetch(self, size)
 
     def take(self, rows: int) -> Dataset:
         """The first ``rows`` rows of each pass (the validation part of a split; see :meth:`skip`)."""
@@ -380,6 +408,111 @@ class _Prefetch(Dataset):
         finally:
             stop.set()
             worker.join()
+
+
+#: A child of ``prefetch(process=True)`` sends its elements in groups of about this many bytes (or of
+#: :data:`_GROUP_ITEMS` elements, or what it has after :data:`_GROUP_SECONDS`): one pickle and one pipe write
+#: for many small batches, without holding back a slow pipeline's elements.
+_GROUP_BYTES = 4 << 20
+_GROUP_ITEMS = 1024
+_GROUP_SECONDS = 0.05
+
+
+def _nbytes(element: Element) -> int:
+    return sum(np.asarray(leaf).nbytes for leaf in _leaves(element))
+
+
+def _send(connection: Any, message: tuple[int, Any]) -> bool:
+    """Send ``message`` to the parent; False when the parent has gone (it closed its end: stop quietly)."""
+    try:
+        connection.send(message)
+        return True
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return False
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a :class:`StreamError` with its type and message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        from ..errors import StreamError
+
+        return StreamError(f"{type(exc).__name__}: {exc}")
+
+
+def _produce_in_child(dataset: _ProcessPrefetch, epoch: int, order: np.random.Generator | None,
+                      connection: Any) -> None:
+    """The child of ``prefetch(process=True)``: the upstream's elements of the pass, in groups, then the end
+    mark or the error."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops this process
+    try:
+        group: list[Element] = []
+        held, since = 0, time.monotonic()
+        with _upstream(dataset, epoch, order) as elements:
+            for element in elements:
+                group.append(element)
+                held += _nbytes(element)
+                if held >= _GROUP_BYTES or len(group) >= _GROUP_ITEMS or time.monotonic() - since > _GROUP_SECONDS:
+                    if not _send(connection, (_ITEM, group)):
+                        return
+                    group, held, since = [], 0, time.monotonic()
+        if group and not _send(connection, (_ITEM, group)):
+            return
+        _send(connection, (_END, None))
+    except BaseException as exc:  # handed to the parent, which raises it
+        _send(connection, (_ERROR, _portable(exc)))
+    finally:
+        connection.close()
+
+
+class _ProcessPrefetch(Dataset):
+    def __init__(self, upstream: Dataset, size: int) -> None:
+        super().__init__(upstream)
+        self.size = size
+
+    def _stage(self) -> str:
+        return f".prefetch({self.size}, process=True)"
+
+    def _elements(self, epoch, order):
+        import multiprocessing
+
+        from ..errors import StreamError
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_produce_in_child, args=(self, epoch, order, send),
+                                name="barenet-prefetch", daemon=True)
+        child.start()
+        send.close()  # the child's end: when the child exits, this end reads EOF
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, value = receive.recv()
+                except EOFError:
+                    child.join(timeout=5)
+                    raise StreamError(f"the prefetch process of {self.upstream.describe()} ended without "
+                                      f"finishing the pass (exit code {child.exitcode})") from None
+                if kind == _END:
+                    finished = True
+                    return
+                if kind == _ERROR:
+                    finished = True  # the child has sent its last message and is leaving
+                    raise value
+                yield from value
+        finally:
+            receive.close()
+            if not finished:  # left early (a step limit, an error here, Ctrl-C): the rest of the pass is not wanted
+                child.terminate()
+            child.join()
 
 
 class Source(Dataset):

@@ -279,6 +279,8 @@ def from_csv(path: str | os.PathLike | Sequence[str | os.PathLike], *, columns: 
 
 # ----------------------------------------------------------------- Dask
 class _DaskArrays(Source):
+    in_process_only = True  # a Dask client's connection does not survive a fork
+
     def __init__(self, x: Any, y: Any, sample_weight: Any) -> None:
         super().__init__()
         self.name = "from_dask(dask array)"
@@ -318,6 +320,8 @@ class _DaskArrays(Source):
 
 
 class _DaskFrame(Source):
+    in_process_only = True  # a Dask client's connection does not survive a fork
+
     def __init__(self, frame: Any, selection: Selection) -> None:
         super().__init__()
         self.name = "from_dask(dask DataFrame)"
