@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,49 +42,10 @@ BATCH = 2
 
 
 # --------------------------------------------------------------------- ResNet-18
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm, added to the input (or to its 1x1 strided projection when the stride
-    or the width changes), then ReLU."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class ResNet18(nn.Module):
-    """7x7/2 stem, 3x3/2 max pool, four stages of two basic blocks (64, 128, 256, 512 channels; each stage after the
-    first halves the size), global average pooling and a Linear."""
-
-    def __init__(self, classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        stages, cin = [], 64
-        for k, cout in enumerate((64, 128, 256, 512)):
-            stages.append(nn.Sequential(BasicBlock(cin, cout, 1 if k == 0 else 2), BasicBlock(cout, cout, 1)))
-            cin = cout
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, classes)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+# torchvision's ResNet-18 (7x7/2 stem, 3x3/2 max pool, four stages of two basic blocks, 64 to 512 channels, global
+# average pooling, a Linear to 10 classes), written once, in bench/inference.py, which times it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from inference import torch_resnet18 as ResNet18  # noqa: E402
 
 
 # --------------------------------------------------------------------- MobileNetV2
