@@ -53,10 +53,15 @@ def residual_block(x: bn.models.SymbolicTensor, filters: int, strides: int = 1) 
     return L.ReLU()(L.Add()([shortcut, h]))
 
 
-def build_model(seed: int = 0, learning_rate: float = 2e-3, decay_steps: int | None = None) -> bn.Model:
-    """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32."""
+def build_model(seed: int = 0, learning_rate: float = 2e-3, decay_steps: int | None = None,
+                label_smoothing: float = 0.0, shift: float = 0.0) -> bn.Model:
+    """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32; with
+    ``label_smoothing`` the targets are mixed with the uniform distribution by that fraction, with ``shift``
+    training images are moved by up to that fraction of their height and width (``RandomTranslation``)."""
     images = bn.Input(shape=(28, 28, 1), name="image")
     x = L.RandomFlip("horizontal")(images)
+    if shift:
+        x = L.RandomTranslation(shift, shift)(x)
     x = L.MaxPooling2D(2)(L.ReLU()(conv_bn(x, 32, 3)))
     x = residual_block(x, 32)
     x = residual_block(x, 32)
@@ -66,7 +71,8 @@ def build_model(seed: int = 0, learning_rate: float = 2e-3, decay_steps: int | N
     out = L.Dense(10, activation="softmax", name="classes")(x)
     model = bn.Model(images, out, name="fashion_resnet", seed=seed)
     rate = learning_rate if decay_steps is None else bn.optimizers.CosineDecay(learning_rate, decay_steps)
-    model.compile(loss="categorical_crossentropy", optimizer=bn.optimizers.Adam(rate), metrics=["accuracy"])
+    model.compile(loss=bn.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  optimizer=bn.optimizers.Adam(rate), metrics=["accuracy"])
     return model
 
 
@@ -82,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="train on the first N training images only (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, flips, dropout and shuffling")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                        help="mix the targets with the uniform distribution by EPS (default 0)")
+    parser.add_argument("--shift", type=float, default=0.0, metavar="F",
+                        help="shift training images by up to F of their size (RandomTranslation; default 0)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--epochs and --limit must be positive")
@@ -90,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     X_train, y_train = images_of(X_train[:args.limit]), y_train[:args.limit]
     X_test = images_of(X_test)
     print(f"Fashion-MNIST: {len(X_train)} training and {len(X_test)} test images")
-    model = build_model(args.seed, decay_steps=args.epochs * -(-len(X_train) // BATCH))
+    model = build_model(args.seed, decay_steps=args.epochs * -(-len(X_train) // BATCH),
+                        label_smoothing=args.label_smoothing, shift=args.shift)
     model.summary()
     start = time.perf_counter()
     model.fit(X_train, y_train, epochs=args.epochs, batch_size=BATCH, verbose=2)

@@ -493,6 +493,12 @@ def test_fashion_resnet_example_trains_a_graph_and_prints_the_test_accuracy(tiny
     assert 0.0 <= accuracy <= 1.0
 
 
+def test_fashion_resnet_example_takes_shifts_and_label_smoothing(tiny_fashion):
+    out = run_script(ROOT / "examples" / "fashion_resnet.py", "--epochs", "1", "--limit", "64", "--shift", "0.05",
+                     "--label-smoothing", "0.1", env=tiny_fashion)
+    assert "(RandomTranslation)" in out and "test accuracy: " in out
+
+
 def test_cnn_benchmark_reports_time_memory_and_accuracy(tiny_fashion):
     out = run_script(ROOT / "bench" / "cnn_fashion.py", "--epochs", "1", "--limit", "32", "--frameworks", "barenet",
                      env=tiny_fashion)
