@@ -62,6 +62,8 @@ def fit(model: Sequential, X: Any, y: Any = None, *, epochs: int = 1, batch_size
     check_verbose(verbose)
     callbacks = list(callbacks or [])
     feeds: list[streams.Feed] = []
+    # before a stream is first read: a child process of prefetch(process=True) is forked with these settings
+    memory.keep_freed_memory()
     try:
         if streams.is_stream(X):
             streams.check_options("X", y=y, sample_weight=sample_weight, validation_split=validation_split or None)
@@ -115,7 +117,6 @@ def fit(model: Sequential, X: Any, y: Any = None, *, epochs: int = 1, batch_size
             if val is not None:
                 def validate() -> dict[str, float]:
                     return evaluate_arrays(model, *val)
-        memory.keep_freed_memory()
         return _run(model, History(params), epochs, run_epoch, validate, callbacks, verbose)
     finally:
         for feed in feeds:
