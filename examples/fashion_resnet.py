@@ -54,19 +54,20 @@ def residual_block(x: bn.models.SymbolicTensor, filters: int, strides: int = 1) 
 
 
 def build_model(seed: int = 0, learning_rate: float = 2e-3, decay_steps: int | None = None,
-                label_smoothing: float = 0.0, shift: float = 0.0) -> bn.Model:
+                label_smoothing: float = 0.0, shift: float = 0.0, width: int = 32) -> bn.Model:
     """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32; with
     ``label_smoothing`` the targets are mixed with the uniform distribution by that fraction, with ``shift``
-    training images are moved by up to that fraction of their height and width (``RandomTranslation``)."""
+    training images are moved by up to that fraction of their height and width (``RandomTranslation``);
+    ``width`` is the channels of the stem and the first stage (the second has twice as many)."""
     images = bn.Input(shape=(28, 28, 1), name="image")
     x = L.RandomFlip("horizontal")(images)
     if shift:
         x = L.RandomTranslation(shift, shift)(x)
-    x = L.MaxPooling2D(2)(L.ReLU()(conv_bn(x, 32, 3)))
-    x = residual_block(x, 32)
-    x = residual_block(x, 32)
-    x = residual_block(x, 64, strides=2)
-    x = residual_block(x, 64)
+    x = L.MaxPooling2D(2)(L.ReLU()(conv_bn(x, width, 3)))
+    x = residual_block(x, width)
+    x = residual_block(x, width)
+    x = residual_block(x, 2 * width, strides=2)
+    x = residual_block(x, 2 * width)
     x = L.Dropout(0.3)(L.GlobalAveragePooling2D()(x))
     out = L.Dense(10, activation="softmax", name="classes")(x)
     model = bn.Model(images, out, name="fashion_resnet", seed=seed)
@@ -90,18 +91,20 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, flips, dropout and shuffling")
     parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                         help="mix the targets with the uniform distribution by EPS (default 0)")
+    parser.add_argument("--width", type=int, default=32, metavar="C",
+                        help="channels of the stem and first stage; the second stage has 2C (default 32)")
     parser.add_argument("--shift", type=float, default=0.0, metavar="F",
                         help="shift training images by up to F of their size (RandomTranslation; default 0)")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--epochs and --limit must be positive")
+    if args.epochs < 1 or (args.limit is not None and args.limit < 1) or args.width < 1:
+        parser.error("--epochs, --limit and --width must be positive")
 
     (X_train, y_train), (X_test, y_test) = bn.datasets.load_fashion_mnist()
     X_train, y_train = images_of(X_train[:args.limit]), y_train[:args.limit]
     X_test = images_of(X_test)
     print(f"Fashion-MNIST: {len(X_train)} training and {len(X_test)} test images")
     model = build_model(args.seed, decay_steps=args.epochs * -(-len(X_train) // BATCH),
-                        label_smoothing=args.label_smoothing, shift=args.shift)
+                        label_smoothing=args.label_smoothing, shift=args.shift, width=args.width)
     model.summary()
     start = time.perf_counter()
     model.fit(X_train, y_train, epochs=args.epochs, batch_size=BATCH, verbose=2)

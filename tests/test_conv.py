@@ -493,10 +493,11 @@ def test_fashion_resnet_example_trains_a_graph_and_prints_the_test_accuracy(tiny
     assert 0.0 <= accuracy <= 1.0
 
 
-def test_fashion_resnet_example_takes_shifts_and_label_smoothing(tiny_fashion):
+def test_fashion_resnet_example_takes_shifts_label_smoothing_and_a_width(tiny_fashion):
     out = run_script(ROOT / "examples" / "fashion_resnet.py", "--epochs", "1", "--limit", "64", "--shift", "0.05",
-                     "--label-smoothing", "0.1", env=tiny_fashion)
+                     "--label-smoothing", "0.1", "--width", "8", env=tiny_fashion)
     assert "(RandomTranslation)" in out and "test accuracy: " in out
+    assert "(None, 7, 7, 16)" in out  # the second stage has twice --width channels
 
 
 def test_cnn_benchmark_reports_time_memory_and_accuracy(tiny_fashion):
