@@ -4,22 +4,24 @@ Why graphs matter: a residual block adds its input to its output, ``y = x + F(x)
 cannot express. The sum gives every block an identity path, so the gradient reaches the first layers
 undiminished and a deeper network trains as easily as a shallow one (He et al., 2016). The network is
 
-    stem:   Conv2D(32, 3x3, same) -> BN -> ReLU -> MaxPooling2D(2)            28x28x1 -> 14x14x32
-    stage1: 2 residual blocks of 32 channels                                 14x14x32
-    stage2: a block of 64 channels with stride 2 (1x1 projection shortcut),  7x7x64
-            then a block of 64
+    stem:   Conv2D(48, 3x3, same) -> BN -> ReLU -> MaxPooling2D(2)            28x28x1 -> 14x14x48
+    stage1: 2 residual blocks of 48 channels                                 14x14x48
+    stage2: a block of 96 channels with stride 2 (1x1 projection shortcut),  7x7x96
+            then a block of 96
     head:   GlobalAveragePooling2D -> Dropout(0.3) -> Dense(10, softmax)
 
 where a block is ``ReLU(x + BN(Conv(ReLU(BN(Conv(x))))))`` (the original "basic block"), its
 shortcut a strided 1x1 convolution with batch normalization where the shape changes. Training: random
-horizontal flips, Adam with a learning rate annealed from 2e-3 to 0 on a cosine, batches of 128,
+horizontal flips and shifts of up to 5% (``RandomTranslation``), Adam with a learning rate annealed from 2e-3
+to 0 on a cosine, batches of 128,
 categorical cross-entropy fused with the softmax. The script prints one line per epoch, the training time
 per epoch and the test accuracy.
 
 Run::
 
-    python examples/fashion_resnet.py                     # 15 epochs on the full training set
+    python examples/fashion_resnet.py                     # 20 epochs on the full training set: 0.9396
     python examples/fashion_resnet.py --epochs 1 --limit 2000
+    python examples/fashion_resnet.py --width 32 --shift 0 --epochs 15   # the smaller first version: 0.9321
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import numpy as np
 import barenet as bn
 
 BATCH = 128
-EPOCHS = 15
+EPOCHS = 20
+WIDTH = 48
+SHIFT = 0.05
 L = bn.layers
 
 
@@ -54,7 +58,7 @@ def residual_block(x: bn.models.SymbolicTensor, filters: int, strides: int = 1) 
 
 
 def build_model(seed: int = 0, learning_rate: float = 2e-3, decay_steps: int | None = None,
-                label_smoothing: float = 0.0, shift: float = 0.0, width: int = 32) -> bn.Model:
+                label_smoothing: float = 0.0, shift: float = SHIFT, width: int = WIDTH) -> bn.Model:
     """``(batch, 28, 28, 1)`` images -> ``(batch, 10)`` class probabilities, compiled, float32; with
     ``label_smoothing`` the targets are mixed with the uniform distribution by that fraction, with ``shift``
     training images are moved by up to that fraction of their height and width (``RandomTranslation``);
@@ -91,10 +95,10 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, flips, dropout and shuffling")
     parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                         help="mix the targets with the uniform distribution by EPS (default 0)")
-    parser.add_argument("--width", type=int, default=32, metavar="C",
-                        help="channels of the stem and first stage; the second stage has 2C (default 32)")
-    parser.add_argument("--shift", type=float, default=0.0, metavar="F",
-                        help="shift training images by up to F of their size (RandomTranslation; default 0)")
+    parser.add_argument("--width", type=int, default=WIDTH, metavar="C",
+                        help=f"channels of the stem and first stage; the second stage has 2C (default {WIDTH})")
+    parser.add_argument("--shift", type=float, default=SHIFT, metavar="F",
+                        help=f"shift training images by up to F of their size, 0 for none (default {SHIFT})")
     args = parser.parse_args(argv)
     if args.epochs < 1 or (args.limit is not None and args.limit < 1) or args.width < 1:
         parser.error("--epochs, --limit and --width must be positive")

@@ -11,7 +11,8 @@ undiminished (He et al., 2016). A stack of layers cannot express that sum; baren
 and ``bn.Model``, can.
 
 This page measures the effect on two deep dense networks, then builds the small convolutional residual network
-of ``examples/fashion_resnet.py``. Its full run, 15 epochs on all of Fashion-MNIST, is
+of ``examples/fashion_resnet.py`` (narrower here: 32 and 64 channels where the example has 48 and 96). Its full
+run, 20 epochs on all of Fashion-MNIST with random flips and shifts (0.9396 test accuracy), is
 ``python examples/fashion_resnet.py``.
 """
 
@@ -118,7 +119,7 @@ resnet.summary()
 # %%
 # ``summary`` lists each call with the calls it reads ("Connected to"), which is where the skip connections
 # show. One epoch on 2,000 Fashion-MNIST images (the digits, upscaled, where Fashion-MNIST is not installed)
-# shows it learning; the full run above trains 15 epochs on 60,000.
+# shows it learning; the example's full run trains 20 epochs on 60,000.
 
 try:
     (F_train, f_train), (F_test, f_test) = bn.datasets.load_fashion_mnist()
