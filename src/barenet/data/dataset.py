@@ -472,11 +472,7 @@ def _produce_in_child(dataset: _ProcessPrefetch, epoch: int, order: np.random.Ge
         connection.close()
 
 
-class _ProcessPrefetch(Dataset):
-    def __init__(self, upstream: Dataset, size: int) -> None:
-        super().__init__(upstream)
-        self.size = size
-
+class _ProcessPrefetch(_Prefetch):
     def _stage(self) -> str:
         return f".prefetch({self.size}, process=True)"
 

@@ -12,6 +12,8 @@ from ..errors import ConfigError, ShapeError
 from .base import Cache, Layer, register
 
 _PROJECTIONS = ("query", "key", "value")
+#: Where each projection's input stands in a call's inputs ``[query, value, key(, attention_mask)]``.
+_POSITIONS = {"query": 0, "value": 1, "key": 2}
 
 
 @register
@@ -175,7 +177,8 @@ class MultiHeadAttention(Layer):
         """The projections grouped by the array they read, as ``(index of that input, names)``: self-attention
         (``layer(x, x)``) projects one array three ways, ``layer(q, v)`` its value twice (key and value)."""
         groups: list[tuple[int, list[str]]] = []
-        for i, name in ((0, "query"), (2, "key"), (1, "value")):
+        for name in _PROJECTIONS:
+            i = _POSITIONS[name]
             same = next((g for g in groups if xs[g[0]] is xs[i]), None)
             if same is None:
                 groups.append((i, [name]))
@@ -280,7 +283,7 @@ class MultiHeadAttention(Layer):
                 if dbias is not None:
                     self.grads[f"{name}_bias"].reshape(-1)[...] = dbias[start:start + width]
                 start += width
-            positions = [{"query": 0, "value": 1, "key": 2}[name] for name in names]
+            positions = [_POSITIONS[name] for name in names]
             shared = cache.shared_inputs
             if cache.input_grad and len(names) > 1 and shared is not None and len({shared[p] for p in positions}) == 1:
                 # one tensor's inputs, whose gradients the caller adds up: their sum, d2 times all their kernels

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
@@ -695,9 +694,10 @@ class Model(Sequential):
                 return empty[0] if self.single_output else empty
             if n == 1 and not verbose:  # one row splits nowhere: no engine block (see barenet.threads.parts)
                 return self.forward(X, training=False)
-            progress = StepProgress("predict", (n + bs - 1) // bs, verbose) if verbose else None
+            steps = -(-n // bs)
+            progress = StepProgress("predict", steps, verbose) if verbose else None
             parts = []
-            memory.keep_freed_memory(math.ceil(n / bs))
+            memory.keep_freed_memory(steps)
             for i in range(0, n, bs):
                 with self._engine():
                     parts.append(self.forward(X[i:i + bs], training=False))

@@ -6,7 +6,6 @@ The training loop lives in :mod:`barenet.models.training` and the checks of user
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
@@ -629,9 +628,10 @@ class Sequential(KerasMethods):
             return np.empty((0, *self.output_shape), dtype=self.dtype)
         if len(X) == 1 and not verbose:  # one row splits nowhere: no engine block (see barenet.threads.parts)
             return self.forward(X, training=False)
-        progress = StepProgress("predict", (len(X) + bs - 1) // bs, verbose) if verbose else None
+        steps = -(-len(X) // bs)
+        progress = StepProgress("predict", steps, verbose) if verbose else None
         out = []
-        memory.keep_freed_memory(math.ceil(len(X) / bs))
+        memory.keep_freed_memory(steps)
         for start in range(0, len(X), bs):
             with self._engine():  # one block a batch: see training._train_epoch
                 out.append(self.forward(X[start:start + bs], training=False))
