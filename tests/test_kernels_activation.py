@@ -95,3 +95,55 @@ def test_the_gelu_layer_uses_the_compiled_kernels_and_agrees_with_the_numpy_form
     rtol = 2e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(y, bn.functional.gelu(x), rtol=rtol, atol=1e-30)
     np.testing.assert_allclose(dx, grad * bn.functional.gelu_grad(x), rtol=rtol, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("shape", [(40, 600), (7, 3), (1, 1)])  # rows longer than a chunk, odd, one value
+def test_bias_gelu_kernels_are_the_bias_then_the_gelu_kernels(dtype, rtol, shape):
+    """The fused kernels give what adding the bias and then the plain GELU kernels give (to the float64 sum of
+    the bias gradient), over the lower tail, zero and large values."""
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal(shape) * 4).astype(dtype)
+    z.flat[:3] = [-12.0, 0.0, 9.0][: z.size]
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    bias_gelu, gelu_bias_backward = activation.bias_gelu_kernels(dtype)
+    gelu, gelu_backward = activation.gelu_kernels(dtype)
+    fused_z, fused_y = z.copy(), np.empty_like(z)
+    bias_gelu(fused_z, b, fused_y)
+    plain_z, plain_y = z + b, np.empty_like(z)
+    gelu(plain_z, plain_y)
+    np.testing.assert_array_equal(fused_z, plain_z)
+    np.testing.assert_array_equal(fused_y, plain_y)
+    fused_dz, plain_dz, db = np.empty_like(z), np.empty_like(z), np.full(shape[1], 7, dtype)
+    gelu_bias_backward(grad, fused_z, fused_y, fused_dz, db)
+    gelu_backward(grad, plain_z, plain_y, plain_dz)
+    np.testing.assert_array_equal(fused_dz, plain_dz)
+    np.testing.assert_allclose(db, plain_dz.sum(axis=0, dtype=np.float64), rtol=rtol, atol=rtol)
+    assert activation.bias_gelu_kernels(np.float16) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sample_shape", [(6,), (4, 6)], ids=["vectors", "sequences"])
+def test_dense_gelu_fused_equals_dense_then_gelu(dtype, sample_shape):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, *sample_shape)).astype(dtype)
+    fused = bn.layers.Dense(8, activation="gelu", bias_initializer="uniform_fan_in")
+    split = bn.layers.Dense(8, bias_initializer="uniform_fan_in")
+    gelu = bn.layers.GELU()
+    for layer in (fused, split):
+        layer.build(sample_shape, np.random.default_rng(2), dtype)
+    gelu.build(split.output_shape, np.random.default_rng(2), dtype)
+    c_fused, c_split, c_gelu = Cache(), Cache(), Cache()
+    y = fused.forward(x, training=True, cache=c_fused)
+    assert c_fused["fused"] == "gelu"
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(y, gelu.forward(split.forward(x, cache=c_split), cache=c_gelu), rtol=rtol)
+    np.testing.assert_allclose(fused.forward(x), y, rtol=0)  # inference: the same values, nothing kept
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(fused.backward(grad, c_fused), split.backward(gelu.backward(grad, c_gelu), c_split),
+                               rtol=rtol * 10, atol=rtol)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(fused.grads[name], split.grads[name], rtol=rtol * 10, atol=rtol)
+    if dtype == "float64":
+        assert bn.gradcheck(fused, x[:2])

@@ -1,9 +1,11 @@
-r"""Bias + ReLU, forward and backward, each in one pass over a ``(rows, units)`` block.
+r"""Activations in compiled passes: bias + ReLU and the exact GELU (with or without the bias), forward and
+backward, each in one pass over a ``(rows, units)`` block.
 
 Dense layers with a ReLU compute :math:`y = \max(xW + b, 0)`; after the product, NumPy needs a pass
 to add the bias, another (and an allocation) for the maximum, and in backward three passes (the mask
 ``y > 0``, the product with the incoming gradient, the bias gradient's column sum). These kernels do
-each direction in one pass. Shapes: ``z, y, grad, out : (rows, units)``, ``b, db : (units,)``, one
+each direction in one pass; :func:`bias_gelu_kernels` do the same for a Dense layer with the exact GELU
+(a Transformer's feed-forward layer). Shapes: ``z, y, grad, out : (rows, units)``, ``b, db : (units,)``, one
 float dtype.
 """
 
@@ -101,69 +103,131 @@ def _exp_inplace(x, p):
         x[j] = p[j] * x[j]
 
 
+def _gelu32_chunk(zc, oc, t, e, p):
+    r""":math:`\text{oc} = z\,\Phi(z)` for a float32 vector ``zc`` of at most ``_CHUNK`` values; ``t, e, p``:
+    float64 scratch of ``_CHUNK``."""
+    c = _ERFC_FIT
+    n = zc.size
+    for j in range(n):  # e = Phi(-|z|) = erfc(a) / 2 with a = |z| / sqrt(2), by the Chebyshev fit
+        a = abs(np.float64(zc[j])) * _INV_SQRT2
+        tj = 1.0 / (1.0 + 0.5 * a)
+        fit = c[0] + tj * (c[1] + tj * (c[2] + tj * (c[3] + tj * (c[4] + tj * (c[5] + tj * (c[6] + tj * (
+            c[7] + tj * (c[8] + tj * c[9]))))))))
+        t[j] = 0.5 * tj
+        e[j] = fit - a * a
+    _exp(e[:n], p[:n])
+    for j in range(n):
+        v = np.float64(zc[j])
+        tail = t[j] * e[j]
+        oc[j] = v * ((1.0 - tail) if v > 0 else tail)
+
+
+def _gelu32_backward_chunk(gc, zc, yc, oc, gauss, p):
+    r""":math:`\text{oc} = g\,(\Phi(z) + z\,\varphi(z))` for float32 vectors of at most ``_CHUNK`` values,
+    :math:`\Phi(z) = y / z`; ``gauss, p``: float64 scratch of ``_CHUNK``."""
+    n = zc.size
+    for j in range(n):
+        v = np.float64(zc[j])
+        gauss[j] = -0.5 * v * v
+    _exp(gauss[:n], p[:n])
+    for j in range(n):
+        v = np.float64(zc[j])
+        cdf = np.float64(yc[j] / zc[j]) if zc[j] != 0 else 0.5
+        oc[j] = gc[j] * (cdf + v * _INV_SQRT_2PI * gauss[j])
+
+
 def _gelu32(z, out):
     flat_z, flat_out = z.reshape(-1), out.reshape(-1)
     t, e, p = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
-    c = _ERFC_FIT
     for start in range(0, flat_z.size, _CHUNK):
-        zc = flat_z[start:start + _CHUNK]
-        oc = flat_out[start:start + _CHUNK]
-        n = zc.size
-        for j in range(n):  # e = Phi(-|z|) = erfc(a) / 2 with a = |z| / sqrt(2), by the Chebyshev fit
-            a = abs(np.float64(zc[j])) * _INV_SQRT2
-            tj = 1.0 / (1.0 + 0.5 * a)
-            fit = c[0] + tj * (c[1] + tj * (c[2] + tj * (c[3] + tj * (c[4] + tj * (c[5] + tj * (c[6] + tj * (
-                c[7] + tj * (c[8] + tj * c[9]))))))))
-            t[j] = 0.5 * tj
-            e[j] = fit - a * a
-        _exp(e[:n], p[:n])
-        for j in range(n):
-            v = np.float64(zc[j])
-            tail = t[j] * e[j]
-            oc[j] = v * ((1.0 - tail) if v > 0 else tail)
+        _gelu32_chunk(flat_z[start:start + _CHUNK], flat_out[start:start + _CHUNK], t, e, p)
 
 
 def _gelu32_backward(grad, z, y, out):
     flat_g, flat_z, flat_y, flat_out = grad.reshape(-1), z.reshape(-1), y.reshape(-1), out.reshape(-1)
     gauss, p = np.empty(_CHUNK), np.empty(_CHUNK)
     for start in range(0, flat_z.size, _CHUNK):
-        zc, yc = flat_z[start:start + _CHUNK], flat_y[start:start + _CHUNK]
-        gc, oc = flat_g[start:start + _CHUNK], flat_out[start:start + _CHUNK]
-        n = zc.size
-        for j in range(n):
-            v = np.float64(zc[j])
-            gauss[j] = -0.5 * v * v
-        _exp(gauss[:n], p[:n])
-        for j in range(n):
-            v = np.float64(zc[j])
-            cdf = np.float64(yc[j] / zc[j]) if zc[j] != 0 else 0.5
-            oc[j] = gc[j] * (cdf + v * _INV_SQRT_2PI * gauss[j])
+        chunk = slice(start, start + _CHUNK)
+        _gelu32_backward_chunk(flat_g[chunk], flat_z[chunk], flat_y[chunk], flat_out[chunk], gauss, p)
 
 
-def _gelu(z, out):
+def _bias_gelu32(z, b, out):
     rows, cols = z.shape
+    t, e, p = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
     for r in range(rows):
         zr, outr = z[r], out[r]
         for j in range(cols):
-            v = np.float64(zr[j])
-            outr[j] = v * 0.5 * math.erfc(-v / _SQRT2)
+            zr[j] += b[j]
+        for start in range(0, cols, _CHUNK):
+            _gelu32_chunk(zr[start:start + _CHUNK], outr[start:start + _CHUNK], t, e, p)
+
+
+def _gelu32_bias_backward(grad, z, y, out, db):
+    rows, cols = z.shape
+    gauss, p, total = np.empty(_CHUNK), np.empty(_CHUNK), np.zeros(cols)
+    for r in range(rows):
+        gr, zr, yr, outr = grad[r], z[r], y[r], out[r]
+        for start in range(0, cols, _CHUNK):
+            chunk = slice(start, start + _CHUNK)
+            _gelu32_backward_chunk(gr[chunk], zr[chunk], yr[chunk], outr[chunk], gauss, p)
+        for j in range(cols):
+            total[j] += outr[j]
+    db[:] = total
+
+
+def _gelu_row(zr, outr):
+    for j in range(zr.size):
+        v = np.float64(zr[j])
+        outr[j] = v * 0.5 * math.erfc(-v / _SQRT2)
+
+
+def _gelu_backward_row(gr, zr, yr, outr):
+    for j in range(zr.size):
+        v = zr[j]
+        cdf = yr[j] / v if v != 0 else 0.5
+        outr[j] = gr[j] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+
+
+def _gelu(z, out):
+    for r in range(z.shape[0]):
+        _gelu_row(z[r], out[r])
 
 
 def _gelu_backward(grad, z, y, out):
-    rows, cols = z.shape
-    for r in range(rows):
-        gr, zr, yr, outr = grad[r], z[r], y[r], out[r]
-        for j in range(cols):
-            v = zr[j]
-            cdf = yr[j] / v if v != 0 else 0.5
-            outr[j] = gr[j] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+    for r in range(z.shape[0]):
+        _gelu_backward_row(grad[r], z[r], y[r], out[r])
+
+
+def _bias_gelu(z, b, out):
+    for r in range(z.shape[0]):
+        zr = z[r]
+        for j in range(zr.size):
+            zr[j] += b[j]
+        _gelu_row(zr, out[r])
+
+
+def _gelu_bias_backward(grad, z, y, out, db):
+    db[:] = 0
+    for r in range(z.shape[0]):
+        outr = out[r]
+        _gelu_backward_row(grad[r], z[r], y[r], outr)
+        for j in range(outr.size):
+            db[j] += outr[j]
 
 
 _exp = njit(inline="always")(_exp_inplace)
+_gelu32_chunk = njit(inline="always")(_gelu32_chunk)
+_gelu32_backward_chunk = njit(inline="always")(_gelu32_backward_chunk)
+_gelu_row = njit(inline="always")(_gelu_row)
+_gelu_backward_row = njit(inline="always")(_gelu_backward_row)
 _gelu64_fast = njit(error_model="numpy")(_gelu)
 _gelu64_backward_fast = njit(error_model="numpy")(_gelu_backward)
 _gelu32_fast = njit(error_model="numpy")(_gelu32)
 _gelu32_backward_fast = njit(error_model="numpy")(_gelu32_backward)
+_bias_gelu64_fast = njit(error_model="numpy")(_bias_gelu)
+_gelu64_bias_backward_fast = njit(error_model="numpy")(_gelu_bias_backward)
+_bias_gelu32_fast = njit(error_model="numpy")(_bias_gelu32)
+_gelu32_bias_backward_fast = njit(error_model="numpy")(_gelu32_bias_backward)
 
 
 def gelu_kernels(dtype: np.dtype) -> tuple | None:
@@ -178,3 +242,17 @@ def gelu_kernels(dtype: np.dtype) -> tuple | None:
         return None
     return {np.dtype(np.float32): (_gelu32_fast, _gelu32_backward_fast),
             np.dtype(np.float64): (_gelu64_fast, _gelu64_backward_fast)}.get(np.dtype(dtype))
+
+
+def bias_gelu_kernels(dtype: np.dtype) -> tuple | None:
+    r"""``(bias_gelu, gelu_bias_backward)`` compiled for ``dtype`` (float32 or float64), or ``None`` without
+    numba or for another dtype: a Dense layer's bias and exact GELU in one pass each way.
+
+    ``bias_gelu(z, b, out)``: :math:`z \leftarrow z + b` in place, then :math:`\text{out} = z\,\Phi(z)`;
+    ``gelu_bias_backward(grad, z, y, out, db)``: ``out`` as ``gelu_backward``'s and :math:`db = \sum_{rows}
+    \text{out}` (added up in float64). Shapes: ``z, y, grad, out : (rows, units)``, ``b, db : (units,)``.
+    """
+    if _bias_gelu64_fast is None:
+        return None
+    return {np.dtype(np.float32): (_bias_gelu32_fast, _gelu32_bias_backward_fast),
+            np.dtype(np.float64): (_bias_gelu64_fast, _gelu64_bias_backward_fast)}.get(np.dtype(dtype))

@@ -90,18 +90,24 @@ class Dense(activations.Activated, Layer):
         self.check_input(x)
         if cache is not None:
             cache["x"] = x
-        return self._product(x, relu=False)
+        return self._product(x, None)[0]
 
-    def _product(self, x: np.ndarray, relu: bool) -> np.ndarray:
-        """:math:`xW + b`, or :math:`\\max(xW + b, 0)` with ``relu`` (one pass: ``kernels.bias_relu``)."""
+    def _product(self, x: np.ndarray, fused: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(z, y)``: :math:`z = xW + b` and, with ``fused``, the activation :math:`y = f(z)` computed with the
+        bias in one pass (``kernels.bias_relu``: ``y`` is ``z``, written over; ``kernels.bias_gelu_kernels``:
+        ``z`` kept for the backward pass); without it ``y`` is ``z``."""
         kernel = self.params["kernel"]
         x2 = x.reshape(-1, x.shape[-1])
         z = np.empty((x2.shape[0], self.units), dtype=np.result_type(x2, kernel))
+        y = np.empty_like(z) if fused == "gelu" else z
+        bias_gelu = kernels.bias_gelu_kernels(z.dtype)[0] if fused == "gelu" else None
 
         def part(rows: slice) -> None:
             np.matmul(x2[rows], kernel, out=z[rows])
-            if relu:
+            if fused == "relu":
                 kernels.bias_relu(z[rows], self.params["bias"])
+            elif bias_gelu is not None:
+                bias_gelu(z[rows], self.params["bias"], y[rows])
             elif self.use_bias:
                 z[rows] += self.params["bias"]
 
@@ -110,28 +116,35 @@ class Dense(activations.Activated, Layer):
             part(slices[0])
         else:
             threads.run(part, slices)
-        return z.reshape(*x.shape[:-1], self.units)
+        shape = (*x.shape[:-1], self.units)
+        return z.reshape(shape), y.reshape(shape)
 
     def backward_logits(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
         """Backward from :math:`\\partial L/\\partial z`, skipping the activation."""
-        return self._backward(grad, cache, relu=False)
+        return self._backward(grad, cache, None)
 
-    def _backward(self, grad: np.ndarray, cache: Cache, relu: bool) -> np.ndarray | None:
+    def _backward(self, grad: np.ndarray, cache: Cache, fused: str | None) -> np.ndarray | None:
         """The kernel gradient :math:`x^\\top g`, the bias gradient :math:`\\sum g` and the input gradient
-        :math:`g W^\\top` (when needed), with ``g = grad`` or, with ``relu``, ``grad * [y > 0]``
-        (``kernels.relu_bias_backward``, one pass)."""
+        :math:`g W^\\top` (when needed), with ``g = grad`` or, with ``fused``, :math:`g = \\text{grad}\\,f'(z)`
+        computed with the bias gradient in one pass (``kernels.relu_bias_backward``: ``grad * [y > 0]``;
+        ``kernels.bias_gelu_kernels``)."""
         x_in = cache["x"]
         x = x_in.reshape(-1, x_in.shape[-1])
         grad = np.ascontiguousarray(grad).reshape(-1, self.units)
         kernel = self.params["kernel"]
-        y = cache["y"].reshape(-1, self.units) if relu else None
-        dz = np.empty(grad.shape, dtype=grad.dtype) if relu else grad
+        y = cache["y"].reshape(-1, self.units) if fused else None
+        z = cache["z"].reshape(-1, self.units) if fused == "gelu" else None
+        gelu_backward = kernels.bias_gelu_kernels(z.dtype)[1] if fused == "gelu" else None
+        dz = np.empty(grad.shape, dtype=grad.dtype) if fused else grad
         dx = np.empty(x.shape, dtype=grad.dtype) if cache.input_grad else None
 
         def part(rows: slice) -> np.ndarray | None:
-            if relu:
+            if fused:
                 dbias = np.empty(self.units, dtype=grad.dtype)
-                kernels.relu_bias_backward(grad[rows], y[rows], dz[rows], dbias)
+                if gelu_backward is None:
+                    kernels.relu_bias_backward(grad[rows], y[rows], dz[rows], dbias)
+                else:
+                    gelu_backward(grad[rows], z[rows], y[rows], dz[rows], dbias)
             else:
                 dbias = dz[rows].sum(axis=0) if self.use_bias else None
             if dx is not None:
@@ -144,23 +157,36 @@ class Dense(activations.Activated, Layer):
         threads.matmul_tn(x, dz, out=self.grads["kernel"])
         return None if dx is None else dx.reshape(*x_in.shape[:-1], x.shape[-1])
 
-    # Bias + ReLU in one pass each way (kernels.activation): the usual hidden layer.
-    def _fuses_relu(self) -> bool:
-        return self.use_bias and type(self.activation) is activations.ReLU
+    # Bias + activation in one pass each way (kernels.activation): ReLU, the usual hidden layer, and the exact
+    # GELU of Transformer feed-forward blocks (where its compiled kernels serve the dtype).
+    def _fused(self, x: np.ndarray) -> str | None:
+        """``"relu"``, ``"gelu"`` or ``None``: which fused path serves a call on ``x``."""
+        if not self.use_bias:
+            return None
+        kind = type(self.activation)
+        if kind is activations.ReLU:
+            return "relu"
+        if (kind is activations.GELU and not self.activation.approximate
+                and kernels.bias_gelu_kernels(np.result_type(x, self.params["kernel"])) is not None):
+            return "gelu"
+        return None
 
     def forward(self, x: np.ndarray, *, training: bool = False, cache: Cache | None = None) -> np.ndarray:
-        if not self._fuses_relu():
+        fused = self._fused(x)
+        if fused is None:
             return super().forward(x, training=training, cache=cache)
         self.check_input(x)
-        y = self._product(x, relu=True)
+        z, y = self._product(x, fused)
         if cache is not None:
-            cache["x"], cache["y"] = x, y
+            cache["x"], cache["y"], cache["fused"] = x, y, fused
+            if fused == "gelu":
+                cache["z"] = z
         return y
 
     def backward(self, grad: np.ndarray, cache: Cache) -> np.ndarray | None:
-        if not self._fuses_relu():
+        if "fused" not in cache:
             return super().backward(grad, cache)
-        return self._backward(grad, cache, relu=True)
+        return self._backward(grad, cache, cache["fused"])
 
     def get_config(self):
         return {
