@@ -9,6 +9,7 @@ import numpy as np
 from .. import initializers, threads
 from ..attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
 from ..errors import ConfigError, ShapeError
+from ..kernels.heads import heads_first, heads_last
 from .base import Cache, Layer, register
 
 _PROJECTIONS = ("query", "key", "value")
@@ -193,17 +194,16 @@ class MultiHeadAttention(Layer):
 
     def _project(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         """``x : (batch, time, d) -> [(batch, heads, time, width)]`` for each name: one product over all heads
-        and all the named projections of ``x`` at once, plus the biases."""
+        and all the named projections of ``x`` at once, then each moved to its heads' layout with its bias
+        (:func:`barenet.kernels.heads.heads_first`)."""
         y = threads.matmul(x.reshape(-1, x.shape[-1]), self._kernel(names))
         out, start = [], 0
         for name in names:
             heads, width = self.params[f"{name}_kernel"].shape[1:]
             block = y[:, start:start + heads * width].reshape(x.shape[0], x.shape[1], heads, width)
             head_major = np.empty((x.shape[0], heads, x.shape[1], width), dtype=y.dtype)
-            if self.use_bias:  # the bias added in the pass that puts the heads first
-                np.add(block.transpose(0, 2, 1, 3), self.params[f"{name}_bias"][:, None, :], out=head_major)
-            else:
-                head_major[...] = block.transpose(0, 2, 1, 3)
+            bias = self.params[f"{name}_bias"] if self.use_bias else np.zeros((heads, width), y.dtype)
+            heads_first(block, bias, head_major)
             out.append(head_major)
             start += heads * width
         return out
@@ -242,7 +242,8 @@ class MultiHeadAttention(Layer):
         o = scaled_dot_product_attention(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
                                          rng=self.rng if rate else None, cache=sub)
         batch, heads, t, dv = o.shape
-        o2 = o.transpose(0, 2, 1, 3).reshape(batch * t, heads * dv)
+        o2 = np.empty((batch * t, heads * dv), dtype=o.dtype)
+        heads_last(o, o2.reshape(batch, t, heads, dv))
         out = threads.matmul(o2, self.params["output_kernel"].reshape(heads * dv, -1))
         if self.use_bias:
             out += self.params["output_bias"]
@@ -260,8 +261,9 @@ class MultiHeadAttention(Layer):
         if self.use_bias:
             np.sum(g2, axis=0, out=self.grads["output_bias"])
         batch, t = query.shape[:2]
-        do = np.ascontiguousarray(threads.matmul(g2, out_kernel.T).reshape(batch, t, heads, self.value_dim)
-                                  .transpose(0, 2, 1, 3))
+        do = np.empty((batch, heads, t, self.value_dim), dtype=g2.dtype)
+        heads_first(threads.matmul(g2, out_kernel.T).reshape(batch, t, heads, self.value_dim),
+                    np.zeros((heads, self.value_dim), g2.dtype), do)
         dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
         given = {"query": dq, "key": dk, "value": dv}
         inputs = [query, value, key]
@@ -273,15 +275,13 @@ class MultiHeadAttention(Layer):
             start = 0
             for name, width in zip(names, widths, strict=True):
                 block = d2[:, start:start + width].reshape(batch, -1, heads, width // heads)  # a view
-                block[...] = given[name].transpose(0, 2, 1, 3)
+                dbias = self.grads[f"{name}_bias"] if self.use_bias else None
+                heads_last(given[name], block, dbias)
                 start += width
             dkernel = threads.matmul_tn(x, d2, out=np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype))
-            dbias = np.sum(d2, axis=0) if self.use_bias else None
             start = 0
             for name, width in zip(names, widths, strict=True):
                 self.grads[f"{name}_kernel"].reshape(x.shape[1], width)[...] = dkernel[:, start:start + width]
-                if dbias is not None:
-                    self.grads[f"{name}_bias"].reshape(-1)[...] = dbias[start:start + width]
                 start += width
             positions = [_POSITIONS[name] for name in names]
             shared = cache.shared_inputs
