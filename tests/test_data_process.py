@@ -45,6 +45,69 @@ def test_the_elements_and_their_order_are_those_of_the_thread_and_of_no_prefetch
     assert _no_children_left()
 
 
+class _Fixed(bn.data.Dataset):
+    """The given elements, as they are, in every pass."""
+
+    def __init__(self, elements):
+        super().__init__()
+        self.elements = elements
+
+    def describe(self):
+        return "fixed"
+
+    def _elements(self, epoch, order):
+        yield from self.elements
+
+
+def _same(a, b):
+    """Same structure, container types, dtypes, shapes and values."""
+    if isinstance(a, dict):
+        return type(b) is dict and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return (type(b) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
+def test_every_kind_of_element_crosses_intact_raw_or_pickled():
+    """Arrays of numbers, booleans and dates in tuples, lists and dicts cross the pipe as raw bytes (views of one
+    array per group); strings, a structure that changes within a group, and rows that disagree go pickled.
+    Either way each element arrives as it left, and writing into one changes no other."""
+    rng = np.random.default_rng(4)
+    days = np.datetime64("2024-01-01") + np.arange(7)
+
+    def element(i):
+        n = 1 + i % 5
+        return {"x": rng.standard_normal((n, 2, 3)).astype(np.float16), "flags": rng.random(n) < 0.5,
+                "pair": (rng.integers(0, 9, n).astype(np.uint8), days[:n]), "w": [np.full(n, np.nan)]}
+
+    cases = {
+        "raw": [element(i) for i in range(300)],
+        "strings": [(np.array(["a", "bc"][: 1 + i % 2]), np.arange(1 + i % 2)) for i in range(50)],
+        "changing": [(np.zeros(2),) if i % 7 else {"a": np.ones(2)} for i in range(50)],
+        "ragged rows": [(np.zeros(3), np.zeros(2 + i % 2)) for i in range(50)],
+        "empty": [(np.zeros((0, 4)), np.zeros(0, np.int64)) for i in range(5)],
+    }
+    for name, elements in cases.items():
+        got = list(_Fixed(elements).prefetch(process=True))
+        assert len(got) == len(elements) and all(_same(a, b) for a, b in zip(elements, got, strict=True)), name
+    got = list(_Fixed(cases["raw"]).prefetch(process=True))
+    assert got[0]["x"].base is got[1]["x"].base is not None  # rows of one array: sent raw
+    got[0]["x"][...] = 7
+    assert not (got[1]["x"] == 7).any()
+    assert _no_children_left()
+
+
+def test_a_pipe_that_ends_inside_a_group_is_an_eof():
+    from barenet.data.dataset import _receive_group
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    os.write(send.fileno(), np.zeros(5, np.float64).tobytes())  # 40 of the 80 bytes announced
+    send.close()
+    with pytest.raises(EOFError):
+        _receive_group(receive, ("tuple", (("array", "<f8", ()),)), [4, 6])
+
+
 def test_files_read_in_the_child_and_a_model_trains_as_from_the_thread(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
