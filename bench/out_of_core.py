@@ -19,13 +19,17 @@ at the end unless ``--keep``). Then, each in a child process of its own (so its 
   reading row groups through pyarrow in 2 worker processes, training the same MLP with Adam.
 
 It prints rows per second (training time of the epoch, reading included for the streams), the stream's rate
-over the in-memory rate (target >= 0.8x), peak RSS (target < 1 GB whatever the file size), the time of one
-plain reading pass over the Parquet files and over the CSV file (what a preprocessing pass costs), and the CPU.
+over the in-memory rate (target >= 0.8x; each run over the ``memory`` run before it, the median of those turns:
+list ``memory`` first and again between turns, as in the last example below), peak RSS (target < 1 GB whatever
+the file size), the time of one plain reading pass over the Parquet files and over the CSV file (what a
+preprocessing pass costs), and the CPU.
 
     python bench/out_of_core.py --gb 3          # the full size: ~39M rows, 3 GB of CSV
     python bench/out_of_core.py --gb 0.3        # a quick run
     python bench/out_of_core.py --gb 0.3 --runs cli-csv,cli-parquet,cli-csv-whole   # the command line only
     python bench/out_of_core.py --gb 3 --runs memory,cli-csv-memory,cli-csv,cli-parquet,parquet,csv
+    OMP_NUM_THREADS=1 python bench/out_of_core.py --gb 0.3 \\
+        --runs memory,parquet-process,csv-process,memory,parquet-process,csv-process,memory,parquet-process,csv-process
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -261,18 +266,20 @@ def main() -> None:
               f"{len(list(parquet.iterdir()))} files (generated in {time.perf_counter() - start:.0f}s)")
         common = ["--parquet", str(parquet), "--csv", str(csv), "--rows", str(rows), "--batch-size",
                   str(args.batch_size), "--memory-rows", str(min(args.memory_rows, rows)), "--buffer", str(args.buffer)]
-        results = {}
+        results, ratios, memory_rate = {}, {}, None
         for kind in args.runs.split(","):
             results[kind] = run_worker(__file__, kind, common)
             r = results[kind]
+            if kind == "memory":
+                memory_rate = r["rows_per_s"]
+            elif memory_rate is not None and "rows_per_s" in r and not kind.startswith("cli-"):
+                ratios.setdefault(kind, []).append(r["rows_per_s"] / memory_rate)  # against the latest memory run
             rate = f"{r['rows_per_s']:>10,.0f} rows/s" if "rows_per_s" in r else f"{r['seconds']:>8.1f} s pass"
             child = f" + child {r['child_rss_mb']:.0f} MB" if r.get("child_rss_mb") else ""
             print(f"{kind:<15} {r['rows']:>11,} rows  {rate}  peak RSS {r['rss_mb']:>6.0f} MB{child}", flush=True)
-        if "memory" in results:
-            base = results["memory"]["rows_per_s"]
-            for kind in ("parquet", "csv", "parquet-process", "csv-process", "torch"):
-                if kind in results:
-                    print(f"{kind} / memory rows/s: {results[kind]['rows_per_s'] / base:.2f}x")
+        for kind, turns in ratios.items():  # each run over the memory run before it; the median of those turns
+            print(f"{kind} / memory rows/s: {statistics.median(turns):.2f}x (median of "
+                  f"{', '.join(f'{t:.2f}' for t in turns)})")
         cli = [kind for kind in results if kind.startswith("cli-")]
         if cli:
             print("cli-* rows/s: rows of the table over the whole command (start-up, the preprocessing pass or "
