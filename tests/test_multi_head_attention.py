@@ -230,3 +230,37 @@ def test_inputs_a_graph_adds_up_get_one_summed_gradient():
     y = reference.forward([x, x, x], cache=cache)
     dy = 2 * (y - target) / y.size
     np.testing.assert_allclose(got.inputs, sum(reference.backward(dy, cache)), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_threads_give_the_one_thread_results(use_bias, monkeypatch):
+    """Split by blocks of the batch (projections with the head moves, the output product, the gradients'
+    moves with their bias sums and the input products): the same results as on one thread."""
+    monkeypatch.setattr(bn.threads, "MIN_WORK", 1)
+    rng = np.random.default_rng(7)
+    layer = L.MultiHeadAttention(H, 3, value_dim=5, output_shape=6, use_bias=use_bias)
+    layer.build([(T, E), (S, E), (S, E)], rng, "float64")
+    if use_bias:
+        for name in layer.params:
+            if name.endswith("bias"):
+                layer.params[name][...] = rng.standard_normal(layer.params[name].shape)
+    q, kv = rng.standard_normal((6, T, E)), rng.standard_normal((6, S, E))
+    grad = rng.standard_normal((6, T, 6))
+
+    def run():
+        cache = bn.layers.base.Cache()
+        y = layer.forward([q, kv, kv], cache=cache)
+        return [y, *layer.backward(grad, cache), *(g.copy() for g in layer.grads.values())]
+
+    previous = bn.threads.get_num_threads()
+    try:
+        one = run()
+        bn.threads.set_num_threads(3)
+        with bn.threads.engine():
+            assert len(bn.threads.parts(6, 100)) == 3
+            many = run()
+    finally:
+        bn.threads.set_num_threads(previous)
+    assert len(one) == len(many)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-14)

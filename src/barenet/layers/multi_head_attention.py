@@ -195,17 +195,23 @@ class MultiHeadAttention(Layer):
     def _project(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         """``x : (batch, time, d) -> [(batch, heads, time, width)]`` for each name: one product over all heads
         and all the named projections of ``x`` at once, then each moved to its heads' layout with its bias
-        (:func:`barenet.kernels.heads.heads_first`)."""
-        y = threads.matmul(x.reshape(-1, x.shape[-1]), self._kernel(names))
-        out, start = [], 0
-        for name in names:
-            heads, width = self.params[f"{name}_kernel"].shape[1:]
-            block = y[:, start:start + heads * width].reshape(x.shape[0], x.shape[1], heads, width)
-            head_major = np.empty((x.shape[0], heads, x.shape[1], width), dtype=y.dtype)
-            bias = self.params[f"{name}_bias"] if self.use_bias else np.zeros((heads, width), y.dtype)
-            heads_first(block, bias, head_major)
-            out.append(head_major)
-            start += heads * width
+        (:func:`barenet.kernels.heads.heads_first`), a block of the batch at a time."""
+        kernel = self._kernel(names)
+        batch, time = x.shape[:2]
+        dtype = np.result_type(x, kernel)
+        shapes = [self.params[f"{name}_kernel"].shape[1:] for name in names]
+        biases = [self.params[f"{name}_bias"] if self.use_bias else np.zeros(shape, dtype)
+                  for name, shape in zip(names, shapes, strict=True)]
+        out = [np.empty((batch, heads, time, width), dtype=dtype) for heads, width in shapes]
+
+        def part(rows: slice) -> None:
+            y = np.matmul(x[rows].reshape(-1, x.shape[-1]), kernel)
+            start = 0
+            for (heads, width), bias, head_major in zip(shapes, biases, out, strict=True):
+                heads_first(y[:, start:start + heads * width].reshape(-1, time, heads, width), bias, head_major[rows])
+                start += heads * width
+
+        threads.run(part, threads.parts(batch, time * kernel.size))
         return out
 
     def compute_mask(self, xs, mask=None):
@@ -242,14 +248,21 @@ class MultiHeadAttention(Layer):
         o = scaled_dot_product_attention(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
                                          rng=self.rng if rate else None, cache=sub)
         batch, heads, t, dv = o.shape
-        o2 = np.empty((batch * t, heads * dv), dtype=o.dtype)
-        heads_last(o, o2.reshape(batch, t, heads, dv))
-        out = threads.matmul(o2, self.params["output_kernel"].reshape(heads * dv, -1))
-        if self.use_bias:
-            out += self.params["output_bias"]
+        o2 = np.empty((batch, t, heads, dv), dtype=o.dtype)  # the heads side by side again
+        out_kernel = self.params["output_kernel"].reshape(heads * dv, -1)
+        out = np.empty((batch, t, out_kernel.shape[1]), dtype=np.result_type(o, out_kernel))
+
+        def part(rows: slice) -> None:
+            heads_last(o[rows], o2[rows])
+            np.matmul(o2[rows].reshape(-1, heads * dv), out_kernel, out=out[rows].reshape(-1, out.shape[2]))
+            if self.use_bias:
+                out[rows] += self.params["output_bias"]
+
+        threads.run(part, threads.parts(batch, t * out_kernel.size))
+        o2 = o2.reshape(batch * t, heads * dv)
         if cache is not None:
             cache.update(inputs=list(xs[:3]), o2=o2)
-        return out.reshape(batch, t, -1)
+        return out
 
     def backward(self, grad, cache):
         query, value, key = cache["inputs"]
@@ -262,41 +275,62 @@ class MultiHeadAttention(Layer):
             np.sum(g2, axis=0, out=self.grads["output_bias"])
         batch, t = query.shape[:2]
         do = np.empty((batch, heads, t, self.value_dim), dtype=g2.dtype)
-        heads_first(threads.matmul(g2, out_kernel.T).reshape(batch, t, heads, self.value_dim),
-                    np.zeros((heads, self.value_dim), g2.dtype), do)
+        no_bias = np.zeros((heads, self.value_dim), g2.dtype)
+        threads.run(lambda rows: heads_first(np.matmul(g2[rows.start * t:rows.stop * t], out_kernel.T).reshape(
+            -1, t, heads, self.value_dim), no_bias, do[rows]), threads.parts(batch, t * out_kernel.size))
         dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
         given = {"query": dq, "key": dk, "value": dv}
         inputs = [query, value, key]
         dxs: list[np.ndarray | None] = [None, None, None]
         for i, names in self._groups(inputs):
-            x = inputs[i].reshape(-1, inputs[i].shape[-1])
-            widths = [heads * self.params[f"{n}_kernel"].shape[2] for n in names]
-            d2 = np.empty((len(x), sum(widths)), dtype=x.dtype)  # the gradients of the group's projections
-            start = 0
-            for name, width in zip(names, widths, strict=True):
-                block = d2[:, start:start + width].reshape(batch, -1, heads, width // heads)  # a view
-                dbias = self.grads[f"{name}_bias"] if self.use_bias else None
-                heads_last(given[name], block, dbias)
-                start += width
-            dkernel = threads.matmul_tn(x, d2, out=np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype))
-            start = 0
-            for name, width in zip(names, widths, strict=True):
-                self.grads[f"{name}_kernel"].reshape(x.shape[1], width)[...] = dkernel[:, start:start + width]
-                start += width
-            positions = [_POSITIONS[name] for name in names]
-            shared = cache.shared_inputs
-            if cache.input_grad and len(names) > 1 and shared is not None and len({shared[p] for p in positions}) == 1:
-                # one tensor's inputs, whose gradients the caller adds up: their sum, d2 times all their kernels
-                dxs[shared[positions[0]]] = threads.matmul(d2, self._kernel(names).T).reshape(inputs[i].shape)
-            elif cache.input_grad:  # one gradient per input, even where one array is several inputs
-                start = 0
-                for name, width, position in zip(names, widths, positions, strict=True):
-                    kernel = self.params[f"{name}_kernel"].reshape(x.shape[1], width)
-                    dxs[position] = threads.matmul(d2[:, start:start + width], kernel.T).reshape(inputs[i].shape)
-                    start += width
+            self._backward_group(inputs[i], names, given, cache, dxs)
         if len(self.input_shape) == 4:
             dxs.append(None)  # the mask is not differentiable
         return dxs if cache.input_grad else None
+
+    def _backward_group(self, source: np.ndarray, names: list[str], given: dict[str, np.ndarray], cache: Cache,
+                        dxs: list[np.ndarray | None]) -> None:
+        """The parameter gradients of the projections ``names`` of the input ``source`` from their gradients in
+        the heads' layout (``given``), and (``cache.input_grad``) the input gradients into ``dxs``."""
+        x = source.reshape(-1, source.shape[-1])
+        batch, steps = source.shape[:2]
+        heads = self.num_heads
+        widths = [heads * self.params[f"{n}_kernel"].shape[2] for n in names]
+        bounds = np.cumsum([0, *widths])
+        d2 = np.empty((len(x), bounds[-1]), dtype=x.dtype)  # the gradients of the group's projections
+        positions = [_POSITIONS[name] for name in names]
+        shared = cache.shared_inputs
+        if not cache.input_grad:
+            products = []
+        elif len(names) > 1 and shared is not None and len({shared[p] for p in positions}) == 1:
+            # one tensor's inputs, whose gradients the caller adds up: their sum, d2 times all their kernels
+            products = [(slice(0, bounds[-1]), self._kernel(names), shared[positions[0]])]
+        else:  # one gradient per input, even where one array is several inputs
+            products = [(slice(bounds[j], bounds[j + 1]), self._kernel([name]), position)
+                        for j, (name, position) in enumerate(zip(names, positions, strict=True))]
+        for _, _, position in products:
+            dxs[position] = np.empty(source.shape, dtype=x.dtype)
+
+        def part(rows: slice) -> list:
+            """dq, dk, dv of a block of the batch into d2 (their bias gradients summed on the way), and
+            the block's input gradients."""
+            block = slice(rows.start * steps, rows.stop * steps)
+            sums = []
+            for j, name in enumerate(names):
+                total = np.empty((heads, widths[j] // heads)) if self.use_bias else None
+                heads_last(given[name][rows], d2[block, bounds[j]:bounds[j + 1]].reshape(
+                    -1, steps, heads, widths[j] // heads), total)
+                sums.append(total)
+            for columns, kernel, position in products:
+                np.matmul(d2[block, columns], kernel.T, out=dxs[position][rows].reshape(-1, kernel.shape[0]))
+            return sums
+
+        sums = threads.run(part, threads.parts(batch, steps * 2 * d2.shape[1] * x.shape[1]))
+        dkernel = threads.matmul_tn(x, d2, out=np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype))
+        for j, name in enumerate(names):
+            self.grads[f"{name}_kernel"].reshape(x.shape[1], widths[j])[...] = dkernel[:, bounds[j]:bounds[j + 1]]
+            if self.use_bias:
+                self.grads[f"{name}_bias"][...] = np.sum([total[j] for total in sums], axis=0)
 
     def get_config(self):
         config = super().get_config()
