@@ -34,6 +34,26 @@ def test_softmax_cross_entropy_matches_the_reference(rows, classes, dtype):
 
 
 @needs_numba
+def test_softmax_cross_entropy_on_threads_is_the_one_thread_result():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((4096, 100)).astype(np.float32) * 4
+    y = rng.integers(0, 100, 4096)
+    one = [np.empty_like(z) for _ in range(2)]
+    want = loss_kernels.softmax_cross_entropy(z, y, *one)
+    split = [np.empty_like(z) for _ in range(2)]
+    bn.threads.set_num_threads(2)
+    try:
+        with bn.threads.engine():
+            assert len(bn.threads.parts(len(z), 16 * z.shape[1])) == 2
+            got = loss_kernels.softmax_cross_entropy(z, y, *split)
+    finally:
+        bn.threads.set_num_threads(None)
+    assert got == pytest.approx(want, rel=1e-12)
+    np.testing.assert_array_equal(split[0], one[0])
+    np.testing.assert_array_equal(split[1], one[1])
+
+
+@needs_numba
 def test_softmax_cross_entropy_of_a_nan_logit_is_nan():
     z = np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0]], dtype=np.float32)
     probs, grad = np.empty_like(z), np.empty_like(z)

@@ -9,9 +9,10 @@ probabilities. Per row, with :math:`m = \max_j z_j` and :math:`S = \sum_j e^{z_j
 
 NumPy computes these in about ten passes (maximum, shift, ``exp``, sum, division, ``log``, the one-hot
 rows built from the labels, product, subtraction, division); the compiled form makes one pass per row
-with the row in cache and builds no one-hot rows. Shapes: ``z, probs, grad : (rows, classes)``
-C-contiguous, one float dtype; ``y : (rows,)`` integers in ``[0, classes)``. The loss is accumulated
-in float64.
+with the row in cache and builds no one-hot rows; inside :func:`barenet.threads.engine` blocks of rows go to
+barenet's threads (the sum of their losses differs from one thread's by rounding only). Shapes: ``z, probs,
+grad : (rows, classes)`` C-contiguous, one float dtype; ``y : (rows,)`` integers in ``[0, classes)``. The loss
+is accumulated in float64.
 
 A label is an index into its row, so :func:`softmax_cross_entropy` checks every label (and every shape)
 before either form runs: the compiled loop does not check bounds, and would write the ``-1/rows`` of a
@@ -26,6 +27,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from .. import threads
 from ..errors import DataError, ShapeError
 from ._jit import njit
 
@@ -57,20 +59,22 @@ def check_labels(y: np.ndarray, classes: int, owner: str) -> None:
                         f"{classes} classes")
 
 
-def softmax_cross_entropy_reference(z: np.ndarray, y: np.ndarray, probs: np.ndarray, grad: np.ndarray) -> float:
-    """Mean loss over the rows; ``probs`` and ``grad`` are written (see the module docstring). Labels are
-    not checked here (see :func:`softmax_cross_entropy`)."""
+def softmax_cross_entropy_reference(z: np.ndarray, y: np.ndarray, probs: np.ndarray, grad: np.ndarray,
+                                    inv_rows: float | None = None) -> float:
+    """The rows' losses times ``inv_rows`` (default ``1 / rows``: their mean); ``probs`` and ``grad`` are
+    written, the gradient scaled by ``inv_rows`` (see the module docstring). A block of a batch's rows passes
+    ``1 / rows of the batch``. Labels are not checked here (see :func:`softmax_cross_entropy`)."""
     rows = z.shape[0]
+    inv_rows = 1.0 / rows if inv_rows is None else inv_rows
     logp, p = F.log_softmax_and_softmax(z)
     probs[...] = p
-    np.divide(p, rows, out=grad)
-    grad[np.arange(rows), y] -= grad.dtype.type(1 / rows)
-    return -float(logp[np.arange(rows), y].sum(dtype=np.float64)) / rows
+    np.multiply(p, inv_rows, out=grad)
+    grad[np.arange(rows), y] -= grad.dtype.type(inv_rows)
+    return -float(logp[np.arange(rows), y].sum(dtype=np.float64)) * inv_rows
 
 
-def _softmax_cross_entropy(z, y, probs, grad):
+def _softmax_cross_entropy(z, y, probs, grad, inv_rows):
     rows, classes = z.shape
-    inv_rows = 1.0 / rows
     total = 0.0
     for r in range(rows):
         zr, pr, gr = z[r], probs[r], grad[r]
@@ -107,4 +111,8 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, probs: np.ndarray, grad:
     if y.dtype.kind not in "iu":
         raise DataError(f"{owner} expects integer labels, got an array of dtype {y.dtype}")
     check_labels(y, z.shape[1], owner)
-    return _softmax_cross_entropy_kernel(z, y, probs, grad)
+    inv_rows = 1.0 / len(z) if len(z) else math.nan
+    # on barenet's threads by blocks of rows (an exponential costs about as much as 16 plain values)
+    parts = threads.run(lambda rows: _softmax_cross_entropy_kernel(z[rows], y[rows], probs[rows], grad[rows], inv_rows),
+                        threads.parts(len(z), 16 * z.shape[1]))
+    return float(sum(parts))
