@@ -28,6 +28,7 @@ preprocessing pass costs), and the CPU.
     python bench/out_of_core.py --gb 0.3        # a quick run
     python bench/out_of_core.py --gb 0.3 --runs cli-csv,cli-parquet,cli-csv-whole   # the command line only
     python bench/out_of_core.py --gb 3 --runs memory,cli-csv-memory,cli-csv,cli-parquet,parquet,csv
+    python bench/out_of_core.py --gb 3 --keep ...; python bench/out_of_core.py --files FOLDER ...  # generate once
     OMP_NUM_THREADS=1 python bench/out_of_core.py --gb 0.3 \\
         --runs memory,parquet-process,csv-process,memory,parquet-process,csv-process,memory,parquet-process,csv-process
 """
@@ -247,6 +248,7 @@ def main() -> None:
     parser.add_argument("--runs", default="memory,parquet,csv,parquet-process,csv-process,torch,read-parquet,"
                                           "read-csv,cli-csv,cli-parquet,cli-csv-memory")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--files", help="a folder of files kept by an earlier --keep run: used again, not generated")
     parser.add_argument("--worker")
     parser.add_argument("--parquet")
     parser.add_argument("--csv")
@@ -255,15 +257,24 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args)))
         return
-    folder = Path(tempfile.mkdtemp(prefix="barenet-out-of-core-", dir=args.dir))
+    folder = Path(args.files) if args.files else Path(tempfile.mkdtemp(prefix="barenet-out-of-core-", dir=args.dir))
     try:
         start = time.perf_counter()
-        rows, csv, parquet = generate(folder, args.gb)
+        if args.files:
+            import pyarrow.parquet as pq
+
+            csv, parquet = folder / "table.csv", folder / "parquet"
+            if not csv.is_file() or not parquet.is_dir():
+                parser.error(f"--files {folder} holds no table.csv and parquet/ of an earlier --keep run")
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(parquet.glob("*.parquet")))
+        else:
+            rows, csv, parquet = generate(folder, args.gb)
         print(f"CPU: {cpu_model()}; {os.cpu_count()} cores")
         size_csv = csv.stat().st_size / 1e9
         size_pq = sum(f.stat().st_size for f in parquet.iterdir()) / 1e9
+        origin = f"from {folder}" if args.files else f"generated in {time.perf_counter() - start:.0f}s"
         print(f"table: {rows:,} rows; CSV {size_csv:.2f} GB, Parquet {size_pq:.2f} GB in "
-              f"{len(list(parquet.iterdir()))} files (generated in {time.perf_counter() - start:.0f}s)")
+              f"{len(list(parquet.iterdir()))} files ({origin})")
         common = ["--parquet", str(parquet), "--csv", str(csv), "--rows", str(rows), "--batch-size",
                   str(args.batch_size), "--memory-rows", str(min(args.memory_rows, rows)), "--buffer", str(args.buffer)]
         results, ratios, memory_rate = {}, {}, None
@@ -297,7 +308,7 @@ def main() -> None:
                             epoch = results[kind]["epoch_rows_per_s"] / results[base]["epoch_rows_per_s"]
                             print(f"{kind} / {base} rows/s: {whole:.2f}x the whole command, {epoch:.2f}x the epoch")
     finally:
-        if args.keep:
+        if args.keep or args.files:
             print(f"files kept in {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
