@@ -12,6 +12,11 @@ The store is two flat files in a temporary folder: ``x`` rows of ``float32`` and
 are the only ones held). A part whose reading was cut short (Ctrl-C, an error) is written again by the next
 pass that reads it whole. When the folder cannot be written (a full disk), the store says so once and gives
 up; the parts it lacks are then encoded from the table again, as :meth:`HeldRows.has` tells the reader.
+
+A pass may run in a child process (``prefetch(process=True)``, forked): it writes into the same files, every
+block at the offset of the store's own count of rows, and at the end of a whole pass hands its bookkeeping
+back (:meth:`HeldRows.state`, :meth:`HeldRows.take`). A child's pass cut short hands nothing back, and what it
+wrote is written over by the next pass.
 """
 
 from __future__ import annotations
@@ -59,7 +64,9 @@ class HeldRows:
         """Append rows of ``part``: ``x : (rows, features)`` (stored as float32) and ``y : (rows,)``."""
         if self.broken or not len(y):
             return
-        try:
+        try:  # at the store's own count of rows: a child's pass that was cut short may have written past it
+            self._x.seek(self.written * self.n_features * self.x_dtype.itemsize)
+            self._y.seek(self.written * self.y_dtype.itemsize)
             np.ascontiguousarray(x, dtype=self.x_dtype).tofile(self._x)
             np.ascontiguousarray(y, dtype=self.y_dtype).tofile(self._y)
         except OSError as exc:
@@ -106,6 +113,21 @@ class HeldRows:
                 x = np.fromfile(xs, dtype=self.x_dtype, count=rows * self.n_features)
                 y = np.fromfile(ys, dtype=self.y_dtype, count=rows)
                 yield x.reshape(rows, self.n_features), y
+
+    def state(self) -> dict:
+        """What a pass in another process (``prefetch(process=True)``, forked with this store) wrote, for
+        :meth:`take` in this one: the files are shared, the bookkeeping is not."""
+        for handle in (self._x, self._y):
+            if handle is not None:
+                handle.flush()
+        return {"chunks": self.chunks, "finished": self.finished, "written": self.written, "broken": self.broken}
+
+    def take(self, state: dict) -> None:
+        """Take over the bookkeeping of a whole pass made in a forked process (see :meth:`state`)."""
+        self.chunks, self.finished = state["chunks"], state["finished"]
+        self.written, self.broken = state["written"], state["broken"]
+        if self.broken or len(self.finished) == self.parts:
+            self._close_writers()
 
     def _give_up(self, exc: OSError) -> None:
         self.broken = True

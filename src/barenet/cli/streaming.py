@@ -15,7 +15,9 @@ How ``train`` streams:
 3. every epoch reads the files once more and encodes each block; its training rows are shuffled within a
    buffer of :data:`SHUFFLE_ROWS` rows (and the order of the row groups or files) with ``--seed`` and trained
    batch by batch, its validation rows kept, encoded, in a temporary file the first time they are read
-   (:class:`barenet.cli.held_rows.HeldRows`), from which validation reads them after each epoch;
+   (:class:`barenet.cli.held_rows.HeldRows`), from which validation reads them after each epoch. Reading,
+   encoding and the shuffle run in a child process (``prefetch(process=True)``, where the platform forks),
+   beside training on another core; the child hands the store's bookkeeping back at the end of its pass;
 4. the report's metrics come from counts (a confusion matrix, sums of errors) over every row, its figure from
    the first :data:`barenet.cli.report.SAMPLE_ROWS` rows of the split; that pass reads the table once more
    for the training rows and the temporary file for the validation rows.
@@ -31,6 +33,7 @@ file of validation rows takes ``4 * features + 8`` bytes a row of disk, deleted 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 from collections.abc import Iterator
 from contextlib import closing
@@ -53,6 +56,9 @@ STREAM_BYTES = 100 * 2**20
 SHUFFLE_ROWS = 262_144
 #: Rows per prediction batch in the passes that only predict.
 PREDICT_ROWS = 8192
+#: Training epochs read, encode and shuffle the table in a child process where it can be forked (Linux, macOS):
+#: the pipeline holds open files and the preprocessor, which a spawned process would need pickled.
+_FORKS = "fork" in multiprocessing.get_all_start_methods()
 
 
 def add_stream_option(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +179,12 @@ class EncodedRows(Source):
         if writing:
             self.held.finish(index)
 
+    def _state_after_pass(self) -> dict | None:
+        return None if self.held is None else self.held.state()
+
+    def _take_state(self, state: dict) -> None:
+        self.held.take(state)
+
 
 class ValidationRows(Source):
     """The validation rows of a table source, encoded, in the table's order: from the store ``held`` for the
@@ -228,7 +240,7 @@ class StreamPrepared:
 
     def fit_data(self) -> tuple[Dataset, None, Dataset | None]:
         train = self._training().shuffle(SHUFFLE_ROWS, seed=self.options.seed)
-        train = train.batch(self.options.batch_size).prefetch()
+        train = train.batch(self.options.batch_size).prefetch(process=_FORKS)
         validation = self._validation().batch(PREDICT_ROWS).prefetch() if self.has_validation else None
         return train, None, validation
 

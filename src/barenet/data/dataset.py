@@ -129,6 +129,15 @@ class Dataset:
         its parts (files, row groups, blocks) with."""
         raise NotImplementedError
 
+    # A stage that keeps state of its own across passes (what it wrote somewhere as it read) returns it here
+    # after a whole pass in the child of ``prefetch(process=True)``, and the same stage in the parent takes it
+    # over; the default, ``None``, hands nothing back. A pass cut short hands nothing back.
+    def _state_after_pass(self) -> Any:
+        return None
+
+    def _take_state(self, state: Any) -> None:
+        pass
+
     @property
     def batched(self) -> bool:
         """Whether the elements are batches of ``batch_size`` rows (the last may be shorter)."""
@@ -537,6 +546,15 @@ def _portable(exc: BaseException) -> BaseException:
         return StreamError(f"{type(exc).__name__}: {exc}")
 
 
+def _chain(dataset: Dataset | None) -> list[Dataset]:
+    """``dataset`` and the stages upstream of it, down to the source."""
+    stages = []
+    while dataset is not None:
+        stages.append(dataset)
+        dataset = dataset.upstream
+    return stages
+
+
 def _produce_in_child(dataset: _ProcessPrefetch, epoch: int, order: np.random.Generator | None,
                       connection: Any) -> None:
     """The child of ``prefetch(process=True)``: the upstream's elements of the pass, in groups, then the end
@@ -558,7 +576,7 @@ def _produce_in_child(dataset: _ProcessPrefetch, epoch: int, order: np.random.Ge
                     group, held, since = [], 0, time.monotonic()
         if group and not _send_group(connection, group):
             return
-        _send(connection, (_END, None))
+        _send(connection, (_END, [stage._state_after_pass() for stage in _chain(dataset.upstream)]))
     except BaseException as exc:  # handed to the parent, which raises it
         _send(connection, (_ERROR, _portable(exc)))
     finally:
@@ -595,6 +613,9 @@ class _ProcessPrefetch(_Prefetch):
                                       f"finishing the pass (exit code {child.exitcode})") from None
                 if kind == _END:
                     finished = True
+                    for stage, state in zip(_chain(self.upstream), value, strict=True):
+                        if state is not None:
+                            stage._take_state(state)
                     return
                 if kind == _ERROR:
                     finished = True  # the child has sent its last message and is leaving
