@@ -154,8 +154,40 @@ def worker(kind: str, args: argparse.Namespace) -> dict:
             "accuracy": history.history["accuracy"][-1]}
 
 
+class _TreeRss:
+    """The largest sum of the resident memory of a process and its children (the command's prefetch process),
+    sampled every 50 ms from ``/proc`` (Linux; ``None`` elsewhere)."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.peak_mb = pid, None
+        self._done = threading.Event()
+        if os.path.exists(f"/proc/{pid}"):
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def _rss_mb(self, pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                kids = [int(k) for k in children.read().split()]
+        except (OSError, StopIteration, ValueError):
+            return 0.0
+        return kb / 1024 + sum(self._rss_mb(k) for k in kids)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak_mb = max(self.peak_mb or 0.0, self._rss_mb(self.pid))
+
+    def stop(self) -> None:
+        self._done.set()
+
+
 def _cli(kind: str, args: argparse.Namespace) -> dict:
-    """``barenet train`` in a child process; its peak RSS is that of this worker's only child.
+    """``barenet train`` in a child process; its peak RSS is that of this worker's only child (and, sampled, with its
+    own prefetch process).
 
     The phases are timed from the child's output as it comes: up to the line announcing the training rows
     (start-up and, streamed, the preprocessing pass; whole, reading the table), the epoch (as the progress
@@ -177,11 +209,13 @@ def _cli(kind: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     announced, lines = None, []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1) as child:
+        tree = _TreeRss(child.pid)
         for line in child.stdout:
             lines.append(line)
             if announced is None and " training rows, " in line:
                 announced = time.perf_counter() - start
         stderr = child.stderr.read()
+        tree.stop()
     seconds = time.perf_counter() - start
     shutil.rmtree(folder, ignore_errors=True)
     if child.returncode != 0:
@@ -190,7 +224,8 @@ def _cli(kind: str, args: argparse.Namespace) -> dict:
     accuracy = float(stdout.split("val_accuracy: ")[-1].split()[0]) if "val_accuracy: " in stdout else None
     epoch = float(stdout.split("Epoch 1/1 - ")[-1].split("s")[0]) if "Epoch 1/1 - " in stdout else None
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "rss_mb": rss, "accuracy": accuracy,
+    return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "rss_mb": rss,
+            "tree_rss_mb": tree.peak_mb, "accuracy": accuracy,
             "before_epoch_s": announced, "epoch_s": epoch,
             "epoch_rows_per_s": rows * 0.9 / epoch if epoch else None}
 
@@ -287,6 +322,8 @@ def main() -> None:
                 ratios.setdefault(kind, []).append(r["rows_per_s"] / memory_rate)  # against the latest memory run
             rate = f"{r['rows_per_s']:>10,.0f} rows/s" if "rows_per_s" in r else f"{r['seconds']:>8.1f} s pass"
             child = f" + child {r['child_rss_mb']:.0f} MB" if r.get("child_rss_mb") else ""
+            if r.get("tree_rss_mb"):
+                child = f" (with its prefetch process: {r['tree_rss_mb']:.0f} MB at most together)"
             print(f"{kind:<15} {r['rows']:>11,} rows  {rate}  peak RSS {r['rss_mb']:>6.0f} MB{child}", flush=True)
         for kind, turns in ratios.items():  # each run over the memory run before it; the median of those turns
             print(f"{kind} / memory rows/s: {statistics.median(turns):.2f}x (median of "
