@@ -191,8 +191,8 @@ def _softmax_backward(grad, probs, dropped, scale, cell, period):
 _row_max = njit(error_model="numpy")(_row_max) or _row_max
 _row_sum = njit(error_model="numpy", fastmath={"reassoc"})(_row_sum) or _row_sum
 _row_dot = njit(error_model="numpy", fastmath={"reassoc"})(_row_dot) or _row_dot
-_softmax_forward_fast = njit(error_model="numpy")(_softmax_forward)
-_softmax_backward_fast = njit(error_model="numpy")(_softmax_backward)
+_softmax_forward_fast = njit(error_model="numpy", fastmath={"contract"})(_softmax_forward)
+_softmax_backward_fast = njit(error_model="numpy", fastmath={"contract"})(_softmax_backward)
 
 
 def softmax_forward_fast(scores: np.ndarray, mask: np.ndarray | None, causal: bool, scale: float,
