@@ -77,7 +77,7 @@ def _backward(grad, x_hat, inv_std, gamma, dx, dgamma, dbeta):
 
 #: ``forward(x, gamma, beta, epsilon, y, x_hat, inv_std)`` writing ``y``, ``x_hat`` and ``inv_std``, or ``None``
 #: without numba.
-forward = njit(error_model="numpy", fastmath={"reassoc"})(_forward)
+forward = njit(error_model="numpy", fastmath={"reassoc", "contract"})(_forward)
 #: ``backward(grad, x_hat, inv_std, gamma, dx, dgamma, dbeta)`` writing ``dx`` and this block's ``dgamma`` and
 #: ``dbeta`` (sums over its rows), or ``None`` without numba.
 backward = njit(error_model="numpy", fastmath={"reassoc"})(_backward)
