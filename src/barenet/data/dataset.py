@@ -201,13 +201,11 @@ class Dataset:
         size = _positive(size, "size")
         if not process:
             return _Prefetch(self, size)
-        stage: Dataset | None = self
-        while stage is not None:
-            if stage.in_process_only:
-                raise ConfigError(f"prefetch(process=True) cannot run {stage.describe()} in a child process "
-                                  f"(a Dask source keeps its cluster connection in this process); use "
-                                  f"prefetch() (a thread) for it")
-            stage = stage.upstream
+        stage = next((stage for stage in _chain(self) if stage.in_process_only), None)
+        if stage is not None:
+            raise ConfigError(f"prefetch(process=True) cannot run {stage.describe()} in a child process "
+                              f"(a Dask source keeps its cluster connection in this process); use "
+                              f"prefetch() (a thread) for it")
         return _ProcessPrefetch(self, size)
 
     def take(self, rows: int) -> Dataset:
