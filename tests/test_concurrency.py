@@ -37,7 +37,21 @@ def _cnn(seed: int = 0) -> bn.Sequential:
     return model
 
 
-MODELS = {"mlp": (_mlp, (8,)), "cnn": (_cnn, (8, 8, 2))}
+def _transformer(seed: int = 0) -> bn.Model:
+    """A pre-norm Transformer block (causal self-attention, a GELU feed-forward layer) and a classifier: the
+    attention heads' compiled moves, the fused bias + GELU and the threaded loss, called from several threads."""
+    L = bn.layers
+    x = bn.Input(shape=(6, 8))
+    a = L.LayerNormalization()(x)
+    h = L.Add()([x, L.MultiHeadAttention(2, 4)(a, a, use_causal_mask=True)])
+    h = L.Add()([h, L.Dense(8)(L.Dense(16, activation="gelu")(L.LayerNormalization()(h)))])
+    out = L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(h))
+    model = bn.Model(x, out, seed=seed, dtype="float64")
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model
+
+
+MODELS = {"mlp": (_mlp, (8,)), "cnn": (_cnn, (8, 8, 2)), "transformer": (_transformer, (6, 8))}
 
 
 def _data(sample_shape: tuple[int, ...], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +93,8 @@ def test_one_model_predicts_and_evaluates_from_four_threads_and_models_train_sid
     blas_before = _blas_threads()
     shared = make()
     shared.fit(*_data(shape, 64, 0), epochs=1, batch_size=16, verbose=0)  # moving statistics away from the start
-    inputs = [_data(shape, (4000 if kind == "mlp" else 60) + 7 * i, 10 + i) for i in range(THREADS)]
+    rows = {"mlp": 4000, "cnn": 60, "transformer": 2000}[kind]  # the MLP's and Transformer's products split
+    inputs = [_data(shape, rows + 7 * i, 10 + i) for i in range(THREADS)]
     expected_predictions = [shared.predict(X) for X, _ in inputs]
     expected_scores = [shared.evaluate(X, y) for X, y in inputs]
     train = [_data(shape, 40, 20 + i) for i in range(THREADS)]
