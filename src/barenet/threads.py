@@ -22,7 +22,12 @@ split like the rest).
 
 All threads of a process share one set of helper threads and one BLAS limit. The helpers are started as
 splits need them and live as long as the process (a forked child starts its own); a split into fewer
-parts hands out fewer tasks. The limit is set by the first block to split, in any thread, and lifted by
+parts hands out fewer tasks. Where compiled kernels are enabled, a helper that has finished a part watches
+for the next one for :data:`SPIN_SECONDS` before it sleeps, and the thread that handed out parts watches
+for them to finish, as OpenMP's threads do (:mod:`barenet.kernels.spin`): a hand-off then costs no
+wake-up from sleep, which takes 40-50 microseconds on some virtual machines. Nobody watches while more
+threads split than the process has cores, or more than one thread hands out parts at once, or when
+``OMP_WAIT_POLICY=passive``. The limit is set by the first block to split, in any thread, and lifted by
 the last of them to end; a BLAS library loaded in the meantime (SciPy's own) is limited too.
 
 The number of threads is :func:`get_num_threads`: ``BARENET_NUM_THREADS`` if set, else
@@ -42,6 +47,7 @@ import queue
 import re
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
@@ -87,6 +93,11 @@ def _default_threads() -> int:
         n = _env_threads(name)
         if n is not None:
             return n
+    return _cores()
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
@@ -112,11 +123,30 @@ def set_num_threads(n: int | None) -> None:
 # --------------------------------------------------------------------------- the helper threads
 class _Pool:
     """Helper threads that take parts from one queue and live as long as the process; more are started
-    when a split needs them, none is ever stopped, so a split on fewer threads just hands out fewer parts."""
+    when a split needs them, none is ever stopped, so a split on fewer threads just hands out fewer parts.
+
+    With :attr:`spin` (compiled kernels enabled), a helper that has finished a part watches for the next
+    one for up to :data:`SPIN_SECONDS` before it sleeps on the queue, and :func:`run` watches for its parts
+    to finish the same way: a hand-off then costs no wake-up (:mod:`barenet.kernels.spin`). The queue stays
+    the one way parts travel; the watched counters only say when to look at it.
+    """
 
     def __init__(self) -> None:
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self.size = 0
+        self.callers = 0  # threads in a run() now: with more than one, nobody watches
+        self._callers_lock = threading.Lock()
+        self.spin = _Spin.make(self)
+
+    def enter(self) -> None:
+        """A thread starts handing out parts."""
+        with self._callers_lock:
+            self.callers += 1
+
+    def leave(self) -> None:
+        """A thread has got back every part it handed out."""
+        with self._callers_lock:
+            self.callers -= 1
 
     def grow(self, workers: int) -> None:
         """Have at least ``workers`` threads (called under ``_lock``)."""
@@ -127,11 +157,38 @@ class _Pool:
     def submit(self, function: Callable[[slice], T], part: slice) -> Future[T]:
         future: Future[T] = Future()
         self._tasks.put((future, function, part))
+        if self.spin is not None:
+            self.spin.post()
         return future
 
-    def _work(self) -> None:
+    def wait(self, futures: list[Future[Any]]) -> None:
+        """Return when every one of ``futures`` is done, watching before sleeping when :attr:`spin`."""
+        if self.spin is not None and futures:
+            self.spin.watch_done(futures)
+        wait(futures)
+
+    def _next(self, finished: bool, seen: int) -> tuple[tuple[Future[Any], Callable[[slice], Any], slice], int]:
+        """The next part from the queue, and the posted count last seen. With :attr:`spin`, the end of the
+        last part (``finished``) is signalled and, while the queue is empty, the posted count watched for
+        :data:`SPIN_SECONDS` before sleeping on the queue."""
+        spin = self.spin
+        if spin is None:
+            return self._tasks.get(), seen
         while True:
-            future, function, part = self._tasks.get()
+            watched = self._tasks.empty()
+            now = spin.watch_posted(seen, finished, watched)
+            finished = False
+            try:
+                return self._tasks.get_nowait(), now
+            except queue.Empty:
+                if watched and now == seen:  # nothing came while watching: sleep until a part does
+                    return self._tasks.get(), now
+                seen = now  # another helper took it: watch on
+
+    def _work(self) -> None:
+        finished, seen = False, 0
+        while True:
+            (future, function, part), seen = self._next(finished, seen)
             future.set_running_or_notify_cancel()
             try:
                 result = _run_inside(function, part)
@@ -139,7 +196,84 @@ class _Pool:
                 future.set_exception(error)
             else:
                 future.set_result(result)
+            finished = True
             del future, function, part  # hold no arrays while idle
+
+
+#: How long a helper thread watches for its next part after finishing one, and a thread that handed out
+#: parts watches for them to end, before sleeping (seconds). OpenMP's threads spin for a like time.
+SPIN_SECONDS = 0.002
+
+
+class _Spin:
+    """Two counters that a pool's threads watch without the GIL (:func:`barenet.kernels.spin.signal_and_wait`):
+    parts posted to the queue, and parts finished.
+
+    Watching pays only while every thread has a core of its own: it is off (:meth:`make` gives ``None``)
+    when compiled kernels are not enabled or ``OMP_WAIT_POLICY`` is ``passive``, and a watch is skipped
+    while :func:`get_num_threads` exceeds the cores this process may use or more than one thread hands
+    out parts at once (each would watch on a core that the others' parts need).
+    """
+
+    _POSTED, _DONE = 0, 8  # a cache line apart
+
+    def __init__(self, pool: _Pool, signal_and_wait: Callable[..., int]) -> None:
+        self.pool = pool
+        self.counters = np.zeros(16, dtype=np.int64)
+        self._signal_and_wait = signal_and_wait
+        self._rounds_per_second = self._calibrate()
+
+    @classmethod
+    def make(cls, pool: _Pool) -> _Spin | None:
+        from .kernels._jit import NUMBA_ENABLED
+
+        if not NUMBA_ENABLED or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive":
+            return None
+        try:
+            from .kernels.spin import signal_and_wait
+        except Exception:  # numba installed but unusable here: sleep as without it
+            return None
+        return cls(pool, signal_and_wait)
+
+    def _calibrate(self) -> float:
+        """Watching rounds per second on this processor (the best of three short timed watches)."""
+        rounds, best = 20_000, float("inf")
+        self._signal_and_wait(self.counters, -1, 15, 0, 1)  # compiled, or read from numba's cache
+        for _ in range(3):
+            start = time.perf_counter()
+            self._signal_and_wait(self.counters, -1, 15, 0, rounds)  # counters[15] stays 0
+            best = min(best, time.perf_counter() - start)
+        return rounds / max(best, 1e-9)
+
+    def _rounds(self) -> int:
+        if self.pool.callers > 1 or get_num_threads() > _cores():
+            return 0
+        return int(SPIN_SECONDS * self._rounds_per_second)
+
+    @property
+    def posted(self) -> int:
+        return int(self.counters[self._POSTED])
+
+    def post(self) -> None:
+        """Count a part put on the queue (a plain store under the GIL: a count lost to a race between two
+        posting threads costs a watching helper its early start, never the part)."""
+        self.counters[self._POSTED] += 1
+
+    def watch_posted(self, seen: int, finished: bool, watch: bool = True) -> int:
+        """Signal a finished part when ``finished``, then (when ``watch``) watch the posted count until it is
+        not ``seen``; returns the count (``seen`` when the watch ran out)."""
+        return self._signal_and_wait(self.counters, self._DONE if finished else -1, self._POSTED, seen,
+                                     self._rounds() if watch else 0)
+
+    def watch_done(self, futures: list[Future[Any]]) -> None:
+        """Watch the finished count until all ``futures`` are done or a watch passes with none finishing."""
+        rounds = self._rounds()
+        seen = int(self.counters[self._DONE])
+        while rounds and not all(f.done() for f in futures):
+            now = self._signal_and_wait(self.counters, -1, self._DONE, seen, rounds)
+            if now == seen:
+                return
+            seen = now
 
 
 _pool: _Pool | None = None
@@ -203,12 +337,15 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
             _blas.limit_new()  # a BLAS loaded since (SciPy's, by the first compiled recurrent loop) too
     pool = _helpers(len(slices) - 1)
     futures: list[Future[T]] = []
+    pool.enter()
     try:
         futures = [pool.submit(function, s) for s in slices[1:]]
         first = _run_inside(function, slices[0])
+        pool.wait(futures)
         return [first, *(f.result() for f in futures)]
     finally:
         wait(futures)
+        pool.leave()
 
 
 def by_rows(function: Callable[..., object], *arrays: np.ndarray) -> None:
