@@ -205,13 +205,20 @@ class Generator:
     def _dense(layer: L.Dense, x: np.ndarray) -> np.ndarray:
         return layer.activation.function(x @ layer.params["kernel"] + layer.params["bias"])
 
+    @staticmethod
+    def _heads(layer: L.MultiHeadAttention, name: str, x: np.ndarray) -> np.ndarray:
+        """The ``name`` projection (query, key or value) of ``x : (1, 1, d)`` in the heads' layout ``(1, heads, 1,
+        width)``: Keras's kernel ``(d, heads, width)`` and bias ``(heads, width)``."""
+        y = np.einsum("btd,dhw->bhtw", x, layer.params[f"{name}_kernel"])
+        return y + layer.params[f"{name}_bias"][None, :, None, :]
+
     def _step(self, token: int, position: int, caches: list[list[np.ndarray]]) -> np.ndarray:
         """Run one position through the network, appending its keys and values to ``caches``."""
         p = self.embedding.params
         x = (p["token_embeddings"][token] + p["position_embeddings"][position])[None, None, :]
         for (norm1, attention, norm2, up, down), cache in zip(self.blocks, caches, strict=True):
             a = self._norm(norm1, x)
-            q, k, v = attention._project(a, ["query", "key", "value"])
+            q, k, v = (self._heads(attention, name, a) for name in ("query", "key", "value"))
             if not cache:
                 cache.extend([k, v])
             else:

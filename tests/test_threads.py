@@ -92,6 +92,20 @@ def test_a_split_inside_a_part_runs_in_that_thread(split):
     assert inner == [[slice(0, 8)], [slice(0, 8)]]
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_weight_gradients_of_several_products_in_one_hand_off(split, n):
+    """matmul_tn_many: every product's columns shared out, however many each has (fewer than threads too)."""
+    rng = np.random.default_rng(0)
+    products = [(rng.standard_normal((50, k)), rng.standard_normal((50, m))) for k, m in ((7, 384), (5, 128), (3, 2))]
+    outs = [np.full((a.shape[1], b.shape[1]), np.nan) for a, b in products]
+    with split(n):
+        threads.matmul_tn_many([(a, b, out) for (a, b), out in zip(products, outs, strict=True)])
+        single = threads.matmul_tn(*products[0], out=np.empty_like(outs[0]))
+    for (a, b), out in zip(products, outs, strict=True):
+        np.testing.assert_allclose(out, a.T @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(single, outs[0])
+
+
 def test_the_thread_count_is_checked_and_read_from_the_environment(monkeypatch):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="positive integer"):

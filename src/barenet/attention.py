@@ -14,6 +14,7 @@ masked softmax and its backward pass are the compiled kernels of :mod:`barenet.k
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -86,6 +87,33 @@ def scaled_dot_product_attention(
     gets weight exactly 0, and a query with no allowed key gets an all-zero row of weights, hence a zero
     output row and zero gradients (PyTorch gives the same), never NaN.
     """
+    out, part, work = attention_parts(q, k, v, mask=mask, causal=causal, dropout=dropout, rng=rng, scale=scale,
+                                      cache=cache)
+    threads.run(part, threads.parts(len(q), work))
+    return out
+
+
+def attention_parts(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    causal: bool = False,
+    dropout: float = 0.0,
+    rng: np.random.Generator | None = None,
+    scale: float | None = None,
+    cache: dict | None = None,
+) -> tuple[np.ndarray, Callable[[slice], None], int]:
+    """:func:`scaled_dot_product_attention` checked and set up, but not computed: ``(out, part, work)``.
+
+    ``part(rows)`` computes ``out[rows]`` from ``q[rows]``, ``k[rows]`` and ``v[rows]`` (a slice of the batch),
+    which need only be filled by then: a layer runs it in a part of its own that first computes those rows of
+    its projections and then uses the output's rows, so that one hand-off to barenet's threads serves all
+    three (:mod:`barenet.threads`). ``work`` is a batch row's work for :func:`barenet.threads.parts`. The
+    arguments, the ``cache`` and the result are those of :func:`scaled_dot_product_attention`; the dropout
+    mask's draws are made here, for the whole batch.
+    """
     dtype = _check_inputs(q, k, v)
     batch, heads, t, d = q.shape
     s = k.shape[2]
@@ -117,10 +145,9 @@ def scaled_dot_product_attention(
         for i0, i1, keys in blocks:
             np.matmul(dropped[rows, :, i0:i1, :keys], v[rows, :, :keys], out=out[rows, :, i0:i1])
 
-    threads.run(part, threads.parts(batch, heads * t * s * (d + v.shape[3])))
     if cache is not None:
         cache.update(q=q, k=k, v=v, probs=probs, dropped=dropped, scale=scale, causal=bool(causal))
-    return out
+    return out, part, heads * t * s * (d + v.shape[3])
 
 
 def scaled_dot_product_attention_backward(
@@ -153,6 +180,18 @@ def scaled_dot_product_attention_backward(
     :math:`d\tilde P \odot \tilde P - P\,\mathrm{rowsum}(d\tilde P \odot \tilde P)`, which equals the line
     above and needs no copy of the dropout mask (:mod:`barenet.kernels.attention`).
     """
+    dq, dk, dv, part, work = attention_backward_parts(dout, cache)
+    threads.run(part, threads.parts(len(dq), work))
+    return dq, dk, dv
+
+
+def attention_backward_parts(
+    dout: np.ndarray, cache: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[slice], None], int]:
+    """:func:`scaled_dot_product_attention_backward` set up, not computed: ``(dq, dk, dv, part, work)``, where
+    ``part(rows)`` fills those rows (a slice of the batch) of the three gradients from ``dout[rows]``, which
+    need only be filled by then (see :func:`attention_parts`). ``dout`` in the forward pass's dtype is used
+    as it is, not copied."""
     q, k, v, probs, dropped, scale, causal = (cache[key] for key in ("q", "k", "v", "probs", "dropped", "scale",
                                                                      "causal"))
     batch, heads, t, s = probs.shape
@@ -182,8 +221,7 @@ def scaled_dot_product_attention_backward(
             np.matmul(dropped[rows, :, first:, j0:j1].swapaxes(2, 3), dout[rows, :, first:], out=dv[rows, :, j0:j1])
             np.matmul(dscores[rows, :, first:, j0:j1].swapaxes(2, 3), q[rows, :, first:], out=dk[rows, :, j0:j1])
 
-    threads.run(part, threads.parts(batch, heads * t * s * (2 * q.shape[3] + 2 * v.shape[3])))
-    return dq, dk, dv
+    return dq, dk, dv, part, heads * t * s * (2 * q.shape[3] + 2 * v.shape[3])
 
 
 #: With a causal mask, queries are taken in blocks of at least this many rows (a block of queries needs the keys

@@ -504,9 +504,23 @@ def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out = a.T @ b`` for ``a : (m, k)``, ``b : (m, n)``, ``out : (k, n)`` (a weight gradient, the ``m``
     samples summed over), each thread computing a block of the ``n`` columns from all ``m`` rows, so that
     nothing is added up afterwards."""
-    run(lambda cols: np.matmul(a.T, b[:, cols], out=out[:, cols]), parts(b.shape[1], a.size))
+    matmul_tn_many([(a, b, out)])
     return out
 
 
-__all__ = ["active", "by_rows", "engine", "get_num_threads", "layer", "matmul", "matmul_tn", "parts", "run",
-           "set_num_threads"]
+def matmul_tn_many(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """:func:`matmul_tn` of every ``(a, b, out)`` in ``products`` in one hand-off: each thread computes the
+    same share of every product's columns."""
+    n = max(b.shape[1] for _, b, _ in products)
+
+    def part(share: slice) -> None:
+        for a, b, out in products:
+            columns = slice(b.shape[1] * share.start // n, b.shape[1] * share.stop // n)
+            if columns.start < columns.stop:
+                np.matmul(a.T, b[:, columns], out=out[:, columns])
+
+    run(part, parts(n, sum(a.size * b.shape[1] for a, b, _ in products) // max(n, 1)))
+
+
+__all__ = ["active", "by_rows", "engine", "get_num_threads", "layer", "matmul", "matmul_tn", "matmul_tn_many", "parts",
+           "run", "set_num_threads"]

@@ -151,10 +151,21 @@ class Dense(activations.Activated, Layer):
                 np.matmul(dz[rows], kernel.T, out=dx[rows])
             return dbias
 
-        dbiases = threads.run(part, threads.parts(len(x), kernel.size))
+        blocks = threads.parts(len(x), kernel.size)
+        if fused:  # dz is made by the parts: the kernel's gradient, which reads all of it, comes after them
+            dbiases = threads.run(part, blocks)
+            threads.matmul_tn(x, dz, out=self.grads["kernel"])
+        else:  # dz is grad: each part also computes its share of the kernel gradient's columns (one hand-off)
+            k, dkernel = len(blocks), self.grads["kernel"]
+
+            def both(i: slice) -> np.ndarray | None:
+                columns = slice(self.units * i.start // k, self.units * i.stop // k)
+                np.matmul(x.T, dz[:, columns], out=dkernel[:, columns])
+                return part(blocks[i.start])
+
+            dbiases = threads.run(both, [slice(i, i + 1) for i in range(k)])
         if self.use_bias:
             np.sum(dbiases, axis=0, out=self.grads["bias"])
-        threads.matmul_tn(x, dz, out=self.grads["kernel"])
         return None if dx is None else dx.reshape(*x_in.shape[:-1], x.shape[-1])
 
     # Bias + activation in one pass each way (kernels.activation): ReLU, the usual hidden layer, and the exact

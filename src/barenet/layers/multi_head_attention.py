@@ -2,15 +2,19 @@ r"""Multi-head attention, with Keras's names, call signature and weight layout."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .. import initializers, threads
-from ..attention import scaled_dot_product_attention, scaled_dot_product_attention_backward
+from ..attention import attention_backward_parts, attention_parts
 from ..errors import ConfigError, ShapeError
 from ..kernels.heads import heads_first, heads_last
 from .base import Cache, Layer, register
+
+#: A step of a call's work on a block of the batch (see ``MultiHeadAttention.forward``).
+Part = Callable[[slice], Any]
 
 _PROJECTIONS = ("query", "key", "value")
 #: Where each projection's input stands in a call's inputs ``[query, value, key(, attention_mask)]``.
@@ -192,10 +196,11 @@ class MultiHeadAttention(Layer):
         kernels = [self.params[f"{n}_kernel"].reshape(self.params[f"{n}_kernel"].shape[0], -1) for n in names]
         return kernels[0] if len(kernels) == 1 else np.concatenate(kernels, axis=1)
 
-    def _project(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
-        """``x : (batch, time, d) -> [(batch, heads, time, width)]`` for each name: one product over all heads
-        and all the named projections of ``x`` at once, then each moved to its heads' layout with its bias
-        (:func:`barenet.kernels.heads.heads_first`), a block of the batch at a time."""
+    def _projection_parts(self, x: np.ndarray, names: list[str]) -> tuple[list[np.ndarray], Part, int]:
+        """``x : (batch, time, d)`` projected to ``[(batch, heads, time, width)]``, one per name, set up:
+        ``(outputs, part, work)``, where ``part(rows)`` fills those batch rows of every output with one product
+        over all heads and all the named projections of ``x[rows]``, each moved to its heads' layout with its
+        bias (:func:`barenet.kernels.heads.heads_first`), and ``work`` is a batch row's work."""
         kernel = self._kernel(names)
         batch, time = x.shape[:2]
         dtype = np.result_type(x, kernel)
@@ -211,8 +216,7 @@ class MultiHeadAttention(Layer):
                 heads_first(y[:, start:start + heads * width].reshape(-1, time, heads, width), bias, head_major[rows])
                 start += heads * width
 
-        threads.run(part, threads.parts(batch, time * kernel.size))
-        return out
+        return out, part, time * kernel.size
 
     def compute_mask(self, xs, mask=None):
         """The query's padding mask (the output has the query's steps), or ``None``."""
@@ -232,36 +236,44 @@ class MultiHeadAttention(Layer):
                 allowed = part if allowed is None else allowed & part
         return allowed
 
+    # A call's work is batch-parallel from the projections to the output: the projections of a block of the
+    # batch, attention within those sequences, the output projection of those rows. So each direction hands
+    # barenet's threads one part per block for all of it (then the backward pass one more for the kernels'
+    # gradients, which sum over the batch), not one per step: each hand-off costs tens of microseconds, and a
+    # block's rows are still in cache from one step to the next.
     def forward(self, xs, *, training=False, cache=None, use_causal_mask=False, mask=None):
         """``xs = [query, value, key(, attention_mask)]``; ``mask``: their padding masks, ``None`` entries
         where there is none (a model hands them in)."""
         self.check_input(xs)
-        query, value, key = xs[:3]
         allowed = self._allowed(xs, mask)
         mask = None if allowed is None else allowed[:, None, :, :]
-        projected = {}
+        projected: dict[str, np.ndarray] = {}
+        steps: list[tuple[Part, int]] = []
         for i, names in self._groups(xs):
-            projected.update(zip(names, self._project(xs[i], names), strict=True))
+            outputs, part, work = self._projection_parts(xs[i], names)
+            projected.update(zip(names, outputs, strict=True))
+            steps.append((part, work))
         q, k, v = projected["query"], projected["key"], projected["value"]
         sub = None if cache is None else cache.child("attention")
         rate = self.dropout if training else 0.0
-        o = scaled_dot_product_attention(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
-                                         rng=self.rng if rate else None, cache=sub)
+        o, attend, work = attention_parts(q, k, v, mask=mask, causal=bool(use_causal_mask), dropout=rate,
+                                          rng=self.rng if rate else None, cache=sub)
+        steps.append((attend, work))
         batch, heads, t, dv = o.shape
         o2 = np.empty((batch, t, heads, dv), dtype=o.dtype)  # the heads side by side again
         out_kernel = self.params["output_kernel"].reshape(heads * dv, -1)
         out = np.empty((batch, t, out_kernel.shape[1]), dtype=np.result_type(o, out_kernel))
 
-        def part(rows: slice) -> None:
+        def output(rows: slice) -> None:
             heads_last(o[rows], o2[rows])
             np.matmul(o2[rows].reshape(-1, heads * dv), out_kernel, out=out[rows].reshape(-1, out.shape[2]))
             if self.use_bias:
                 out[rows] += self.params["output_bias"]
 
-        threads.run(part, threads.parts(batch, t * out_kernel.size))
-        o2 = o2.reshape(batch * t, heads * dv)
+        steps.append((output, t * out_kernel.size))
+        threads.run(lambda rows: [step(rows) for step, _ in steps], threads.parts(batch, sum(w for _, w in steps)))
         if cache is not None:
-            cache.update(inputs=list(xs[:3]), o2=o2)
+            cache.update(inputs=list(xs[:3]), o2=o2.reshape(batch * t, heads * dv))
         return out
 
     def backward(self, grad, cache):
@@ -270,28 +282,43 @@ class MultiHeadAttention(Layer):
         heads = self.num_heads
         g2 = np.ascontiguousarray(grad).reshape(o2.shape[0], -1)
         out_kernel = self.params["output_kernel"].reshape(o2.shape[1], -1)
-        threads.matmul_tn(o2, g2, out=self.grads["output_kernel"].reshape(out_kernel.shape))
-        if self.use_bias:
-            np.sum(g2, axis=0, out=self.grads["output_bias"])
         batch, t = query.shape[:2]
         do = np.empty((batch, heads, t, self.value_dim), dtype=g2.dtype)
         no_bias = np.zeros((heads, self.value_dim), g2.dtype)
-        threads.run(lambda rows: heads_first(np.matmul(g2[rows.start * t:rows.stop * t], out_kernel.T).reshape(
-            -1, t, heads, self.value_dim), no_bias, do[rows]), threads.parts(batch, t * out_kernel.size))
-        dq, dk, dv = scaled_dot_product_attention_backward(do, cache["attention"])
+        dq, dk, dv, attend, attend_work = attention_backward_parts(do, cache["attention"])
         given = {"query": dq, "key": dk, "value": dv}
         inputs = [query, value, key]
         dxs: list[np.ndarray | None] = [None, None, None]
-        for i, names in self._groups(inputs):
-            self._backward_group(inputs[i], names, given, cache, dxs)
+        groups = [self._backward_group_parts(inputs[i], names, given, cache, dxs) for i, names in self._groups(inputs)]
+
+        def part(rows: slice) -> tuple[np.ndarray | None, list[list[np.ndarray | None]]]:
+            """The rows' dO (through the output projection), attention's gradients, the projections'
+            gradients; returns the rows' output bias gradient and the groups' bias gradient sums."""
+            block = slice(rows.start * t, rows.stop * t)
+            heads_first(np.matmul(g2[block], out_kernel.T).reshape(-1, t, heads, self.value_dim), no_bias, do[rows])
+            attend(rows)
+            return (g2[block].sum(axis=0) if self.use_bias else None), [group[0](rows) for group in groups]
+
+        work = t * out_kernel.size + attend_work + sum(group[1] for group in groups)
+        results = threads.run(part, threads.parts(batch, work))
+        threads.matmul_tn_many([(o2, g2, self.grads["output_kernel"].reshape(out_kernel.shape)),
+                                *(group[2] for group in groups)])
+        if self.use_bias:
+            np.sum([bias for bias, _ in results], axis=0, out=self.grads["output_bias"])
+        for j, group in enumerate(groups):
+            group[3]([sums[j] for _, sums in results])
         if len(self.input_shape) == 4:
             dxs.append(None)  # the mask is not differentiable
         return dxs if cache.input_grad else None
 
-    def _backward_group(self, source: np.ndarray, names: list[str], given: dict[str, np.ndarray], cache: Cache,
-                        dxs: list[np.ndarray | None]) -> None:
-        """The parameter gradients of the projections ``names`` of the input ``source`` from their gradients in
-        the heads' layout (``given``), and (``cache.input_grad``) the input gradients into ``dxs``."""
+    def _backward_group_parts(self, source: np.ndarray, names: list[str], given: dict[str, np.ndarray],
+                              cache: Cache, dxs: list[np.ndarray | None]) -> tuple:
+        """The backward pass of the projections ``names`` of the input ``source``, set up: ``(part, work, product,
+        finish)``. ``part(rows)`` moves those batch rows of their gradients in the heads' layout (``given``) into
+        one ``(batch * time, sum of widths)`` matrix, summing the bias gradients on the way (returned), and
+        computes the rows' input gradients into ``dxs`` (when ``cache.input_grad``); ``product`` is the kernels'
+        gradient as ``(a, b, out)`` for :func:`barenet.threads.matmul_tn_many`; ``finish(sums)`` stores the
+        kernels' and (from every part's ``sums``) the biases' gradients."""
         x = source.reshape(-1, source.shape[-1])
         batch, steps = source.shape[:2]
         heads = self.num_heads
@@ -311,9 +338,7 @@ class MultiHeadAttention(Layer):
         for _, _, position in products:
             dxs[position] = np.empty(source.shape, dtype=x.dtype)
 
-        def part(rows: slice) -> list:
-            """dq, dk, dv of a block of the batch into d2 (their bias gradients summed on the way), and
-            the block's input gradients."""
+        def part(rows: slice) -> list[np.ndarray | None]:
             block = slice(rows.start * steps, rows.stop * steps)
             sums = []
             for j, name in enumerate(names):
@@ -325,12 +350,15 @@ class MultiHeadAttention(Layer):
                 np.matmul(d2[block, columns], kernel.T, out=dxs[position][rows].reshape(-1, kernel.shape[0]))
             return sums
 
-        sums = threads.run(part, threads.parts(batch, steps * 2 * d2.shape[1] * x.shape[1]))
-        dkernel = threads.matmul_tn(x, d2, out=np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype))
-        for j, name in enumerate(names):
-            self.grads[f"{name}_kernel"].reshape(x.shape[1], widths[j])[...] = dkernel[:, bounds[j]:bounds[j + 1]]
-            if self.use_bias:
-                self.grads[f"{name}_bias"][...] = np.sum([total[j] for total in sums], axis=0)
+        dkernel = np.empty((x.shape[1], d2.shape[1]), dtype=x.dtype)
+
+        def finish(sums: list[list[np.ndarray | None]]) -> None:
+            for j, name in enumerate(names):
+                self.grads[f"{name}_kernel"].reshape(x.shape[1], widths[j])[...] = dkernel[:, bounds[j]:bounds[j + 1]]
+                if self.use_bias:
+                    self.grads[f"{name}_bias"][...] = np.sum([total[j] for total in sums], axis=0)
+
+        return part, steps * 2 * d2.shape[1] * x.shape[1], (x, d2, dkernel), finish
 
     def get_config(self):
         config = super().get_config()
