@@ -123,3 +123,18 @@ def test_the_watch_is_off_when_openmp_is_told_passive_or_without_compiled_kernel
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [str(watches)]
+
+
+@needs_numba
+def test_a_watch_that_cannot_be_built_leaves_the_pool_sleeping(monkeypatch):
+    import barenet.kernels.spin as spin
+
+    def broken(*args):
+        raise RuntimeError("no such intrinsic on this processor")
+
+    monkeypatch.setattr(spin, "signal_and_wait", broken)
+    pool = threads._Pool()  # no thread started: the pool's parts would go to its queue, taken without watching
+    assert pool.spin is None
+    future = pool.submit(lambda rows: rows.stop, slice(0, 3))
+    (taken, function, part), _ = pool._next(False, 0)
+    assert taken is future and function(part) == 3

@@ -231,9 +231,10 @@ class _Spin:
             return None
         try:
             from .kernels.spin import signal_and_wait
-        except Exception:  # numba installed but unusable here: sleep as without it
+
+            return cls(pool, signal_and_wait)  # compiles the watch (or reads it from numba's cache) and times it
+        except Exception:  # numba installed but unable to build the watch here: sleep as without it
             return None
-        return cls(pool, signal_and_wait)
 
     def _calibrate(self) -> float:
         """Watching rounds per second on this processor (the best of three short timed watches)."""
