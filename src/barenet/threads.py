@@ -161,11 +161,11 @@ class _Pool:
             self.spin.post()
         return future
 
-    def wait(self, futures: list[Future[Any]]) -> None:
-        """Return when every one of ``futures`` is done, watching before sleeping when :attr:`spin`."""
+    def watch(self, futures: list[Future[Any]]) -> None:
+        """With :attr:`spin`, watch until every one of ``futures`` is done or the watch runs out (their
+        ``result()`` then sleeps for the rest); without it, return at once."""
         if self.spin is not None and futures:
             self.spin.watch_done(futures)
-        wait(futures)
 
     def _next(self, finished: bool, seen: int) -> tuple[tuple[Future[Any], Callable[[slice], Any], slice], int]:
         """The next part from the queue, and the posted count last seen. With :attr:`spin`, the end of the
@@ -342,7 +342,7 @@ def run(function: Callable[[slice], T], slices: list[slice]) -> list[T]:
     try:
         futures = [pool.submit(function, s) for s in slices[1:]]
         first = _run_inside(function, slices[0])
-        pool.wait(futures)
+        pool.watch(futures)
         return [first, *(f.result() for f in futures)]
     finally:
         wait(futures)
